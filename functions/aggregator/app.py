@@ -1,0 +1,29 @@
+"""Aggregator: initializes a run's parameters, then per round averages gradients and steps."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from mlcore import training
+from mlcore.config import Settings
+from mlcore.observability import logger, tracer
+from mlcore.schemas import AggregateTask, InitTask
+from mlcore.storage import S3Store
+from pydantic import Field, RootModel
+
+
+class AggregatorEvent(RootModel[Annotated[InitTask | AggregateTask, Field(union_mode="left_to_right")]]):
+    pass
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@tracer.capture_lambda_handler
+@event_parser(model=AggregatorEvent)
+def lambda_handler(event: AggregatorEvent, context) -> dict:
+    store = S3Store(Settings.from_env().bucket)
+    task = event.root
+    if isinstance(task, InitTask):
+        return training.init_run(store, task).model_dump()
+    state = training.aggregate(store, task)
+    logger.info("round aggregated", extra={"round": task.round, "loss": state.loss, "grad_norm": state.grad_norm,
+                                           "done": state.done})
+    return state.model_dump()

@@ -1,0 +1,46 @@
+"""Predict: API Gateway REST proxy handler serving the latest registered model version."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from mlcore import serving
+from mlcore.api import register_error_handlers
+from mlcore.config import Settings
+from mlcore.observability import logger, metrics, tracer
+from mlcore.storage import S3Store
+from pydantic import BaseModel, Field
+
+app = APIGatewayRestResolver(enable_validation=True)
+register_error_handlers(app)
+cache = serving.ModelCache()
+
+
+class PredictRequest(BaseModel):
+    instances: list[dict[str, Any] | list[Any]] = Field(
+        min_length=1, max_length=serving.MAX_INSTANCES,
+        description="objects keyed by feature name, or lists of values in schema order")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: int
+    target: str
+    predictions: list[float]
+
+
+@app.post("/models/<name>/predict")
+@tracer.capture_method
+def predict(name: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")],
+            body: PredictRequest) -> PredictResponse:
+    artifact = cache.get(S3Store(Settings.from_env().bucket), name)
+    result = serving.predict(artifact, body.instances)
+    metrics.add_metric(name="Predictions", unit="Count", value=len(body.instances))
+    return PredictResponse(**result)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context) -> dict:
+    return app.resolve(event, context)

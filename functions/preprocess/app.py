@@ -1,0 +1,26 @@
+"""Preprocess step of the training workflow: clean, transform, standardize, split and shard.
+
+Returns the workflow's state from here on: the run id, the validated request
+(defaults filled in) and the preprocessing result.
+"""
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from mlcore import prepare
+from mlcore.config import Settings
+from mlcore.observability import logger, tracer
+from mlcore.schemas import Strict, TrainingRequest
+from mlcore.storage import S3Store
+
+
+class PreprocessTask(Strict):
+    run_id: str
+    request: TrainingRequest
+
+
+@logger.inject_lambda_context(correlation_id_path="run_id")
+@tracer.capture_lambda_handler
+@event_parser(model=PreprocessTask)
+def lambda_handler(event: PreprocessTask, context) -> dict:
+    result = prepare.preprocess(S3Store(Settings.from_env().bucket), event.request, event.run_id)
+    logger.info("preprocessed", extra={"shards": len(result.shards), "train_rows": result.train_rows})
+    return {"run_id": event.run_id, "request": event.request.model_dump(), "data": result.model_dump()}

@@ -1,0 +1,92 @@
+"""Preprocess step: raw CSV -> cleaned, standardized, split, sharded ``.npy`` + manifest (uses pandas)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import datasets
+from .errors import InvalidInput
+from .preprocessing import Preprocessor, fit
+from .schemas import PreprocessResult, Shard, TrainingRequest
+from .storage import S3Store
+from .tabular import column_kinds, read_csv, to_columns
+
+
+def processed_prefix(run_id: str) -> str:
+    return f"processed/{run_id}/"
+
+
+def split_indices(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train/test row indices, reproducible from the seed."""
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_test = int(round(n_rows * test_fraction))
+    if n_test < 1 or n_rows - n_test < 2:
+        raise InvalidInput(f"{n_rows} usable rows are too few to split with test_fraction={test_fraction}")
+    return order[n_test:], order[:n_test]
+
+
+def build_matrices(columns: dict[str, np.ndarray], kinds: dict[str, str], target: str, test_fraction: float,
+                   seed: int) -> tuple[Preprocessor, np.ndarray, np.ndarray, int]:
+    """Fit the transform on the training rows only; return it with ``[X | y]`` float32 train and test blocks."""
+    if target not in columns:
+        raise InvalidInput(f"target column {target!r} is not in the data set (columns: {', '.join(columns)})")
+    if kinds[target] != "numeric":
+        raise InvalidInput(f"target column {target!r} must be numeric for regression")
+    y_all = columns[target]
+    if np.isinf(y_all).any():
+        raise InvalidInput(f"target column {target!r} contains infinite values")
+    keep = ~np.isnan(y_all)
+    dropped = int((~keep).sum())
+    if not keep.any():
+        raise InvalidInput(f"target column {target!r} has no values")
+    columns = {name: values[keep] for name, values in columns.items()}
+    train_idx, test_idx = split_indices(int(keep.sum()), test_fraction, seed)
+    prep = fit({n: v[train_idx] for n, v in columns.items()}, kinds, target)
+
+    def block(idx: np.ndarray) -> np.ndarray:
+        X = prep.transform({n: columns[n][idx] for n in prep.input_names})
+        return np.hstack([X, columns[target][idx][:, None]]).astype(np.float32)
+
+    return prep, block(train_idx), block(test_idx), dropped
+
+
+def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> PreprocessResult:
+    meta = datasets.describe(store, request.dataset, request.version)
+    frame = read_csv(store.get_bytes(meta["key"]))
+    kinds = column_kinds(frame)
+    prep, train, test, dropped = build_matrices(to_columns(frame), kinds, request.target,
+                                                request.test_fraction, request.seed)
+    if request.n_shards > train.shape[0]:
+        raise InvalidInput(f"n_shards={request.n_shards} is more than the {train.shape[0]} training rows")
+    prefix = processed_prefix(run_id)
+    written: list[str] = []
+    try:
+        shards = []
+        for index, part in enumerate(np.array_split(train, request.n_shards)):
+            key = f"{prefix}shards/shard-{index:05d}.npy"
+            store.put_array(key, part)
+            written.append(key)
+            shards.append(Shard(index=index, key=key, rows=int(part.shape[0])))
+        test_key = f"{prefix}test.npy"
+        store.put_array(test_key, test)
+        written.append(test_key)
+        manifest = {
+            "run_id": run_id,
+            "dataset": {k: meta[k] for k in ("dataset", "version", "sha256", "key", "rows")},
+            "target": request.target,
+            "dropped_rows_missing_target": dropped,
+            "feature_names": prep.feature_names,
+            "schema": [{"name": c.name, "kind": c.kind} for c in prep.columns],
+            "preprocessor": prep.model_dump(),
+            "shards": [s.model_dump() for s in shards],
+            "test": {"key": test_key, "rows": int(test.shape[0])},
+            "format": {"dtype": "float32", "layout": "[X | y], target in the last column"},
+        }
+        manifest_key = f"{prefix}manifest.json"
+        store.put_json(manifest_key, manifest)
+    except Exception:
+        store.delete(written)
+        raise
+    return PreprocessResult(run_id=run_id, manifest_key=manifest_key, shards=shards,
+                            n_features=len(prep.feature_names), train_rows=int(train.shape[0]),
+                            test_rows=int(test.shape[0]))

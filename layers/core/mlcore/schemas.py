@@ -1,0 +1,126 @@
+"""Contracts between the workflow's steps (pydantic). Payloads carry S3 keys and small numbers only."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .optimizers import OPTIMIZERS
+
+MAX_INLINE_SHARDS = 40  # inline Map concurrency limit
+HISTORY_EVENTS_LIMIT = 25_000  # Standard Workflows execution history
+EVENTS_PER_SHARD_PER_ROUND = 7
+EVENTS_PER_ROUND = 12
+EVENTS_FIXED = 40
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Hyperparameters(Strict):
+    model: Literal["linear_regression"] = "linear_regression"
+    optimizer: Literal[OPTIMIZERS] = "momentum"  # type: ignore[valid-type]
+    learning_rate: float = Field(0.1, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    l2: float = Field(0.0, ge=0)
+    max_epochs: int = Field(300, ge=1, le=2000)
+    tolerance: float = Field(1e-6, ge=0, description="stop when the gradient norm falls below this")
+
+
+class TrainingRequest(Strict):
+    """Input of the training workflow (the execution input)."""
+
+    dataset: str
+    version: str | None = Field(None, description="data set version; the latest when omitted")
+    target: str
+    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    n_shards: int = Field(4, ge=1, le=MAX_INLINE_SHARDS)
+    test_fraction: float = Field(0.2, gt=0, lt=0.9)
+    seed: int = Field(0, ge=0)
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+    @model_validator(mode="after")
+    def _fits_in_one_execution(self) -> TrainingRequest:
+        events = EVENTS_FIXED + self.hyperparameters.max_epochs * (
+            EVENTS_PER_ROUND + EVENTS_PER_SHARD_PER_ROUND * self.n_shards)
+        if events > HISTORY_EVENTS_LIMIT:
+            raise ValueError(
+                f"max_epochs={self.hyperparameters.max_epochs} with n_shards={self.n_shards} needs about "
+                f"{events} execution history events, over Step Functions' limit of {HISTORY_EVENTS_LIMIT}; "
+                "lower max_epochs or n_shards")
+        return self
+
+
+class Shard(Strict):
+    index: int
+    key: str
+    rows: int
+
+
+class PreprocessResult(Strict):
+    run_id: str
+    manifest_key: str
+    shards: list[Shard]
+    n_features: int
+    train_rows: int
+    test_rows: int
+
+
+class RoundState(Strict):
+    """What the loop carries between rounds."""
+
+    run_id: str
+    round: int
+    params_key: str
+    done: bool = False
+    reason: str | None = None
+    loss: float | None = None
+    grad_norm: float | None = None
+
+
+class WorkerTask(Strict):
+    run_id: str
+    round: int
+    params_key: str
+    shard: Shard
+
+
+class WorkerResult(Strict):
+    shard: int
+    round: int
+    rows: int
+    loss_sum: float
+    gradient_key: str
+
+
+class AggregateTask(Strict):
+    run_id: str
+    round: int
+    params_key: str
+    hyperparameters: Hyperparameters
+    results: list[WorkerResult]
+
+
+class InitTask(Strict):
+    action: Literal["init"]
+    run_id: str
+    n_features: int
+    hyperparameters: Hyperparameters
+
+
+class EvaluateTask(Strict):
+    run_id: str
+    request: TrainingRequest
+    data: PreprocessResult
+    train: RoundState
+
+
+class RegisteredModel(Strict):
+    model_name: str
+    version: int
+    artifact_key: str
+    metrics: dict[str, float]
+    rounds: int
+    status: Literal["registered"] = "registered"

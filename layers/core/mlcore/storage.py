@@ -1,0 +1,122 @@
+"""The one storage adapter: every S3 read and write in the project goes through here.
+
+Arrays are stored as ``.npy``/``.npz`` (loaded with ``allow_pickle=False``) and
+documents as JSON; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from functools import lru_cache
+from typing import Any
+
+import boto3
+import numpy as np
+from botocore.exceptions import ClientError
+
+
+@lru_cache(maxsize=1)
+def s3_client():
+    """One client per container (tests call ``s3_client.cache_clear()`` inside the mock)."""
+    return boto3.client("s3")
+
+
+class NotFound(KeyError):
+    """The object does not exist."""
+
+
+class AlreadyExists(Exception):
+    """A conditional create found the object already there."""
+
+
+def _error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+class S3Store:
+    def __init__(self, bucket: str, client: Any = None):
+        if not bucket:
+            raise ValueError("a bucket name is required")
+        self.bucket = bucket
+        self._client = client
+
+    @property
+    def client(self):
+        return self._client if self._client is not None else s3_client()
+
+    # -- bytes -----------------------------------------------------------
+    def put_bytes(self, key: str, body: bytes, *, content_type: str = "application/octet-stream",
+                  if_absent: bool = False) -> str:
+        """Write ``body``; with ``if_absent`` the write only succeeds if nothing is there yet."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body, "ContentType": content_type}
+        if if_absent:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            return self.client.put_object(**kwargs)["ETag"]
+        except ClientError as err:
+            if if_absent and _error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+                raise AlreadyExists(key) from err
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as err:
+            if _error_code(err) in ("NoSuchKey", "404"):
+                raise NotFound(key) from err
+            raise
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if _error_code(err) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        self.client.copy_object(Bucket=self.bucket, Key=dest_key,
+                                CopySource={"Bucket": self.bucket, "Key": source_key})
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            if chunk:
+                self.client.delete_objects(Bucket=self.bucket,
+                                           Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+
+    # -- JSON ------------------------------------------------------------
+    def put_json(self, key: str, doc: Any, *, if_absent: bool = False) -> str:
+        body = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return self.put_bytes(key, body, content_type="application/json", if_absent=if_absent)
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    # -- arrays ----------------------------------------------------------
+    def put_array(self, key: str, array: np.ndarray, *, if_absent: bool = False) -> str:
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+        return self.put_bytes(key, buf.getvalue(), if_absent=if_absent)
+
+    def get_array(self, key: str) -> np.ndarray:
+        return np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False)
+
+    def put_arrays(self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False) -> str:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return self.put_bytes(key, buf.getvalue(), if_absent=if_absent)
+
+    def get_arrays(self, key: str) -> dict[str, np.ndarray]:
+        with np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}

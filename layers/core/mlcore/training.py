@@ -1,0 +1,133 @@
+"""The training workflow's steps: init, per-shard gradients, aggregation. Storage through S3Store."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import linear, optimizers
+from .schemas import AggregateTask, Hyperparameters, InitTask, RoundState, WorkerResult, WorkerTask
+from .storage import AlreadyExists, NotFound, S3Store
+
+
+def params_key(run_id: str, round_: int) -> str:
+    return f"runs/{run_id}/params/round-{round_:05d}.npz"
+
+
+def round_key(run_id: str, round_: int) -> str:
+    return f"runs/{run_id}/rounds/round-{round_:05d}.json"
+
+
+def gradient_key(run_id: str, round_: int, shard: int) -> str:
+    return f"scratch/{run_id}/gradients/round-{round_:05d}/shard-{shard:05d}.npy"
+
+
+def load_params(store: S3Store, key: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    arrays = store.get_arrays(key)
+    theta = arrays.pop("theta")
+    return theta, arrays
+
+
+def init_run(store: S3Store, task: InitTask) -> RoundState:
+    """Round 0: zero parameters and a fresh optimizer state (written once; a replay is a no-op)."""
+    n_params = task.n_features + 1
+    key = params_key(task.run_id, 0)
+    arrays = {"theta": np.zeros(n_params), **optimizers.init_state(task.hyperparameters.optimizer, n_params)}
+    try:
+        store.put_arrays(key, arrays, if_absent=True)
+    except AlreadyExists:
+        pass
+    return RoundState(run_id=task.run_id, round=0, params_key=key)
+
+
+def compute_gradient(store: S3Store, task: WorkerTask, shard: np.ndarray | None = None) -> WorkerResult:
+    """Loss and gradient sums of one shard (``[X | y]`` float32) at the round's parameters."""
+    theta, _ = load_params(store, task.params_key)
+    data = store.get_array(task.shard.key) if shard is None else shard
+    X, y = data[:, :-1], data[:, -1]
+    if X.shape[1] + 1 != theta.shape[0]:
+        raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
+    loss_sum, grad = linear.squared_error_sums(theta, X, y)
+    key = gradient_key(task.run_id, task.round, task.shard.index)
+    store.put_array(key, grad)
+    return WorkerResult(shard=task.shard.index, round=task.round, rows=int(X.shape[0]),
+                        loss_sum=loss_sum, gradient_key=key)
+
+
+def average_gradients(store: S3Store, results: list[WorkerResult]) -> tuple[float, np.ndarray, int]:
+    """Row-weighted sums across shards (each shard counted once, whatever the delivery order)."""
+    by_shard = {r.shard: r for r in results}
+    rows = sum(r.rows for r in by_shard.values())
+    loss_sum = sum(r.loss_sum for r in by_shard.values())
+    grad_sum = sum(store.get_array(r.gradient_key) for r in sorted(by_shard.values(), key=lambda r: r.shard))
+    return loss_sum, np.asarray(grad_sum, dtype=np.float64), rows
+
+
+def should_stop(hp: Hyperparameters, round_: int, grad_norm: float, loss: float, previous_loss: float | None) \
+        -> str | None:
+    if not np.isfinite(loss):
+        return "diverged"
+    if grad_norm <= hp.tolerance:
+        return "converged"
+    if previous_loss is not None and abs(previous_loss - loss) <= hp.tolerance * max(1.0, abs(previous_loss)) \
+            and grad_norm <= np.sqrt(hp.tolerance):
+        return "converged"
+    if round_ + 1 >= hp.max_epochs:
+        return "max_epochs"
+    return None
+
+
+def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
+    """Average the round's gradients, take one optimizer step, store round ``r + 1``.
+
+    Idempotent per (run, round): the summary of an applied round is stored
+    with a create-only write, and a replay returns that summary without
+    stepping again.
+    """
+    summary_key = round_key(task.run_id, task.round)
+    try:
+        return RoundState.model_validate(store.get_json(summary_key)["state"])
+    except NotFound:
+        pass
+    started = time.perf_counter()
+    hp = task.hyperparameters
+    stale = [r.shard for r in task.results if r.round != task.round]
+    if stale:
+        raise ValueError(f"results for shards {stale} belong to another round than {task.round}")
+    theta, opt_state = load_params(store, task.params_key)
+    loss_sum, grad_sum, rows = average_gradients(store, task.results)
+    loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta, hp.l2)
+    grad_norm = float(np.linalg.norm(grad))
+    previous = None
+    if task.round > 0:
+        try:
+            previous = store.get_json(round_key(task.run_id, task.round - 1))["loss"]
+        except NotFound:
+            previous = None
+    new_theta, new_state = optimizers.step(hp.optimizer, theta, grad, opt_state, learning_rate=hp.learning_rate,
+                                           t=task.round + 1, momentum=hp.momentum)
+    next_key = params_key(task.run_id, task.round + 1)
+    reason = should_stop(hp, task.round, grad_norm, loss, previous)
+    if reason == "diverged":
+        raise FloatingPointError(
+            f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
+    try:
+        store.put_arrays(next_key, {"theta": new_theta, **new_state}, if_absent=True)
+    except AlreadyExists:
+        pass  # the step for this round was already stored; never overwrite it
+    state = RoundState(run_id=task.run_id, round=task.round + 1, params_key=next_key, done=reason is not None,
+                       reason=reason, loss=loss, grad_norm=grad_norm)
+    summary = {"round": task.round, "loss": loss, "grad_norm": grad_norm, "rows": rows,
+               "shards": len(task.results), "seconds": time.perf_counter() - started,
+               "state": state.model_dump()}
+    try:
+        store.put_json(summary_key, summary, if_absent=True)
+    except AlreadyExists:
+        return RoundState.model_validate(store.get_json(summary_key)["state"])
+    return state
+
+
+def training_curve(store: S3Store, run_id: str) -> list[dict]:
+    keys = store.list_keys(f"runs/{run_id}/rounds/")
+    return [{k: v for k, v in store.get_json(key).items() if k != "state"} for key in keys]

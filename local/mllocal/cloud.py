@@ -1,0 +1,102 @@
+"""The template's resources on moto: S3 bucket, state machines, Lambda routed to the real handlers."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from . import apigw, lambdas
+from .template import REGION, FunctionSpec, LocalStack, local_stack
+
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+class LocalCloud:
+    """``with LocalCloud() as cloud:`` — everything in the template, in process, no AWS account."""
+
+    def __init__(self, stack: LocalStack | None = None,
+                 hook: Callable[[FunctionSpec, Any], None] | None = None):
+        self.stack = stack or local_stack()
+        self.hook = hook
+        self._mock = mock_aws(config=MOTO_CONFIG)
+        self._routes = None
+        self.invocations: dict[str, int] = {}
+        self.state_machine_arns: dict[str, str] = {}
+
+    def __enter__(self) -> LocalCloud:
+        import os
+
+        os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.setdefault(var, "testing")
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        self._mock.start()
+        from mlcore.storage import s3_client
+
+        s3_client.cache_clear()
+        self._routes = lambdas.route_lambdas(self.stack.functions, self.hook)
+        self.invocations = self._routes.__enter__()
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.s3.create_bucket(Bucket=self.stack.bucket)
+        role = boto3.client("iam", region_name=REGION).create_role(
+            RoleName=f"{self.stack.stack_name}-states", AssumeRolePolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                        "Principal": {"Service": "states.amazonaws.com"}}]}))
+        for logical, sm in self.stack.state_machines.items():
+            self.state_machine_arns[logical] = self.sfn.create_state_machine(
+                name=sm.name, definition=sm.definition, roleArn=role["Role"]["Arn"])["stateMachineArn"]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from mlcore.storage import s3_client
+
+        self._routes.__exit__(*exc)
+        self._mock.stop()
+        s3_client.cache_clear()
+
+    # -- workflows ---------------------------------------------------------
+    def start(self, state_machine: str, payload: dict, name: str | None = None) -> str:
+        return self.sfn.start_execution(stateMachineArn=self.state_machine_arns[state_machine],
+                                        name=name or f"run-{uuid.uuid4().hex[:12]}",
+                                        input=json.dumps(payload))["executionArn"]
+
+    def wait(self, execution_arn: str, timeout: float = 900.0, poll: float = 0.05) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            desc = self.sfn.describe_execution(executionArn=execution_arn)
+            if desc["status"] != "RUNNING":
+                return desc
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")
+            time.sleep(poll)
+
+    def run(self, state_machine: str, payload: dict, name: str | None = None, timeout: float = 900.0) -> dict:
+        return self.wait(self.start(state_machine, payload, name), timeout)
+
+    # -- functions and API ---------------------------------------------------
+    def invoke(self, logical_id: str, event: Any) -> tuple[Any, str | None]:
+        return lambdas.invoke(self.stack.functions[logical_id], event)
+
+    def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+                query: dict[str, str] | None = None) -> dict:
+        """Send an HTTP request through the template's API routes: returns the proxy response."""
+        found = apigw.match_route(self.stack.functions, method, path)
+        if found is None:  # what API Gateway answers for a route it does not have
+            return {"statusCode": 403, "body": json.dumps({"message": "Missing Authentication Token"})}
+        spec, resource, params = found
+        event = apigw.proxy_event(method, path, resource, params, body=body, headers=headers, query=query)
+        self.invocations[spec.logical_id] += 1
+        payload, error = lambdas.invoke(spec, event)
+        if error:
+            return {"statusCode": 502, "body": json.dumps({"message": "Internal server error"}), "error": payload}
+        return payload

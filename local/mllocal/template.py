@@ -1,0 +1,166 @@
+"""Read template.yaml (the single source of truth) and resolve what a local run needs from it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that understands CloudFormation's short-form intrinsic tags."""
+
+
+def _intrinsic(tag: str):
+    name = "Ref" if tag == "Ref" else f"Fn::{tag}"
+
+    def construct(loader: yaml.Loader, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if tag == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {name: value}
+
+    return construct
+
+
+for _tag in ("Ref", "GetAtt", "Sub", "Join", "If", "Equals", "Not", "Select", "Split", "FindInMap", "ImportValue",
+             "GetAZs", "Base64", "And", "Or", "Condition"):
+    _CfnLoader.add_constructor(f"!{_tag}", _intrinsic(_tag))
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    name: str
+    code_uri: Path
+    handler: str
+    environment: dict[str, str]
+    memory_mb: int
+    timeout: int
+    api_routes: list[tuple[str, str]] = field(default_factory=list)  # (METHOD, /path/{param})
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.name}"
+
+
+@dataclass
+class StateMachineSpec:
+    logical_id: str
+    name: str
+    definition: str
+
+
+@dataclass
+class LocalStack:
+    """The template resolved for a local run: bucket, functions, state machines."""
+
+    stack_name: str
+    bucket: str
+    functions: dict[str, FunctionSpec]
+    state_machines: dict[str, StateMachineSpec]
+    parameters: dict[str, str]
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=_CfnLoader)
+
+
+def _resolver(stack_name: str, physical: dict[str, str], arns: dict[str, str], parameters: dict[str, str]):
+    pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": stack_name,
+              "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+
+    def ref(name: str) -> str:
+        for table in (pseudo, parameters, physical):
+            if name in table:
+                return table[name]
+        raise KeyError(f"cannot resolve Ref {name!r} locally")
+
+    def get_att(logical: str, attribute: str) -> str:
+        if attribute == "Arn" and logical in arns:
+            return arns[logical]
+        raise KeyError(f"cannot resolve Fn::GetAtt {logical}.{attribute} locally")
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return ref(arg)
+            if key == "Fn::GetAtt":
+                return get_att(*arg)
+            if key == "Fn::Sub":
+                text = arg if isinstance(arg, str) else arg[0]
+
+                def sub(m: re.Match) -> str:
+                    token = m.group(1)
+                    return get_att(*token.split(".", 1)) if "." in token and "::" not in token else ref(token)
+
+                return re.sub(r"\$\{([^}!]+)\}", sub, text)
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        return value
+
+    return resolve
+
+
+def local_stack(stack_name: str = "serverless-ml-local", overrides: dict[str, str] | None = None) -> LocalStack:
+    """Resolve template.yaml into names, ARNs, environments and state machine definitions."""
+    template = load_template()
+    resources = template["Resources"]
+    parameters = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
+    parameters.update(overrides or {})
+    buckets = [k for k, r in resources.items() if r["Type"] == "AWS::S3::Bucket"]
+    if len(buckets) != 1:
+        raise ValueError(f"expected exactly one bucket in the template, found {buckets}")
+    bucket = f"{stack_name}-{buckets[0].lower()}"
+    physical: dict[str, str] = {buckets[0]: bucket}
+    arns: dict[str, str] = {buckets[0]: f"arn:aws:s3:::{bucket}"}
+    for logical, res in resources.items():
+        if res["Type"] == "AWS::Serverless::Function":
+            physical[logical] = f"{stack_name}-{logical}"
+            arns[logical] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{physical[logical]}"
+        elif res["Type"] == "AWS::Serverless::StateMachine":
+            physical[logical] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{stack_name}-{logical}"
+            arns[logical] = physical[logical]
+        elif res["Type"] not in ("AWS::S3::Bucket",):
+            physical.setdefault(logical, f"{stack_name}-{logical}")
+    resolve = _resolver(stack_name, physical, arns, parameters)
+    globals_fn = template.get("Globals", {}).get("Function", {})
+    functions: dict[str, FunctionSpec] = {}
+    state_machines: dict[str, StateMachineSpec] = {}
+    for logical, res in resources.items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::Serverless::Function":
+            env = {**globals_fn.get("Environment", {}).get("Variables", {}),
+                   **props.get("Environment", {}).get("Variables", {})}
+            routes = [(ev["Properties"]["Method"].upper(), ev["Properties"]["Path"])
+                      for ev in props.get("Events", {}).values() if ev["Type"] == "Api"]
+            functions[logical] = FunctionSpec(
+                logical_id=logical, name=physical[logical], code_uri=ROOT / props["CodeUri"],
+                handler=props.get("Handler", globals_fn.get("Handler", "app.lambda_handler")),
+                environment={k: str(v) for k, v in resolve(env).items()},
+                memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
+                timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))), api_routes=routes)
+        elif res["Type"] == "AWS::Serverless::StateMachine":
+            definition = (ROOT / props["DefinitionUri"]).read_text()
+            for key, value in resolve(props.get("DefinitionSubstitutions", {})).items():
+                definition = definition.replace("${" + key + "}", value)
+            state_machines[logical] = StateMachineSpec(logical_id=logical, name=physical[logical].rsplit(":", 1)[1],
+                                                       definition=definition)
+    return LocalStack(stack_name=stack_name, bucket=bucket, functions=functions, state_machines=state_machines,
+                      parameters=parameters)
