@@ -3,12 +3,13 @@
 from typing import Annotated
 
 from aws_lambda_powertools.utilities.parser import event_parser
+from pydantic import Field, RootModel
+
 from mlcore import training
 from mlcore.config import Settings
 from mlcore.observability import logger, tracer
 from mlcore.schemas import AggregateTask, InitTask
 from mlcore.storage import S3Store
-from pydantic import Field, RootModel
 
 
 class AggregatorEvent(RootModel[Annotated[InitTask | AggregateTask, Field(union_mode="left_to_right")]]):
@@ -24,6 +25,8 @@ def lambda_handler(event: AggregatorEvent, context) -> dict:
     if isinstance(task, InitTask):
         return training.init_run(store, task).model_dump()
     state = training.aggregate(store, task)
-    logger.info("round aggregated", extra={"round": task.round, "loss": state.loss, "grad_norm": state.grad_norm,
-                                           "done": state.done})
+    logger.info(
+        "round aggregated",
+        extra={"round": task.round, "loss": state.loss, "grad_norm": state.grad_norm, "done": state.done},
+    )
     return state.model_dump()

@@ -1,6 +1,7 @@
 """Evaluate/Register: test metrics of the trained parameters, then a new registered model version."""
 
 from aws_lambda_powertools.utilities.parser import event_parser
+
 from mlcore import evaluation
 from mlcore.config import Settings
 from mlcore.observability import logger, tracer

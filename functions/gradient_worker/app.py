@@ -1,6 +1,7 @@
 """GradientWorker: loss and gradient sums of one shard at the round's parameters."""
 
 from aws_lambda_powertools.utilities.parser import event_parser
+
 from mlcore import training
 from mlcore.config import Settings
 from mlcore.observability import logger, tracer

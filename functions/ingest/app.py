@@ -4,9 +4,12 @@ Triggers: API Gateway (POST/GET /datasets/{name}) and EventBridge "Object Create
 for keys under uploads/<dataset>/.
 """
 
+import base64
+
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+
 from mlcore import datasets
 from mlcore.api import register_error_handlers
 from mlcore.config import Settings
@@ -22,19 +25,20 @@ def _store() -> S3Store:
 
 
 @app.post("/datasets/<name>")
-@tracer.capture_method
 def upload(name: str) -> Response[dict]:
-    body = app.current_event.decoded_body or ""
-    data = body.encode() if isinstance(body, str) else body
+    event = app.current_event
+    body = event.body or ""
+    data = base64.b64decode(body) if event.is_base64_encoded else body.encode()
     if len(data) > datasets.MAX_BODY_BYTES:
-        raise BadRequestError(f"request body is {len(data)} bytes, over the {datasets.MAX_BODY_BYTES} byte limit "
-                              "for direct upload; upload to s3://<bucket>/uploads/<dataset>/ instead")
+        raise BadRequestError(
+            f"request body is {len(data)} bytes, over the {datasets.MAX_BODY_BYTES} byte limit "
+            "for direct upload; upload to s3://<bucket>/uploads/<dataset>/ instead"
+        )
     result = datasets.ingest(_store(), name, data, source="api")
     return Response(status_code=201 if result["created"] else 200, content_type="application/json", body=result)
 
 
 @app.get("/datasets/<name>")
-@tracer.capture_method
 def describe(name: str) -> dict:
     return datasets.describe(_store(), name, app.current_event.get_query_string_value("version"))
 

@@ -4,12 +4,13 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path
+from pydantic import BaseModel, Field
+
 from mlcore import serving
 from mlcore.api import register_error_handlers
 from mlcore.config import Settings
 from mlcore.observability import logger, metrics, tracer
 from mlcore.storage import S3Store
-from pydantic import BaseModel, Field
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)
@@ -18,8 +19,10 @@ cache = serving.ModelCache()
 
 class PredictRequest(BaseModel):
     instances: list[dict[str, Any] | list[Any]] = Field(
-        min_length=1, max_length=serving.MAX_INSTANCES,
-        description="objects keyed by feature name, or lists of values in schema order")
+        min_length=1,
+        max_length=serving.MAX_INSTANCES,
+        description="objects keyed by feature name, or lists of values in schema order",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -30,9 +33,9 @@ class PredictResponse(BaseModel):
 
 
 @app.post("/models/<name>/predict")
-@tracer.capture_method
-def predict(name: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")],
-            body: PredictRequest) -> PredictResponse:
+def predict(
+    name: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")], body: PredictRequest
+) -> PredictResponse:
     artifact = cache.get(S3Store(Settings.from_env().bucket), name)
     result = serving.predict(artifact, body.instances)
     metrics.add_metric(name="Predictions", unit="Count", value=len(body.instances))

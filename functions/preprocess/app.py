@@ -5,6 +5,7 @@ Returns the workflow's state from here on: the run id, the validated request
 """
 
 from aws_lambda_powertools.utilities.parser import event_parser
+
 from mlcore import prepare
 from mlcore.config import Settings
 from mlcore.observability import logger, tracer

@@ -12,8 +12,9 @@ from typing import Any
 from .template import FunctionSpec
 
 
-def match_route(functions: dict[str, FunctionSpec], method: str, path: str) \
-        -> tuple[FunctionSpec, str, dict[str, str]] | None:
+def match_route(
+    functions: dict[str, FunctionSpec], method: str, path: str
+) -> tuple[FunctionSpec, str, dict[str, str]] | None:
     """Find the function and resource template that serve ``method path``."""
     for spec in functions.values():
         for route_method, resource in spec.api_routes:
@@ -26,9 +27,17 @@ def match_route(functions: dict[str, FunctionSpec], method: str, path: str) \
     return None
 
 
-def proxy_event(method: str, path: str, resource: str, path_parameters: dict[str, str], *,
-                body: bytes | str | dict | None = None, headers: dict[str, str] | None = None,
-                query: dict[str, str] | None = None, stage: str = "dev") -> dict[str, Any]:
+def proxy_event(
+    method: str,
+    path: str,
+    resource: str,
+    path_parameters: dict[str, str],
+    *,
+    body: bytes | str | dict | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    stage: str = "dev",
+) -> dict[str, Any]:
     """A REST API proxy integration event as API Gateway sends it."""
     headers = {"Content-Type": "application/json", **(headers or {})}
     is_base64 = False
@@ -51,10 +60,18 @@ def proxy_event(method: str, path: str, resource: str, path_parameters: dict[str
         "pathParameters": path_parameters or None,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": resource, "httpMethod": method.upper(), "path": f"/{stage}{path}", "stage": stage,
-            "requestId": request_id, "extendedRequestId": request_id, "accountId": "123456789012",
-            "apiId": "local", "protocol": "HTTP/1.1", "requestTimeEpoch": int(time.time() * 1000),
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": "local"}, "domainName": "localhost",
+            "resourcePath": resource,
+            "httpMethod": method.upper(),
+            "path": f"/{stage}{path}",
+            "stage": stage,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "accountId": "123456789012",
+            "apiId": "local",
+            "protocol": "HTTP/1.1",
+            "requestTimeEpoch": int(time.time() * 1000),
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "local"},
+            "domainName": "localhost",
         },
         "body": body,
         "isBase64Encoded": is_base64,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 import uuid
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -21,8 +21,7 @@ MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use
 class LocalCloud:
     """``with LocalCloud() as cloud:`` — everything in the template, in process, no AWS account."""
 
-    def __init__(self, stack: LocalStack | None = None,
-                 hook: Callable[[FunctionSpec, Any], None] | None = None):
+    def __init__(self, stack: LocalStack | None = None, hook: Callable[[FunctionSpec, Any], None] | None = None):
         self.stack = stack or local_stack()
         self.hook = hook
         self._mock = mock_aws(config=MOTO_CONFIG)
@@ -48,13 +47,27 @@ class LocalCloud:
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.s3.create_bucket(Bucket=self.stack.bucket)
+        if self.stack.bucket_versioning:
+            self.s3.put_bucket_versioning(Bucket=self.stack.bucket, VersioningConfiguration={"Status": "Enabled"})
         role = boto3.client("iam", region_name=REGION).create_role(
-            RoleName=f"{self.stack.stack_name}-states", AssumeRolePolicyDocument=json.dumps({
-                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                        "Principal": {"Service": "states.amazonaws.com"}}]}))
+            RoleName=f"{self.stack.stack_name}-states",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"Service": "states.amazonaws.com"},
+                        }
+                    ],
+                }
+            ),
+        )
         for logical, sm in self.stack.state_machines.items():
             self.state_machine_arns[logical] = self.sfn.create_state_machine(
-                name=sm.name, definition=sm.definition, roleArn=role["Role"]["Arn"])["stateMachineArn"]
+                name=sm.name, definition=sm.definition, roleArn=role["Role"]["Arn"]
+            )["stateMachineArn"]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -66,9 +79,11 @@ class LocalCloud:
 
     # -- workflows ---------------------------------------------------------
     def start(self, state_machine: str, payload: dict, name: str | None = None) -> str:
-        return self.sfn.start_execution(stateMachineArn=self.state_machine_arns[state_machine],
-                                        name=name or f"run-{uuid.uuid4().hex[:12]}",
-                                        input=json.dumps(payload))["executionArn"]
+        return self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arns[state_machine],
+            name=name or f"run-{uuid.uuid4().hex[:12]}",
+            input=json.dumps(payload),
+        )["executionArn"]
 
     def wait(self, execution_arn: str, timeout: float = 900.0, poll: float = 0.05) -> dict:
         deadline = time.monotonic() + timeout
@@ -87,8 +102,15 @@ class LocalCloud:
     def invoke(self, logical_id: str, event: Any) -> tuple[Any, str | None]:
         return lambdas.invoke(self.stack.functions[logical_id], event)
 
-    def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-                query: dict[str, str] | None = None) -> dict:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict:
         """Send an HTTP request through the template's API routes: returns the proxy response."""
         found = apigw.match_route(self.stack.functions, method, path)
         if found is None:  # what API Gateway answers for a route it does not have

@@ -33,8 +33,7 @@ def sklearn_reference(csv: bytes, target: str, test_fraction: float, seed: int) 
     _, train, test, _ = build_matrices(to_columns(frame), column_kinds(frame), target, test_fraction, seed)
     model = LinearRegression().fit(train[:, :-1].astype(np.float64), train[:, -1])
     pred = model.predict(test[:, :-1].astype(np.float64))
-    return {"r2": float(r2_score(test[:, -1], pred)),
-            "rmse": float(np.sqrt(mean_squared_error(test[:, -1], pred)))}
+    return {"r2": float(r2_score(test[:, -1], pred)), "rmse": float(np.sqrt(mean_squared_error(test[:, -1], pred)))}
 
 
 def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_level: str = "WARNING") -> dict:
@@ -47,19 +46,27 @@ def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_lev
         ds = json.loads(resp["body"])
         out(f"ingested   {dataset} version {ds['version']}: {ds['rows']} rows, {len(ds['columns'])} columns")
 
-        request = {"dataset": dataset, "version": ds["version"], "target": target, "model_name": dataset,
-                   "n_shards": n_shards}
+        request = {
+            "dataset": dataset,
+            "version": ds["version"],
+            "target": target,
+            "model_name": dataset,
+            "n_shards": n_shards,
+        }
         execution = cloud.run("TrainingStateMachine", request)
         if execution["status"] != "SUCCEEDED":
             raise SystemExit(f"training {execution['status']}: {execution.get('error')} {execution.get('cause')}")
         model = json.loads(execution["output"])
         train_seconds = (execution["stopDate"] - execution["startDate"]).total_seconds()
         hp = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=model["artifact_key"])["Body"].read())
-        reference = sklearn_reference(csv, target, hp["hyperparameters"]["test_fraction"],
-                                      hp["hyperparameters"]["seed"])
+        reference = sklearn_reference(
+            csv, target, hp["hyperparameters"]["test_fraction"], hp["hyperparameters"]["seed"]
+        )
 
-        out(f"trained    {model['rounds']} epochs over {n_shards} shards "
-            f"({hp['metrics']['stop_reason']}), {train_seconds:.1f}s in the local Step Functions interpreter")
+        out(
+            f"trained    {model['rounds']} epochs over {n_shards} shards "
+            f"({hp['metrics']['stop_reason']}), {train_seconds:.1f}s in the local Step Functions interpreter"
+        )
         out(f"registered model {model['model_name']} version {model['version']} ({model['artifact_key']})")
         out("")
         out(f"{'test metric':<12}{'this model':>14}{'sklearn LinearRegression':>28}{'difference':>14}")
@@ -73,15 +80,22 @@ def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_lev
         header = csv.decode().splitlines()[0].split(",")
         for name, value in zip(header, row, strict=True):
             if name in instance and value != "":
-                instance[name] = value if name in {c["name"] for c in hp["preprocessor"]["columns"]
-                                                   if c["kind"] == "categorical"} else float(value)
+                instance[name] = (
+                    value
+                    if name in {c["name"] for c in hp["preprocessor"]["columns"] if c["kind"] == "categorical"}
+                    else float(value)
+                )
         resp = cloud.request("POST", f"/models/{dataset}/predict", {"instances": [instance]})
         out(f"POST /models/{dataset}/predict {json.dumps({'instances': [instance]})}")
         out(f"  -> {resp['statusCode']} {resp['body']}")
         out(f"  (actual {target} in the CSV: {row[header.index(target)]})")
         out(f"\ndone in {time.perf_counter() - started:.1f}s; Lambda invocations: {cloud.invocations}")
-        return {"model": model, "reference": reference, "prediction": json.loads(resp["body"]),
-                "invocations": dict(cloud.invocations)}
+        return {
+            "model": model,
+            "reference": reference,
+            "prediction": json.loads(resp["body"]),
+            "invocations": dict(cloud.invocations),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

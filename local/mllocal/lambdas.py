@@ -25,10 +25,22 @@ from typing import Any
 from unittest import mock
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.exceptions import JsonRESTError
 
 from .template import FunctionSpec
 
 _import_lock = threading.Lock()
+
+
+class LambdaServiceError(JsonRESTError):
+    """A transient fault of the Lambda service itself (HTTP 500), seen by Step Functions as
+    ``Lambda.ServiceException``. A fault-injection hook raises it to fail an invocation
+    before the handler runs."""
+
+    code = 500
+
+    def __init__(self, message: str = "injected transient Lambda service fault"):
+        super().__init__("ServiceException", message)
 
 
 @dataclass
@@ -65,28 +77,37 @@ def load_handler(spec: FunctionSpec) -> Callable[[dict, Any], Any]:
 
 def invoke(spec: FunctionSpec, event: Any) -> tuple[Any, str | None]:
     """Call the handler like Lambda would: returns (payload, function_error)."""
-    context = LambdaContext(function_name=spec.name, memory_limit_in_mb=spec.memory_mb,
-                            invoked_function_arn=spec.arn, timeout_s=spec.timeout)
+    context = LambdaContext(
+        function_name=spec.name,
+        memory_limit_in_mb=spec.memory_mb,
+        invoked_function_arn=spec.arn,
+        timeout_s=spec.timeout,
+    )
     try:
         return load_handler(spec)(event, context), None
-    except Exception as err:  # noqa: BLE001 - reported to the caller exactly as Lambda reports it
-        return {"errorType": type(err).__name__, "errorMessage": str(err),
-                "stackTrace": traceback.format_exception(err)[-5:]}, "Unhandled"
+    except Exception as err:
+        return {
+            "errorType": type(err).__name__,
+            "errorMessage": str(err),
+            "stackTrace": traceback.format_exception(err)[-5:],
+        }, "Unhandled"
 
 
 @contextlib.contextmanager
-def route_lambdas(functions: dict[str, FunctionSpec],
-                  hook: Callable[[FunctionSpec, Any], None] | None = None) -> Iterator[dict[str, int]]:
+def route_lambdas(
+    functions: dict[str, FunctionSpec], hook: Callable[[FunctionSpec, Any], None] | None = None
+) -> Iterator[dict[str, int]]:
     """Patch moto so invoking any of ``functions`` (by name or ARN) runs its real handler.
 
     Yields a dict of invocation counts per logical id. ``hook(spec, event)``
-    runs before each invocation (tests use it to inject faults).
+    runs before each invocation; it may raise ``LambdaServiceError`` to inject a
+    transient service fault.
     """
     by_name = {s.name: s for s in functions.values()} | {s.arn: s for s in functions.values()}
     counts: dict[str, int] = {s.logical_id: 0 for s in functions.values()}
     lock = threading.Lock()
 
-    def routed(self, function_name, qualifier, body, headers, response_headers):  # noqa: ARG001
+    def routed(self, function_name, qualifier, body, headers, response_headers):
         spec = by_name.get(function_name) or by_name.get(function_name.split(":")[-1])
         if spec is None:
             raise KeyError(f"no handler for Lambda function {function_name!r}")

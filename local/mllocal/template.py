@@ -36,8 +36,24 @@ def _intrinsic(tag: str):
     return construct
 
 
-for _tag in ("Ref", "GetAtt", "Sub", "Join", "If", "Equals", "Not", "Select", "Split", "FindInMap", "ImportValue",
-             "GetAZs", "Base64", "And", "Or", "Condition"):
+for _tag in (
+    "Ref",
+    "GetAtt",
+    "Sub",
+    "Join",
+    "If",
+    "Equals",
+    "Not",
+    "Select",
+    "Split",
+    "FindInMap",
+    "ImportValue",
+    "GetAZs",
+    "Base64",
+    "And",
+    "Or",
+    "Condition",
+):
     _CfnLoader.add_constructor(f"!{_tag}", _intrinsic(_tag))
 
 
@@ -70,6 +86,7 @@ class LocalStack:
 
     stack_name: str
     bucket: str
+    bucket_versioning: bool
     functions: dict[str, FunctionSpec]
     state_machines: dict[str, StateMachineSpec]
     parameters: dict[str, str]
@@ -80,8 +97,13 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 
 def _resolver(stack_name: str, physical: dict[str, str], arns: dict[str, str], parameters: dict[str, str]):
-    pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": stack_name,
-              "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+    pseudo = {
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT,
+        "AWS::StackName": stack_name,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
 
     def ref(name: str) -> str:
         for table in (pseudo, parameters, physical):
@@ -96,7 +118,7 @@ def _resolver(stack_name: str, physical: dict[str, str], arns: dict[str, str], p
 
     def resolve(value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return ref(arg)
             if key == "Fn::GetAtt":
@@ -146,21 +168,38 @@ def local_stack(stack_name: str = "serverless-ml-local", overrides: dict[str, st
     for logical, res in resources.items():
         props = res.get("Properties", {})
         if res["Type"] == "AWS::Serverless::Function":
-            env = {**globals_fn.get("Environment", {}).get("Variables", {}),
-                   **props.get("Environment", {}).get("Variables", {})}
-            routes = [(ev["Properties"]["Method"].upper(), ev["Properties"]["Path"])
-                      for ev in props.get("Events", {}).values() if ev["Type"] == "Api"]
+            env = {
+                **globals_fn.get("Environment", {}).get("Variables", {}),
+                **props.get("Environment", {}).get("Variables", {}),
+            }
+            routes = [
+                (ev["Properties"]["Method"].upper(), ev["Properties"]["Path"])
+                for ev in props.get("Events", {}).values()
+                if ev["Type"] == "Api"
+            ]
             functions[logical] = FunctionSpec(
-                logical_id=logical, name=physical[logical], code_uri=ROOT / props["CodeUri"],
+                logical_id=logical,
+                name=physical[logical],
+                code_uri=ROOT / props["CodeUri"],
                 handler=props.get("Handler", globals_fn.get("Handler", "app.lambda_handler")),
                 environment={k: str(v) for k, v in resolve(env).items()},
                 memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
-                timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))), api_routes=routes)
+                timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
+                api_routes=routes,
+            )
         elif res["Type"] == "AWS::Serverless::StateMachine":
             definition = (ROOT / props["DefinitionUri"]).read_text()
             for key, value in resolve(props.get("DefinitionSubstitutions", {})).items():
                 definition = definition.replace("${" + key + "}", value)
-            state_machines[logical] = StateMachineSpec(logical_id=logical, name=physical[logical].rsplit(":", 1)[1],
-                                                       definition=definition)
-    return LocalStack(stack_name=stack_name, bucket=bucket, functions=functions, state_machines=state_machines,
-                      parameters=parameters)
+            state_machines[logical] = StateMachineSpec(
+                logical_id=logical, name=physical[logical].rsplit(":", 1)[1], definition=definition
+            )
+    versioning = resources[buckets[0]].get("Properties", {}).get("VersioningConfiguration", {})
+    return LocalStack(
+        stack_name=stack_name,
+        bucket=bucket,
+        bucket_versioning=versioning.get("Status") == "Enabled",
+        functions=functions,
+        state_machines=state_machines,
+        parameters=parameters,
+    )

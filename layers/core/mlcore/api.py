@@ -8,10 +8,8 @@ from .errors import InvalidInput, NotFoundError
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(InvalidInput)
     def _invalid(err: InvalidInput) -> Response:
-        return Response(status_code=400, content_type=content_types.APPLICATION_JSON,
-                        body={"message": str(err)})
+        return Response(status_code=400, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})
 
     @app.exception_handler(NotFoundError)
     def _missing(err: NotFoundError) -> Response:
-        return Response(status_code=404, content_type=content_types.APPLICATION_JSON,
-                        body={"message": str(err)})
+        return Response(status_code=404, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})

@@ -17,8 +17,10 @@ MAX_BODY_BYTES = 5 * 1024 * 1024  # API path; Lambda's synchronous payload limit
 
 def validate_name(name: str) -> str:
     if not DATASET_NAME.match(name or ""):
-        raise InvalidInput(f"invalid data set name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
-                           "starting with a letter or digit")
+        raise InvalidInput(
+            f"invalid data set name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
     return name
 
 
@@ -54,7 +56,7 @@ def ingest(store: S3Store, name: str, data: bytes, source: str) -> dict:
         "version": version,
         "sha256": hashlib.sha256(data).hexdigest(),
         "key": data_key(name, version),
-        "rows": int(len(frame)),
+        "rows": len(frame),
         "columns": [{"name": c, "kind": kinds[c], "missing": int(frame[c].isna().sum())} for c in frame.columns],
         "bytes": len(data),
         "source": source,
@@ -90,5 +92,6 @@ def describe(store: S3Store, name: str, version: str | None = None) -> dict:
             version = store.get_json(latest_key(name))["version"]
         return store.get_json(meta_key(name, version))
     except NotFound:
-        raise NotFoundError(f"data set {name!r}" + (f" version {version!r}" if version else "")
-                            + " does not exist") from None
+        raise NotFoundError(
+            f"data set {name!r}" + (f" version {version!r}" if version else "") + " does not exist"
+        ) from None

@@ -6,8 +6,8 @@ from . import linear, registry
 from .metrics import regression_metrics
 from .preprocessing import Preprocessor
 from .schemas import EvaluateTask, RegisteredModel
-from .training import load_params, training_curve
 from .storage import S3Store
+from .training import load_params, training_curve
 
 
 def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel:
@@ -15,23 +15,43 @@ def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel
     theta, _ = load_params(store, task.train.params_key)
     test = store.get_array(manifest["test"]["key"]).astype("float64")
     X, y = test[:, :-1], test[:, -1]
-    metrics = {"test": regression_metrics(y, linear.predict(theta, X)),
-               "final_train_loss": task.train.loss, "stop_reason": task.train.reason,
-               "rounds": task.train.round}
-    artifact = registry.register(store, task.run_id, {
-        "name": task.request.model_name,
-        "model": {"coefficients": theta[:-1].tolist(), "intercept": float(theta[-1])},
-        "target": manifest["target"],
-        "feature_names": manifest["feature_names"],
-        "preprocessor": Preprocessor.model_validate(manifest["preprocessor"]),
-        "hyperparameters": {**task.request.hyperparameters.model_dump(), "n_shards": task.request.n_shards,
-                            "test_fraction": task.request.test_fraction, "seed": task.request.seed},
-        "metrics": metrics,
-        "training_curve": training_curve(store, task.run_id),
-        "lineage": {"run_id": task.run_id, "manifest_key": task.data.manifest_key, **manifest["dataset"],
-                    "train_rows": task.data.train_rows, "test_rows": task.data.test_rows},
-    })
+    metrics = {
+        "test": regression_metrics(y, linear.predict(theta, X)),
+        "final_train_loss": task.train.loss,
+        "stop_reason": task.train.reason,
+        "rounds": task.train.round,
+    }
+    artifact = registry.register(
+        store,
+        task.run_id,
+        {
+            "name": task.request.model_name,
+            "model": {"coefficients": theta[:-1].tolist(), "intercept": float(theta[-1])},
+            "target": manifest["target"],
+            "feature_names": manifest["feature_names"],
+            "preprocessor": Preprocessor.model_validate(manifest["preprocessor"]),
+            "hyperparameters": {
+                **task.request.hyperparameters.model_dump(),
+                "n_shards": task.request.n_shards,
+                "test_fraction": task.request.test_fraction,
+                "seed": task.request.seed,
+            },
+            "metrics": metrics,
+            "training_curve": training_curve(store, task.run_id),
+            "lineage": {
+                "run_id": task.run_id,
+                "manifest_key": task.data.manifest_key,
+                **manifest["dataset"],
+                "train_rows": task.data.train_rows,
+                "test_rows": task.data.test_rows,
+            },
+        },
+    )
     test_metrics = artifact.metrics["test"]
-    return RegisteredModel(model_name=artifact.name, version=artifact.version,
-                           artifact_key=registry.version_key(artifact.name, artifact.version),
-                           metrics={k: float(v) for k, v in test_metrics.items()}, rounds=task.train.round)
+    return RegisteredModel(
+        model_name=artifact.name,
+        version=artifact.version,
+        artifact_key=registry.version_key(artifact.name, artifact.version),
+        metrics={k: float(v) for k, v in test_metrics.items()},
+        rounds=task.train.round,
+    )

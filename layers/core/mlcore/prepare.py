@@ -19,14 +19,15 @@ def processed_prefix(run_id: str) -> str:
 def split_indices(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled train/test row indices, reproducible from the seed."""
     order = np.random.default_rng(seed).permutation(n_rows)
-    n_test = int(round(n_rows * test_fraction))
+    n_test = round(n_rows * test_fraction)
     if n_test < 1 or n_rows - n_test < 2:
         raise InvalidInput(f"{n_rows} usable rows are too few to split with test_fraction={test_fraction}")
     return order[n_test:], order[:n_test]
 
 
-def build_matrices(columns: dict[str, np.ndarray], kinds: dict[str, str], target: str, test_fraction: float,
-                   seed: int) -> tuple[Preprocessor, np.ndarray, np.ndarray, int]:
+def build_matrices(
+    columns: dict[str, np.ndarray], kinds: dict[str, str], target: str, test_fraction: float, seed: int
+) -> tuple[Preprocessor, np.ndarray, np.ndarray, int]:
     """Fit the transform on the training rows only; return it with ``[X | y]`` float32 train and test blocks."""
     if target not in columns:
         raise InvalidInput(f"target column {target!r} is not in the data set (columns: {', '.join(columns)})")
@@ -54,8 +55,9 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
     meta = datasets.describe(store, request.dataset, request.version)
     frame = read_csv(store.get_bytes(meta["key"]))
     kinds = column_kinds(frame)
-    prep, train, test, dropped = build_matrices(to_columns(frame), kinds, request.target,
-                                                request.test_fraction, request.seed)
+    prep, train, test, dropped = build_matrices(
+        to_columns(frame), kinds, request.target, request.test_fraction, request.seed
+    )
     if request.n_shards > train.shape[0]:
         raise InvalidInput(f"n_shards={request.n_shards} is more than the {train.shape[0]} training rows")
     prefix = processed_prefix(run_id)
@@ -87,6 +89,11 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
     except Exception:
         store.delete(written)
         raise
-    return PreprocessResult(run_id=run_id, manifest_key=manifest_key, shards=shards,
-                            n_features=len(prep.feature_names), train_rows=int(train.shape[0]),
-                            test_rows=int(test.shape[0]))
+    return PreprocessResult(
+        run_id=run_id,
+        manifest_key=manifest_key,
+        shards=shards,
+        n_features=len(prep.feature_names),
+        train_rows=int(train.shape[0]),
+        test_rows=int(test.shape[0]),
+    )

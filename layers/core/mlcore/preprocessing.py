@@ -53,8 +53,11 @@ def _is_missing(value: Any) -> bool:
 
 def _numeric(name: str, values: np.ndarray) -> np.ndarray:
     try:
-        out = np.asarray([np.nan if _is_missing(v) else v for v in values], dtype=np.float64) \
-            if values.dtype == object else values.astype(np.float64, copy=False)
+        out = (
+            np.asarray([np.nan if _is_missing(v) else v for v in values], dtype=np.float64)
+            if values.dtype == object
+            else values.astype(np.float64, copy=False)
+        )
     except (TypeError, ValueError) as err:
         raise InvalidInput(f"column {name!r} must be numeric: {err}") from None
     if np.isinf(out).any():
@@ -89,8 +92,11 @@ class Preprocessor(BaseModel):
         n_rows = len(next(iter(columns.values()))) if columns else 0
         blocks: list[np.ndarray] = []
         for col in self.columns:
-            values = np.asarray(columns[col.name], dtype=object) if not isinstance(columns[col.name], np.ndarray) \
+            values = (
+                np.asarray(columns[col.name], dtype=object)
+                if not isinstance(columns[col.name], np.ndarray)
                 else columns[col.name]
+            )
             if len(values) != n_rows:
                 raise InvalidInput(f"column {col.name!r} has {len(values)} values, expected {n_rows}")
             if isinstance(col, NumericColumn):
@@ -110,8 +116,9 @@ class Preprocessor(BaseModel):
         return np.hstack(blocks).astype(dtype, copy=False)
 
 
-def fit(columns: Mapping[str, np.ndarray], kinds: Mapping[str, str], target: str,
-        max_categories: int = MAX_CATEGORIES) -> Preprocessor:
+def fit(
+    columns: Mapping[str, np.ndarray], kinds: Mapping[str, str], target: str, max_categories: int = MAX_CATEGORIES
+) -> Preprocessor:
     """Learn the transform from training columns. ``kinds`` maps each feature to numeric/categorical."""
     fitted: list[NumericColumn | CategoricalColumn] = []
     for name, kind in kinds.items():
@@ -126,15 +133,23 @@ def fit(columns: Mapping[str, np.ndarray], kinds: Mapping[str, str], target: str
             fill = float(np.median(observed))
             filled = np.where(np.isnan(x), fill, x)
             std = float(filled.std())
-            fitted.append(NumericColumn(name=name, fill=fill, mean=float(filled.mean()),
-                                        scale=std if std > 1e-12 * max(1.0, abs(float(filled.mean()))) else 1.0))
+            fitted.append(
+                NumericColumn(
+                    name=name,
+                    fill=fill,
+                    mean=float(filled.mean()),
+                    scale=std if std > 1e-12 * max(1.0, abs(float(filled.mean()))) else 1.0,
+                )
+            )
         elif kind == "categorical":
             counts = Counter(v for v in _categorical(values) if v is not None)
             if not counts:
                 raise InvalidInput(f"column {name!r} has no values in the training split")
             if len(counts) > max_categories:
-                raise InvalidInput(f"column {name!r} has {len(counts)} categories, more than the limit "
-                                   f"of {max_categories}; drop it or bucket it first")
+                raise InvalidInput(
+                    f"column {name!r} has {len(counts)} categories, more than the limit "
+                    f"of {max_categories}; drop it or bucket it first"
+                )
             fill = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
             fitted.append(CategoricalColumn(name=name, fill=fill, categories=sorted(counts)))
         else:

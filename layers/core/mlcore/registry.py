@@ -71,8 +71,12 @@ def run_model_key(run_id: str) -> str:
 def library_versions() -> dict[str, str]:
     import pydantic
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "pydantic": pydantic.__version__,
-            "mlcore": __version__}
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pydantic": pydantic.__version__,
+        "mlcore": __version__,
+    }
 
 
 def register(store: S3Store, run_id: str, artifact_fields: dict[str, Any]) -> ModelArtifact:
@@ -89,8 +93,12 @@ def register(store: S3Store, run_id: str, artifact_fields: dict[str, Any]) -> Mo
     existing = store.list_keys(f"models/{name}/versions/")
     version = 1 + max((int(k.split("/")[3]) for k in existing), default=0)
     while True:
-        artifact = ModelArtifact(**artifact_fields, version=version, created_at=datetime.now(UTC).isoformat(),
-                                 library_versions=library_versions())
+        artifact = ModelArtifact(
+            **artifact_fields,
+            version=version,
+            created_at=datetime.now(UTC).isoformat(),
+            library_versions=library_versions(),
+        )
         try:
             store.put_json(version_key(name, version), artifact.model_dump(mode="json"), if_absent=True)
             break
@@ -102,8 +110,10 @@ def register(store: S3Store, run_id: str, artifact_fields: dict[str, Any]) -> Mo
 
 
 def set_alias(store: S3Store, name: str, alias: str, version: int) -> None:
-    store.put_json(alias_key(name, alias), {"name": name, "alias": alias, "version": version,
-                                            "updated_at": datetime.now(UTC).isoformat()})
+    store.put_json(
+        alias_key(name, alias),
+        {"name": name, "alias": alias, "version": version, "updated_at": datetime.now(UTC).isoformat()},
+    )
 
 
 def resolve_alias(store: S3Store, name: str, alias: str) -> int:

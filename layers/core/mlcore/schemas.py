@@ -44,12 +44,14 @@ class TrainingRequest(Strict):
     @model_validator(mode="after")
     def _fits_in_one_execution(self) -> TrainingRequest:
         events = EVENTS_FIXED + self.hyperparameters.max_epochs * (
-            EVENTS_PER_ROUND + EVENTS_PER_SHARD_PER_ROUND * self.n_shards)
+            EVENTS_PER_ROUND + EVENTS_PER_SHARD_PER_ROUND * self.n_shards
+        )
         if events > HISTORY_EVENTS_LIMIT:
             raise ValueError(
                 f"max_epochs={self.hyperparameters.max_epochs} with n_shards={self.n_shards} needs about "
                 f"{events} execution history events, over Step Functions' limit of {HISTORY_EVENTS_LIMIT}; "
-                "lower max_epochs or n_shards")
+                "lower max_epochs or n_shards"
+            )
         return self
 
 

@@ -30,8 +30,9 @@ def instances_to_columns(artifact: ModelArtifact, instances: list[Instance]) -> 
     for i, inst in enumerate(instances):
         if isinstance(inst, list):
             if len(inst) != len(names):
-                raise InvalidInput(f"instances[{i}] has {len(inst)} values, expected {len(names)} "
-                                   f"in this order: {', '.join(names)}")
+                raise InvalidInput(
+                    f"instances[{i}] has {len(inst)} values, expected {len(names)} in this order: {', '.join(names)}"
+                )
             inst = dict(zip(names, inst, strict=True))
         missing = [n for n in names if n not in inst]
         if missing:
@@ -82,5 +83,9 @@ def _bad_name(name: str) -> None:
 def predict(artifact: ModelArtifact, instances: list[Instance]) -> dict[str, Any]:
     columns = instances_to_columns(artifact, instances)
     predictions = artifact.predict(columns)
-    return {"model": artifact.name, "version": artifact.version, "target": artifact.target,
-            "predictions": [float(p) for p in predictions]}
+    return {
+        "model": artifact.name,
+        "version": artifact.version,
+        "target": artifact.target,
+        "predictions": [float(p) for p in predictions],
+    }

@@ -46,8 +46,9 @@ class S3Store:
         return self._client if self._client is not None else s3_client()
 
     # -- bytes -----------------------------------------------------------
-    def put_bytes(self, key: str, body: bytes, *, content_type: str = "application/octet-stream",
-                  if_absent: bool = False) -> str:
+    def put_bytes(
+        self, key: str, body: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False
+    ) -> str:
         """Write ``body``; with ``if_absent`` the write only succeeds if nothing is there yet."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body, "ContentType": content_type}
         if if_absent:
@@ -85,15 +86,15 @@ class S3Store:
         return sorted(keys)
 
     def copy(self, source_key: str, dest_key: str) -> None:
-        self.client.copy_object(Bucket=self.bucket, Key=dest_key,
-                                CopySource={"Bucket": self.bucket, "Key": source_key})
+        self.client.copy_object(Bucket=self.bucket, Key=dest_key, CopySource={"Bucket": self.bucket, "Key": source_key})
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
-            chunk = keys[start:start + 1000]
+            chunk = keys[start : start + 1000]
             if chunk:
-                self.client.delete_objects(Bucket=self.bucket,
-                                           Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+                self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                )
 
     # -- JSON ------------------------------------------------------------
     def put_json(self, key: str, doc: Any, *, if_absent: bool = False) -> str:

@@ -24,7 +24,8 @@ def read_csv(data: bytes) -> pd.DataFrame:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise InvalidInput(f"the file is not UTF-8 text (byte {err.start}: {data[err.start:err.start + 1]!r})") from None
+        bad = data[err.start : err.start + 1]
+        raise InvalidInput(f"the file is not UTF-8 text (byte {err.start}: {bad!r})") from None
     header = next(csv.reader(io.StringIO(text)), [])
     names = [h.strip() for h in header]
     if len(names) > MAX_COLUMNS:
@@ -48,13 +49,24 @@ def read_csv(data: bytes) -> pd.DataFrame:
 
 def column_kinds(frame: pd.DataFrame) -> dict[str, str]:
     """numeric for numeric dtypes, categorical for everything else."""
-    return {str(c): ("numeric" if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-                     else "categorical") for c in frame.columns}
+    return {
+        str(c): (
+            "numeric"
+            if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+            else "categorical"
+        )
+        for c in frame.columns
+    }
 
 
 def to_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Column arrays as the numpy preprocessing expects them (numeric: float64 with NaN; else object)."""
     kinds = column_kinds(frame)
-    return {name: (frame[name].to_numpy(dtype=np.float64, na_value=np.nan) if kinds[name] == "numeric"
-                   else frame[name].astype(object).where(frame[name].notna(), None).to_numpy(dtype=object))
-            for name in frame.columns}
+    return {
+        name: (
+            frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            if kinds[name] == "numeric"
+            else frame[name].astype(object).where(frame[name].notna(), None).to_numpy(dtype=object)
+        )
+        for name in frame.columns
+    }

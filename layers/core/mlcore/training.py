@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -34,10 +35,8 @@ def init_run(store: S3Store, task: InitTask) -> RoundState:
     n_params = task.n_features + 1
     key = params_key(task.run_id, 0)
     arrays = {"theta": np.zeros(n_params), **optimizers.init_state(task.hyperparameters.optimizer, n_params)}
-    try:
+    with contextlib.suppress(AlreadyExists):  # a replayed init leaves round 0 as it was
         store.put_arrays(key, arrays, if_absent=True)
-    except AlreadyExists:
-        pass
     return RoundState(run_id=task.run_id, round=0, params_key=key)
 
 
@@ -51,8 +50,9 @@ def compute_gradient(store: S3Store, task: WorkerTask, shard: np.ndarray | None 
     loss_sum, grad = linear.squared_error_sums(theta, X, y)
     key = gradient_key(task.run_id, task.round, task.shard.index)
     store.put_array(key, grad)
-    return WorkerResult(shard=task.shard.index, round=task.round, rows=int(X.shape[0]),
-                        loss_sum=loss_sum, gradient_key=key)
+    return WorkerResult(
+        shard=task.shard.index, round=task.round, rows=int(X.shape[0]), loss_sum=loss_sum, gradient_key=key
+    )
 
 
 def average_gradients(store: S3Store, results: list[WorkerResult]) -> tuple[float, np.ndarray, int]:
@@ -64,14 +64,18 @@ def average_gradients(store: S3Store, results: list[WorkerResult]) -> tuple[floa
     return loss_sum, np.asarray(grad_sum, dtype=np.float64), rows
 
 
-def should_stop(hp: Hyperparameters, round_: int, grad_norm: float, loss: float, previous_loss: float | None) \
-        -> str | None:
+def should_stop(
+    hp: Hyperparameters, round_: int, grad_norm: float, loss: float, previous_loss: float | None
+) -> str | None:
     if not np.isfinite(loss):
         return "diverged"
     if grad_norm <= hp.tolerance:
         return "converged"
-    if previous_loss is not None and abs(previous_loss - loss) <= hp.tolerance * max(1.0, abs(previous_loss)) \
-            and grad_norm <= np.sqrt(hp.tolerance):
+    if (
+        previous_loss is not None
+        and abs(previous_loss - loss) <= hp.tolerance * max(1.0, abs(previous_loss))
+        and grad_norm <= np.sqrt(hp.tolerance)
+    ):
         return "converged"
     if round_ + 1 >= hp.max_epochs:
         return "max_epochs"
@@ -105,22 +109,33 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
             previous = store.get_json(round_key(task.run_id, task.round - 1))["loss"]
         except NotFound:
             previous = None
-    new_theta, new_state = optimizers.step(hp.optimizer, theta, grad, opt_state, learning_rate=hp.learning_rate,
-                                           t=task.round + 1, momentum=hp.momentum)
+    new_theta, new_state = optimizers.step(
+        hp.optimizer, theta, grad, opt_state, learning_rate=hp.learning_rate, t=task.round + 1, momentum=hp.momentum
+    )
     next_key = params_key(task.run_id, task.round + 1)
     reason = should_stop(hp, task.round, grad_norm, loss, previous)
     if reason == "diverged":
-        raise FloatingPointError(
-            f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
-    try:
+        raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
+    with contextlib.suppress(AlreadyExists):  # the step for this round is already stored: never overwrite it
         store.put_arrays(next_key, {"theta": new_theta, **new_state}, if_absent=True)
-    except AlreadyExists:
-        pass  # the step for this round was already stored; never overwrite it
-    state = RoundState(run_id=task.run_id, round=task.round + 1, params_key=next_key, done=reason is not None,
-                       reason=reason, loss=loss, grad_norm=grad_norm)
-    summary = {"round": task.round, "loss": loss, "grad_norm": grad_norm, "rows": rows,
-               "shards": len(task.results), "seconds": time.perf_counter() - started,
-               "state": state.model_dump()}
+    state = RoundState(
+        run_id=task.run_id,
+        round=task.round + 1,
+        params_key=next_key,
+        done=reason is not None,
+        reason=reason,
+        loss=loss,
+        grad_norm=grad_norm,
+    )
+    summary = {
+        "round": task.round,
+        "loss": loss,
+        "grad_norm": grad_norm,
+        "rows": rows,
+        "shards": len(task.results),
+        "seconds": time.perf_counter() - started,
+        "state": state.model_dump(),
+    }
     try:
         store.put_json(summary_key, summary, if_absent=True)
     except AlreadyExists:

@@ -1,0 +1,141 @@
+"""The real statemachines/training.asl.json executed by moto's Step Functions interpreter,
+every Lambda invocation routed to the real handler, compared with scikit-learn."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from mlcore.prepare import build_matrices
+from mlcore.tabular import column_kinds, read_csv, to_columns
+from mllocal.cloud import LocalCloud
+from mllocal.lambdas import LambdaServiceError
+from mllocal.template import ROOT, local_stack
+from tests.conftest import keys
+
+HOUSING = (ROOT / "data" / "housing.csv").read_bytes()
+FAST = {"optimizer": "sgd", "learning_rate": 0.5, "max_epochs": 300}
+
+
+def _ingest(cloud, csv=HOUSING, name="housing"):
+    resp = cloud.request("POST", f"/datasets/{name}", csv, headers={"Content-Type": "text/csv"})
+    assert resp["statusCode"] == 201, resp
+    return json.loads(resp["body"])["version"]
+
+
+def _theta(cloud, key):
+    body = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read()
+    return np.load(io.BytesIO(body), allow_pickle=False)["theta"]
+
+
+def _history(cloud, arn):
+    pages = cloud.sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+    return [e for page in pages for e in page["events"]]
+
+
+def test_training_matches_sklearn_and_serves_the_model(cloud):
+    version = _ingest(cloud)
+    request = {
+        "dataset": "housing",
+        "version": version,
+        "target": "price_k",
+        "model_name": "housing",
+        "n_shards": 4,
+        "seed": 3,
+        "hyperparameters": FAST,
+    }
+    arn = cloud.start("TrainingStateMachine", request)
+    execution = cloud.wait(arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    model = json.loads(execution["output"])
+    assert (model["model_name"], model["version"], model["status"]) == ("housing", 1, "registered")
+    rounds = model["rounds"]
+    assert 10 < rounds < 300
+
+    # one GradientWorker per shard per round, one Aggregator per round plus the init
+    assert cloud.invocations["GradientWorkerFunction"] == 4 * rounds
+    assert cloud.invocations["AggregatorFunction"] == rounds + 1
+    assert cloud.invocations["PreprocessFunction"] == cloud.invocations["EvaluateFunction"] == 1
+    history = _history(cloud, arn)
+    assert sum(e["type"] == "MapStateStarted" for e in history) == rounds
+    assert len(history) < 25_000
+
+    # scikit-learn on the same split and features
+    frame = read_csv(HOUSING)
+    _, train, test, _ = build_matrices(to_columns(frame), column_kinds(frame), "price_k", 0.2, 3)
+    reference = LinearRegression().fit(train[:, :-1].astype(float), train[:, -1])
+    X_test = test[:, :-1].astype(float)
+    theta = _theta(cloud, f"runs/{arn.split(':')[-1]}/params/round-{rounds:05d}.npz")
+    ours = X_test @ theta[:-1] + theta[-1]
+    np.testing.assert_allclose(ours, reference.predict(X_test), rtol=2e-3)
+    ref_r2 = reference.score(X_test, test[:, -1])
+    assert abs(model["metrics"]["r2"] - ref_r2) < 1e-3
+
+    # the registered model answers through the API with the same numbers
+    instance = {
+        "area_m2": 120.0,
+        "bedrooms": 3,
+        "age_years": 20.0,
+        "distance_km": 4.0,
+        "lot_m2": 300.0,
+        "neighborhood": "hills",
+    }
+    resp = cloud.request("POST", "/models/housing/predict", {"instances": [instance]})
+    assert resp["statusCode"] == 200
+    artifact = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=model["artifact_key"])["Body"].read())
+    assert artifact["hyperparameters"]["n_shards"] == 4 and len(artifact["training_curve"]) == rounds
+    from mlcore.registry import ModelArtifact
+
+    expected = ModelArtifact.model_validate(artifact).predict({k: [v] for k, v in instance.items()})[0]
+    assert json.loads(resp["body"])["predictions"] == [pytest.approx(expected, rel=1e-12)]
+
+
+def test_bad_request_fails_the_execution_and_writes_nothing(cloud):
+    _ingest(cloud)
+    execution = cloud.run("TrainingStateMachine", {"dataset": "housing", "target": "price", "model_name": "m"})
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "InvalidInput"
+    assert "target column 'price' is not in the data set" in execution["cause"]
+    assert keys(cloud, "processed/") == keys(cloud, "runs/") == keys(cloud, "models/") == []
+
+    execution = cloud.run(
+        "TrainingStateMachine",
+        {"dataset": "housing", "target": "price_k", "model_name": "m", "hyperparameters": {"optimizer": "lbfgs"}},
+    )
+    assert execution["status"] == "FAILED" and execution["error"] == "ValidationError"
+    assert "optimizer" in execution["cause"]
+
+
+def _train_small(hook=None) -> tuple[np.ndarray, dict]:
+    with LocalCloud(local_stack(overrides={"LogLevel": "WARNING"}), hook=hook) as cloud:
+        version = _ingest(cloud, b"".join(HOUSING.splitlines(keepends=True)[:401]))
+        request = {
+            "dataset": "housing",
+            "version": version,
+            "target": "price_k",
+            "model_name": "small",
+            "n_shards": 4,
+            "hyperparameters": {"max_epochs": 4},
+        }
+        execution = cloud.run("TrainingStateMachine", request, name="run-faults")
+        assert execution["status"] == "SUCCEEDED", execution
+        return _theta(cloud, "runs/run-faults/params/round-00004.npz"), dict(cloud.invocations)
+
+
+def test_transient_worker_faults_are_retried_to_the_same_parameters():
+    clean, clean_calls = _train_small()
+    failures = {"left": 3}
+
+    def flaky(spec, event):
+        if spec.logical_id == "GradientWorkerFunction" and event["round"] == 1 and failures["left"] > 0:
+            failures["left"] -= 1
+            raise LambdaServiceError()
+
+    faulty, faulty_calls = _train_small(flaky)
+    assert failures["left"] == 0
+    assert faulty_calls["GradientWorkerFunction"] == clean_calls["GradientWorkerFunction"] + 3 == 16 + 3
+    np.testing.assert_array_equal(faulty, clean)

@@ -1,0 +1,195 @@
+"""Predict handler through API Gateway REST proxy events, against a model registered on moto."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from mlcore.registry import ModelArtifact
+from tests.conftest import load_event
+
+
+@pytest.fixture
+def model(cloud):
+    for name, function in (
+        ("ingest_api", "IngestFunction"),
+        ("preprocess", "PreprocessFunction"),
+        ("aggregator_init", "AggregatorFunction"),
+    ):
+        _, error = cloud.invoke(function, load_event(name))
+        assert error is None
+    results = []
+    for index in (0, 1):
+        event = load_event("gradient_worker")
+        event["shard"] = {"index": index, "key": f"processed/run-example/shards/shard-{index:05d}.npy", "rows": 15}
+        results.append(cloud.invoke("GradientWorkerFunction", event)[0])
+    event = load_event("aggregator")
+    event["results"] = results
+    cloud.invoke("AggregatorFunction", event)
+    registered, error = cloud.invoke("EvaluateFunction", load_event("evaluate"))
+    assert error is None
+    doc = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=registered["artifact_key"])["Body"].read()
+    return ModelArtifact.model_validate_json(doc)
+
+
+def _predict(cloud, body, name="housing-sample", raw=False):
+    event = copy.deepcopy(load_event("predict"))
+    event["path"] = f"/models/{name}/predict"
+    event["pathParameters"] = {"name": name}
+    event["body"] = body if raw else json.dumps(body)
+    payload, error = cloud.invoke("PredictFunction", event)
+    assert error is None, payload
+    return payload["statusCode"], json.loads(payload["body"])
+
+
+def _expected(artifact: ModelArtifact, rows: list[dict]) -> list[float]:
+    """The model by hand: standardize, one-hot, impute exactly as the saved statistics say."""
+    out = []
+    for row in rows:
+        x = []
+        for col in artifact.preprocessor.columns:
+            v = row[col.name]
+            if col.kind == "numeric":
+                x.append(((col.fill if v is None else v) - col.mean) / col.scale)
+            else:
+                x.extend(1.0 if (col.fill if v is None else v) == c else 0.0 for c in col.categories)
+        out.append(float(np.dot(x, artifact.model.coefficients) + artifact.model.intercept))
+    return out
+
+
+def test_committed_event_predicts_both_instance_shapes(cloud, model):
+    payload, error = cloud.invoke("PredictFunction", load_event("predict"))
+    assert error is None and payload["statusCode"] == 200
+    body = json.loads(payload["body"])
+    assert (body["model"], body["version"], body["target"]) == ("housing-sample", 1, "price_k")
+    rows = [
+        {
+            "area_m2": 92.2,
+            "bedrooms": 2,
+            "age_years": 62.7,
+            "distance_km": 3.11,
+            "lot_m2": 156,
+            "neighborhood": "harbor",
+        },
+        {
+            "area_m2": 128.4,
+            "bedrooms": 3,
+            "age_years": 5.4,
+            "distance_km": 2.59,
+            "lot_m2": None,
+            "neighborhood": "riverside",
+        },
+    ]
+    assert body["predictions"] == pytest.approx(_expected(model, rows), rel=1e-12)
+
+
+def test_object_and_list_instances_agree_and_unseen_category_is_all_zero(cloud, model):
+    obj = {
+        "area_m2": 100.0,
+        "bedrooms": 3,
+        "age_years": 10,
+        "distance_km": 1.5,
+        "lot_m2": 300,
+        "neighborhood": "downtown",
+    }
+    status, body = _predict(cloud, {"instances": [obj, list(obj.values())]})
+    assert status == 200
+    assert body["predictions"][0] == body["predictions"][1] == pytest.approx(_expected(model, [obj])[0])
+
+
+BAD_REQUESTS = [
+    ({"instances": []}, 422, "instances"),
+    ({}, 422, "instances"),
+    (
+        {"instances": [{"area_m2": 1}]},
+        400,
+        "instances[0] is missing feature(s): bedrooms, age_years, distance_km, lot_m2, neighborhood",
+    ),
+    (
+        {"instances": [[1, 2, 3]]},
+        400,
+        "instances[0] has 3 values, expected 6 in this order: area_m2, bedrooms, "
+        "age_years, distance_km, lot_m2, neighborhood",
+    ),
+    (
+        {
+            "instances": [
+                {
+                    "area_m2": "big",
+                    "bedrooms": 2,
+                    "age_years": 1,
+                    "distance_km": 1,
+                    "lot_m2": 1,
+                    "neighborhood": "harbor",
+                }
+            ]
+        },
+        400,
+        "instances[0].area_m2 must be a number or null, got 'big'",
+    ),
+    (
+        {
+            "instances": [
+                {
+                    "area_m2": 1,
+                    "bedrooms": 2,
+                    "age_years": 1,
+                    "distance_km": 1,
+                    "lot_m2": 1,
+                    "neighborhood": "harbor",
+                    "color": "red",
+                }
+            ]
+        },
+        400,
+        "instances[0] has unknown feature(s): color",
+    ),
+    ({"instances": [[1, 2, 3, 4, 5, "harbor"]] * 1001}, 422, "instances"),
+]
+
+
+def test_bad_requests_get_a_4xx_naming_the_field(cloud, model):
+    for body, status, message in BAD_REQUESTS:
+        got_status, got = _predict(cloud, body)
+        assert got_status == status, (body, got)
+        assert message in json.dumps(got), (message, got)
+
+
+def test_nan_and_malformed_json_are_4xx(cloud, model):
+    status, body = _predict(cloud, '{"instances": [[NaN, 2, 3, 4, 5, "harbor"]]}', raw=True)
+    assert status == 400 and body["message"] == "instances[0].area_m2 must be finite, got nan"
+    status, body = _predict(cloud, '{"instances": [', raw=True)
+    assert status == 422
+
+
+def test_unknown_model_is_404(cloud, model):
+    status, body = _predict(cloud, {"instances": [[1, 2, 3, 4, 5, "harbor"]]}, name="nope")
+    assert (status, body) == (404, {"message": "model 'nope' has no 'latest' version"})
+
+
+def test_any_valid_rest_proxy_event_is_accepted(cloud, model):
+    """A minimal event as API Gateway may send it: no multiValue fields, null headers."""
+    event = {
+        "resource": "/models/{name}/predict",
+        "path": "/models/housing-sample/predict",
+        "httpMethod": "POST",
+        "headers": None,
+        "multiValueHeaders": None,
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"name": "housing-sample"},
+        "stageVariables": None,
+        "requestContext": {
+            "requestId": "r-1",
+            "stage": "prod",
+            "resourcePath": "/models/{name}/predict",
+            "httpMethod": "POST",
+        },
+        "body": json.dumps({"instances": [[1, 2, 3, 4, 5, "harbor"]]}),
+        "isBase64Encoded": False,
+    }
+    payload, error = cloud.invoke("PredictFunction", event)
+    assert error is None and payload["statusCode"] == 200, payload

@@ -1,0 +1,175 @@
+"""Preprocess, GradientWorker, Aggregator and Evaluate handlers on moto, driven by the committed events."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import keys, load_event, versions
+
+
+def _ok(cloud, function, event):
+    payload, error = cloud.invoke(function, event)
+    assert error is None, payload
+    return payload
+
+
+def _array(cloud, key):
+    return np.load(
+        io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read()), allow_pickle=False
+    )
+
+
+@pytest.fixture
+def prepared(cloud):
+    """The sample data set ingested and preprocessed into 2 shards (events/preprocess.json)."""
+    _ok(cloud, "IngestFunction", load_event("ingest_api"))
+    return _ok(cloud, "PreprocessFunction", load_event("preprocess"))
+
+
+def test_preprocess_writes_float32_shards_a_test_block_and_a_manifest(cloud, prepared):
+    data = prepared["data"]
+    assert [s["rows"] for s in data["shards"]] == [15, 15]
+    assert (data["train_rows"], data["test_rows"], data["n_features"]) == (30, 10, 9)
+    manifest = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=data["manifest_key"])["Body"].read())
+    assert manifest["feature_names"] == [
+        "area_m2",
+        "bedrooms",
+        "age_years",
+        "distance_km",
+        "lot_m2",
+        "neighborhood=harbor",
+        "neighborhood=hills",
+        "neighborhood=old_town",
+        "neighborhood=riverside",
+    ]
+    shards = [_array(cloud, s["key"]) for s in data["shards"]]
+    assert all(s.dtype == np.float32 and s.shape == (15, 10) for s in shards)
+    train = np.vstack(shards)
+    # statistics were fitted on the training rows: standardized numeric columns have mean 0, std 1
+    np.testing.assert_allclose(train[:, :5].mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(train[:, :5].std(axis=0), 1, atol=1e-5)
+    assert not np.isnan(train).any()
+    assert _array(cloud, manifest["test"]["key"]).shape == (10, 10)
+    assert prepared["request"]["hyperparameters"]["max_epochs"] == 50  # validated request carried on
+
+
+def test_preprocess_rejects_a_missing_target_and_writes_nothing(cloud):
+    _ok(cloud, "IngestFunction", load_event("ingest_api"))
+    event = load_event("preprocess")
+    event["request"]["target"] = "price"
+    payload, error = cloud.invoke("PreprocessFunction", event)
+    assert error == "Unhandled" and payload["errorType"] == "InvalidInput"
+    assert payload["errorMessage"].startswith("target column 'price' is not in the data set (columns: area_m2,")
+    assert keys(cloud, "processed/") == []
+
+
+def test_preprocess_rejects_invalid_hyperparameters_before_reading_anything(cloud):
+    event = load_event("preprocess")
+    event["request"]["hyperparameters"]["learning_rate"] = -1
+    payload, error = cloud.invoke("PreprocessFunction", event)
+    assert error == "Unhandled" and payload["errorType"] == "ValidationError"
+    assert "learning_rate" in payload["errorMessage"]
+    assert keys(cloud, "processed/") == []
+
+
+def test_worker_gradient_equals_the_shard_gradient(cloud, prepared):
+    _ok(cloud, "AggregatorFunction", load_event("aggregator_init"))
+    result = _ok(cloud, "GradientWorkerFunction", load_event("gradient_worker"))
+    shard = _array(cloud, "processed/run-example/shards/shard-00000.npy").astype(np.float64)
+    X, y = shard[:, :-1], shard[:, -1]
+    residual = -y  # parameters start at zero
+    assert result["rows"] == 15 and result["round"] == 0
+    assert result["loss_sum"] == pytest.approx(0.5 * residual @ residual, rel=1e-6)
+    np.testing.assert_allclose(
+        _array(cloud, result["gradient_key"]), np.append(X.T @ residual, residual.sum()), rtol=1e-5
+    )
+
+
+def _round_zero(cloud):
+    _ok(cloud, "AggregatorFunction", load_event("aggregator_init"))
+    results = []
+    for index in (0, 1):
+        event = load_event("gradient_worker")
+        event["shard"] = {"index": index, "key": f"processed/run-example/shards/shard-{index:05d}.npy", "rows": 15}
+        results.append(_ok(cloud, "GradientWorkerFunction", event))
+    event = load_event("aggregator")
+    event["results"] = results
+    return event, results
+
+
+def test_aggregator_averages_by_rows_and_steps_once(cloud, prepared):
+    event, results = _round_zero(cloud)
+    state = _ok(cloud, "AggregatorFunction", event)
+    grads = [_array(cloud, r["gradient_key"]) for r in results]
+    mean_grad = (grads[0] + grads[1]) / 30
+    assert state["round"] == 1 and state["done"] is False
+    assert state["loss"] == pytest.approx((results[0]["loss_sum"] + results[1]["loss_sum"]) / 30)
+    assert state["grad_norm"] == pytest.approx(np.linalg.norm(mean_grad))
+    params = np.load(
+        io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=state["params_key"])["Body"].read()),
+        allow_pickle=False,
+    )
+    # momentum from zero velocity: theta1 = -lr * grad
+    np.testing.assert_allclose(params["theta"], -0.1 * mean_grad, rtol=1e-12)
+    np.testing.assert_allclose(params["velocity"], mean_grad, rtol=1e-12)
+
+    # a duplicated delivery (results in another order, repeated shard) changes nothing
+    replay = copy.deepcopy(event)
+    replay["results"] = [results[1], results[0], results[1]]
+    assert _ok(cloud, "AggregatorFunction", replay) == state
+    assert _ok(cloud, "AggregatorFunction", event) == state
+    assert versions(cloud, state["params_key"]) == 1
+    assert versions(cloud, "runs/run-example/rounds/round-00000.json") == 1
+
+
+def test_aggregator_rejects_results_of_another_round(cloud, prepared):
+    event, _ = _round_zero(cloud)
+    event["results"][1]["round"] = 3
+    payload, error = cloud.invoke("AggregatorFunction", event)
+    assert error == "Unhandled"
+    assert payload["errorMessage"] == "results for shards [1] belong to another round than 0"
+    assert keys(cloud, "runs/run-example/params/") == ["runs/run-example/params/round-00000.npz"]
+
+
+def test_evaluate_registers_versions_idempotently_per_run(cloud, prepared):
+    event, _ = _round_zero(cloud)
+    _ok(cloud, "AggregatorFunction", event)
+    first = _ok(cloud, "EvaluateFunction", load_event("evaluate"))
+    assert (first["model_name"], first["version"]) == ("housing-sample", 1)
+    again = _ok(cloud, "EvaluateFunction", load_event("evaluate"))
+    assert again == first
+    assert keys(cloud, "models/housing-sample/versions/") == ["models/housing-sample/versions/000001/model.json"]
+
+    artifact = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=first["artifact_key"])["Body"].read())
+    theta = np.load(
+        io.BytesIO(
+            cloud.s3.get_object(Bucket=cloud.stack.bucket, Key="runs/run-example/params/round-00001.npz")["Body"].read()
+        ),
+        allow_pickle=False,
+    )["theta"]
+    assert artifact["model"]["coefficients"] == theta[:-1].tolist()
+    assert artifact["model"]["intercept"] == theta[-1]
+    test = _array(cloud, "processed/run-example/test.npy").astype(np.float64)
+    pred = test[:, :-1] @ theta[:-1] + theta[-1]
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    assert artifact["metrics"]["test"]["r2"] == pytest.approx(r2_score(test[:, -1], pred))
+    assert artifact["metrics"]["test"]["rmse"] == pytest.approx(np.sqrt(mean_squared_error(test[:, -1], pred)))
+    assert artifact["training_curve"][0]["round"] == 0
+    assert artifact["lineage"]["run_id"] == "run-example" and artifact["lineage"]["rows"] == 40
+    assert set(artifact["library_versions"]) >= {"python", "numpy", "mlcore"}
+    assert artifact["preprocessor"]["target"] == "price_k"
+
+    other = load_event("evaluate")
+    other["run_id"] = "run-other"
+    second = _ok(cloud, "EvaluateFunction", other)
+    assert second["version"] == 2
+    latest = json.loads(
+        cloud.s3.get_object(Bucket=cloud.stack.bucket, Key="models/housing-sample/aliases/latest.json")["Body"].read()
+    )
+    assert latest["version"] == 2

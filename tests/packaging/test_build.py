@@ -1,0 +1,76 @@
+"""The build itself: current with the sources, and within Lambda's size limits."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.packaging
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ("IngestFunction", "PreprocessFunction", "GradientWorkerFunction", "AggregatorFunction",
+             "EvaluateFunction", "PredictFunction")
+# Unzipped function + layers. Lambda's hard limit is 250 MB (262,144,000 bytes); we keep a margin,
+# and a small one for the latency-sensitive Predict cold start.
+SIZE_LIMITS = {name: 200_000_000 for name in FUNCTIONS} | {"PredictFunction": 100_000_000}
+
+
+class _IgnoreTags(yaml.SafeLoader):
+    """Reads the source template.yaml, whose short-form intrinsics (!Ref ...) do not matter here."""
+
+
+_IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        total += sum(os.lstat(os.path.join(folder, f)).st_size for f in files)
+    return total
+
+
+def _source_files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+
+
+def test_built_template_has_every_function(built_functions):
+    source = yaml.load((ROOT / "template.yaml").read_text(), Loader=_IgnoreTags)
+    declared = {k for k, r in source["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert set(built_functions) == declared == set(FUNCTIONS)
+    for fn in built_functions.values():
+        assert (fn.code_dir / (fn.handler.rpartition(".")[0].replace(".", "/") + ".py")).is_file(), fn
+        assert fn.layer_dirs, f"{fn.logical_id} has no layer"
+        for layer in fn.layer_dirs:
+            assert (layer / "python").is_dir(), f"{layer} has no python/ folder: Lambda would not find it"
+
+
+def test_build_is_current(built_functions):
+    """Every source file is in the build with the same bytes; otherwise these tests test old code."""
+    source = yaml.load((ROOT / "template.yaml").read_text(), Loader=_IgnoreTags)["Resources"]
+    pairs: list[tuple[Path, Path]] = []
+    for logical_id, resource in source.items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            pairs.append((ROOT / props["CodeUri"], built_functions[logical_id].code_dir))
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            pairs.append((ROOT / props["ContentUri"], ROOT / ".aws-sam" / "build" / logical_id / "python"))
+    stale = [str(src / rel) for src, dst in pairs for rel in _source_files(src)
+             if not (dst / rel).is_file() or not filecmp.cmp(src / rel, dst / rel, shallow=False)]
+    assert not stale, f"the build is older than these sources, run `sam build` again: {stale}"
+
+
+@pytest.mark.parametrize("logical_id", FUNCTIONS)
+def test_unzipped_size(logical_id, built_functions, record_property):
+    fn = built_functions[logical_id]
+    parts = {fn.code_dir.name: _tree_bytes(fn.code_dir)} | {d.name: _tree_bytes(d) for d in fn.layer_dirs}
+    total = sum(parts.values())
+    record_property("unzipped_bytes", total)
+    print(f"\n{logical_id}: {total:,} bytes unzipped ({total / 1e6:.1f} MB) = "
+          + " + ".join(f"{name} {size:,}" for name, size in parts.items()))
+    assert total < SIZE_LIMITS[logical_id], (
+        f"{logical_id} is {total:,} bytes unzipped with its layers, over our limit of {SIZE_LIMITS[logical_id]:,}")

@@ -1,0 +1,236 @@
+"""The committed events, through the built functions, in a clean python3.12, against one moto server.
+
+The steps run in order on the same bucket, the way a deployed stack runs them: ingest,
+preprocess, init, one gradient per shard, aggregate, evaluate/register, predict. Each
+step feeds the next with what the previous one really returned, after checking that
+the committed sample event describes the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mlcore import serving
+from mlcore.metrics import regression_metrics
+from mlcore.registry import ModelArtifact
+
+pytestmark = pytest.mark.packaging
+
+# Functions that must stay lean: pandas and scikit-learn are never imported there.
+LEAN = ("PredictFunction", "GradientWorkerFunction", "AggregatorFunction", "EvaluateFunction")
+HEAVY_MODULES = ("pandas", "sklearn")
+
+
+@pytest.fixture(scope="module")
+def chain() -> dict:
+    """What each step returned, for the steps after it."""
+    return {}
+
+
+def needs(chain: dict, *steps: str) -> list:
+    missing = [s for s in steps if s not in chain]
+    if missing:
+        pytest.skip(f"needs the earlier step(s) {missing}, which did not complete")
+    return [chain[s] for s in steps]
+
+
+def assert_lean(inv) -> None:
+    if inv.function.logical_id in LEAN:
+        loaded = [m for m in HEAVY_MODULES if inv.loaded[m]]
+        assert not loaded, f"{inv.function.logical_id} imported {loaded}"
+
+
+def test_ingest_api(invoke, load_event, chain):
+    inv = invoke("IngestFunction", load_event("ingest_api.json"))
+    status, body = inv.api()
+    assert status == 201, body
+    assert body["created"] is True
+    assert body["dataset"] == "housing-sample" and body["rows"] == 40
+    assert inv.loaded["pandas"], "Ingest parses CSV with pandas; the module check would be meaningless otherwise"
+    assert inv.report["aws_xray_sdk"], f"aws_xray_sdk is not importable: {inv.report.get('aws_xray_sdk_error')}"
+    chain["dataset"] = body
+
+
+def test_ingest_s3_upload_registers_the_same_version(invoke, load_event, bucket, chain):
+    (dataset,) = needs(chain, "dataset")
+    event = load_event("ingest_s3_upload.json")
+    key = event["detail"]["object"]["key"]
+    csv = load_event("ingest_api.json")["body"].encode()
+    assert event["detail"]["bucket"]["name"] == bucket.name
+    bucket.put(key, csv)
+
+    result = invoke("IngestFunction", event).ok()
+
+    assert result["created"] is False
+    assert (result["version"], result["rows"], result["sha256"]) == (
+        dataset["version"], 40, dataset["sha256"])
+    assert not bucket.exists(key), "the upload must be deleted once registered"
+    assert bucket.json(f"raw/housing-sample/{dataset['version']}/dataset.json")["source"] == "api"
+
+
+def test_preprocess(invoke, load_event, bucket, chain):
+    needs(chain, "dataset")
+    inv = invoke("PreprocessFunction", load_event("preprocess.json"))
+    out = inv.ok()
+    data = out["data"]
+    assert [(s["index"], s["rows"]) for s in data["shards"]] == [(0, 15), (1, 15)]
+    assert (data["train_rows"], data["test_rows"]) == (30, 10)
+    # the committed downstream events were written for exactly this output
+    assert data == load_event("evaluate.json")["data"]
+    assert data["n_features"] == load_event("aggregator_init.json")["n_features"]
+    for shard in data["shards"]:
+        block = bucket.array(shard["key"])
+        assert block.dtype == np.float32 and block.shape == (shard["rows"], data["n_features"] + 1)
+    assert bucket.json(data["manifest_key"])["dataset"]["version"] == chain["dataset"]["version"]
+    chain["preprocess"] = out
+
+
+def test_aggregator_init(invoke, load_event, bucket, chain):
+    needs(chain, "preprocess")
+    inv = invoke("AggregatorFunction", load_event("aggregator_init.json"))
+    state = inv.ok()
+    assert_lean(inv)
+    assert state["round"] == 0 and state["params_key"] == load_event("gradient_worker.json")["params_key"]
+    params = bucket.arrays(state["params_key"])
+    assert not params["theta"].any() and params["theta"].shape == (10,)
+    assert not params["velocity"].any()
+    chain["init"] = state
+
+
+@pytest.mark.parametrize("shard", [0, 1])
+def test_gradient_worker(shard, invoke, load_event, bucket, chain):
+    preprocess, _ = needs(chain, "preprocess", "init")
+    event = load_event("gradient_worker.json")
+    if shard:
+        event["shard"] = {**event["shard"], "index": 1, "key": "processed/run-example/shards/shard-00001.npy"}
+    assert event["shard"] == preprocess["data"]["shards"][shard]
+
+    inv = invoke("GradientWorkerFunction", event)
+    result = inv.ok()
+    assert_lean(inv)
+
+    committed = load_event("aggregator.json")["results"][shard]
+    assert {k: v for k, v in result.items() if k != "loss_sum"} == {
+        k: v for k, v in committed.items() if k != "loss_sum"}
+    block = bucket.array(event["shard"]["key"])
+    X, y = block[:, :-1].astype(np.float64), block[:, -1].astype(np.float64)
+    w, b = np.zeros(X.shape[1]), 0.0  # round 0
+    residual = X @ w + b - y
+    expected = np.append(X.T @ residual, residual.sum())
+    grad = bucket.array(result["gradient_key"])
+    assert grad.dtype == np.float64 and grad.shape == (X.shape[1] + 1,)
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    assert result["loss_sum"] == pytest.approx(0.5 * residual @ residual, rel=1e-6)
+    chain[f"gradient-{shard}"] = result
+
+
+def test_aggregator(invoke, load_event, bucket, chain):
+    g0, g1 = needs(chain, "gradient-0", "gradient-1")
+    event = load_event("aggregator.json")
+    event["results"] = [g0, g1]  # what the Map state hands over (the committed loss_sum are placeholders)
+
+    inv = invoke("AggregatorFunction", event)
+    state = inv.ok()
+    assert_lean(inv)
+
+    hp = event["hyperparameters"]
+    rows = g0["rows"] + g1["rows"]
+    grad = (bucket.array(g0["gradient_key"]) + bucket.array(g1["gradient_key"])) / rows
+    assert (state["round"], state["params_key"], state["done"]) == (1, "runs/run-example/params/round-00001.npz", False)
+    assert state["loss"] == pytest.approx((g0["loss_sum"] + g1["loss_sum"]) / rows, rel=1e-12)
+    assert state["grad_norm"] == pytest.approx(float(np.linalg.norm(grad)), rel=1e-12)
+    params = bucket.arrays(state["params_key"])
+    # momentum from zero velocity: v = g, theta = 0 - lr * v
+    np.testing.assert_allclose(params["velocity"], grad, rtol=1e-12)
+    np.testing.assert_allclose(params["theta"], -hp["learning_rate"] * grad, rtol=1e-12)
+    chain["aggregate"] = state
+
+
+def test_evaluate_registers_version_1(invoke, load_event, bucket, chain):
+    preprocess, state = needs(chain, "preprocess", "aggregate")
+    event = load_event("evaluate.json")
+    assert event["data"] == preprocess["data"] and event["request"] == preprocess["request"]
+    assert (event["train"]["round"], event["train"]["params_key"]) == (state["round"], state["params_key"])
+
+    inv = invoke("EvaluateFunction", event)
+    registered = inv.ok()
+    assert_lean(inv)
+
+    assert registered["status"] == "registered"
+    assert (registered["model_name"], registered["version"], registered["artifact_key"]) == (
+        "housing-sample", 1, "models/housing-sample/versions/000001/model.json")
+    theta = bucket.arrays(state["params_key"])["theta"]
+    test = bucket.array(f"processed/{event['run_id']}/test.npy").astype(np.float64)
+    expected = regression_metrics(test[:, -1], test[:, :-1] @ theta[:-1] + theta[-1])
+    assert registered["metrics"] == pytest.approx({k: float(v) for k, v in expected.items()}, rel=1e-9)
+    artifact = bucket.json(registered["artifact_key"])
+    np.testing.assert_allclose([*artifact["model"]["coefficients"], artifact["model"]["intercept"]], theta,
+                               rtol=1e-15)
+    assert bucket.json("models/housing-sample/aliases/latest.json")["version"] == 1
+    chain["registered"] = registered
+
+
+def test_predict(invoke, load_event, bucket, chain):
+    (registered,) = needs(chain, "registered")
+    event = load_event("predict.json")
+    inv = invoke("PredictFunction", event)
+    status, body = inv.api()
+    assert_lean(inv)
+
+    assert status == 200, body
+    assert (body["model"], body["version"], body["target"]) == ("housing-sample", 1, "price_k")
+    assert len(body["predictions"]) == 2
+    doc = bucket.json(registered["artifact_key"])
+    instances = json.loads(event["body"])["instances"]
+    expected = serving.predict(ModelArtifact.model_validate(doc), instances)["predictions"]
+    assert body["predictions"] == pytest.approx(expected, rel=1e-12)
+    # and by hand, from the artifact's numbers alone
+    columns = doc["preprocessor"]["columns"]
+    for instance, prediction in zip(instances, body["predictions"], strict=True):
+        values = instance if isinstance(instance, dict) else dict(zip([c["name"] for c in columns], instance,
+                                                                      strict=True))
+        x: list[float] = []
+        for col in columns:
+            v = col["fill"] if values[col["name"]] is None else values[col["name"]]
+            x += [(v - col["mean"]) / col["scale"]] if col["kind"] == "numeric" else [
+                float(v == c) for c in col["categories"]]
+        assert prediction == pytest.approx(np.dot(x, doc["model"]["coefficients"]) + doc["model"]["intercept"],
+                                           rel=1e-9)
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [
+    ({"instances": []}, (400, 422), ["instances"]),
+    ({"rows": [[1, 2]]}, (400, 422), ["instances"]),
+    ({"instances": [[92.2, 2]]}, (400,), ["instances[0]", "6"]),
+    ({"instances": [{"area_m2": "big", "bedrooms": 2, "age_years": 1, "distance_km": 1, "lot_m2": 1,
+                     "neighborhood": "hills"}]}, (400,), ["instances[0].area_m2"]),
+], ids=["empty", "no-instances", "short-row", "not-a-number"])
+def test_predict_rejects_bad_requests(body, status, words, invoke, load_event, chain):
+    needs(chain, "registered")
+    event = load_event("predict.json") | {"body": json.dumps(body)}
+    inv = invoke("PredictFunction", event)
+    code, response = inv.api()
+    assert_lean(inv)
+    assert code in status, response
+    text = json.dumps(response)
+    assert all(w in text for w in words), f"the response does not name {words}: {text}"
+
+
+def test_predict_unknown_model_is_404(invoke, load_event):
+    event = load_event("predict.json")
+    event["path"] = "/models/no-such-model/predict"
+    event["pathParameters"] = {"name": "no-such-model"}
+    code, response = invoke("PredictFunction", event).api()
+    assert code == 404 and "no-such-model" in response["message"], response
+
+
+def test_lean_functions_never_import_heavy_modules(invoke):
+    """Across every invocation above, including cold start and error paths."""
+    seen = {inv.function.logical_id for inv in invoke.history}
+    assert set(LEAN) <= seen, f"not invoked: {set(LEAN) - seen}"
+    offenders = sorted({(inv.function.logical_id, m) for inv in invoke.history if inv.function.logical_id in LEAN
+                        for m in HEAVY_MODULES if inv.loaded[m]})
+    assert not offenders, offenders

@@ -1,0 +1,114 @@
+"""Train/test split and the matrices written as shards (pure parts of the Preprocess step)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlcore import prepare
+from mlcore.errors import InvalidInput
+
+
+@pytest.mark.parametrize(("n_rows", "fraction", "n_test"), [(100, 0.2, 20), (7, 0.3, 2), (10, 0.25, 2), (3, 0.2, 1)])
+def test_split_is_disjoint_and_complete(n_rows, fraction, n_test):
+    train, test = prepare.split_indices(n_rows, fraction, seed=5)
+    assert len(test) == n_test == round(n_rows * fraction)
+    assert len(train) == n_rows - n_test
+    assert not set(train.tolist()) & set(test.tolist())
+    assert sorted([*train.tolist(), *test.tolist()]) == list(range(n_rows))
+
+
+def test_split_is_deterministic_per_seed():
+    a = prepare.split_indices(50, 0.2, seed=11)
+    b = prepare.split_indices(50, 0.2, seed=11)
+    c = prepare.split_indices(50, 0.2, seed=12)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert set(a[1].tolist()) != set(c[1].tolist())
+    # shuffled, not the first or last rows
+    assert sorted(a[1].tolist()) not in (list(range(10)), list(range(40, 50)))
+
+
+@pytest.mark.parametrize(("n_rows", "fraction"), [(2, 0.2), (3, 0.5), (10, 0.01), (0, 0.5)])
+def test_split_too_small(n_rows, fraction):
+    with pytest.raises(InvalidInput, match=rf"^{n_rows} usable rows are too few to split with test_fraction={fraction}$"):
+        prepare.split_indices(n_rows, fraction, seed=0)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(3)
+    n = 40
+    x1 = rng.normal(loc=10.0, scale=4.0, size=n)
+    x1[[3, 17]] = np.nan
+    x2 = rng.exponential(scale=5.0, size=n)
+    city = np.array([["a", "b", "c"][i % 3] for i in range(n)], dtype=object)
+    city[5] = None
+    y = 2.0 * np.nan_to_num(x1) + x2 + rng.normal(size=n)
+    y[[0, 9, 21]] = np.nan
+    columns = {"x1": x1, "x2": x2, "city": city, "y": y}
+    kinds = {"x1": "numeric", "x2": "numeric", "city": "categorical", "y": "numeric"}
+    return columns, kinds
+
+
+def test_target_not_in_data_set(data):
+    columns, kinds = data
+    with pytest.raises(InvalidInput, match=r"^target column 'price' is not in the data set \(columns: x1, x2, city, y\)$"):
+        prepare.build_matrices(columns, kinds, "price", 0.2, 0)
+
+
+def test_non_numeric_target(data):
+    columns, kinds = data
+    with pytest.raises(InvalidInput, match="^target column 'city' must be numeric for regression$"):
+        prepare.build_matrices(columns, kinds, "city", 0.2, 0)
+
+
+def test_infinite_or_empty_target(data):
+    columns, kinds = data
+    y = columns["y"].copy()
+    y[4] = np.inf
+    with pytest.raises(InvalidInput, match="^target column 'y' contains infinite values$"):
+        prepare.build_matrices({**columns, "y": y}, kinds, "y", 0.2, 0)
+    with pytest.raises(InvalidInput, match="^target column 'y' has no values$"):
+        prepare.build_matrices({**columns, "y": np.full(40, np.nan)}, kinds, "y", 0.2, 0)
+
+
+def test_rows_with_missing_target_are_dropped_and_counted(data):
+    columns, kinds = data
+    prep, train, test, dropped = prepare.build_matrices(columns, kinds, "y", 0.2, seed=1)
+    assert dropped == 3
+    assert train.shape[0] + test.shape[0] == 37
+    assert test.shape[0] == round(37 * 0.2)
+    assert train.dtype == test.dtype == np.float32
+    assert train.shape[1] == test.shape[1] == len(prep.feature_names) + 1 == 2 + 3 + 1
+    assert not np.isnan(train).any() and not np.isnan(test).any()
+    # the last column is the raw target of the kept rows
+    kept_y = columns["y"][~np.isnan(columns["y"])]
+    np.testing.assert_allclose(sorted([*train[:, -1], *test[:, -1]]), sorted(kept_y.astype(np.float32)))
+
+
+def test_statistics_are_fitted_on_training_rows_only(data):
+    columns, kinds = data
+    seed = 4
+    prep, train, test, _ = prepare.build_matrices(columns, kinds, "y", 0.25, seed)
+    # Standardized training features: mean 0, std 1 (float32 blocks).
+    np.testing.assert_allclose(train[:, :2].mean(axis=0), [0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(train[:, :2].std(axis=0), [1.0, 1.0], rtol=1e-5)
+
+    # The same statistics computed independently from the training rows.
+    keep = ~np.isnan(columns["y"])
+    train_idx, test_idx = prepare.split_indices(int(keep.sum()), 0.25, seed)
+    x2_train = columns["x2"][keep][train_idx]
+    x2 = prep.columns[1]
+    assert x2.name == "x2"
+    assert x2.mean == pytest.approx(x2_train.mean(), rel=1e-12)
+    assert x2.scale == pytest.approx(x2_train.std(), rel=1e-12)
+    # ... which are not the all-rows statistics, so the check above can tell them apart.
+    assert x2.mean != pytest.approx(columns["x2"][keep].mean(), rel=1e-3)
+    x1_train = columns["x1"][keep][train_idx]
+    assert prep.columns[0].fill == pytest.approx(np.nanmedian(x1_train), rel=1e-12)
+
+    # Test rows are transformed with the training statistics (so their mean is not exactly 0).
+    x2_test = columns["x2"][keep][test_idx]
+    np.testing.assert_allclose(test[:, 1], (x2_test - x2_train.mean()) / x2_train.std(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(test[:, -1], columns["y"][keep][test_idx], rtol=1e-6)

@@ -1,0 +1,95 @@
+"""Validation of the training workflow's input."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from mlcore import schemas
+from mlcore.schemas import Hyperparameters, TrainingRequest
+
+BASE = {"dataset": "houses", "target": "price", "model_name": "houses-v1"}
+
+
+def events(max_epochs: int, n_shards: int) -> int:
+    return 40 + max_epochs * (12 + 7 * n_shards)
+
+
+def test_defaults():
+    request = TrainingRequest(**BASE)
+    assert (request.n_shards, request.test_fraction, request.seed, request.version) == (4, 0.2, 0, None)
+    assert request.hyperparameters == Hyperparameters()
+    assert request.hyperparameters.optimizer == "momentum"
+
+
+@pytest.mark.parametrize("n_shards", [0, 41, 100])
+def test_shard_count_bounds(n_shards):
+    with pytest.raises(ValidationError) as info:
+        TrainingRequest(**BASE, n_shards=n_shards, hyperparameters={"max_epochs": 1})
+    assert info.value.errors()[0]["loc"] == ("n_shards",)
+
+
+def test_forty_shards_are_accepted_with_few_epochs():
+    assert TrainingRequest(**BASE, n_shards=40, hyperparameters={"max_epochs": 50}).n_shards == 40
+
+
+def test_history_event_limit_message():
+    with pytest.raises(ValidationError) as info:
+        TrainingRequest(**BASE, n_shards=40, hyperparameters={"max_epochs": 2000})
+    message = str(info.value)
+    assert "max_epochs=2000 with n_shards=40 needs about 584040 execution history events" in message
+    assert "over Step Functions' limit of 25000" in message
+    assert events(2000, 40) == 584040
+
+
+@pytest.mark.parametrize(
+    ("max_epochs", "n_shards", "ok"),
+    [(300, 10, True), (300, 11, False), (1313, 1, True), (1314, 1, False), (2000, 1, False)],
+)
+def test_history_event_limit_boundary(max_epochs, n_shards, ok):
+    assert (events(max_epochs, n_shards) <= schemas.HISTORY_EVENTS_LIMIT) is ok
+    kwargs = {**BASE, "n_shards": n_shards, "hyperparameters": {"max_epochs": max_epochs}}
+    if ok:
+        TrainingRequest(**kwargs)
+    else:
+        with pytest.raises(ValidationError, match="25000"):
+            TrainingRequest(**kwargs)
+
+
+def test_extra_fields_are_rejected():
+    with pytest.raises(ValidationError) as info:
+        TrainingRequest(**BASE, shards=4)
+    assert info.value.errors()[0]["type"] == "extra_forbidden"
+    assert info.value.errors()[0]["loc"] == ("shards",)
+    with pytest.raises(ValidationError) as info:
+        TrainingRequest(**BASE, hyperparameters={"lr": 0.1})
+    assert info.value.errors()[0]["type"] == "extra_forbidden"
+    assert info.value.errors()[0]["loc"] == ("hyperparameters", "lr")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("model_name", "../x"), ("model_name", ""), ("model_name", "a" * 65), ("test_fraction", 0.0),
+     ("test_fraction", 0.9), ("seed", -1)],
+)
+def test_request_field_bounds(field, value):
+    with pytest.raises(ValidationError) as info:
+        TrainingRequest(**{**BASE, field: value})
+    assert info.value.errors()[0]["loc"] == (field,)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("optimizer", "rmsprop"), ("learning_rate", 0.0), ("learning_rate", 11.0), ("momentum", 1.0),
+     ("l2", -0.1), ("max_epochs", 0), ("max_epochs", 2001), ("tolerance", -1e-9), ("model", "logistic")],
+)
+def test_hyperparameter_bounds(field, value):
+    with pytest.raises(ValidationError) as info:
+        Hyperparameters(**{field: value})
+    assert info.value.errors()[0]["loc"] == (field,)
+
+
+def test_missing_required_fields():
+    with pytest.raises(ValidationError) as info:
+        TrainingRequest(dataset="houses")
+    assert sorted(e["loc"][0] for e in info.value.errors()) == ["model_name", "target"]

@@ -1,0 +1,203 @@
+"""Instance validation, prediction and the per-container model cache (fake store and clock)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mlcore import registry, serving
+from mlcore.errors import InvalidInput, NotFoundError
+from mlcore.preprocessing import CategoricalColumn, NumericColumn, Preprocessor
+from mlcore.registry import LinearWeights, ModelArtifact
+
+from .fakes import FakeClock, FakeStore
+
+PREP = Preprocessor(
+    target="price",
+    columns=[
+        NumericColumn(name="sqft", fill=100.0, mean=120.0, scale=40.0),
+        CategoricalColumn(name="city", fill="b", categories=["a", "b", "c"]),
+    ],
+)
+
+
+def make_artifact(version: int = 1, intercept: float = 7.0, name: str = "houses") -> ModelArtifact:
+    return ModelArtifact(
+        name=name,
+        version=version,
+        created_at="2025-01-01T00:00:00+00:00",
+        model=LinearWeights(coefficients=[2.0, 10.0, 20.0, 30.0], intercept=intercept),
+        target="price",
+        feature_names=PREP.feature_names,
+        preprocessor=PREP,
+        hyperparameters={"optimizer": "momentum"},
+        metrics={"r2": 0.9},
+        training_curve=[{"round": 0, "loss": 1.0}],
+        lineage={"dataset": "houses", "version": "v1"},
+        library_versions={"numpy": np.__version__},
+    )
+
+
+@pytest.fixture
+def artifact() -> ModelArtifact:
+    return make_artifact()
+
+
+# --- instances_to_columns -------------------------------------------------------------------------
+
+
+def test_objects_and_lists_give_the_same_columns(artifact):
+    objects = [{"sqft": 160, "city": "a"}, {"city": None, "sqft": None}, {"sqft": 80.5, "city": "zzz"}]
+    lists = [[160, "a"], [None, None], [80.5, "zzz"]]
+    expected = {"sqft": [160, None, 80.5], "city": ["a", None, "zzz"]}
+    assert serving.instances_to_columns(artifact, objects) == expected
+    assert serving.instances_to_columns(artifact, lists) == expected
+    assert serving.instances_to_columns(artifact, [objects[0], lists[1]]) == {"sqft": [160, None], "city": ["a", None]}
+
+
+@pytest.mark.parametrize(
+    ("instances", "message"),
+    [
+        ([], "instances must be a non-empty list"),
+        ([{"sqft": 1.0, "city": "a"}, {"sqft": 1.0}], "instances[1] is missing feature(s): city"),
+        ([{}], "instances[0] is missing feature(s): sqft, city"),
+        ([{"sqft": 1.0, "city": "a", "rooms": 3, "colour": "red"}], "instances[0] has unknown feature(s): colour, rooms"),
+        ([[1.0]], "instances[0] has 1 values, expected 2 in this order: sqft, city"),
+        ([[1.0, "a"], [1.0, "a", 3]], "instances[1] has 3 values, expected 2 in this order: sqft, city"),
+        ([{"sqft": "12", "city": "a"}], "instances[0].sqft must be a number or null, got '12'"),
+        ([{"sqft": True, "city": "a"}], "instances[0].sqft must be a number or null, got True"),
+        ([[1.0, "a"], [math.nan, "a"]], "instances[1].sqft must be finite, got nan"),
+        ([[math.inf, "a"]], "instances[0].sqft must be finite, got inf"),
+        ([[-math.inf, "a"]], "instances[0].sqft must be finite, got -inf"),
+        ([[1.0, ["a"]]], "instances[0].city must be a string or null, got ['a']"),
+        ([[1.0, {"x": 1}]], "instances[0].city must be a string or null, got {'x': 1}"),
+    ],
+    ids=["empty", "missing", "missing-all", "unknown", "short-list", "long-list", "string-for-number", "bool",
+         "nan", "inf", "-inf", "list-for-category", "object-for-category"],
+)
+def test_invalid_instances_name_the_field(artifact, instances, message):
+    with pytest.raises(InvalidInput) as info:
+        serving.instances_to_columns(artifact, instances)
+    assert str(info.value) == message
+
+
+def test_instance_limit(artifact):
+    at_limit = [[1.0, "a"]] * serving.MAX_INSTANCES
+    assert len(serving.instances_to_columns(artifact, at_limit)["sqft"]) == serving.MAX_INSTANCES
+    with pytest.raises(InvalidInput) as info:
+        serving.instances_to_columns(artifact, [*at_limit, [1.0, "a"]])
+    assert str(info.value) == f"at most {serving.MAX_INSTANCES} instances per request, got {serving.MAX_INSTANCES + 1}"
+
+
+@pytest.mark.xfail(strict=True, reason="product bug: math.isfinite(10**400) raises OverflowError (a 500) instead of "
+                   "InvalidInput; JSON integers have no size limit")
+def test_huge_integer_is_invalid_input(artifact):
+    with pytest.raises(InvalidInput, match=r"instances\[0\]\.sqft"):
+        serving.instances_to_columns(artifact, [[10**400, "a"]])
+
+
+def test_predict_applies_the_saved_transform(artifact):
+    result = serving.predict(artifact, [{"sqft": 160, "city": "c"}, [None, None], [120.0, "unknown"]])
+    assert result["model"] == "houses"
+    assert result["version"] == 1
+    assert result["target"] == "price"
+    # row 1: (160-120)/40 = 1 -> 2*1 + 30 (city=c) + 7
+    # row 2: sqft imputed 100 -> -0.5 -> -1; city imputed "b" -> 20; + 7
+    # row 3: sqft 0; unseen city -> no one-hot; + 7
+    assert result["predictions"] == pytest.approx([39.0, 26.0, 7.0], rel=1e-15)
+    assert all(type(p) is float for p in result["predictions"])
+
+
+# --- ModelCache -----------------------------------------------------------------------------------
+
+
+def publish(store: FakeStore, artifact: ModelArtifact, *, alias: bool = True) -> None:
+    store.documents[registry.version_key(artifact.name, artifact.version)] = artifact.model_dump(mode="json")
+    if alias:
+        store.documents[registry.alias_key(artifact.name, "latest")] = {
+            "name": artifact.name, "alias": "latest", "version": artifact.version}
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    s = FakeStore()
+    publish(s, make_artifact(1, intercept=1.0))
+    return s
+
+
+ALIAS = registry.alias_key("houses", "latest")
+V1 = registry.version_key("houses", 1)
+V2 = registry.version_key("houses", 2)
+
+
+def test_alias_is_reread_only_after_the_ttl(store):
+    clock = FakeClock()
+    cache = serving.ModelCache(ttl=30.0, clock=clock)
+    assert cache.get(store, "houses").version == 1
+    assert store.reads == {ALIAS: 1, V1: 1}
+
+    publish(store, make_artifact(2, intercept=2.0))  # a new version is registered
+    clock.advance(10.0)
+    assert cache.get(store, "houses").version == 1
+    clock.advance(20.0)  # exactly the TTL: still fresh
+    assert cache.get(store, "houses").version == 1
+    assert store.reads == {ALIAS: 1, V1: 1}
+
+    clock.advance(0.001)  # past the TTL: the alias is read again
+    served = cache.get(store, "houses")
+    assert (served.version, served.model.intercept) == (2, 2.0)
+    assert store.reads == {ALIAS: 2, V1: 1, V2: 1}
+
+    clock.advance(5.0)
+    assert cache.get(store, "houses").version == 2
+    assert store.reads == {ALIAS: 2, V1: 1, V2: 1}
+
+
+def test_artifacts_are_cached_per_version(store):
+    clock = FakeClock()
+    cache = serving.ModelCache(ttl=30.0, clock=clock)
+    first = cache.get(store, "houses")
+    publish(store, make_artifact(2))
+    clock.advance(31.0)
+    assert cache.get(store, "houses").version == 2
+    # Roll the alias back to 1: the alias is re-read, the version-1 artifact is not.
+    store.documents[ALIAS] = {"name": "houses", "alias": "latest", "version": 1}
+    clock.advance(31.0)
+    again = cache.get(store, "houses")
+    assert again is first
+    assert store.reads == {ALIAS: 3, V1: 1, V2: 1}
+
+
+def test_models_are_cached_separately(store):
+    publish(store, make_artifact(1, name="flats", intercept=5.0))
+    cache = serving.ModelCache(clock=FakeClock())
+    assert cache.get(store, "houses").model.intercept == 1.0
+    assert cache.get(store, "flats").model.intercept == 5.0
+    assert cache.get(store, "houses").name == "houses"
+
+
+def test_missing_model_and_bad_name(store):
+    cache = serving.ModelCache(clock=FakeClock())
+    with pytest.raises(NotFoundError, match="^model 'nope' has no 'latest' version$"):
+        cache.get(store, "nope")
+    with pytest.raises(InvalidInput, match=r"^invalid model name '\.\./etc'$"):
+        cache.get(store, "../etc")
+    assert not any("etc" in key for key in store.reads)
+    # a failed lookup is not cached: once the model exists it is served
+    publish(store, make_artifact(1, name="nope"))
+    assert cache.get(store, "nope").name == "nope"
+
+
+def test_alias_pointing_at_a_missing_version(store):
+    store.documents[ALIAS] = {"name": "houses", "alias": "latest", "version": 9}
+    with pytest.raises(NotFoundError, match="^model 'houses' has no version 9$"):
+        serving.ModelCache(clock=FakeClock()).get(store, "houses")
+
+
+def test_artifact_json_round_trip_predicts_the_same(artifact):
+    restored = ModelArtifact.model_validate(artifact.model_dump(mode="json"))
+    columns = {"sqft": [50.0, None, 300], "city": ["a", "b", None]}
+    np.testing.assert_array_equal(restored.predict(columns), artifact.predict(columns))
+    np.testing.assert_array_equal(restored.theta, [2.0, 10.0, 20.0, 30.0, 7.0])
