@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -46,18 +47,23 @@ def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_lev
         ds = json.loads(resp["body"])
         out(f"ingested   {dataset} version {ds['version']}: {ds['rows']} rows, {len(ds['columns'])} columns")
 
-        request = {
-            "dataset": dataset,
-            "version": ds["version"],
-            "target": target,
-            "model_name": dataset,
-            "n_shards": n_shards,
-        }
-        execution = cloud.run("TrainingStateMachine", request)
-        if execution["status"] != "SUCCEEDED":
-            raise SystemExit(f"training {execution['status']}: {execution.get('error')} {execution.get('cause')}")
-        model = json.loads(execution["output"])
-        train_seconds = (execution["stopDate"] - execution["startDate"]).total_seconds()
+        request = {"dataset": dataset, "version": ds["version"], "target": target, "model_name": dataset,
+                   "n_shards": n_shards}
+        resp = cloud.request("POST", "/training-runs", request)
+        if resp["statusCode"] != 202:
+            raise SystemExit(f"could not start training: {resp['body']}")
+        run_id = json.loads(resp["body"])["run_id"]
+        out(f"started    POST /training-runs -> {run_id}")
+        while True:
+            run_state = json.loads(cloud.request("GET", f"/training-runs/{run_id}")["body"])
+            if run_state["status"] != "RUNNING":
+                break
+            time.sleep(1.0)
+        if run_state["status"] != "SUCCEEDED":
+            raise SystemExit(f"training {run_state['status']}: {run_state.get('error')}")
+        model = run_state["model"]
+        train_seconds = (datetime.fromisoformat(run_state["stopped_at"])
+                         - datetime.fromisoformat(run_state["started_at"])).total_seconds()
         hp = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=model["artifact_key"])["Body"].read())
         reference = sklearn_reference(
             csv, target, hp["hyperparameters"]["test_fraction"], hp["hyperparameters"]["seed"]

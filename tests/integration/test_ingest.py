@@ -88,8 +88,9 @@ BAD_FILES = [
     (b"a,a\n1,2\n", "duplicate column name(s) in the header: a"),
     (
         b"a,b\n1,2\n1,2,3\n",
-        "the file is not a well-formed CSV: Error tokenizing data. C error: Expected 2 fields in line 3, saw 3\n",
+        "line 3 has 3 fields, more than the 2 in the header",
     ),
+    (b"a,b\n1,2,3\n4,5\n", "line 2 has 3 fields, more than the 2 in the header"),
 ]
 
 

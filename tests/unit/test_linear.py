@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -122,7 +124,7 @@ def test_uneven_shards_sum_to_the_full_data_gradient(problem, dtype):
     X, y = X.astype(dtype), y.astype(dtype)
     l2 = 0.3
     bounds = [0, 1, 8, 9, 40, 60]  # shards of 1, 7, 1, 31 and 20 rows
-    shards = [(X[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    shards = [(X[a:b], y[a:b]) for a, b in itertools.pairwise(bounds)]
     sums = [linear.squared_error_sums(theta, Xs, ys) for Xs, ys in shards]
     loss_sum = sum(s[0] for s in sums)
     grad_sum = sum(s[1] for s in sums)

@@ -50,8 +50,6 @@ def test_constant_target_with_imperfect_predictions_matches_scikit_learn():
     assert regression_metrics(y_true, y_pred)["r2"] == r2_score(y_true, y_pred) == 0.0
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: r2 is 0.0 for a constant target even when predictions are "
-                   "perfect; scikit-learn (force_finite=True) returns 1.0")
 def test_constant_target_with_perfect_predictions_matches_scikit_learn():
     y = np.array([2.0, 2.0, 2.0])
     assert regression_metrics(y, y.copy())["r2"] == r2_score(y, y.copy()) == 1.0

@@ -31,7 +31,9 @@ def test_split_is_deterministic_per_seed():
 
 @pytest.mark.parametrize(("n_rows", "fraction"), [(2, 0.2), (3, 0.5), (10, 0.01), (0, 0.5)])
 def test_split_too_small(n_rows, fraction):
-    with pytest.raises(InvalidInput, match=rf"^{n_rows} usable rows are too few to split with test_fraction={fraction}$"):
+    with pytest.raises(
+        InvalidInput, match=rf"^{n_rows} usable rows are too few to split with test_fraction={fraction}$"
+    ):
         prepare.split_indices(n_rows, fraction, seed=0)
 
 
@@ -53,7 +55,9 @@ def data():
 
 def test_target_not_in_data_set(data):
     columns, kinds = data
-    with pytest.raises(InvalidInput, match=r"^target column 'price' is not in the data set \(columns: x1, x2, city, y\)$"):
+    with pytest.raises(
+        InvalidInput, match=r"^target column 'price' is not in the data set \(columns: x1, x2, city, y\)$"
+    ):
         prepare.build_matrices(columns, kinds, "price", 0.2, 0)
 
 

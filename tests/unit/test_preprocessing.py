@@ -95,8 +95,9 @@ def test_categorical_one_hot_with_missing_and_unseen_values(prep):
 
 
 def test_missing_numeric_is_imputed_with_training_median(prep):
-    X = prep.transform({"sqft": np.array([NAN, 4.0]), "flat": np.array([NAN, NAN]), "city": obj("a", "a"),
-                        "kind": obj("x", "x")})
+    X = prep.transform(
+        {"sqft": np.array([NAN, 4.0]), "flat": np.array([NAN, NAN]), "city": obj("a", "a"), "kind": obj("x", "x")}
+    )
     assert X[0, 0] == X[1, 0]
     np.testing.assert_array_equal(X[:, 1], [0.0, 0.0])
 

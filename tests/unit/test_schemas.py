@@ -69,8 +69,14 @@ def test_extra_fields_are_rejected():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("model_name", "../x"), ("model_name", ""), ("model_name", "a" * 65), ("test_fraction", 0.0),
-     ("test_fraction", 0.9), ("seed", -1)],
+    [
+        ("model_name", "../x"),
+        ("model_name", ""),
+        ("model_name", "a" * 65),
+        ("test_fraction", 0.0),
+        ("test_fraction", 0.9),
+        ("seed", -1),
+    ],
 )
 def test_request_field_bounds(field, value):
     with pytest.raises(ValidationError) as info:
@@ -80,8 +86,17 @@ def test_request_field_bounds(field, value):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("optimizer", "rmsprop"), ("learning_rate", 0.0), ("learning_rate", 11.0), ("momentum", 1.0),
-     ("l2", -0.1), ("max_epochs", 0), ("max_epochs", 2001), ("tolerance", -1e-9), ("model", "logistic")],
+    [
+        ("optimizer", "rmsprop"),
+        ("learning_rate", 0.0),
+        ("learning_rate", 11.0),
+        ("momentum", 1.0),
+        ("l2", -0.1),
+        ("max_epochs", 0),
+        ("max_epochs", 2001),
+        ("tolerance", -1e-9),
+        ("model", "logistic"),
+    ],
 )
 def test_hyperparameter_bounds(field, value):
     with pytest.raises(ValidationError) as info:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Settings:
     bucket: str
-    training_state_machine_arn: str | None = None
+    training_state_machine_arn: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
         bucket = os.environ.get("DATA_BUCKET", "")
         if not bucket:
             raise RuntimeError("DATA_BUCKET is not set")
-        return cls(bucket=bucket, training_state_machine_arn=os.environ.get("TRAINING_STATE_MACHINE_ARN") or None)
+        return cls(bucket=bucket, training_state_machine_arn=os.environ.get("TRAINING_STATE_MACHINE_ARN", ""))

@@ -15,7 +15,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     centered = y_true - y_true.mean()
     ss_tot = float(np.dot(centered, centered))
     return {
-        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0,
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0),  # as sklearn
         "rmse": float(np.sqrt(ss_res / y_true.size)),
         "mae": float(np.mean(np.abs(residual))),
         "rows": int(y_true.size),

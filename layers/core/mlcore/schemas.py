@@ -26,7 +26,9 @@ class Hyperparameters(Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     l2: float = Field(0.0, ge=0)
     max_epochs: int = Field(300, ge=1, le=2000)
-    tolerance: float = Field(1e-6, ge=0, description="stop when the gradient norm falls below this")
+    tolerance: float = Field(
+        1e-4, ge=0, lt=1, description="stop when the gradient norm falls below this fraction of its round-0 value"
+    )
 
 
 class TrainingRequest(Strict):

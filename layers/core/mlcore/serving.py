@@ -45,12 +45,19 @@ def instances_to_columns(artifact: ModelArtifact, instances: list[Instance]) -> 
             if kinds[n] == "numeric" and v is not None:
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     raise InvalidInput(f"instances[{i}].{n} must be a number or null, got {v!r}")
-                if not math.isfinite(v):
+                if not _finite(v):
                     raise InvalidInput(f"instances[{i}].{n} must be finite, got {v!r}")
             elif kinds[n] == "categorical" and v is not None and not isinstance(v, str | int | float):
                 raise InvalidInput(f"instances[{i}].{n} must be a string or null, got {v!r}")
             columns[n].append(v)
     return columns
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a JSON integer too large for a float
+        return False
 
 
 class ModelCache:

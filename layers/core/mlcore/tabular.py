@@ -26,8 +26,9 @@ def read_csv(data: bytes) -> pd.DataFrame:
     except UnicodeDecodeError as err:
         bad = data[err.start : err.start + 1]
         raise InvalidInput(f"the file is not UTF-8 text (byte {err.start}: {bad!r})") from None
-    header = next(csv.reader(io.StringIO(text)), [])
-    names = [h.strip() for h in header]
+    reader = csv.reader(io.StringIO(text))
+    rows = (row for row in reader if row)  # blank lines are skipped, as pandas does
+    names = [h.strip() for h in next(rows, [])]
     if len(names) > MAX_COLUMNS:
         raise InvalidInput(f"the file has {len(names)} columns, more than the limit of {MAX_COLUMNS}")
     if any(not n for n in names):
@@ -35,6 +36,11 @@ def read_csv(data: bytes) -> pd.DataFrame:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InvalidInput(f"duplicate column name(s) in the header: {', '.join(dupes)}")
+    for row in rows:  # pandas would take an over-long first row's extra field as an index, silently
+        if len(row) > len(names):
+            raise InvalidInput(
+                f"line {reader.line_num} has {len(row)} fields, more than the {len(names)} in the header"
+            )
     try:
         frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
     except pd.errors.ParserError as err:

@@ -65,17 +65,16 @@ def average_gradients(store: S3Store, results: list[WorkerResult]) -> tuple[floa
 
 
 def should_stop(
-    hp: Hyperparameters, round_: int, grad_norm: float, loss: float, previous_loss: float | None
+    hp: Hyperparameters, round_: int, grad_norm: float, loss: float, initial_grad_norm: float
 ) -> str | None:
-    if not np.isfinite(loss):
+    """Why to stop after this round, or None.
+
+    Convergence is scale-free: the gradient norm has fallen to ``tolerance``
+    times its value at round 0 (so the target's units do not matter).
+    """
+    if not (np.isfinite(loss) and np.isfinite(grad_norm)):
         return "diverged"
-    if grad_norm <= hp.tolerance:
-        return "converged"
-    if (
-        previous_loss is not None
-        and abs(previous_loss - loss) <= hp.tolerance * max(1.0, abs(previous_loss))
-        and grad_norm <= np.sqrt(hp.tolerance)
-    ):
+    if grad_norm <= hp.tolerance * initial_grad_norm:
         return "converged"
     if round_ + 1 >= hp.max_epochs:
         return "max_epochs"
@@ -103,17 +102,12 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     loss_sum, grad_sum, rows = average_gradients(store, task.results)
     loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta, hp.l2)
     grad_norm = float(np.linalg.norm(grad))
-    previous = None
-    if task.round > 0:
-        try:
-            previous = store.get_json(round_key(task.run_id, task.round - 1))["loss"]
-        except NotFound:
-            previous = None
+    initial = grad_norm if task.round == 0 else _initial_grad_norm(store, task.run_id)
     new_theta, new_state = optimizers.step(
         hp.optimizer, theta, grad, opt_state, learning_rate=hp.learning_rate, t=task.round + 1, momentum=hp.momentum
     )
     next_key = params_key(task.run_id, task.round + 1)
-    reason = should_stop(hp, task.round, grad_norm, loss, previous)
+    reason = should_stop(hp, task.round, grad_norm, loss, initial)
     if reason == "diverged":
         raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
     with contextlib.suppress(AlreadyExists):  # the step for this round is already stored: never overwrite it
@@ -141,6 +135,13 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     except AlreadyExists:
         return RoundState.model_validate(store.get_json(summary_key)["state"])
     return state
+
+
+def _initial_grad_norm(store: S3Store, run_id: str) -> float:
+    try:
+        return float(store.get_json(round_key(run_id, 0))["grad_norm"])
+    except NotFound:
+        raise ValueError(f"run {run_id!r} has no stored round 0; rounds must be aggregated in order") from None
 
 
 def training_curve(store: S3Store, run_id: str) -> list[dict]:
