@@ -4,6 +4,7 @@ from functools import lru_cache
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+
 from mlcore import runs
 from mlcore.api import register_error_handlers
 from mlcore.config import Settings

@@ -47,8 +47,13 @@ def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_lev
         ds = json.loads(resp["body"])
         out(f"ingested   {dataset} version {ds['version']}: {ds['rows']} rows, {len(ds['columns'])} columns")
 
-        request = {"dataset": dataset, "version": ds["version"], "target": target, "model_name": dataset,
-                   "n_shards": n_shards}
+        request = {
+            "dataset": dataset,
+            "version": ds["version"],
+            "target": target,
+            "model_name": dataset,
+            "n_shards": n_shards,
+        }
         resp = cloud.request("POST", "/training-runs", request)
         if resp["statusCode"] != 202:
             raise SystemExit(f"could not start training: {resp['body']}")
@@ -62,8 +67,9 @@ def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_lev
         if run_state["status"] != "SUCCEEDED":
             raise SystemExit(f"training {run_state['status']}: {run_state.get('error')}")
         model = run_state["model"]
-        train_seconds = (datetime.fromisoformat(run_state["stopped_at"])
-                         - datetime.fromisoformat(run_state["started_at"])).total_seconds()
+        train_seconds = (
+            datetime.fromisoformat(run_state["stopped_at"]) - datetime.fromisoformat(run_state["started_at"])
+        ).total_seconds()
         hp = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=model["artifact_key"])["Body"].read())
         reference = sklearn_reference(
             csv, target, hp["hyperparameters"]["test_fraction"], hp["hyperparameters"]["seed"]

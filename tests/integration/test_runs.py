@@ -14,9 +14,7 @@ def _body(resp):
 
 def test_start_and_follow_a_run_to_a_registered_model(cloud):
     cloud.invoke("IngestFunction", load_event("ingest_api"))
-    request = {"dataset": "housing-sample", "target": "price_k", "model_name": "sample", "n_shards": 2,
-               "hyperparameters": {"max_epochs": 3}}
-    status, started = _body(cloud.request("POST", "/training-runs", request))
+    status, started = _body(cloud.invoke("RunsFunction", load_event("runs"))[0])
     assert status == 202 and started["status"] == "RUNNING"
     assert started["version"] == json.loads(cloud.request("GET", "/datasets/housing-sample")["body"])["version"]
     run_id = started["run_id"]
@@ -33,17 +31,19 @@ def test_start_and_follow_a_run_to_a_registered_model(cloud):
 
 
 def test_invalid_requests_are_4xx_and_start_nothing(cloud):
-    status, body = _body(cloud.request("POST", "/training-runs", {"dataset": "nope", "target": "y",
-                                                                 "model_name": "m"}))
+    status, body = _body(cloud.request("POST", "/training-runs", {"dataset": "nope", "target": "y", "model_name": "m"}))
     assert (status, body) == (404, {"message": "data set 'nope' does not exist"})
-    status, body = _body(cloud.request("POST", "/training-runs", {"dataset": "x", "target": "y", "model_name": "m",
-                                                                 "n_shards": 41}))
+    status, body = _body(
+        cloud.request("POST", "/training-runs", {"dataset": "x", "target": "y", "model_name": "m", "n_shards": 41})
+    )
     assert status == 422 and "n_shards" in json.dumps(body)
-    status, body = _body(cloud.request("POST", "/training-runs", {"dataset": "x", "target": "y",
-                                                                 "model_name": "m", "colour": 1}))
+    status, body = _body(
+        cloud.request("POST", "/training-runs", {"dataset": "x", "target": "y", "model_name": "m", "colour": 1})
+    )
     assert status == 422 and "colour" in json.dumps(body)
-    assert cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arns["TrainingStateMachine"])[
-        "executions"] == []
+    assert (
+        cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arns["TrainingStateMachine"])["executions"] == []
+    )
     assert keys(cloud, "runs/") == []
     status, body = _body(cloud.request("GET", "/training-runs/run-000000000000"))
     assert (status, body) == (404, {"message": "training run 'run-000000000000' does not exist"})

@@ -15,7 +15,9 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,8 +38,7 @@ BUILT_TEMPLATE = BUILD_DIR / "template.yaml"
 RUNTIME_DIR = SAM_DIR / "lambda-runtime"
 EVENTS_DIR = ROOT / "events"
 
-SAM_BUILD = ("cd /work/main && SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 "
-             "PATH=/root/.pyenv/versions/3.12.1/bin:$PATH .venv/bin/sam build")
+SAM_BUILD = "SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 .venv/bin/sam build  # with python3.12 on PATH"
 RUNTIME = "python3.12"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -47,13 +48,13 @@ BUCKET = "serverless-ml-data"  # the bucket named in events/ingest_s3_upload.jso
 RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
 RESULT_MARKER = "@@packaging-result@@ "
 
-# The handler process. Lambda imports the handler module at init, then calls it with the
-# event and a context object, and JSON-serializes what it returns.
+# One Lambda container: import the handler module (init, the cold start), then call the
+# handler with each event and a context object, JSON-serializing what it returns.
 DRIVER = r"""
 import importlib, json, sys, time, traceback, uuid
 
 spec = json.loads(sys.argv[1])
-event = json.load(sys.stdin)
+events = json.load(sys.stdin)
 
 
 class LambdaContext:
@@ -76,25 +77,34 @@ def failure(error_type, err):
     return {"errorType": error_type, "errorMessage": str(err), "stackTrace": traceback.format_exception(err)}
 
 
-report = {"error": None}
+def loaded():
+    return {name: name in sys.modules for name in ("pandas", "sklearn")}
+
+
+report = {"init_error": None, "invocations": []}
 module_name, _, function_name = spec["handler"].rpartition(".")
 started = time.perf_counter()
 try:
     handler = getattr(importlib.import_module(module_name), function_name)
 except Exception as err:
     handler = None
-    report.update(error="Runtime.ImportModuleError", result=failure("Runtime.ImportModuleError", err))
+    report["init_error"] = failure("Runtime.ImportModuleError", err)
 report["init_ms"] = (time.perf_counter() - started) * 1000
-if handler is not None:
+report["init_loaded"] = loaded()
+for event in events if handler is not None else []:
+    outcome = {"error": None, "result": None}
+    started = time.perf_counter()
     try:
         result = handler(event, LambdaContext())
         json.dumps(result)  # what Lambda does with the return value
-        report["result"] = result
+        outcome["result"] = result
     except TypeError as err:
-        report.update(error="Runtime.MarshalError", result=failure("Runtime.MarshalError", err))
+        outcome.update(error="Runtime.MarshalError", result=failure("Runtime.MarshalError", err))
     except Exception as err:
-        report.update(error="Unhandled", result=failure(type(err).__name__, err))
-report["loaded"] = {name: name in sys.modules for name in ("pandas", "sklearn")}
+        outcome.update(error="Unhandled", result=failure(type(err).__name__, err))
+    outcome["ms"] = (time.perf_counter() - started) * 1000
+    outcome["loaded"] = loaded()
+    report["invocations"].append(outcome)
 try:
     import aws_xray_sdk  # the Tracer's dependency must ship with the layer
     report["aws_xray_sdk"] = aws_xray_sdk.__file__
@@ -138,15 +148,51 @@ class BuiltFunction:
         return [self.code_dir, *(d / "python" for d in self.layer_dirs)]
 
 
+def _physical(logical_id: str, resources: dict[str, Any]) -> dict[str, str]:
+    """Stand-in names and ARNs for the stack's resources (what Ref and GetAtt return once deployed)."""
+    kind = resources[logical_id]["Type"]
+    name = BUCKET if kind == "AWS::S3::Bucket" else f"{STACK}-{logical_id}"
+    arn = {
+        "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
+        "AWS::Serverless::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+        "AWS::Serverless::StateMachine": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}",
+    }.get(kind, f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:{logical_id}/{name}")
+    ref = arn if kind == "AWS::Serverless::StateMachine" else name
+    return {"Ref": ref, "Arn": arn, "Name": name}
+
+
 def _resolve(value: Any, resources: dict[str, Any], parameters: dict[str, Any]) -> Any:
-    if isinstance(value, dict) and list(value) == ["Ref"]:
-        ref = value["Ref"]
-        if ref in parameters:
-            return parameters[ref].get("Default")
-        if resources.get(ref, {}).get("Type") == "AWS::S3::Bucket":
-            return BUCKET
-        raise ValueError(f"cannot resolve Ref {ref!r} in the built template")
-    if isinstance(value, dict) and len(value) == 1 and next(iter(value)).startswith("Fn::"):
+    """Ref, GetAtt and Sub, resolved as a deployed stack would resolve them (with stand-in names)."""
+    pseudo = {
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT,
+        "AWS::StackName": STACK,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+
+    def ref(name: str) -> str:
+        if name in pseudo:
+            return pseudo[name]
+        if name in parameters:
+            return str(parameters[name].get("Default"))
+        if name in resources:
+            return _physical(name, resources)["Ref"]
+        raise ValueError(f"cannot resolve Ref {name!r} in the built template")
+
+    def get_att(logical_id: str, attribute: str) -> str:
+        if logical_id in resources and attribute in ("Arn", "Name"):
+            return _physical(logical_id, resources)[attribute]
+        raise ValueError(f"cannot resolve Fn::GetAtt {logical_id}.{attribute} in the built template")
+
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Ref":
+            return ref(arg)
+        if key == "Fn::GetAtt":
+            return get_att(*(arg.split(".", 1) if isinstance(arg, str) else arg))
+        if key == "Fn::Sub" and isinstance(arg, str):
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: get_att(*m[1].split(".", 1)) if "." in m[1] else ref(m[1]), arg)
         raise ValueError(f"cannot resolve {value!r} in the built template")
     return value
 
@@ -166,8 +212,7 @@ def load_built_functions() -> dict[str, BuiltFunction]:
             if not (isinstance(layer, dict) and layer.get("Ref") in resources):
                 raise ValueError(f"{logical_id}: only layers of this template can be emulated, got {layer!r}")
             layers.append(BUILD_DIR / resources[layer["Ref"]]["Properties"]["ContentUri"])
-        env = {**glob.get("Environment", {}).get("Variables", {}),
-               **props.get("Environment", {}).get("Variables", {})}
+        env = {**glob.get("Environment", {}).get("Variables", {}), **props.get("Environment", {}).get("Variables", {})}
         functions[logical_id] = BuiltFunction(
             logical_id=logical_id,
             code_dir=BUILD_DIR / props["CodeUri"],
@@ -184,9 +229,27 @@ def load_built_functions() -> dict[str, BuiltFunction]:
 @pytest.fixture(scope="session")
 def built_functions() -> dict[str, BuiltFunction]:
     if not BUILT_TEMPLATE.is_file():
-        pytest.fail(f"{BUILT_TEMPLATE.relative_to(ROOT)} is missing: run `sam build` first, e.g.\n  {SAM_BUILD}",
-                    pytrace=False)
+        pytest.fail(
+            f"{BUILT_TEMPLATE} is missing: run `sam build` first, e.g.\n  cd {ROOT} && {SAM_BUILD}", pytrace=False
+        )
     return load_built_functions()
+
+
+def source_functions() -> list[str]:
+    """Logical ids of the functions declared in the source template.yaml."""
+
+    class IgnoreTags(yaml.SafeLoader):
+        pass
+
+    IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
+    resources = yaml.load((ROOT / "template.yaml").read_text(), Loader=IgnoreTags)["Resources"]
+    return sorted(k for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function")
+
+
+def pytest_generate_tests(metafunc):
+    """A ``function_id`` argument runs the test once per function of template.yaml."""
+    if "function_id" in metafunc.fixturenames:
+        metafunc.parametrize("function_id", source_functions())
 
 
 # -- the runtime's own packages ------------------------------------------------------
@@ -223,8 +286,10 @@ def _base_python() -> tuple[Path, Path]:
     if shutil.which("pyenv"):
         found = subprocess.run(["pyenv", "which", "python3.12"], capture_output=True, text=True)
         candidates.append(found.stdout.strip() if found.returncode == 0 else None)
-    probe = "import json, sys, sysconfig; print(json.dumps([sys.version_info[:2], sys.prefix == sys.base_prefix, " \
-            "sysconfig.get_path('stdlib')]))"
+    probe = (
+        "import json, sys, sysconfig; print(json.dumps([sys.version_info[:2], sys.prefix == sys.base_prefix, "
+        "sysconfig.get_path('stdlib')]))"
+    )
     for candidate in filter(None, candidates):
         proc = subprocess.run([candidate, "-S", "-c", probe], capture_output=True, text=True, env={})
         if proc.returncode == 0:
@@ -244,6 +309,7 @@ def base_python() -> tuple[Path, Path]:
 def moto_endpoint() -> str:
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per S3 call otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -256,8 +322,14 @@ class Bucket:
 
     def __init__(self, endpoint: str, name: str = BUCKET):
         self.name = name
-        self.client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
-                                   aws_secret_access_key="testing", aws_session_token="testing")
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            aws_session_token="testing",
+        )
 
     def create(self) -> Bucket:
         self.client.create_bucket(Bucket=self.name)
@@ -299,21 +371,25 @@ def bucket(moto_endpoint) -> Bucket:
 # -- invoking ----------------------------------------------------------------------
 @dataclass
 class Invocation:
+    """One invocation (or, with no event, the init alone) in a container whose whole ``process`` report it shares."""
+
     function: BuiltFunction
-    report: dict[str, Any]
+    outcome: dict[str, Any]
+    process: dict[str, Any]
     logs: str
 
     @property
     def error(self) -> str | None:
-        return self.report["error"]
+        return self.outcome["error"]
 
     @property
     def result(self) -> Any:
-        return self.report.get("result")
+        return self.outcome["result"]
 
     @property
     def loaded(self) -> dict[str, bool]:
-        return self.report["loaded"]
+        """Whether pandas / sklearn were in sys.modules after this invocation."""
+        return self.outcome["loaded"]
 
     def api(self) -> tuple[int, Any]:
         """Status code and decoded JSON body of an API Gateway proxy response."""
@@ -325,17 +401,28 @@ class Invocation:
         """The handler's return value, or a failure showing the error and the function's logs."""
         if self.error:
             res = self.result
-            pytest.fail(f"{self.function.logical_id} failed ({self.error}) {res['errorType']}: {res['errorMessage']}\n"
-                        + "".join(res["stackTrace"][-6:]) + f"\n--- function output ---\n{self.logs[-4000:]}",
-                        pytrace=False)
+            pytest.fail(
+                f"{self.function.logical_id} failed ({self.error}) {res['errorType']}: {res['errorMessage']}\n"
+                + "".join(res["stackTrace"][-6:])
+                + f"\n--- function output ---\n{self.logs[-4000:]}",
+                pytrace=False,
+            )
         return self.result
 
 
 class Invoker:
-    """``invoke(logical_id, event)``: one cold start of a built function against the moto server."""
+    """Runs built functions against the moto server: ``invoke(logical_id, event)`` is a cold start then the
+    event; ``invoke.container(logical_id, events)`` a cold start then warm invocations; ``history`` keeps all."""
 
-    def __init__(self, functions: dict[str, BuiltFunction], runtime_dir: Path, python: Path, stdlib: Path,
-                 endpoint: str, home: Path):
+    def __init__(
+        self,
+        functions: dict[str, BuiltFunction],
+        runtime_dir: Path,
+        python: Path,
+        stdlib: Path,
+        endpoint: str,
+        home: Path,
+    ):
         self.functions = functions
         self.runtime_dir = runtime_dir
         self.python = python
@@ -376,42 +463,82 @@ class Invoker:
         }
 
     def __call__(self, logical_id: str, event: Any) -> Invocation:
+        """A cold start, then the event."""
+        return self.container(logical_id, [event])[0]
+
+    def cold_start(self, logical_id: str) -> Invocation:
+        """The init alone: the handler module is imported, not called."""
+        return self.container(logical_id, [])[0]
+
+    def container(self, logical_id: str, events: list[Any]) -> list[Invocation]:
+        """One container: a cold start, then the events one after the other (warm invocations)."""
+        if logical_id not in self.functions:
+            pytest.fail(f"{logical_id} is not in {BUILT_TEMPLATE}: run `sam build` again", pytrace=False)
         fn = self.functions[logical_id]
         assert fn.runtime == RUNTIME, f"{logical_id} runs on {fn.runtime}, this emulates {RUNTIME}"
-        spec = {"handler": fn.handler, "function_name": fn.name, "function_arn": fn.arn,
-                "memory_mb": fn.memory_mb, "timeout_s": fn.timeout_s, "marker": RESULT_MARKER}
+        spec = {
+            "handler": fn.handler,
+            "function_name": fn.name,
+            "function_arn": fn.arn,
+            "memory_mb": fn.memory_mb,
+            "timeout_s": fn.timeout_s,
+            "marker": RESULT_MARKER,
+        }
         cmd = [str(self.python), "-S", "-P", "-c", DRIVER, json.dumps(spec)]
+        timeout = fn.timeout_s * max(1, len(events))
         try:
-            proc = subprocess.run(cmd, input=json.dumps(event), capture_output=True, text=True, cwd=fn.code_dir,
-                                  env=self.environment(fn), timeout=fn.timeout_s)
+            proc = subprocess.run(
+                cmd,
+                input=json.dumps(events),
+                capture_output=True,
+                text=True,
+                cwd=fn.code_dir,
+                env=self.environment(fn),
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired as err:
-            pytest.fail(f"{logical_id} ran over its {fn.timeout_s}s timeout\n{err.stdout}\n{err.stderr}",
-                        pytrace=False)
+            pytest.fail(f"{logical_id} ran over its {fn.timeout_s}s timeout\n{err.stdout}\n{err.stderr}", pytrace=False)
         out = proc.stdout.splitlines()
-        reports = [line[len(RESULT_MARKER):] for line in out if line.startswith(RESULT_MARKER)]
+        reports = [line[len(RESULT_MARKER) :] for line in out if line.startswith(RESULT_MARKER)]
         logs = "\n".join(line for line in out if not line.startswith(RESULT_MARKER)) + proc.stderr
         if proc.returncode != 0 or len(reports) != 1:
-            pytest.fail(f"{logical_id}: the runtime process exited with {proc.returncode}\n{logs[-6000:]}",
-                        pytrace=False)
-        invocation = Invocation(fn, json.loads(reports[0]), logs)
-        self.check_isolation(invocation)
-        self.history.append(invocation)
-        return invocation
+            pytest.fail(
+                f"{logical_id}: the runtime process exited with {proc.returncode}\n{logs[-6000:]}", pytrace=False
+            )
+        report = json.loads(reports[0])
+        if report["init_error"]:  # Lambda answers every invocation of a container that failed its init so
+            outcomes = [
+                {"error": "Runtime.ImportModuleError", "result": report["init_error"], "loaded": report["init_loaded"]}
+            ] * max(1, len(events))
+        elif not events:
+            outcomes = [{"error": None, "result": None, "loaded": report["init_loaded"]}]
+        else:
+            outcomes = report["invocations"]
+        invocations = [Invocation(fn, outcome, report, logs) for outcome in outcomes]
+        self.check_isolation(invocations[0])
+        self.history.extend(invocations)
+        return invocations
 
     def check_isolation(self, inv: Invocation) -> None:
         """The process saw the Lambda layout and nothing else (no venv, no site-packages)."""
-        report, fn = inv.report, inv.function
+        report, fn = inv.process, inv.function
         allowed = [*fn.path, self.runtime_dir]
         assert report["no_site"] and report["dont_write_bytecode"], "the runtime process must run with -S and no .pyc"
         stdlib_zip = self.stdlib.parent / f"python{sys.version_info[0]}{sys.version_info[1]}.zip"
-        extra = [p for p in report["sys_path"]
-                 if Path(p) not in (*allowed, stdlib_zip) and not Path(p).is_relative_to(self.stdlib)]
-        assert report["sys_path"][:len(allowed)] == [str(p) for p in allowed], report["sys_path"]
+        extra = [
+            p
+            for p in report["sys_path"]
+            if Path(p) not in (*allowed, stdlib_zip) and not Path(p).is_relative_to(self.stdlib)
+        ]
+        assert report["sys_path"][: len(allowed)] == [str(p) for p in allowed], report["sys_path"]
         assert not extra, f"{fn.logical_id}: unexpected sys.path entries {extra}"
         site_packages = self.stdlib / "site-packages"
-        leaked = [f for f in report["module_files"]
-                  if not any(Path(f).is_relative_to(root) for root in allowed)
-                  and (not Path(f).is_relative_to(self.stdlib) or Path(f).is_relative_to(site_packages))]
+        leaked = [
+            f
+            for f in report["module_files"]
+            if not any(Path(f).is_relative_to(root) for root in allowed)
+            and (not Path(f).is_relative_to(self.stdlib) or Path(f).is_relative_to(site_packages))
+        ]
         assert not leaked, f"{fn.logical_id} imported modules from outside the Lambda layout: {leaked[:10]}"
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 from .errors import InvalidInput, NotFoundError
 from .storage import AlreadyExists, NotFound, S3Store
-from .tabular import column_kinds, read_csv
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 UPLOAD_PREFIX = "uploads/"
@@ -43,6 +42,8 @@ def ingest(store: S3Store, name: str, data: bytes, source: str) -> dict:
     nothing. The metadata document is written last, so a version is visible
     (``describe`` finds it) only once its data is complete.
     """
+    from .tabular import column_kinds, read_csv  # pandas: only the functions that parse CSV load it
+
     validate_name(name)
     frame = read_csv(data)
     version = hashlib.sha256(data).hexdigest()[:16]
