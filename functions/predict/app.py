@@ -29,7 +29,9 @@ class PredictResponse(BaseModel):
     model: str
     version: int
     target: str
-    predictions: list[float]
+    predictions: list[float] | list[str] = Field(description="values, or class labels for classifiers")
+    classes: list[str] | None = Field(None, description="class labels, in the order of each probability row")
+    probabilities: list[list[float]] | None = Field(None, description="class probabilities (classifiers only)")
 
 
 @app.post("/models/<name>/predict")

@@ -42,6 +42,7 @@ class LocalCloud:
         from mlcore.storage import s3_client
 
         s3_client.cache_clear()
+        lambdas.reset_containers()  # a new environment starts with cold functions
         self._routes = lambdas.route_lambdas(self.stack.functions, self.hook)
         self.invocations = self._routes.__enter__()
         self.s3 = boto3.client("s3", region_name=REGION)

@@ -60,6 +60,13 @@ class LambdaContext:
         return self.timeout_s * 1000
 
 
+def reset_containers() -> None:
+    """Forget every loaded handler module: the next invocation is a cold start (new module state)."""
+    with _import_lock:
+        for name in [m for m in sys.modules if m.startswith("_lambda_")]:
+            del sys.modules[name]
+
+
 def load_handler(spec: FunctionSpec) -> Callable[[dict, Any], Any]:
     """Import ``<CodeUri>/<module>.py`` under a unique module name and return its handler."""
     module_name, func_name = spec.handler.rsplit(".", 1)

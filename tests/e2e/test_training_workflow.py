@@ -29,7 +29,7 @@ def _ingest(cloud, csv=HOUSING, name="housing"):
 
 def _theta(cloud, key):
     body = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read()
-    return np.load(io.BytesIO(body), allow_pickle=False)["theta"]
+    return np.load(io.BytesIO(body), allow_pickle=False)["theta"].ravel()
 
 
 def _history(cloud, arn):

@@ -56,7 +56,7 @@ def _expected(artifact: ModelArtifact, rows: list[dict]) -> list[float]:
                 x.append(((col.fill if v is None else v) - col.mean) / col.scale)
             else:
                 x.extend(1.0 if (col.fill if v is None else v) == c else 0.0 for c in col.categories)
-        out.append(float(np.dot(x, artifact.model.coefficients) + artifact.model.intercept))
+        out.append(float(np.dot(x, np.ravel(artifact.model.coefficients)) + artifact.model.intercept[0]))
     return out
 
 

@@ -115,7 +115,7 @@ def test_aggregator_averages_by_rows_and_steps_once(cloud, prepared):
         allow_pickle=False,
     )
     # momentum from zero velocity: theta1 = -lr * grad
-    np.testing.assert_allclose(params["theta"], -0.1 * mean_grad, rtol=1e-12)
+    np.testing.assert_allclose(params["theta"].ravel(), -0.1 * mean_grad, rtol=1e-12)
     np.testing.assert_allclose(params["velocity"], mean_grad, rtol=1e-12)
 
     # a duplicated delivery (results in another order, repeated shard) changes nothing
@@ -151,9 +151,9 @@ def test_evaluate_registers_versions_idempotently_per_run(cloud, prepared):
             cloud.s3.get_object(Bucket=cloud.stack.bucket, Key="runs/run-example/params/round-00001.npz")["Body"].read()
         ),
         allow_pickle=False,
-    )["theta"]
-    assert artifact["model"]["coefficients"] == theta[:-1].tolist()
-    assert artifact["model"]["intercept"] == theta[-1]
+    )["theta"].ravel()
+    assert artifact["model"]["coefficients"] == theta[:-1, None].tolist()
+    assert artifact["model"]["intercept"] == [theta[-1]]
     test = _array(cloud, "processed/run-example/test.npy").astype(np.float64)
     pred = test[:, :-1] @ theta[:-1] + theta[-1]
     from sklearn.metrics import mean_squared_error, r2_score

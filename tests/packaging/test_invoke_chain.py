@@ -100,7 +100,7 @@ def test_aggregator_init(invoke, load_event, bucket, chain):
     assert_lean(inv)
     assert state["round"] == 0 and state["params_key"] == load_event("gradient_worker.json")["params_key"]
     params = bucket.arrays(state["params_key"])
-    assert not params["theta"].any() and params["theta"].shape == (10,)
+    assert not params["theta"].any() and params["theta"].shape == (10, 1)
     assert not params["velocity"].any()
     chain["init"] = state
 
@@ -151,7 +151,7 @@ def test_aggregator(invoke, load_event, bucket, chain):
     params = bucket.arrays(state["params_key"])
     # momentum from zero velocity: v = g, theta = 0 - lr * v
     np.testing.assert_allclose(params["velocity"], grad, rtol=1e-12)
-    np.testing.assert_allclose(params["theta"], -hp["learning_rate"] * grad, rtol=1e-12)
+    np.testing.assert_allclose(params["theta"].ravel(), -hp["learning_rate"] * grad, rtol=1e-12)
     chain["aggregate"] = state
 
 
@@ -172,12 +172,14 @@ def test_evaluate_registers_version_1(invoke, load_event, bucket, chain):
         1,
         "models/housing-sample/versions/000001/model.json",
     )
-    theta = bucket.arrays(state["params_key"])["theta"]
+    theta = bucket.arrays(state["params_key"])["theta"].ravel()
     test = bucket.array(f"processed/{event['run_id']}/test.npy").astype(np.float64)
     expected = regression_metrics(test[:, -1], test[:, :-1] @ theta[:-1] + theta[-1])
     assert registered["metrics"] == pytest.approx({k: float(v) for k, v in expected.items()}, rel=1e-9)
     artifact = bucket.json(registered["artifact_key"])
-    np.testing.assert_allclose([*artifact["model"]["coefficients"], artifact["model"]["intercept"]], theta, rtol=1e-15)
+    np.testing.assert_allclose(
+        np.ravel([*artifact["model"]["coefficients"], artifact["model"]["intercept"]]), theta, rtol=1e-15
+    )
     assert bucket.json("models/housing-sample/aliases/latest.json")["version"] == 1
     chain["registered"] = registered
 

@@ -28,7 +28,9 @@ def make_artifact(version: int = 1, intercept: float = 7.0, name: str = "houses"
         name=name,
         version=version,
         created_at="2025-01-01T00:00:00+00:00",
-        model=LinearWeights(coefficients=[2.0, 10.0, 20.0, 30.0], intercept=intercept),
+        model=LinearWeights(
+            type="linear_regression", coefficients=[[2.0], [10.0], [20.0], [30.0]], intercept=[intercept]
+        ),
         target="price",
         feature_names=PREP.feature_names,
         preprocessor=PREP,
@@ -164,7 +166,7 @@ def test_alias_is_reread_only_after_the_ttl(store):
 
     clock.advance(0.001)  # past the TTL: the alias is read again
     served = cache.get(store, "houses")
-    assert (served.version, served.model.intercept) == (2, 2.0)
+    assert (served.version, served.model.intercept) == (2, [2.0])
     assert store.reads == {ALIAS: 2, V1: 1, V2: 1}
 
     clock.advance(5.0)
@@ -190,8 +192,8 @@ def test_artifacts_are_cached_per_version(store):
 def test_models_are_cached_separately(store):
     publish(store, make_artifact(1, name="flats", intercept=5.0))
     cache = serving.ModelCache(clock=FakeClock())
-    assert cache.get(store, "houses").model.intercept == 1.0
-    assert cache.get(store, "flats").model.intercept == 5.0
+    assert cache.get(store, "houses").model.intercept == [1.0]
+    assert cache.get(store, "flats").model.intercept == [5.0]
     assert cache.get(store, "houses").name == "houses"
 
 

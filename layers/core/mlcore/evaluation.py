@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import linear, registry
-from .metrics import regression_metrics
+from . import models, registry
+from .metrics import classification_metrics, regression_metrics
 from .preprocessing import Preprocessor
 from .schemas import EvaluateTask, RegisteredModel
 from .storage import S3Store
@@ -15,8 +15,13 @@ def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel
     theta, _ = load_params(store, task.train.params_key)
     test = store.get_array(manifest["test"]["key"]).astype("float64")
     X, y = test[:, :-1], test[:, -1]
+    model = task.request.hyperparameters.model
+    if model in models.CLASSIFIERS:
+        test_metrics = classification_metrics(y, models.predict_proba(model, theta.ravel(), X))
+    else:
+        test_metrics = regression_metrics(y, models.predict(model, theta.ravel(), X))
     metrics = {
-        "test": regression_metrics(y, linear.predict(theta, X)),
+        "test": test_metrics,
         "final_train_loss": task.train.loss,
         "stop_reason": task.train.reason,
         "rounds": task.train.round,
@@ -26,7 +31,7 @@ def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel
         task.run_id,
         {
             "name": task.request.model_name,
-            "model": {"coefficients": theta[:-1].tolist(), "intercept": float(theta[-1])},
+            "model": {"type": model, "coefficients": theta[:-1].tolist(), "intercept": theta[-1].tolist()},
             "target": manifest["target"],
             "feature_names": manifest["feature_names"],
             "preprocessor": Preprocessor.model_validate(manifest["preprocessor"]),
@@ -52,6 +57,6 @@ def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel
         model_name=artifact.name,
         version=artifact.version,
         artifact_key=registry.version_key(artifact.name, artifact.version),
-        metrics={k: float(v) for k, v in test_metrics.items()},
+        metrics={k: float(v) for k, v in test_metrics.items() if isinstance(v, int | float)},
         rounds=task.train.round,
     )

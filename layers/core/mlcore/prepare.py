@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from . import datasets
+from . import datasets, models
 from .errors import InvalidInput
 from .preprocessing import Preprocessor, fit
 from .schemas import PreprocessResult, Shard, TrainingRequest
@@ -25,30 +27,81 @@ def split_indices(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndar
     return order[n_test:], order[:n_test]
 
 
+class Prepared(NamedTuple):
+    preprocessor: Preprocessor
+    train: np.ndarray  # float32 [X | y]
+    test: np.ndarray
+    dropped: int  # rows without a target
+
+
+def _label(value: object) -> str:
+    """Class label text: 1.0 reads as "1", "yes" stays "yes"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def encode_target(
+    values: np.ndarray, kind: str, target: str, classifier: bool
+) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """(mask of rows with a target, target as float, sorted class labels or None)."""
+    if not classifier:
+        if kind != "numeric":
+            raise InvalidInput(f"target column {target!r} must be numeric for regression")
+        if np.isinf(values).any():
+            raise InvalidInput(f"target column {target!r} contains infinite values")
+        keep = ~np.isnan(values)
+        return keep, values, None
+    labels = np.array(
+        [None if v is None or (isinstance(v, float) and np.isnan(v)) or v == "" else _label(v) for v in values],
+        dtype=object,
+    )
+    keep = labels != None  # noqa: E711 - elementwise
+    present = labels[keep]
+    if kind == "numeric":
+        classes = [_label(v) for v in sorted({float(v) for v in present})]
+    else:
+        classes = sorted(set(present))
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] if v is not None else np.nan for v in labels], dtype=np.float64)
+    return keep, y, classes
+
+
 def build_matrices(
-    columns: dict[str, np.ndarray], kinds: dict[str, str], target: str, test_fraction: float, seed: int
-) -> tuple[Preprocessor, np.ndarray, np.ndarray, int]:
-    """Fit the transform on the training rows only; return it with ``[X | y]`` float32 train and test blocks."""
+    columns: dict[str, np.ndarray],
+    kinds: dict[str, str],
+    target: str,
+    test_fraction: float,
+    seed: int,
+    model: str = "linear_regression",
+) -> Prepared:
+    """Fit the transform on the training rows only; return it with ``[X | y]`` float32 train and test blocks.
+
+    For classifiers the target's labels become class indices 0..K-1 (sorted labels, kept in the
+    preprocessor so predictions map back to them)."""
     if target not in columns:
         raise InvalidInput(f"target column {target!r} is not in the data set (columns: {', '.join(columns)})")
-    if kinds[target] != "numeric":
-        raise InvalidInput(f"target column {target!r} must be numeric for regression")
-    y_all = columns[target]
-    if np.isinf(y_all).any():
-        raise InvalidInput(f"target column {target!r} contains infinite values")
-    keep = ~np.isnan(y_all)
+    classifier = model in models.CLASSIFIERS
+    keep, y_all, classes = encode_target(columns[target], kinds[target], target, classifier)
     dropped = int((~keep).sum())
     if not keep.any():
         raise InvalidInput(f"target column {target!r} has no values")
+    if classes is not None:
+        try:
+            models.n_outputs(model, len(classes))
+        except ValueError as err:
+            raise InvalidInput(f"target column {target!r}: {err}") from None
     columns = {name: values[keep] for name, values in columns.items()}
+    y_all = y_all[keep]
     train_idx, test_idx = split_indices(int(keep.sum()), test_fraction, seed)
     prep = fit({n: v[train_idx] for n, v in columns.items()}, kinds, target)
+    prep = prep.model_copy(update={"classes": classes})
 
     def block(idx: np.ndarray) -> np.ndarray:
         X = prep.transform({n: columns[n][idx] for n in prep.input_names})
-        return np.hstack([X, columns[target][idx][:, None]]).astype(np.float32)
+        return np.hstack([X, y_all[idx][:, None]]).astype(np.float32)
 
-    return prep, block(train_idx), block(test_idx), dropped
+    return Prepared(prep, block(train_idx), block(test_idx), dropped)
 
 
 def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> PreprocessResult:
@@ -56,7 +109,12 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
     frame = read_csv(store.get_bytes(meta["key"]))
     kinds = column_kinds(frame)
     prep, train, test, dropped = build_matrices(
-        to_columns(frame), kinds, request.target, request.test_fraction, request.seed
+        to_columns(frame),
+        kinds,
+        request.target,
+        request.test_fraction,
+        request.seed,
+        request.hyperparameters.model,
     )
     if request.n_shards > train.shape[0]:
         raise InvalidInput(f"n_shards={request.n_shards} is more than the {train.shape[0]} training rows")
@@ -77,6 +135,7 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
             "dataset": {k: meta[k] for k in ("dataset", "version", "sha256", "key", "rows")},
             "target": request.target,
             "dropped_rows_missing_target": dropped,
+            "classes": prep.classes,
             "feature_names": prep.feature_names,
             "schema": [{"name": c.name, "kind": c.kind} for c in prep.columns],
             "preprocessor": prep.model_dump(),
@@ -94,6 +153,8 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
         manifest_key=manifest_key,
         shards=shards,
         n_features=len(prep.feature_names),
+        n_outputs=models.n_outputs(request.hyperparameters.model, len(prep.classes or ())),
+        classes=prep.classes,
         train_rows=int(train.shape[0]),
         test_rows=int(test.shape[0]),
     )

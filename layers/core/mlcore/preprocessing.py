@@ -74,6 +74,7 @@ class Preprocessor(BaseModel):
 
     target: str
     columns: list[Column]
+    classes: list[str] | None = Field(None, description="class labels (index = encoded target) for classifiers")
 
     @property
     def input_names(self) -> list[str]:

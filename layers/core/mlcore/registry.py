@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import __version__, linear
+from . import __version__, models
 from .errors import NotFoundError
 from .preprocessing import Preprocessor
 from .storage import AlreadyExists, NotFound, S3Store
@@ -27,9 +27,11 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class LinearWeights(BaseModel):
-    type: Literal["linear_regression"] = "linear_regression"
-    coefficients: list[float]
-    intercept: float
+    """Weights of a linear model: ``coefficients`` is (n_features x k), ``intercept`` has k entries."""
+
+    type: Literal[models.MODEL_TYPES]  # type: ignore[valid-type]
+    coefficients: list[list[float]]
+    intercept: list[float]
 
 
 class ModelArtifact(BaseModel):
@@ -47,13 +49,24 @@ class ModelArtifact(BaseModel):
     lineage: dict[str, Any]
     library_versions: dict[str, str]
 
-    def predict(self, instances: dict[str, list[Any]] | dict[str, np.ndarray]) -> np.ndarray:
-        X = self.preprocessor.transform(instances)
-        return linear.predict(self.theta, X)
-
     @property
     def theta(self) -> np.ndarray:
-        return np.asarray([*self.model.coefficients, self.model.intercept], dtype=np.float64)
+        """Flat parameter vector as the math in ``models`` takes it."""
+        return np.asarray([*self.model.coefficients, self.model.intercept], dtype=np.float64).ravel()
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.model.type in models.CLASSIFIERS
+
+    def predict(self, instances: dict[str, list[Any]] | dict[str, np.ndarray]) -> list[Any]:
+        """Predicted values (regression) or class labels (classification)."""
+        out = models.predict(self.model.type, self.theta, self.preprocessor.transform(instances))
+        if self.is_classifier:
+            return [self.preprocessor.classes[i] for i in out]
+        return out.tolist()
+
+    def predict_proba(self, instances: dict[str, list[Any]] | dict[str, np.ndarray]) -> np.ndarray:
+        return models.predict_proba(self.model.type, self.theta, self.preprocessor.transform(instances))
 
 
 def version_key(name: str, version: int) -> str:

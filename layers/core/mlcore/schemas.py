@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .models import MODEL_TYPES
 from .optimizers import OPTIMIZERS
 
 MAX_INLINE_SHARDS = 40  # inline Map concurrency limit
@@ -20,7 +21,7 @@ class Strict(BaseModel):
 
 
 class Hyperparameters(Strict):
-    model: Literal["linear_regression"] = "linear_regression"
+    model: Literal[MODEL_TYPES] = "linear_regression"  # type: ignore[valid-type]
     optimizer: Literal[OPTIMIZERS] = "momentum"  # type: ignore[valid-type]
     learning_rate: float = Field(0.1, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -68,6 +69,8 @@ class PreprocessResult(Strict):
     manifest_key: str
     shards: list[Shard]
     n_features: int
+    n_outputs: int = Field(description="columns of the parameter matrix: 1, or the number of classes for softmax")
+    classes: list[str] | None = None
     train_rows: int
     test_rows: int
 
@@ -86,6 +89,7 @@ class RoundState(Strict):
 
 class WorkerTask(Strict):
     run_id: str
+    model: Literal[MODEL_TYPES] = "linear_regression"  # type: ignore[valid-type]
     round: int
     params_key: str
     shard: Shard
@@ -111,6 +115,7 @@ class InitTask(Strict):
     action: Literal["init"]
     run_id: str
     n_features: int
+    n_outputs: int = 1
     hyperparameters: Hyperparameters
 
 

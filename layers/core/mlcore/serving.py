@@ -89,10 +89,13 @@ def _bad_name(name: str) -> None:
 
 def predict(artifact: ModelArtifact, instances: list[Instance]) -> dict[str, Any]:
     columns = instances_to_columns(artifact, instances)
-    predictions = artifact.predict(columns)
-    return {
+    result: dict[str, Any] = {
         "model": artifact.name,
         "version": artifact.version,
         "target": artifact.target,
-        "predictions": [float(p) for p in predictions],
+        "predictions": artifact.predict(columns),
     }
+    if artifact.is_classifier:
+        result["classes"] = artifact.preprocessor.classes
+        result["probabilities"] = artifact.predict_proba(columns).tolist()
+    return result

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from . import linear, optimizers
+from . import models, optimizers
 from .schemas import AggregateTask, Hyperparameters, InitTask, RoundState, WorkerResult, WorkerTask
 from .storage import AlreadyExists, NotFound, S3Store
 
@@ -32,22 +32,24 @@ def load_params(store: S3Store, key: str) -> tuple[np.ndarray, dict[str, np.ndar
 
 def init_run(store: S3Store, task: InitTask) -> RoundState:
     """Round 0: zero parameters and a fresh optimizer state (written once; a replay is a no-op)."""
-    n_params = task.n_features + 1
+    shape = (task.n_features + 1, task.n_outputs)
     key = params_key(task.run_id, 0)
-    arrays = {"theta": np.zeros(n_params), **optimizers.init_state(task.hyperparameters.optimizer, n_params)}
+    arrays = {"theta": np.zeros(shape), **optimizers.init_state(task.hyperparameters.optimizer, shape[0] * shape[1])}
     with contextlib.suppress(AlreadyExists):  # a replayed init leaves round 0 as it was
         store.put_arrays(key, arrays, if_absent=True)
     return RoundState(run_id=task.run_id, round=0, params_key=key)
 
 
 def compute_gradient(store: S3Store, task: WorkerTask, shard: np.ndarray | None = None) -> WorkerResult:
-    """Loss and gradient sums of one shard (``[X | y]`` float32) at the round's parameters."""
+    """Loss and gradient sums of one shard (``[X | y]`` float32) at the round's parameters.
+
+    The parameters are the ``(n_features + 1, k)`` matrix (last row: intercepts)."""
     theta, _ = load_params(store, task.params_key)
     data = store.get_array(task.shard.key) if shard is None else shard
     X, y = data[:, :-1], data[:, -1]
     if X.shape[1] + 1 != theta.shape[0]:
         raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
-    loss_sum, grad = linear.squared_error_sums(theta, X, y)
+    loss_sum, grad = models.loss_grad_sums(task.model, theta.ravel(), X, y)
     key = gradient_key(task.run_id, task.round, task.shard.index)
     store.put_array(key, grad)
     return WorkerResult(
@@ -100,18 +102,24 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         raise ValueError(f"results for shards {stale} belong to another round than {task.round}")
     theta, opt_state = load_params(store, task.params_key)
     loss_sum, grad_sum, rows = average_gradients(store, task.results)
-    loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta, hp.l2)
+    loss, grad = models.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
     grad_norm = float(np.linalg.norm(grad))
     initial = grad_norm if task.round == 0 else _initial_grad_norm(store, task.run_id)
     new_theta, new_state = optimizers.step(
-        hp.optimizer, theta, grad, opt_state, learning_rate=hp.learning_rate, t=task.round + 1, momentum=hp.momentum
+        hp.optimizer,
+        theta.ravel(),
+        grad,
+        opt_state,
+        learning_rate=hp.learning_rate,
+        t=task.round + 1,
+        momentum=hp.momentum,
     )
     next_key = params_key(task.run_id, task.round + 1)
     reason = should_stop(hp, task.round, grad_norm, loss, initial)
     if reason == "diverged":
         raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
     with contextlib.suppress(AlreadyExists):  # the step for this round is already stored: never overwrite it
-        store.put_arrays(next_key, {"theta": new_theta, **new_state}, if_absent=True)
+        store.put_arrays(next_key, {"theta": new_theta.reshape(theta.shape), **new_state}, if_absent=True)
     state = RoundState(
         run_id=task.run_id,
         round=task.round + 1,

@@ -1,0 +1,124 @@
+"""Linear models: pure numpy losses, gradients and predictions, no I/O.
+
+Parameters are one flat float64 vector ``theta`` of length ``(n_features + 1) * k``
+read as a ``(n_features + 1, k)`` matrix whose last row holds the intercepts:
+``k = 1`` for linear and logistic regression, ``k = n_classes`` for softmax.
+Workers return *sums* over their rows so the aggregator can weight shards
+exactly by row count; L2 regularization is added once, by the aggregator.
+
+Objectives (mean over rows, plus ``0.5 * l2 * ||W||^2`` without the intercepts):
+
+- ``linear_regression``: ``0.5 * (x.w + b - y)^2``
+- ``logistic_regression``: ``log(1 + exp(z)) - y z`` with ``y`` in {0, 1}
+  (scikit-learn's ``LogisticRegression(C)`` is ``l2 = 1 / (C * n_samples)``)
+- ``softmax_regression``: ``logsumexp(z) - z_y`` with ``y`` a class index
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+ModelType = Literal["linear_regression", "logistic_regression", "softmax_regression"]
+MODEL_TYPES: tuple[str, ...] = ("linear_regression", "logistic_regression", "softmax_regression")
+CLASSIFIERS = ("logistic_regression", "softmax_regression")
+
+
+def n_outputs(model: str, n_classes: int = 0) -> int:
+    """Columns of the weight matrix: one, or one per class for softmax."""
+    if model == "softmax_regression":
+        if n_classes < 2:
+            raise ValueError(f"softmax_regression needs at least 2 classes, got {n_classes}")
+        return n_classes
+    if model == "logistic_regression" and n_classes != 2:
+        raise ValueError(f"logistic_regression needs exactly 2 classes, got {n_classes}; use softmax_regression")
+    if model not in MODEL_TYPES:
+        raise ValueError(f"unknown model {model!r}; expected one of {MODEL_TYPES}")
+    return 1
+
+
+def _matrix(theta: np.ndarray, n_features: int) -> np.ndarray:
+    return theta.reshape(n_features + 1, -1)
+
+
+def scores(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Raw decision values ``X @ W + b``, shape (n, k), in X's dtype."""
+    W = _matrix(theta, X.shape[1]).astype(X.dtype, copy=False)
+    return X @ W[:-1] + W[-1]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def _softmax(Z: np.ndarray) -> np.ndarray:
+    Z = Z - Z.max(axis=1, keepdims=True)
+    E = np.exp(Z)
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def loss_grad_sums(model: str, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Sum over rows of the model's loss, and its gradient with respect to theta (float64).
+
+    The matrix products run in the shard's dtype (float32 shards stay float32).
+    """
+    Z = scores(theta, X)
+    if model == "linear_regression":
+        residual = Z[:, 0] - y
+        loss_sum = 0.5 * float(np.dot(residual, residual))
+        delta = residual[:, None]
+    elif model == "logistic_regression":
+        z = Z[:, 0].astype(np.float64)
+        loss_sum = float(np.sum(np.logaddexp(0.0, z) - y * z))
+        delta = (_sigmoid(z) - y)[:, None].astype(X.dtype)
+    elif model == "softmax_regression":
+        Z64 = Z.astype(np.float64)
+        labels = y.astype(np.int64)
+        m = Z64.max(axis=1, keepdims=True)
+        log_norm = (m + np.log(np.exp(Z64 - m).sum(axis=1, keepdims=True)))[:, 0]
+        loss_sum = float(np.sum(log_norm - Z64[np.arange(len(labels)), labels]))
+        P = np.exp(Z64 - log_norm[:, None])
+        P[np.arange(len(labels)), labels] -= 1.0
+        delta = P.astype(X.dtype)
+    else:
+        raise ValueError(f"unknown model {model!r}; expected one of {MODEL_TYPES}")
+    grad = np.empty((X.shape[1] + 1, delta.shape[1]), dtype=np.float64)
+    grad[:-1] = X.T @ delta
+    grad[-1] = delta.sum(axis=0, dtype=np.float64)
+    return loss_sum, grad.ravel()
+
+
+def regularized_objective(
+    loss_sum: float, grad_sum: np.ndarray, rows: int, theta: np.ndarray, l2: float, k: int = 1
+) -> tuple[float, np.ndarray]:
+    """Mean loss and gradient plus ``0.5 * l2 * ||W||^2`` (intercepts not penalized)."""
+    if rows <= 0:
+        raise ValueError("cannot average over zero rows")
+    W = theta.reshape(-1, k)[:-1]
+    loss = loss_sum / rows + 0.5 * l2 * float(np.sum(W * W))
+    grad = (grad_sum / rows).reshape(-1, k)
+    grad[:-1] += l2 * W
+    return loss, grad.ravel()
+
+
+def predict_proba(model: str, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Class probabilities, shape (n, n_classes); columns follow the sorted class list."""
+    Z = scores(theta, X).astype(np.float64)
+    if model == "logistic_regression":
+        p = _sigmoid(Z[:, 0])
+        return np.column_stack([1.0 - p, p])
+    if model == "softmax_regression":
+        return _softmax(Z)
+    raise ValueError(f"{model} is not a classifier")
+
+
+def predict(model: str, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Regression: predicted values. Classification: predicted class indices."""
+    if model == "linear_regression":
+        return scores(theta, X)[:, 0].astype(np.float64)
+    if model == "logistic_regression":
+        return (scores(theta, X)[:, 0] > 0).astype(np.int64)
+    if model == "softmax_regression":
+        return np.argmax(scores(theta, X), axis=1).astype(np.int64)
+    raise ValueError(f"unknown model {model!r}; expected one of {MODEL_TYPES}")
