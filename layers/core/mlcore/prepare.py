@@ -58,10 +58,8 @@ def encode_target(
     )
     keep = labels != None  # noqa: E711 - elementwise
     present = labels[keep]
-    if kind == "numeric":
-        classes = [_label(v) for v in sorted({float(v) for v in present})]
-    else:
-        classes = sorted(set(present))
+    numeric_order = kind == "numeric"  # 2 < 10 as numbers, not as text
+    classes = sorted(set(present), key=float) if numeric_order else sorted(set(present))
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] if v is not None else np.nan for v in labels], dtype=np.float64)
     return keep, y, classes
