@@ -31,7 +31,7 @@ def sklearn_reference(csv: bytes, target: str, test_fraction: float, seed: int) 
     from mlcore.tabular import column_kinds, read_csv, to_columns
 
     frame = read_csv(csv)
-    _, train, test, _ = build_matrices(to_columns(frame), column_kinds(frame), target, test_fraction, seed)
+    _, train, test, _, _ = build_matrices(to_columns(frame), column_kinds(frame), target, test_fraction, seed)
     model = LinearRegression().fit(train[:, :-1].astype(np.float64), train[:, -1])
     pred = model.predict(test[:, :-1].astype(np.float64))
     return {"r2": float(r2_score(test[:, -1], pred)), "rmse": float(np.sqrt(mean_squared_error(test[:, -1], pred)))}

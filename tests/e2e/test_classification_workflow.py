@@ -57,7 +57,7 @@ def test_classifier_trains_registers_and_serves_probabilities(cloud, model, load
     registered = json.loads(execution["output"])
 
     frame = read_csv(csv)
-    prep, train, test, _ = build_matrices(to_columns(frame), column_kinds(frame), "label", 0.2, 0, model)
+    prep, train, test, _, _ = build_matrices(to_columns(frame), column_kinds(frame), "label", 0.2, 0, model)
     assert prep.classes == sorted(labels)
     n = train.shape[0]
     ref = LogisticRegression(C=1.0 / (0.01 * n), tol=1e-10, max_iter=10_000).fit(train[:, :-1], train[:, -1])

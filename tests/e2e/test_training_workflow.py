@@ -66,7 +66,7 @@ def test_training_matches_sklearn_and_serves_the_model(cloud):
 
     # scikit-learn on the same split and features
     frame = read_csv(HOUSING)
-    _, train, test, _ = build_matrices(to_columns(frame), column_kinds(frame), "price_k", 0.2, 3)
+    _, train, test, _, _ = build_matrices(to_columns(frame), column_kinds(frame), "price_k", 0.2, 3)
     reference = LinearRegression().fit(train[:, :-1].astype(float), train[:, -1])
     X_test = test[:, :-1].astype(float)
     theta = _theta(cloud, f"runs/{arn.split(':')[-1]}/params/round-{rounds:05d}.npz")

@@ -79,7 +79,7 @@ def test_infinite_or_empty_target(data):
 
 def test_rows_with_missing_target_are_dropped_and_counted(data):
     columns, kinds = data
-    prep, train, test, dropped = prepare.build_matrices(columns, kinds, "y", 0.2, seed=1)
+    prep, train, test, dropped, _ = prepare.build_matrices(columns, kinds, "y", 0.2, seed=1)
     assert dropped == 3
     assert train.shape[0] + test.shape[0] == 37
     assert test.shape[0] == round(37 * 0.2)
@@ -94,7 +94,7 @@ def test_rows_with_missing_target_are_dropped_and_counted(data):
 def test_statistics_are_fitted_on_training_rows_only(data):
     columns, kinds = data
     seed = 4
-    prep, train, test, _ = prepare.build_matrices(columns, kinds, "y", 0.25, seed)
+    prep, train, test, _, _ = prepare.build_matrices(columns, kinds, "y", 0.25, seed)
     # Standardized training features: mean 0, std 1 (float32 blocks).
     np.testing.assert_allclose(train[:, :2].mean(axis=0), [0.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(train[:, :2].std(axis=0), [1.0, 1.0], rtol=1e-5)
@@ -116,3 +116,13 @@ def test_statistics_are_fitted_on_training_rows_only(data):
     x2_test = columns["x2"][keep][test_idx]
     np.testing.assert_allclose(test[:, 1], (x2_test - x2_train.mean()) / x2_train.std(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(test[:, -1], columns["y"][keep][test_idx], rtol=1e-6)
+
+
+def test_validation_rows_come_out_of_the_training_rows(data):
+    columns, kinds = data
+    plain = prepare.build_matrices(columns, kinds, "y", 0.2, 0)
+    held = prepare.build_matrices(columns, kinds, "y", 0.2, 0, validation_fraction=0.25)
+    assert held.validation.shape[0] + held.train.shape[0] == plain.train.shape[0]
+    assert held.test.shape == plain.test.shape  # the test split does not move
+    with pytest.raises(InvalidInput, match="too few for validation_fraction"):
+        prepare.build_matrices(columns, kinds, "y", 0.2, 0, validation_fraction=0.001)

@@ -9,7 +9,7 @@ import numpy as np
 from . import datasets, models
 from .errors import InvalidInput
 from .preprocessing import Preprocessor, fit
-from .schemas import PreprocessResult, Shard, TrainingRequest
+from .schemas import Block, PreprocessResult, Shard, TrainingRequest
 from .storage import S3Store
 from .tabular import column_kinds, read_csv, to_columns
 
@@ -32,6 +32,7 @@ class Prepared(NamedTuple):
     train: np.ndarray  # float32 [X | y]
     test: np.ndarray
     dropped: int  # rows without a target
+    validation: np.ndarray | None = None  # held out of the training rows, for early stopping
 
 
 def _label(value: object) -> str:
@@ -72,6 +73,7 @@ def build_matrices(
     test_fraction: float,
     seed: int,
     model: str = "linear_regression",
+    validation_fraction: float = 0.0,
 ) -> Prepared:
     """Fit the transform on the training rows only; return it with ``[X | y]`` float32 train and test blocks.
 
@@ -92,6 +94,10 @@ def build_matrices(
     columns = {name: values[keep] for name, values in columns.items()}
     y_all = y_all[keep]
     train_idx, test_idx = split_indices(int(keep.sum()), test_fraction, seed)
+    n_validation = round(len(train_idx) * validation_fraction)
+    if validation_fraction > 0 and not 1 <= n_validation <= len(train_idx) - 2:
+        raise InvalidInput(f"{len(train_idx)} training rows are too few for validation_fraction={validation_fraction}")
+    validation_idx, train_idx = train_idx[:n_validation], train_idx[n_validation:]
     prep = fit({n: v[train_idx] for n, v in columns.items()}, kinds, target)
     prep = prep.model_copy(update={"classes": classes})
 
@@ -99,20 +105,21 @@ def build_matrices(
         X = prep.transform({n: columns[n][idx] for n in prep.input_names})
         return np.hstack([X, y_all[idx][:, None]]).astype(np.float32)
 
-    return Prepared(prep, block(train_idx), block(test_idx), dropped)
+    return Prepared(prep, block(train_idx), block(test_idx), dropped, block(validation_idx) if n_validation else None)
 
 
 def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> PreprocessResult:
     meta = datasets.describe(store, request.dataset, request.version)
     frame = read_csv(store.get_bytes(meta["key"]))
     kinds = column_kinds(frame)
-    prep, train, test, dropped = build_matrices(
+    prep, train, test, dropped, validation = build_matrices(
         to_columns(frame),
         kinds,
         request.target,
         request.test_fraction,
         request.seed,
         request.hyperparameters.model,
+        request.validation_fraction,
     )
     if request.n_shards > train.shape[0]:
         raise InvalidInput(f"n_shards={request.n_shards} is more than the {train.shape[0]} training rows")
@@ -128,6 +135,11 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
         test_key = f"{prefix}test.npy"
         store.put_array(test_key, test)
         written.append(test_key)
+        validation_block = None
+        if validation is not None:
+            validation_block = Block(key=f"{prefix}validation.npy", rows=int(validation.shape[0]))
+            store.put_array(validation_block.key, validation)
+            written.append(validation_block.key)
         manifest = {
             "run_id": run_id,
             "dataset": {k: meta[k] for k in ("dataset", "version", "sha256", "key", "rows")},
@@ -139,6 +151,7 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
             "preprocessor": prep.model_dump(),
             "shards": [s.model_dump() for s in shards],
             "test": {"key": test_key, "rows": int(test.shape[0])},
+            "validation": validation_block.model_dump() if validation_block else None,
             "format": {"dtype": "float32", "layout": "[X | y], target in the last column"},
         }
         manifest_key = f"{prefix}manifest.json"
@@ -153,6 +166,7 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
         n_features=len(prep.feature_names),
         n_outputs=models.n_outputs(request.hyperparameters.model, len(prep.classes or ())),
         classes=prep.classes,
+        validation=validation_block,
         train_rows=int(train.shape[0]),
         test_rows=int(test.shape[0]),
     )

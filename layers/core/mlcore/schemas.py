@@ -41,6 +41,9 @@ class TrainingRequest(Strict):
     model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     n_shards: int = Field(4, ge=1, le=MAX_INLINE_SHARDS)
     test_fraction: float = Field(0.2, gt=0, lt=0.9)
+    validation_fraction: float = Field(
+        0.0, ge=0, lt=0.5, description="share of the training rows held out as a validation set"
+    )
     seed: int = Field(0, ge=0)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
 
@@ -64,6 +67,13 @@ class Shard(Strict):
     rows: int
 
 
+class Block(Strict):
+    """A held-out block of rows (``[X | y]`` float32 .npy)."""
+
+    key: str
+    rows: int
+
+
 class PreprocessResult(Strict):
     run_id: str
     manifest_key: str
@@ -73,6 +83,7 @@ class PreprocessResult(Strict):
     classes: list[str] | None = None
     train_rows: int
     test_rows: int
+    validation: Block | None = None
 
 
 class RoundState(Strict):
