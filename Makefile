@@ -14,10 +14,11 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo test lint validate build unit integration e2e packaging clean
+.PHONY: help venv demo local test lint validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
+	@echo "make local  - serve the whole API on http://127.0.0.1:3000 (moto, real handlers and state machines)"
 	@echo "make test   - ruff, sam validate --lint, ASL check, sam build, and all pytest suites"
 	@echo "make build  - sam build"
 	@echo "make clean  - remove .venv and .aws-sam"
@@ -33,6 +34,9 @@ venv: $(BIN)/.installed
 
 demo: venv
 	$(BIN)/python -m mllocal.demo
+
+local: venv
+	$(BIN)/python -m mllocal.server --port $(or $(PORT),3000)
 
 lint: venv
 	$(BIN)/ruff check .

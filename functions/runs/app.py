@@ -1,9 +1,11 @@
 """Runs API: start a training workflow (POST /training-runs) and follow it (GET /training-runs/{run_id})."""
 
 from functools import lru_cache
+from typing import Annotated
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mlcore import runs
 from mlcore.api import register_error_handlers
@@ -29,10 +31,17 @@ def start_run(request: TrainingRequest) -> Response[dict]:
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=started)
 
 
+@app.get("/training-runs")
+def list_runs() -> dict:
+    return {"runs": runs.list_runs(_sfn(), Settings.from_env().training_state_machine_arn)}
+
+
 @app.get("/training-runs/<run_id>")
-def describe_run(run_id: str) -> dict:
+def describe_run(
+    run_id: str, curve: Annotated[bool, Query(description="include every round's summary")] = False
+) -> dict:
     settings = Settings.from_env()
-    return runs.describe(S3Store(settings.bucket), _sfn(), settings.training_state_machine_arn, run_id)
+    return runs.describe(S3Store(settings.bucket), _sfn(), settings.training_state_machine_arn, run_id, curve)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -87,6 +87,7 @@ class LocalStack:
     stack_name: str
     bucket: str
     bucket_versioning: bool
+    api_key_required: bool
     functions: dict[str, FunctionSpec]
     state_machines: dict[str, StateMachineSpec]
     parameters: dict[str, str]
@@ -195,10 +196,13 @@ def local_stack(stack_name: str = "serverless-ml-local", overrides: dict[str, st
                 logical_id=logical, name=physical[logical].rsplit(":", 1)[1], definition=definition
             )
     versioning = resources[buckets[0]].get("Properties", {}).get("VersioningConfiguration", {})
+    apis = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Api"]
+    api_key_required = any(a.get("Properties", {}).get("Auth", {}).get("ApiKeyRequired") for a in apis)
     return LocalStack(
         stack_name=stack_name,
         bucket=bucket,
         bucket_versioning=versioning.get("Status") == "Enabled",
+        api_key_required=bool(api_key_required),
         functions=functions,
         state_machines=state_machines,
         parameters=parameters,

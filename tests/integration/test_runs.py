@@ -49,3 +49,22 @@ def test_invalid_requests_are_4xx_and_start_nothing(cloud):
     assert (status, body) == (404, {"message": "training run 'run-000000000000' does not exist"})
     status, _ = _body(cloud.request("GET", "/training-runs/..%2Fetc"))
     assert status == 404
+
+
+def test_list_runs_and_curve(cloud):
+    cloud.invoke("IngestFunction", load_event("ingest_api"))
+    _, started = _body(cloud.invoke("RunsFunction", load_event("runs"))[0])
+    execution = cloud.wait(
+        cloud.state_machine_arns["TrainingStateMachine"].replace(":stateMachine:", ":execution:")
+        + f":{started['run_id']}"
+    )
+    assert execution["status"] == "SUCCEEDED"
+    status, listed = _body(cloud.request("GET", "/training-runs"))
+    assert status == 200 and [r["run_id"] for r in listed["runs"]] == [started["run_id"]]
+    assert listed["runs"][0]["status"] == "SUCCEEDED"
+    _, run = _body(cloud.request("GET", f"/training-runs/{started['run_id']}", query={"curve": "true"}))
+    assert [r["round"] for r in run["curve"]] == [0, 1, 2]
+    assert run["request"]["hyperparameters"]["max_epochs"] == 3
+    assert run["curve"][0]["loss"] > run["curve"][2]["loss"]
+    _, run = _body(cloud.request("GET", f"/training-runs/{started['run_id']}"))
+    assert "curve" not in run

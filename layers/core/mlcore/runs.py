@@ -13,6 +13,7 @@ from . import datasets
 from .errors import NotFoundError
 from .schemas import TrainingRequest
 from .storage import NotFound, S3Store
+from .training import training_curve
 
 RUN_ID = re.compile(r"^run-[0-9a-f]{12}$")
 
@@ -26,7 +27,22 @@ def start(store: S3Store, sfn, state_machine_arn: str, request: TrainingRequest)
     return {"run_id": run_id, "status": "RUNNING", "dataset": request.dataset, "version": meta["version"]}
 
 
-def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str) -> dict[str, Any]:
+def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The most recent runs, newest first."""
+    executions = sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=limit)["executions"]
+    return [
+        {
+            "run_id": e["name"],
+            "status": e["status"],
+            "started_at": e["startDate"].isoformat(),
+            **({"stopped_at": e["stopDate"].isoformat()} if e.get("stopDate") else {}),
+        }
+        for e in executions
+    ]
+
+
+def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str, curve: bool = False) -> dict[str, Any]:
+    """Status, request, progress (and with ``curve`` every round's summary) of one run."""
     if not RUN_ID.match(run_id):
         raise NotFoundError(f"training run {run_id!r} does not exist")
     execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
@@ -36,7 +52,12 @@ def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str) -> dict[s
         if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
             raise NotFoundError(f"training run {run_id!r} does not exist") from None
         raise
-    result: dict[str, Any] = {"run_id": run_id, "status": desc["status"], "started_at": desc["startDate"].isoformat()}
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "status": desc["status"],
+        "started_at": desc["startDate"].isoformat(),
+        "request": json.loads(desc["input"]),
+    }
     if desc.get("stopDate"):
         result["stopped_at"] = desc["stopDate"].isoformat()
     if desc["status"] == "SUCCEEDED":
@@ -51,4 +72,6 @@ def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str) -> dict[s
             result["last_round"] = {k: last[k] for k in ("round", "loss", "grad_norm")}
         except NotFound:
             pass
+    if curve:
+        result["curve"] = training_curve(store, run_id)
     return result

@@ -1,0 +1,126 @@
+"""`make local`: the whole API on http://127.0.0.1:3000, the way `sam local start-api` would serve it.
+
+Each HTTP request becomes an API Gateway REST proxy event for the handler that template.yaml
+routes it to; S3 and Step Functions are moto's (the real state machines, executed with the
+real handlers). No AWS account and no Docker. Stops cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from .cloud import LocalCloud
+from .template import local_stack
+
+LOCAL_API_KEY = "local-api-key"
+
+
+def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "serverless-ml-local"
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items()}
+            if api_key is not None and self.headers.get("x-api-key") != api_key:
+                self._send(403, {"Content-Type": "application/json"}, json.dumps({"message": "Forbidden"}).encode())
+                return
+            resp = cloud.request(self.command, url.path, body, headers=headers, query=dict(parse_qsl(url.query)))
+            out_headers = dict(resp.get("headers") or {})
+            for key, values in (resp.get("multiValueHeaders") or {}).items():
+                out_headers[key] = ", ".join(values)
+            raw = resp.get("body") or ""
+            data = base64.b64decode(raw) if resp.get("isBase64Encoded") else raw.encode()
+            self._send(int(resp["statusCode"]), out_headers, data)
+
+        def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() not in ("content-length", "connection"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+        def log_message(self, fmt: str, *args) -> None:
+            if access_log:
+                sys.stderr.write(f"{self.command} {self.path} -> {args[1] if len(args) > 1 else ''}\n")
+
+    return Handler
+
+
+class LocalApi:
+    """The local cloud plus an HTTP server in a background thread (used by `make local` and tests)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        api_key: str | None = LOCAL_API_KEY,
+        log_level: str = "WARNING",
+        access_log: bool = True,
+    ):
+        self.cloud = LocalCloud(local_stack(overrides={"LogLevel": log_level}))
+        self.host, self.port = host, port
+        self.api_key = api_key if self.cloud.stack.api_key_required else None
+        self.access_log = access_log
+        self.httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> LocalApi:
+        self.cloud.__enter__()
+        self.httpd = ThreadingHTTPServer(
+            (self.host, self.port), make_handler(self.cloud, self.api_key, self.access_log)
+        )
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+        self.cloud.__exit__(*exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--api-key", default=LOCAL_API_KEY, help="key clients send as x-api-key")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalApi(args.host, args.port, args.api_key, args.log_level) as api:
+        print(f"serving the API at {api.url}", flush=True)
+        if api.api_key:
+            print(f"local API key (x-api-key): {api.api_key}", flush=True)
+        print("routes (from template.yaml):", flush=True)
+        for spec in api.cloud.stack.functions.values():
+            for method, path in spec.api_routes:
+                print(f"  {method:6} {path:40} -> {spec.logical_id}", flush=True)
+        print("Ctrl-C to stop", flush=True)
+        stop.wait()
+    print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The local API server on a free port, driven over HTTP by the `sml` command-line client."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from mlclient.cli import main as sml
+from mllocal.server import LocalApi
+from mllocal.template import ROOT
+
+SAMPLE = ROOT / "data" / "housing.csv"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LocalApi(port=0, access_log=False) as api:
+        yield api
+
+
+def _sml(server, *args) -> int:
+    return sml(["--url", server.url, "--api-key", server.api_key or "unused", *args])
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    return struct.unpack(">II", data[16:24])
+
+
+def test_upload_train_watch_predict_report(server, tmp_path, capsys):
+    small = tmp_path / "houses.csv"
+    small.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:301]))
+    assert _sml(server, "upload", str(small), "--dataset", "houses") == 0
+    uploaded = json.loads(capsys.readouterr().out)
+    assert uploaded["rows"] == 300
+
+    assert (
+        _sml(
+            server,
+            "train",
+            "--dataset",
+            "houses",
+            "--target",
+            "price_k",
+            "--model-name",
+            "houses",
+            "--shards",
+            "2",
+            "--set",
+            "optimizer=sgd",
+            "--set",
+            "learning_rate=0.5",
+            "--set",
+            "max_epochs=40",
+            "--watch",
+        )
+        == 0
+    )
+    captured = capsys.readouterr()
+    model = json.loads(captured.out)
+    assert model["model_name"] == "houses" and model["version"] == 1
+    assert "SUCCEEDED" in captured.err
+    run_id = captured.err.split("started run ")[1].split()[0]
+
+    instances = tmp_path / "rows.csv"
+    instances.write_text(
+        "area_m2,bedrooms,age_years,distance_km,lot_m2,neighborhood\n"
+        "92.2,2,62.7,3.11,156,harbor\n128.4,3,5.4,2.59,,riverside\n"
+    )
+    out = tmp_path / "pred.csv"
+    assert _sml(server, "predict", "houses", str(instances), "--out", str(out)) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "prediction" and len(lines) == 3
+    assert float(lines[1]) < float(lines[2])  # the bigger, newer house costs more
+
+    assert _sml(server, "runs") == 0
+    assert run_id in capsys.readouterr().out
+
+    report = tmp_path / "report"
+    assert _sml(server, "report", run_id, "--out", str(report)) == 0
+    for name in ("loss.png", "timing.png"):
+        width, height = _png_size(report / name)
+        assert width > 300 and height > 200
+    page = (report / "report.html").read_text()
+    assert run_id in page and page.count("data:image/png;base64,") >= 2 and "r2" in page
+
+
+def test_api_errors_are_one_line_and_a_nonzero_exit(server, capsys):
+    assert _sml(server, "runs", "run-000000000000") == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "error: HTTP 404: training run 'run-000000000000' does not exist"
+    assert _sml(server, "train", "--dataset", "x", "--target", "y", "--model-name", "m", "--shards", "99") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: HTTP 422: invalid request: body/n_shards") and "\n" not in err
+    assert sml(["--url", "http://127.0.0.1:9", "runs"]) == 1
+    assert capsys.readouterr().err.startswith("error: cannot reach http://127.0.0.1:9")
