@@ -220,9 +220,31 @@ def cmd_report(client: Client, args: argparse.Namespace) -> int:
         artifact = client.get(f"/models/{model['model_name']}/versions/{model['version']}")
     except ApiError:
         artifact = None  # older servers: the report uses what the run itself carries
-    paths = build_report(run, artifact, Path(args.out))
+    cost = client.get(f"/training-runs/{args.run_id}/cost", region=args.region)["actual"]
+    cost["basis"] = f"{cost['region']} list prices; Lambda time as measured by Step Functions; S3 requests estimated"
+    paths = build_report(run, artifact, Path(args.out), cost)
     for path in paths:
         console.print(str(path))
+    return 0
+
+
+def cmd_cost(client: Client, args: argparse.Namespace) -> int:
+    doc = client.get(
+        f"/training-runs/{args.run_id}/cost", region=args.region, rows=args.rows, shards=args.shards, rounds=args.rounds
+    )
+    blocks = [("this run", doc["actual"])] + ([("what if", doc["what_if"])] if "what_if" in doc else [])
+    for title, block in blocks:
+        usage = block["usage"]
+        table = Table(
+            "item",
+            "USD",
+            title=f"{title}: {usage['rounds']} rounds x {usage['shards']} shards, "
+            f"{usage['train_rows']} rows ({block['region']})",
+        )
+        for item, usd in block["breakdown"].items():
+            table.add_row(item, f"{usd:.6f}")
+        table.add_row("[bold]total", f"[bold]{block['total']:.6f}")
+        console.print(table)
     return 0
 
 
@@ -232,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help=f"API base URL (default {LOCAL_URL}, or the --stack's)")
     parser.add_argument("--api-key", help="API key sent as x-api-key")
     parser.add_argument("--stack", help="a deployed stack's name: read ApiUrl and the API key from its outputs")
-    parser.add_argument("--region", help="AWS region of --stack")
+    parser.add_argument("--region", help="AWS region of --stack, and of the cost price table")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("upload", help="upload a CSV or JSON Lines data set (progress bar; large files via S3)")
@@ -276,6 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--out", help="CSV file for the predictions (default: stdout)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("cost", help="what a run cost, and what a bigger one would (--rows/--shards/--rounds)")
+    p.add_argument("run_id")
+    p.add_argument("--rows", type=int)
+    p.add_argument("--shards", type=int)
+    p.add_argument("--rounds", type=int)
+    p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("report", help="loss curves, metrics, residuals or confusion matrix, timing: PNG + HTML")
     p.add_argument("run_id")

@@ -1,5 +1,6 @@
 """Runs API: start a training workflow (POST /training-runs) and follow it (GET /training-runs/{run_id})."""
 
+import os
 from functools import lru_cache
 from typing import Annotated
 
@@ -23,6 +24,11 @@ def _sfn():
     return boto3.client("stepfunctions")
 
 
+@lru_cache(maxsize=1)
+def _lambda():
+    return boto3.client("lambda")
+
+
 @app.post("/training-runs")
 def start_run(request: TrainingRequest) -> Response[dict]:
     settings = Settings.from_env()
@@ -42,6 +48,27 @@ def describe_run(
 ) -> dict:
     settings = Settings.from_env()
     return runs.describe(S3Store(settings.bucket), _sfn(), settings.training_state_machine_arn, run_id, curve)
+
+
+@app.get("/training-runs/<run_id>/cost")
+def run_cost(
+    run_id: str,
+    region: Annotated[str | None, Query(description="price table region (default: this stack's)")] = None,
+    rows: Annotated[int | None, Query(ge=1, description="what-if: training rows")] = None,
+    shards: Annotated[int | None, Query(ge=1, le=10_000, description="what-if: shards")] = None,
+    rounds: Annotated[int | None, Query(ge=1, le=100_000, description="what-if: rounds")] = None,
+) -> dict:
+    settings = Settings.from_env()
+    return runs.run_cost(
+        _sfn(),
+        _lambda(),
+        settings.training_state_machine_arn,
+        run_id,
+        region or os.environ.get("AWS_REGION", "us-east-1"),
+        rows,
+        shards,
+        rounds,
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

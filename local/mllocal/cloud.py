@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
 import warnings
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -65,11 +67,31 @@ class LocalCloud:
                 }
             ),
         )
+        self._create_functions(role["Role"]["Arn"])
         for logical, sm in self.stack.state_machines.items():
             self.state_machine_arns[logical] = self.sfn.create_state_machine(
                 name=sm.name, definition=sm.definition, roleArn=role["Role"]["Arn"]
             )["stateMachineArn"]
         return self
+
+    def _create_functions(self, role_arn: str) -> None:
+        """Register each function with moto's Lambda (configuration only: invocations are routed to the
+        real handlers), so that Lambda API calls such as GetFunctionConfiguration answer as on AWS."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("README.txt", "invocations are routed to the handlers in functions/ by mllocal.lambdas")
+        lam = boto3.client("lambda", region_name=REGION)
+        for spec in self.stack.functions.values():
+            lam.create_function(
+                FunctionName=spec.name,
+                Runtime="python3.12",
+                Role=role_arn,
+                Handler=spec.handler,
+                Code={"ZipFile": buf.getvalue()},
+                MemorySize=spec.memory_mb,
+                Timeout=spec.timeout,
+                Environment={"Variables": spec.environment},
+            )
 
     def __exit__(self, *exc) -> None:
         from mlcore.storage import s3_client

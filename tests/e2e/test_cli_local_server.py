@@ -86,6 +86,11 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
         assert width > 300 and height > 200
     page = (report / "report.html").read_text()
     assert run_id in page and page.count("data:image/png;base64,") >= 2 and "r2" in page
+    assert "Cost estimate" in page and "Lambda GradientWorker" in page
+
+    assert _sml(server, "cost", run_id, "--rows", "1000000", "--shards", "16", "--rounds", "100") == 0
+    out = capsys.readouterr().out
+    assert "this run" in out and "what if: 100 rounds x 16 shards, 1000000 rows" in out
 
 
 def test_api_errors_are_one_line_and_a_nonzero_exit(server, capsys):

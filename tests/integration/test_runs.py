@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from tests.conftest import keys, load_event
 
 
@@ -68,3 +70,45 @@ def test_list_runs_and_curve(cloud):
     assert run["curve"][0]["loss"] > run["curve"][2]["loss"]
     _, run = _body(cloud.request("GET", f"/training-runs/{started['run_id']}"))
     assert "curve" not in run
+
+
+def test_cost_of_a_run_from_its_history_and_a_what_if(cloud):
+    cloud.invoke("IngestFunction", load_event("ingest_api"))
+    _, started = _body(cloud.invoke("RunsFunction", load_event("runs"))[0])
+    run_id = started["run_id"]
+    cloud.wait(cloud.state_machine_arns["TrainingStateMachine"].replace(":stateMachine:", ":execution:") + f":{run_id}")
+    status, doc = _body(cloud.request("GET", f"/training-runs/{run_id}/cost", query={"region": "us-east-1"}))
+    assert status == 200, doc
+    usage = doc["actual"]["usage"]
+    # 3 rounds over 2 shards: 6 worker invocations, init + 3 aggregations, one preprocess, one evaluate
+    assert {k: v["invocations"] for k, v in usage["functions"].items()} == {
+        "Preprocess": 1,
+        "Aggregator": 4,
+        "GradientWorker": 6,
+        "Evaluate": 1,
+    }
+    assert usage["functions"]["GradientWorker"]["memory_mb"] == 1769  # from the template, via Lambda's API
+    assert (usage["rounds"], usage["shards"], usage["train_rows"]) == (3, 2, 32)
+    history = cloud.sfn.get_execution_history(
+        executionArn=cloud.state_machine_arns["TrainingStateMachine"].replace(":stateMachine:", ":execution:")
+        + f":{run_id}",
+        maxResults=1000,
+    )["events"]
+    assert usage["state_transitions"] == sum(e["type"].endswith("StateEntered") for e in history)
+    breakdown = doc["actual"]["breakdown"]
+    assert doc["actual"]["total"] == sum(breakdown.values()) > 0
+    assert breakdown["Step Functions state transitions"] == pytest.approx(usage["state_transitions"] * 0.025 / 1000)
+    worker = usage["functions"]["GradientWorker"]
+    assert breakdown["Lambda GradientWorker"] == pytest.approx(
+        worker["billed_ms"] / 1000 * 1769 / 1024 * 0.0000166667 + 6 * 0.2 / 1e6
+    )
+
+    _, bigger = _body(
+        cloud.request("GET", f"/training-runs/{run_id}/cost", query={"rows": "3200", "shards": "4", "rounds": "30"})
+    )
+    scaled = bigger["what_if"]["usage"]
+    assert scaled["functions"]["GradientWorker"]["invocations"] == 120
+    assert scaled["state_transitions"] == usage["state_transitions"] - 3 * (3 + 2) + 30 * (3 + 4)
+    assert bigger["what_if"]["total"] > doc["actual"]["total"]
+    status, _ = _body(cloud.request("GET", "/training-runs/run-000000000000/cost"))
+    assert status == 404

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import datasets
+from . import cost, datasets
 from .errors import NotFoundError
 from .schemas import TrainingRequest
 from .storage import NotFound, S3Store
@@ -25,6 +26,80 @@ def start(store: S3Store, sfn, state_machine_arn: str, request: TrainingRequest)
     run_id = f"run-{uuid.uuid4().hex[:12]}"
     sfn.start_execution(stateMachineArn=state_machine_arn, name=run_id, input=request.model_dump_json())
     return {"run_id": run_id, "status": "RUNNING", "dataset": request.dataset, "version": meta["version"]}
+
+
+def _execution_arn(state_machine_arn: str, run_id: str) -> str:
+    if not RUN_ID.match(run_id):
+        raise NotFoundError(f"training run {run_id!r} does not exist")
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+
+
+def usage(sfn, lam, state_machine_arn: str, run_id: str) -> cost.Usage:
+    """What a run did, from its execution history: Lambda invocations and billed milliseconds per
+    step (task start to end), memory sizes from the functions' configuration, state transitions;
+    S3 requests from the code's access pattern (cost.S3_REQUESTS)."""
+    arn = _execution_arn(state_machine_arn, run_id)
+    try:
+        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+        events = [e for page in pages for e in page["events"]]
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
+            raise NotFoundError(f"training run {run_id!r} does not exist") from None
+        raise
+    by_id = {e["id"]: e for e in events}
+    scheduled: dict[int, str] = {}  # TaskScheduled id -> function name
+    result = cost.Usage()
+    memory: dict[str, int] = {}
+    for e in events:
+        if e["type"].endswith("StateEntered"):
+            result.state_transitions += 1
+        elif e["type"] == "TaskScheduled":
+            params = json.loads(e["taskScheduledEventDetails"].get("parameters") or "{}")
+            scheduled[e["id"]] = str(params.get("FunctionName", ""))
+        elif e["type"] in ("TaskSucceeded", "TaskFailed", "TaskTimedOut"):
+            started = by_id.get(e["previousEventId"])
+            if started is None or started["type"] != "TaskStarted" or started["previousEventId"] not in scheduled:
+                continue
+            function = scheduled[started["previousEventId"]]
+            if function not in memory:
+                memory[function] = int(lam.get_function_configuration(FunctionName=function)["MemorySize"])
+            step = cost.step_of(function)
+            fn = result.functions.setdefault(step, cost.FunctionUsage(memory_mb=memory[function]))
+            fn.invocations += 1
+            fn.billed_ms += max(1, math.ceil((e["timestamp"] - started["timestamp"]).total_seconds() * 1000))
+    request = json.loads(events[0]["executionStartedEventDetails"]["input"]) if events else {}
+    result.shards = int(request.get("n_shards", 0) or 0)
+    result.rounds = max(result.functions.get("Aggregator", cost.FunctionUsage()).invocations - 1, 0)
+    for e in events:  # the preprocess result carries the row count
+        if e["type"] == "TaskSucceeded" and '"train_rows"' in e["taskSucceededEventDetails"].get("output", ""):
+            payload = json.loads(e["taskSucceededEventDetails"]["output"]).get("Payload", {})
+            result.train_rows = int(payload.get("data", {}).get("train_rows", 0))
+            result.shards = len(payload.get("data", {}).get("shards", [])) or result.shards
+            break
+    cost.estimate_s3(result)
+    return result
+
+
+def run_cost(
+    sfn,
+    lam,
+    state_machine_arn: str,
+    run_id: str,
+    region: str,
+    rows: int | None = None,
+    shards: int | None = None,
+    rounds: int | None = None,
+) -> dict[str, Any]:
+    """The run's cost, and with any of rows/shards/rounds a what-if for that size."""
+    measured = usage(sfn, lam, state_machine_arn, run_id)
+    prices = cost.price_table(region)
+    result = {"run_id": run_id, "actual": cost.cost(measured, prices)}
+    if rows or shards or rounds:
+        scaled = cost.what_if(
+            measured, rows or measured.train_rows, shards or measured.shards, rounds or measured.rounds
+        )
+        result["what_if"] = cost.cost(scaled, prices)
+    return result
 
 
 def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -43,9 +118,7 @@ def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, An
 
 def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str, curve: bool = False) -> dict[str, Any]:
     """Status, request, progress (and with ``curve`` every round's summary) of one run."""
-    if not RUN_ID.match(run_id):
-        raise NotFoundError(f"training run {run_id!r} does not exist")
-    execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+    execution_arn = _execution_arn(state_machine_arn, run_id)
     try:
         desc = sfn.describe_execution(executionArn=execution_arn)
     except ClientError as err:
