@@ -102,13 +102,14 @@ def invoke(spec: FunctionSpec, event: Any) -> tuple[Any, str | None]:
 
 @contextlib.contextmanager
 def route_lambdas(
-    functions: dict[str, FunctionSpec], hook: Callable[[FunctionSpec, Any], None] | None = None
+    functions: dict[str, FunctionSpec], hook: Callable[[FunctionSpec, Any], int | None] | None = None
 ) -> Iterator[dict[str, int]]:
     """Patch moto so invoking any of ``functions`` (by name or ARN) runs its real handler.
 
     Yields a dict of invocation counts per logical id. ``hook(spec, event)``
     runs before each invocation; it may raise ``LambdaServiceError`` to inject a
-    transient service fault.
+    transient service fault, or return a number of deliveries > 1 to run the
+    handler that many times (at-least-once delivery; the last answer is returned).
     """
     by_name = {s.name: s for s in functions.values()} | {s.arn: s for s in functions.values()}
     counts: dict[str, int] = {s.logical_id: 0 for s in functions.values()}
@@ -121,9 +122,9 @@ def route_lambdas(
         event = json.loads(body) if body else {}
         with lock:
             counts[spec.logical_id] += 1
-        if hook is not None:
-            hook(spec, event)
-        payload, error = invoke(spec, event)
+        deliveries = (hook(spec, event) if hook is not None else None) or 1
+        for _ in range(deliveries):
+            payload, error = invoke(spec, event)
         if error:
             response_headers["x-amz-function-error"] = error
         return json.dumps(payload).encode()

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from .cloud import LocalCloud
+from .faults import FaultInjector
 from .template import local_stack
 
 LOCAL_API_KEY = "local-api-key"
@@ -71,8 +72,9 @@ class LocalApi:
         api_key: str | None = LOCAL_API_KEY,
         log_level: str = "WARNING",
         access_log: bool = True,
+        faults: FaultInjector | None = None,
     ):
-        self.cloud = LocalCloud(local_stack(overrides={"LogLevel": log_level}))
+        self.cloud = LocalCloud(local_stack(overrides={"LogLevel": log_level}), hook=faults)
         self.host, self.port = host, port
         self.api_key = api_key if self.cloud.stack.api_key_required else None
         self.access_log = access_log
@@ -104,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--api-key", default=LOCAL_API_KEY, help="key clients send as x-api-key")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--faults", help="JSON fault settings per function (see mllocal.faults)")
+    parser.add_argument("--fault-seed", type=int, default=0)
     args = parser.parse_args(argv)
+    faults = FaultInjector.from_file(args.faults, args.fault_seed) if args.faults else None
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LocalApi(args.host, args.port, args.api_key, args.log_level) as api:
+    with LocalApi(args.host, args.port, args.api_key, args.log_level, faults=faults) as api:
         print(f"serving the API at {api.url}", flush=True)
         if api.api_key:
             print(f"local API key (x-api-key): {api.api_key}", flush=True)
