@@ -14,12 +14,13 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo local test lint validate build unit integration e2e packaging clean
+.PHONY: help venv demo local bench bench-quick test lint validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
 	@echo "make local  - serve the whole API on http://127.0.0.1:3000 (moto, real handlers and state machines)"
 	@echo "make test   - ruff, sam validate --lint, ASL check, sam build, and all pytest suites"
+	@echo "make bench  - every benchmark, repeated; writes docs/benchmarks.md and docs/*.png"
 	@echo "make build  - sam build"
 	@echo "make clean  - remove .venv and .aws-sam"
 
@@ -37,6 +38,12 @@ demo: venv
 
 local: venv
 	$(BIN)/python -m mllocal.server --port $(or $(PORT),3000)
+
+bench: venv
+	$(BIN)/python -m benchmarks.bench
+
+bench-quick: venv
+	$(BIN)/python -m benchmarks.bench --quick --out .bench/benchmarks.md
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,0 +1,134 @@
+"""`make bench`: run every benchmark, repeated, and write docs/benchmarks.md (+ plots in docs/).
+
+    python -m benchmarks.bench             # full mode, for people (minutes)
+    python -m benchmarks.bench --quick     # seconds: checks the benchmark code runs (CI)
+
+Each figure is reported as min / median / max over the repeats, beside the reference measured in
+the same run. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .harness import Summary, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ["benchmarks.bandwidth", "benchmarks.quality", "benchmarks.scaling"]
+
+
+def machine() -> dict[str, str]:
+    import numpy as np
+    import sklearn
+    import threadpoolctl
+
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    blas = ", ".join(
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
+        for i in threadpoolctl.threadpool_info()
+    )
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "memory": f"{mem:.0f} GiB",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "BLAS": blas or "n/a",
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+        "platform": platform.platform(),
+    }
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
+
+
+def render(
+    summaries: list[Summary], info: dict[str, str], repeat: int, quick: bool, seconds: float, plots: list[str]
+) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench{' -- --quick' if quick else ''}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
+        f"in {seconds:.0f} s; every figure is min / median / max over {repeat} run(s), with the reference "
+        "measured in the same run. `spread` is (max - min) / median: differences smaller than it are noise.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in info.items()]
+    sections: dict[str, list[Summary]] = {}
+    for s in summaries:
+        sections.setdefault(s.figure.section, []).append(s)
+    for section, items in sections.items():
+        lines += [
+            "",
+            f"## {section.capitalize()}",
+            "",
+            "| figure | unit | min | median | max | spread | reference | ref. median |",
+            "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+        ]
+        for s in items:
+            lo, mid, hi = s.value
+            ref = s.reference
+            lines.append(
+                f"| {s.figure.name} | {s.figure.unit} | {_fmt(lo)} | {_fmt(mid)} | {_fmt(hi)} | "
+                f"{s.spread:.1%} | {s.figure.reference_name} | {_fmt(ref[1]) if ref else ''} |"
+            )
+        notes = sorted({s.figure.note for s in items if s.figure.note})
+        lines += [""] + [f"- {n}" for n in notes] if notes else []
+    for plot in plots:
+        lines += ["", f"![{plot}]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run: checks the code runs")
+    parser.add_argument("--repeat", type=int, help="runs per benchmark (default 3, quick 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--only", action="append", help="run only these modules (e.g. benchmarks.quality)")
+    args = parser.parse_args(argv)
+    repeat = args.repeat or (1 if args.quick else 3)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    runs = []
+    for name in args.only or MODULES:
+        module = importlib.import_module(name)
+        accepts_plots = "plot_dir" in inspect.signature(module.collect).parameters
+        for i in range(repeat):
+            print(f"{name}: run {i + 1}/{repeat}", file=sys.stderr, flush=True)
+            kwargs = {"plot_dir": args.out.parent} if accepts_plots and i == 0 else {}
+            runs.append(module.collect(args.quick, **kwargs))
+    summaries = summarize(runs)
+    plots = sorted(p.name for p in args.out.parent.glob("*.png"))
+    text = render(summaries, machine(), repeat, args.quick, time.perf_counter() - started, plots)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""What a benchmark returns, and how repeated runs are summarized. No timed assertions anywhere."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Figure:
+    """One measured figure, with the reference it is compared with in the same run."""
+
+    section: str
+    name: str
+    value: float
+    unit: str
+    reference_name: str = ""
+    reference_value: float | None = None
+    better: str = "lower"  # or "higher"
+    note: str = ""
+
+
+@dataclass
+class Summary:
+    figure: Figure
+    values: list[float] = field(default_factory=list)
+    references: list[float] = field(default_factory=list)
+
+    @staticmethod
+    def _mmm(values: list[float]) -> tuple[float, float, float]:
+        return min(values), statistics.median(values), max(values)
+
+    @property
+    def value(self) -> tuple[float, float, float]:
+        return self._mmm(self.values)
+
+    @property
+    def reference(self) -> tuple[float, float, float] | None:
+        return self._mmm(self.references) if self.references else None
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median: the run-to-run noise of this figure."""
+        lo, mid, hi = self.value
+        return (hi - lo) / abs(mid) if mid else 0.0
+
+
+def summarize(runs: list[list[Figure]]) -> list[Summary]:
+    out: dict[tuple[str, str], Summary] = {}
+    for figures in runs:
+        for f in figures:
+            s = out.setdefault((f.section, f.name), Summary(f))
+            s.values.append(f.value)
+            if f.reference_value is not None:
+                s.references.append(f.reference_value)
+    return list(out.values())
+
+
+def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
+    """Fastest of ``repeat`` calls, in seconds (the usual way to time a small piece of code)."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best

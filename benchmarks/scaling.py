@@ -1,0 +1,187 @@
+"""Scaling study: time and cost per training round as rows grow and as shards grow.
+
+A round on AWS runs its workers in parallel, so its wall time is the orchestration overhead (measured
+on the real state machine in moto's interpreter: round wall time minus the slowest worker) plus the
+slowest worker (the real GradientWorker handler, timed in process on a shard of that size, S3 load
+included) plus the aggregation (the real Aggregator handler over that many gradients). Cost per round
+prices those invocations at the template's memory sizes (mlcore.cost).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlcore import cost
+from mllocal.cloud import LocalCloud
+from mllocal.template import local_stack
+
+from .harness import Figure
+
+FEATURES = 28
+
+
+def orchestration_overhead(shards: int, rounds: int = 4) -> float:
+    """Median over rounds of (round wall time - slowest worker), seconds, from the execution history."""
+    rows = ["x,y"] + [f"{i % 17},{(i * 7) % 13}" for i in range(40 * shards)]
+    with LocalCloud(local_stack(overrides={"LogLevel": "ERROR"})) as cloud:
+        cloud.request("POST", "/datasets/tiny", ("\n".join(rows) + "\n").encode(), headers={"Content-Type": "text/csv"})
+        arn = cloud.start(
+            "TrainingStateMachine",
+            {
+                "dataset": "tiny",
+                "target": "y",
+                "model_name": "tiny",
+                "n_shards": shards,
+                "hyperparameters": {"max_epochs": rounds},
+            },
+        )
+        assert cloud.wait(arn)["status"] == "SUCCEEDED"
+        pages = cloud.sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+        events = [e for page in pages for e in page["events"]]
+    by_id = {e["id"]: e for e in events}
+    starts = [e["timestamp"] for e in events if e["type"] == "MapStateEntered"]
+    ends = [
+        e["timestamp"]
+        for e in events
+        if e["type"] == "TaskStateExited" and e["stateExitedEventDetails"]["name"] == "Aggregate"
+    ]
+    overheads = []
+    for start, end in zip(starts, ends, strict=False):
+        workers = [
+            (e["timestamp"] - by_id[e["previousEventId"]]["timestamp"]).total_seconds()
+            for e in events
+            if e["type"] == "TaskSucceeded"
+            and start <= e["timestamp"] <= end
+            and '"gradient_key"' in e["taskSucceededEventDetails"]["output"]
+        ]
+        overheads.append((end - start).total_seconds() - max(workers, default=0.0))
+    return float(np.median(overheads))
+
+
+def round_compute(rows: int, shards: int) -> dict[str, float]:
+    """Slowest worker and the aggregation, seconds, with the real handlers on moto S3."""
+    rng = np.random.default_rng(1)
+    with LocalCloud(local_stack(overrides={"LogLevel": "ERROR"})) as cloud:
+        bucket = cloud.stack.bucket
+        for index, part in enumerate(np.array_split(np.arange(rows), shards)):
+            block = rng.standard_normal((len(part), FEATURES + 1), dtype=np.float32)
+            buf = __import__("io").BytesIO()
+            np.save(buf, block, allow_pickle=False)
+            cloud.s3.put_object(Bucket=bucket, Key=f"processed/bench/shards/shard-{index:05d}.npy", Body=buf.getvalue())
+        hp = {"optimizer": "momentum"}
+        state, _ = cloud.invoke(
+            "AggregatorFunction", {"action": "init", "run_id": "bench", "n_features": FEATURES, "hyperparameters": hp}
+        )
+        results, worker_seconds = [], []
+        for index, part in enumerate(np.array_split(np.arange(rows), shards)):
+            event = {
+                "run_id": "bench",
+                "round": 0,
+                "params_key": state["params_key"],
+                "shard": {"index": index, "key": f"processed/bench/shards/shard-{index:05d}.npy", "rows": len(part)},
+            }
+            started = time.perf_counter()
+            result, error = cloud.invoke("GradientWorkerFunction", event)
+            worker_seconds.append(time.perf_counter() - started)
+            assert error is None, result
+            results.append(result)
+        started = time.perf_counter()
+        _, error = cloud.invoke(
+            "AggregatorFunction",
+            {
+                "run_id": "bench",
+                "round": 0,
+                "params_key": state["params_key"],
+                "hyperparameters": hp,
+                "results": results,
+            },
+        )
+        assert error is None
+        return {
+            "worker": max(worker_seconds),
+            "worker_total": sum(worker_seconds),
+            "aggregator": time.perf_counter() - started,
+        }
+
+
+def round_cost(shards: int, compute: dict[str, float]) -> float:
+    stack = local_stack()
+    worker_mb = stack.functions["GradientWorkerFunction"].memory_mb
+    agg_mb = stack.functions["AggregatorFunction"].memory_mb
+    usage = cost.Usage(rounds=1, shards=shards, state_transitions=3 + shards)
+    usage.functions["GradientWorker"] = cost.FunctionUsage(
+        shards, int(compute["worker_total"] * 1000) + shards, worker_mb
+    )
+    usage.functions["Aggregator"] = cost.FunctionUsage(1, int(compute["aggregator"] * 1000) + 1, agg_mb)
+    cost.estimate_s3(usage)
+    usage.s3_put -= shards  # no shards are written in a round
+    return cost.cost(usage, cost.price_table("us-east-1"))["total"]
+
+
+def collect(quick: bool, plot_dir: Path | None = None) -> list[Figure]:
+    row_sizes = [20_000, 100_000] if quick else [100_000, 1_000_000, 4_000_000]
+    shard_counts = [2, 4] if quick else [4, 16, 64]
+    fixed_shards = shard_counts[len(shard_counts) // 2]
+    fixed_rows = row_sizes[len(row_sizes) // 2]
+    overhead = {s: orchestration_overhead(s) for s in sorted({*shard_counts, fixed_shards})}
+    figures: list[Figure] = []
+    series: dict[str, list[tuple[int, float, float]]] = {"rows": [], "shards": []}
+    for axis, points in (
+        ("rows", [(r, fixed_shards) for r in row_sizes]),
+        ("shards", [(fixed_rows, s) for s in shard_counts]),
+    ):
+        for rows, shards in points:
+            compute = round_compute(rows, shards)
+            seconds = overhead[shards] + compute["worker"] + compute["aggregator"]
+            usd = round_cost(shards, compute)
+            series[axis].append((rows if axis == "rows" else shards, seconds, usd))
+            figures.append(
+                Figure(
+                    "scaling",
+                    f"round time, {rows:,} rows / {shards} shards",
+                    seconds * 1000,
+                    "ms",
+                    "of which orchestration overhead",
+                    overhead[shards] * 1000,
+                )
+            )
+            figures.append(Figure("scaling", f"round cost, {rows:,} rows / {shards} shards", usd * 1e6, "µUSD"))
+    for shards, seconds in overhead.items():
+        figures.append(
+            Figure("orchestration", f"overhead per round, {shards} shards (local interpreter)", seconds * 1000, "ms")
+        )
+    if plot_dir is not None:
+        plot(series, plot_dir / "scaling.png", fixed_rows, fixed_shards)
+        (plot_dir / "scaling.json").write_text(json.dumps(series, indent=1))
+    return figures
+
+
+def plot(series, path: Path, fixed_rows: int, fixed_shards: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, axis, label in (
+        (axes[0], "rows", f"rows ({fixed_shards} shards)"),
+        (axes[1], "shards", f"shards ({fixed_rows:,} rows)"),
+    ):
+        xs = [p[0] for p in series[axis]]
+        ax.plot(xs, [p[1] * 1000 for p in series[axis]], "o-", label="time per round (ms)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("ms per round")
+        ax2 = ax.twinx()
+        ax2.plot(xs, [p[2] * 1e6 for p in series[axis]], "s--", color="tab:orange", label="cost per round (µUSD)")
+        ax2.set_ylabel("µUSD per round")
+        ax.grid(alpha=0.3)
+        ax.set_title(f"per round vs {axis}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
