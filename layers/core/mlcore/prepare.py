@@ -11,7 +11,7 @@ from .errors import InvalidInput
 from .preprocessing import PreprocessingSpec, Preprocessor, fit, rows_to_drop
 from .schemas import Block, PreprocessResult, Shard, TrainingRequest
 from .storage import S3Store
-from .tabular import column_kinds, read_csv, to_columns
+from .tabular import column_kinds, read_table, to_columns
 
 
 def processed_prefix(run_id: str) -> str:
@@ -115,7 +115,7 @@ def build_matrices(
 
 def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> PreprocessResult:
     meta = datasets.describe(store, request.dataset, request.version)
-    frame = read_csv(store.get_bytes(meta["key"]))
+    frame = read_table(store.get_bytes(meta["key"]), meta.get("format", "csv"))
     kinds = column_kinds(frame)
     prep, train, test, dropped, validation = build_matrices(
         to_columns(frame),
