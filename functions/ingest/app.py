@@ -1,18 +1,22 @@
-"""Ingest: CSV -> immutable, content-addressed data set version under raw/.
+"""Ingest: CSV / JSON Lines -> immutable, content-addressed data set version under raw/.
 
-Triggers: API Gateway (POST/GET /datasets/{name}) and EventBridge "Object Created"
-for keys under uploads/<dataset>/.
+Triggers: API Gateway (POST /datasets for a presigned upload URL; POST/GET /datasets/{name})
+and EventBridge "Object Created" for keys under uploads/<dataset>/.
 """
 
 import base64
+import json
+from typing import Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlcore import datasets
 from mlcore.api import register_error_handlers
 from mlcore.config import Settings
+from mlcore.errors import InvalidInput
 from mlcore.observability import logger, metrics, tracer
 from mlcore.storage import S3Store
 
@@ -20,27 +24,61 @@ app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)
 
 
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    format: Literal["csv", "jsonl"] = "csv"
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    s3_key: str
+
+
 def _store() -> S3Store:
     return S3Store(Settings.from_env().bucket)
+
+
+@app.post("/datasets")
+def start_upload(request: UploadRequest) -> Response[dict]:
+    result = datasets.start_upload(_store(), request.name, request.format)
+    return Response(status_code=201, content_type="application/json", body=result)
+
+
+def _register_request(body: str) -> RegisterRequest:
+    try:
+        return RegisterRequest.model_validate(json.loads(body))
+    except (ValueError, ValidationError):
+        raise InvalidInput(
+            'a JSON body must be {"s3_key": "<key in the data bucket>"}; send a file as text/csv '
+            "or application/x-ndjson"
+        ) from None
 
 
 @app.post("/datasets/<name>")
 def upload(name: str) -> Response[dict]:
     event = app.current_event
     body = event.body or ""
-    data = base64.b64decode(body) if event.is_base64_encoded else body.encode()
-    if len(data) > datasets.MAX_BODY_BYTES:
-        raise BadRequestError(
-            f"request body is {len(data)} bytes, over the {datasets.MAX_BODY_BYTES} byte limit "
-            "for direct upload; upload to s3://<bucket>/uploads/<dataset>/ instead"
-        )
-    result = datasets.ingest(_store(), name, data, source="api")
+    content_type = (event.headers.get("Content-Type") or "text/csv").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        result = datasets.register_object(_store(), name, _register_request(body).s3_key)
+    else:
+        data = base64.b64decode(body) if event.is_base64_encoded else body.encode()
+        if len(data) > datasets.MAX_BODY_BYTES:
+            raise BadRequestError(
+                f"request body is {len(data)} bytes, over the {datasets.MAX_BODY_BYTES} byte limit "
+                "for direct upload; use POST /datasets for an upload URL instead"
+            )
+        fmt = datasets.format_of_content_type(content_type)
+        result = datasets.ingest(_store(), name, data, source="api", fmt=fmt)
     return Response(status_code=201 if result["created"] else 200, content_type="application/json", body=result)
 
 
 @app.get("/datasets/<name>")
 def describe(name: str) -> dict:
-    return datasets.describe(_store(), name, app.current_event.get_query_string_value("version"))
+    version = app.current_event.get_query_string_value("version")
+    store = _store()
+    return datasets.describe(store, name, version) if version else datasets.status(store, name)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

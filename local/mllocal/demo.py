@@ -22,22 +22,40 @@ from .template import ROOT, local_stack
 DEFAULT_DATA = ROOT / "data" / "housing.csv"
 
 
-def sklearn_reference(csv: bytes, target: str, test_fraction: float, seed: int) -> dict[str, float]:
+def sklearn_reference(
+    csv: bytes, target: str, test_fraction: float, seed: int, spec: dict | None = None
+) -> dict[str, float]:
     """scikit-learn's LinearRegression on exactly the split and features the pipeline used."""
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import mean_squared_error, r2_score
 
     from mlcore.prepare import build_matrices
+    from mlcore.preprocessing import PreprocessingSpec
     from mlcore.tabular import column_kinds, read_csv, to_columns
 
     frame = read_csv(csv)
-    _, train, test, _, _ = build_matrices(to_columns(frame), column_kinds(frame), target, test_fraction, seed)
+    _, train, test, _, _ = build_matrices(
+        to_columns(frame),
+        column_kinds(frame),
+        target,
+        test_fraction,
+        seed,
+        spec=PreprocessingSpec.model_validate(spec) if spec else None,
+    )
     model = LinearRegression().fit(train[:, :-1].astype(np.float64), train[:, -1])
     pred = model.predict(test[:, :-1].astype(np.float64))
     return {"r2": float(r2_score(test[:, -1], pred)), "rmse": float(np.sqrt(mean_squared_error(test[:, -1], pred)))}
 
 
-def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_level: str = "WARNING") -> dict:
+def run(
+    data: Path,
+    dataset: str,
+    target: str,
+    n_shards: int,
+    out=print,
+    log_level: str = "WARNING",
+    spec: dict | None = None,
+) -> dict:
     csv = data.read_bytes()
     with LocalCloud(local_stack(overrides={"LogLevel": log_level})) as cloud:
         started = time.perf_counter()
@@ -54,6 +72,10 @@ def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_lev
             "model_name": dataset,
             "n_shards": n_shards,
         }
+        if spec is not None:
+            request["preprocessing"] = spec
+            dropped = [name for name, rules in spec.get("columns", {}).items() if rules.get("drop")]
+            out(f"spec       {len(spec.get('columns', {}))} column rules; dropped: {', '.join(dropped) or 'none'}")
         resp = cloud.request("POST", "/training-runs", request)
         if resp["statusCode"] != 202:
             raise SystemExit(f"could not start training: {resp['body']}")
@@ -72,7 +94,7 @@ def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_lev
         ).total_seconds()
         hp = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=model["artifact_key"])["Body"].read())
         reference = sklearn_reference(
-            csv, target, hp["hyperparameters"]["test_fraction"], hp["hyperparameters"]["seed"]
+            csv, target, hp["hyperparameters"]["test_fraction"], hp["hyperparameters"]["seed"], spec
         )
 
         out(
@@ -93,9 +115,9 @@ def run(data: Path, dataset: str, target: str, n_shards: int, out=print, log_lev
         for name, value in zip(header, row, strict=True):
             if name in instance and value != "":
                 instance[name] = (
-                    value
-                    if name in {c["name"] for c in hp["preprocessor"]["columns"] if c["kind"] == "categorical"}
-                    else float(value)
+                    float(value)
+                    if name in {c["name"] for c in hp["preprocessor"]["columns"] if c["kind"] == "numeric"}
+                    else value
                 )
         resp = cloud.request("POST", f"/models/{dataset}/predict", {"instances": [instance]})
         out(f"POST /models/{dataset}/predict {json.dumps({'instances': [instance]})}")
@@ -116,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="housing")
     parser.add_argument("--target", default="price_k")
     parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--spec", type=Path, help="preprocessing spec (JSON), e.g. data/insurance_spec.json")
     args = parser.parse_args(argv)
-    result = run(args.data, args.dataset, args.target, args.shards)
+    spec = json.loads(args.spec.read_text()) if args.spec else None
+    dataset = args.dataset if args.data == DEFAULT_DATA or args.dataset != "housing" else args.data.stem
+    result = run(args.data, dataset, args.target, args.shards, spec=spec)
     gap = abs(result["model"]["metrics"]["r2"] - result["reference"]["r2"])
     if gap > 0.01:
         print(f"test R² differs from scikit-learn's by {gap:.4f} (> 0.01)", file=sys.stderr)

@@ -71,14 +71,90 @@ def test_s3_upload_notification_registers_the_same_version_and_removes_the_uploa
     assert keys(cloud, "uploads/") == []
 
 
-def test_invalid_upload_notification_fails_and_writes_nothing(cloud):
+def test_invalid_upload_notification_records_the_failure_and_writes_nothing(cloud):
+    """Asynchronous: no exception (EventBridge would retry a deterministic failure), a failed status instead."""
     event = load_event("ingest_s3_upload")
     cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=event["detail"]["object"]["key"], Body=b"a,b\n")
     result, error = cloud.invoke("IngestFunction", event)
-    assert error == "Unhandled"
-    assert result["errorType"] == "InvalidInput"
-    assert result["errorMessage"] == "the file has a header but no data rows"
-    assert keys(cloud, "raw/") == []
+    assert error is None
+    assert (result["status"], result["reason"]) == ("failed", "the file has a header but no data rows")
+    assert keys(cloud, "raw/") == [] and keys(cloud, "uploads/") == []
+    resp = cloud.request("GET", "/datasets/housing-sample")
+    assert resp["statusCode"] == 200
+    body = json.loads(resp["body"])
+    assert (body["status"], body["reason"]) == ("failed", "the file has a header but no data rows")
+    assert "version" not in body
+
+
+def test_presigned_upload_then_notification_registers_the_version(cloud):
+    import requests
+
+    resp = cloud.request("POST", "/datasets", {"name": "housing-sample"})
+    assert resp["statusCode"] == 201, resp
+    upload = json.loads(resp["body"])
+    assert upload["status"] == "pending" and upload["method"] == "PUT"
+    assert upload["key"] == f"uploads/housing-sample/{upload['upload_id']}.csv"
+    assert "X-Amz-Signature=" in upload["upload_url"] or "Signature=" in upload["upload_url"]
+    status = json.loads(cloud.request("GET", "/datasets/housing-sample")["body"])
+    assert status["status"] == "pending" and status["upload_key"] == upload["key"]
+
+    csv = load_event("ingest_api")["body"].encode()
+    assert requests.put(upload["upload_url"], data=csv, timeout=10).status_code == 200  # moto serves the URL
+    event = load_event("ingest_s3_upload")
+    event["detail"]["object"]["key"] = upload["key"]
+    result, error = cloud.invoke("IngestFunction", event)
+    assert error is None, result
+    assert result["created"] is True and result["rows"] == 40
+    status = json.loads(cloud.request("GET", "/datasets/housing-sample")["body"])
+    assert (status["status"], status["version"]) == ("ready", result["version"])
+    assert keys(cloud, "uploads/") == []
+    resp = cloud.request("POST", "/datasets", {"name": "..bad"})
+    assert resp["statusCode"] == 400 and "invalid data set name" in json.loads(resp["body"])["message"]
+    assert cloud.request("POST", "/datasets", {"name": "x", "format": "xml"})["statusCode"] == 422
+
+
+def test_registering_an_object_already_in_the_bucket(cloud):
+    csv = load_event("ingest_api")["body"].encode()
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key="landing/2026/housing.csv", Body=csv)
+    resp = cloud.request("POST", "/datasets/housing-sample", {"s3_key": "landing/2026/housing.csv"})
+    assert resp["statusCode"] == 201, resp
+    body = json.loads(resp["body"])
+    assert body["source"] == f"s3://{cloud.stack.bucket}/landing/2026/housing.csv" and body["rows"] == 40
+    assert "landing/2026/housing.csv" in keys(cloud)  # left where it is
+    _, via_api = _api(cloud, csv.decode())
+    assert via_api["version"] == body["version"] and via_api["created"] is False  # same bytes, same version
+
+    for payload, status, message in [
+        ({"s3_key": "landing/none.csv"}, 404, "object 'landing/none.csv' does not exist in the data bucket"),
+        ({"s3_key": body["key"]}, 400, f"s3_key {body['key']!r} is not allowed: use a key outside raw/,"),
+        ({"key": "x"}, 400, 'a JSON body must be {"s3_key": "<key in the data bucket>"}'),
+    ]:
+        resp = cloud.request("POST", "/datasets/other", payload)
+        assert resp["statusCode"] == status and json.loads(resp["body"])["message"].startswith(message), resp
+
+
+def test_json_lines_and_the_column_profile(cloud):
+    lines = b'{"area": 50.5, "city": "a", "price": 100}\n{"area": null, "city": "b", "price": 150}\n\n'
+    lines += b'{"area": 70.5, "city": "a", "price": 200, "note": "x"}\n'
+    resp = cloud.request("POST", "/datasets/lines", lines, headers={"Content-Type": "application/x-ndjson"})
+    assert resp["statusCode"] == 201, resp
+    body = json.loads(resp["body"])
+    assert (body["format"], body["rows"], body["n_columns"], body["status"]) == ("jsonl", 3, 4, "ready")
+    assert body["key"].endswith("/data.jsonl")
+    area, city, price, note = body["columns"]
+    assert area == {"name": "area", "kind": "numeric", "missing": 1, "min": 50.5, "max": 70.5, "mean": 60.5}
+    assert city == {"name": "city", "kind": "categorical", "missing": 0, "distinct": 2, "top": [["a", 2], ["b", 1]]}
+    assert (price["min"], price["max"]) == (100.0, 200.0)
+    assert (note["missing"], note["top"]) == (2, [["x", 1]])
+    described = json.loads(cloud.request("GET", "/datasets/lines")["body"])
+    assert described["columns"] == body["columns"] and described["status"] == "ready"
+
+    event = load_event("preprocess")
+    event["request"] = {"dataset": "lines", "target": "price", "model_name": "m", "n_shards": 1, "test_fraction": 0.34}
+    event["request"]["preprocessing"] = {"columns": {"note": {"drop": True}}}  # all missing in training rows
+    payload, error = cloud.invoke("PreprocessFunction", event)
+    assert error is None, payload
+    assert payload["data"]["train_rows"] == 2
 
 
 BAD_FILES = [

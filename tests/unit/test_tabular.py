@@ -105,7 +105,9 @@ def test_to_columns_on_a_mixed_frame():
     np.testing.assert_array_equal(columns["score"], [10.0, np.nan, 30.0])
 
 
-def test_short_row_is_padded_with_missing_values():
-    columns = tabular.to_columns(tabular.read_csv(b"a,b,c\n1,2,3\n4\n"))
+def test_short_row_is_ragged_and_rejected_but_empty_fields_are_missing():
+    with pytest.raises(InvalidInput, match="^line 3 has 1 fields, fewer than the 3 in the header$"):
+        tabular.read_csv(b"a,b,c\n1,2,3\n4\n")
+    columns = tabular.to_columns(tabular.read_csv(b"a,b,c\n1,2,3\n4,,\n"))
     np.testing.assert_array_equal(columns["b"], [2.0, np.nan])
     np.testing.assert_array_equal(columns["c"], [3.0, np.nan])

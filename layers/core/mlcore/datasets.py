@@ -1,9 +1,16 @@
-"""Data set ingestion: validated, immutable, content-addressed versions under ``raw/``."""
+"""Data set ingestion: validated, immutable, content-addressed versions under ``raw/``.
+
+Ways in: a small file in the API request body; a presigned S3 PUT to ``uploads/<dataset>/``
+(``POST /datasets``), registered by the object-created notification; an object already in the
+bucket (``{"s3_key": ...}``). The state of the latest asynchronous attempt (pending, ready,
+failed with the reason) is kept in ``datasets/<name>/status.json``, outside ``raw/``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from datetime import UTC, datetime
 
 from .errors import InvalidInput, NotFoundError
@@ -12,6 +19,32 @@ from .storage import AlreadyExists, NotFound, S3Store
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 UPLOAD_PREFIX = "uploads/"
 MAX_BODY_BYTES = 5 * 1024 * 1024  # API path; Lambda's synchronous payload limit is 6 MB
+MAX_FILE_BYTES = 256 * 1024 * 1024  # uploads and registered objects: parsed in memory by a 2 GB function
+UPLOAD_URL_SECONDS = 900
+INTERNAL_PREFIXES = ("raw/", "processed/", "runs/", "models/", "datasets/", "scratch/")
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+CONTENT_TYPES = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
+
+
+def format_of_key(key: str) -> str:
+    for ext, fmt in EXTENSIONS.items():
+        if key.lower().endswith(ext):
+            return fmt
+    return "csv"
+
+
+def format_of_content_type(content_type: str | None) -> str:
+    return CONTENT_TYPES.get((content_type or "text/csv").split(";")[0].strip().lower(), "csv")
+
+
+def status_key(name: str) -> str:
+    return f"datasets/{name}/status.json"
+
+
+def set_status(store: S3Store, name: str, status: str, **fields) -> dict:
+    doc = {"dataset": name, "status": status, "updated_at": datetime.now(UTC).isoformat(), **fields}
+    store.put_json(status_key(name), doc)
+    return doc
 
 
 def validate_name(name: str) -> str:
@@ -23,8 +56,8 @@ def validate_name(name: str) -> str:
     return name
 
 
-def data_key(name: str, version: str) -> str:
-    return f"raw/{name}/{version}/data.csv"
+def data_key(name: str, version: str, fmt: str = "csv") -> str:
+    return f"raw/{name}/{version}/data.{fmt}"
 
 
 def meta_key(name: str, version: str) -> str:
@@ -35,35 +68,38 @@ def latest_key(name: str) -> str:
     return f"raw/{name}/latest.json"
 
 
-def ingest(store: S3Store, name: str, data: bytes, source: str) -> dict:
-    """Validate ``data`` as CSV and store it as version ``sha256[:16]`` of ``name``.
+def ingest(store: S3Store, name: str, data: bytes, source: str, fmt: str = "csv") -> dict:
+    """Validate ``data`` (CSV or JSON Lines) and store it as version ``sha256[:16]`` of ``name``.
 
     The same bytes always give the same version, and a second upload writes
     nothing. The metadata document is written last, so a version is visible
     (``describe`` finds it) only once its data is complete.
     """
-    from .tabular import column_kinds, read_csv  # pandas: only the functions that parse CSV load it
+    from .tabular import profile, read_table  # pandas: only the functions that parse files load it
 
     validate_name(name)
-    frame = read_csv(data)
+    frame = read_table(data, fmt)
     version = hashlib.sha256(data).hexdigest()[:16]
     try:
         return {**store.get_json(meta_key(name, version)), "created": False}
     except NotFound:
         pass
-    kinds = column_kinds(frame)
     meta = {
         "dataset": name,
         "version": version,
+        "status": "ready",
         "sha256": hashlib.sha256(data).hexdigest(),
-        "key": data_key(name, version),
+        "key": data_key(name, version, fmt),
+        "format": fmt,
         "rows": len(frame),
-        "columns": [{"name": c, "kind": kinds[c], "missing": int(frame[c].isna().sum())} for c in frame.columns],
+        "n_columns": len(frame.columns),
+        "columns": profile(frame),
         "bytes": len(data),
         "source": source,
         "created_at": datetime.now(UTC).isoformat(),
     }
-    store.put_bytes(meta["key"], data, content_type="text/csv")
+    content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    store.put_bytes(meta["key"], data, content_type=content_type)
     try:
         store.put_json(meta_key(name, version), meta, if_absent=True)
     except AlreadyExists:
@@ -72,27 +108,95 @@ def ingest(store: S3Store, name: str, data: bytes, source: str) -> dict:
     return {**meta, "created": True}
 
 
+def _read_object(store: S3Store, key: str, max_bytes: int) -> bytes:
+    head = store.head(key)
+    if head is None:
+        raise NotFoundError(f"object {key!r} does not exist in the data bucket")
+    size = int(head.get("ContentLength", 0))
+    if size > max_bytes:
+        raise InvalidInput(f"the file is {size} bytes, over the {max_bytes} byte limit")
+    return store.get_bytes(key)
+
+
 def ingest_upload(store: S3Store, key: str) -> dict:
-    """Register an object dropped under ``uploads/<dataset>/<file>.csv``, then remove the upload."""
+    """Register an object dropped under ``uploads/<dataset>/<file>``, then remove the upload.
+
+    Runs asynchronously (S3 notification), so a bad file does not raise: the data set's status
+    document records the failure and its reason, and nothing is written under ``raw/``."""
     parts = key.split("/")
     if len(parts) < 3 or parts[0] + "/" != UPLOAD_PREFIX:
         raise InvalidInput(f"uploads must be written as {UPLOAD_PREFIX}<dataset>/<file>.csv, got {key!r}")
+    name = validate_name(parts[1])
+    source = f"s3://{store.bucket}/{key}"
     try:
-        data = store.get_bytes(key)
-    except NotFound:
-        raise NotFoundError(f"uploaded object {key!r} does not exist") from None
-    result = ingest(store, parts[1], data, source=f"s3://{store.bucket}/{key}")
+        result = ingest(store, name, _read_object(store, key, MAX_FILE_BYTES), source=source, fmt=format_of_key(key))
+    except InvalidInput as err:
+        if store.exists(key):
+            store.delete([key])
+        return set_status(store, name, "failed", reason=str(err), source=source)
+    set_status(store, name, "ready", version=result["version"], source=source)
     store.delete([key])
     return result
 
 
+def register_object(store: S3Store, name: str, key: str) -> dict:
+    """Ingest an object already in the data bucket (left where it is)."""
+    validate_name(name)
+    if key.startswith(INTERNAL_PREFIXES) or not key or key.startswith("/"):
+        raise InvalidInput(f"s3_key {key!r} is not allowed: use a key outside {', '.join(INTERNAL_PREFIXES)}")
+    data = _read_object(store, key, MAX_FILE_BYTES)
+    return ingest(store, name, data, source=f"s3://{store.bucket}/{key}", fmt=format_of_key(key))
+
+
+def start_upload(store: S3Store, name: str, fmt: str = "csv") -> dict:
+    """A presigned PUT URL for ``uploads/<name>/<id>.<ext>``; the notification registers the object."""
+    validate_name(name)
+    upload_id = uuid.uuid4().hex[:16]
+    key = f"{UPLOAD_PREFIX}{name}/{upload_id}.{fmt}"
+    url = store.presign_put(key, UPLOAD_URL_SECONDS)
+    set_status(store, name, "pending", upload_id=upload_id, upload_key=key)
+    return {
+        "dataset": name,
+        "upload_id": upload_id,
+        "key": key,
+        "upload_url": url,
+        "method": "PUT",
+        "expires_in": UPLOAD_URL_SECONDS,
+        "max_bytes": MAX_FILE_BYTES,
+        "status": "pending",
+    }
+
+
 def describe(store: S3Store, name: str, version: str | None = None) -> dict:
+    """A version's metadata (the latest when ``version`` is None) with its status and profile."""
     validate_name(name)
     try:
         if version is None:
             version = store.get_json(latest_key(name))["version"]
-        return store.get_json(meta_key(name, version))
+        return {"status": "ready", **store.get_json(meta_key(name, version))}
     except NotFound:
         raise NotFoundError(
             f"data set {name!r}" + (f" version {version!r}" if version else "") + " does not exist"
         ) from None
+
+
+def status(store: S3Store, name: str) -> dict:
+    """The latest version (if any) and the state of the latest asynchronous ingestion.
+
+    ``status`` is ``pending`` (upload URL issued), ``failed`` (with ``reason``) or ``ready``."""
+    validate_name(name)
+    try:
+        latest: dict | None = describe(store, name)
+    except NotFoundError:
+        latest = None
+    try:
+        attempt = store.get_json(status_key(name))
+    except NotFound:
+        attempt = None
+    if latest is None and attempt is None:
+        raise NotFoundError(f"data set {name!r} does not exist")
+    if attempt is None or (latest is not None and attempt["status"] == "ready"):
+        return latest
+    out = dict(latest or {"dataset": name})
+    out.update({k: attempt[k] for k in ("status", "reason", "upload_id", "upload_key", "updated_at") if k in attempt})
+    return out

@@ -8,10 +8,10 @@ import numpy as np
 
 from . import datasets, models
 from .errors import InvalidInput
-from .preprocessing import Preprocessor, fit
+from .preprocessing import PreprocessingSpec, Preprocessor, fit, rows_to_drop
 from .schemas import Block, PreprocessResult, Shard, TrainingRequest
 from .storage import S3Store
-from .tabular import column_kinds, read_csv, to_columns
+from .tabular import column_kinds, read_table, to_columns
 
 
 def processed_prefix(run_id: str) -> str:
@@ -31,7 +31,7 @@ class Prepared(NamedTuple):
     preprocessor: Preprocessor
     train: np.ndarray  # float32 [X | y]
     test: np.ndarray
-    dropped: int  # rows without a target
+    dropped: int  # rows without a target (or without a value the spec requires: impute "drop_rows")
     validation: np.ndarray | None = None  # held out of the training rows, for early stopping
 
 
@@ -74,18 +74,23 @@ def build_matrices(
     seed: int,
     model: str = "linear_regression",
     validation_fraction: float = 0.0,
+    spec: PreprocessingSpec | None = None,
 ) -> Prepared:
     """Fit the transform on the training rows only; return it with ``[X | y]`` float32 train and test blocks.
 
     For classifiers the target's labels become class indices 0..K-1 (sorted labels, kept in the
-    preprocessor so predictions map back to them)."""
+    preprocessor so predictions map back to them). ``spec`` is the declarative preprocessing (defaults
+    without it); rows it says to drop are removed before the split."""
     if target not in columns:
         raise InvalidInput(f"target column {target!r} is not in the data set (columns: {', '.join(columns)})")
     classifier = model in models.CLASSIFIERS
     keep, y_all, classes = encode_target(columns[target], kinds[target], target, classifier)
-    dropped = int((~keep).sum())
     if not keep.any():
         raise InvalidInput(f"target column {target!r} has no values")
+    keep &= ~rows_to_drop(columns, kinds, spec)
+    dropped = int((~keep).sum())
+    if not keep.any():
+        raise InvalidInput("no rows are left after dropping those the preprocessing spec requires values for")
     if classes is not None:
         try:
             models.n_outputs(model, len(classes))
@@ -98,7 +103,7 @@ def build_matrices(
     if validation_fraction > 0 and not 1 <= n_validation <= len(train_idx) - 2:
         raise InvalidInput(f"{len(train_idx)} training rows are too few for validation_fraction={validation_fraction}")
     validation_idx, train_idx = train_idx[:n_validation], train_idx[n_validation:]
-    prep = fit({n: v[train_idx] for n, v in columns.items()}, kinds, target)
+    prep = fit({n: v[train_idx] for n, v in columns.items()}, kinds, target, spec=spec)
     prep = prep.model_copy(update={"classes": classes})
 
     def block(idx: np.ndarray) -> np.ndarray:
@@ -110,7 +115,7 @@ def build_matrices(
 
 def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> PreprocessResult:
     meta = datasets.describe(store, request.dataset, request.version)
-    frame = read_csv(store.get_bytes(meta["key"]))
+    frame = read_table(store.get_bytes(meta["key"]), meta.get("format", "csv"))
     kinds = column_kinds(frame)
     prep, train, test, dropped, validation = build_matrices(
         to_columns(frame),
@@ -120,6 +125,7 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
         request.seed,
         request.hyperparameters.model,
         request.validation_fraction,
+        request.preprocessing,
     )
     if request.n_shards > train.shape[0]:
         raise InvalidInput(f"n_shards={request.n_shards} is more than the {train.shape[0]} training rows")
@@ -144,7 +150,9 @@ def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> Preproc
             "run_id": run_id,
             "dataset": {k: meta[k] for k in ("dataset", "version", "sha256", "key", "rows")},
             "target": request.target,
-            "dropped_rows_missing_target": dropped,
+            "dropped_rows_missing_target": dropped,  # also rows the spec drops (impute "drop_rows")
+            "dropped_columns": prep.dropped_columns,
+            "spec": prep.spec.model_dump() if prep.spec else None,
             "classes": prep.classes,
             "feature_names": prep.feature_names,
             "schema": [{"name": c.name, "kind": c.kind} for c in prep.columns],

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .models import MODEL_TYPES
 from .optimizers import OPTIMIZERS
+from .preprocessing import PreprocessingSpec
 
 MAX_INLINE_SHARDS = 40  # inline Map concurrency limit
 HISTORY_EVENTS_LIMIT = 25_000  # Standard Workflows execution history
@@ -46,6 +47,15 @@ class TrainingRequest(Strict):
     )
     seed: int = Field(0, ge=0)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    preprocessing: PreprocessingSpec | None = Field(
+        None, description="declarative preprocessing spec; the defaults (median/most frequent, standardize) if omitted"
+    )
+
+    @model_validator(mode="after")
+    def _target_matches_spec(self) -> TrainingRequest:
+        if self.preprocessing and self.preprocessing.target not in (None, self.target):
+            raise ValueError(f"preprocessing.target {self.preprocessing.target!r} differs from target {self.target!r}")
+        return self
 
     @model_validator(mode="after")
     def _fits_in_one_execution(self) -> TrainingRequest:

@@ -85,6 +85,12 @@ class S3Store:
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
 
+    def presign_put(self, key: str, expires_in: int) -> str:
+        """A URL that lets its holder PUT this one object for ``expires_in`` seconds."""
+        return self.client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in, HttpMethod="PUT"
+        )
+
     def copy(self, source_key: str, dest_key: str) -> None:
         self.client.copy_object(Bucket=self.bucket, Key=dest_key, CopySource={"Bucket": self.bucket, "Key": source_key})
 
