@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
+import pytest
+
+from mlcore.observability import logger
 from mllocal.cloud import LocalCloud
 from mllocal.template import local_stack
 
@@ -11,7 +15,16 @@ SECRET_TOWN = "zz-secret-town"
 SECRET_VALUE = "987654.321"
 
 
-def test_debug_logs_of_a_run_contain_no_feature_values(capfd):
+@pytest.fixture
+def captured_logs():
+    """Everything the handlers' Powertools logger writes (its stream is set once per process)."""
+    stream = io.StringIO()
+    previous = logger.registered_handler.setStream(stream)
+    yield stream
+    logger.registered_handler.setStream(previous)
+
+
+def test_debug_logs_of_a_run_contain_no_feature_values(captured_logs, capfd):
     rows = ["size,town,price"] + [f"{50 + i},{SECRET_TOWN if i % 3 else 'other'},{100 + 2 * i}" for i in range(60)]
     rows[7] = f"{SECRET_VALUE},{SECRET_TOWN},170"
     csv = ("\n".join(rows) + "\n").encode()
@@ -33,7 +46,7 @@ def test_debug_logs_of_a_run_contain_no_feature_values(capfd):
         bad = cloud.request("POST", "/models/private/predict", {"instances": [{"size": "31337.5", "town": "x"}]})
         assert bad["statusCode"] == 400
     logs = capfd.readouterr()
-    text = logs.out + logs.err
+    text = captured_logs.getvalue() + logs.out + logs.err
     assert "round aggregated" in text and "model registered" in text  # the handlers' logs were captured
     for secret in (SECRET_TOWN, SECRET_VALUE, "4242.4242", "yy-private-town", "31337.5"):
         assert secret not in text, secret
