@@ -126,3 +126,9 @@ def test_validation_rows_come_out_of_the_training_rows(data):
     assert held.test.shape == plain.test.shape  # the test split does not move
     with pytest.raises(InvalidInput, match="too few for validation_fraction"):
         prepare.build_matrices(columns, kinds, "y", 0.2, 0, validation_fraction=0.001)
+
+
+def test_values_beyond_float32_are_refused_not_stored_as_inf():
+    columns = {"x": np.arange(10, dtype=float), "y": np.array([1.0] * 9 + [1e300])}
+    with pytest.raises(InvalidInput, match=r"values of y exceed the float32 range"):
+        prepare.build_matrices(columns, {"x": "numeric", "y": "numeric"}, "y", 0.2, 0)

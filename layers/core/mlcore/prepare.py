@@ -13,6 +13,8 @@ from .schemas import Block, PreprocessResult, Shard, TrainingRequest
 from .storage import S3Store
 from .tabular import column_kinds, read_table, to_columns
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def processed_prefix(run_id: str) -> str:
     return f"processed/{run_id}/"
@@ -108,7 +110,16 @@ def build_matrices(
 
     def block(idx: np.ndarray) -> np.ndarray:
         X = prep.transform({n: columns[n][idx] for n in prep.input_names})
-        return np.hstack([X, y_all[idx][:, None]]).astype(np.float32)
+        out = np.hstack([X, y_all[idx][:, None]])
+        too_big = np.abs(out) > FLOAT32_MAX  # shards are float32: nothing may overflow to inf
+        if too_big.any():
+            names = [*prep.feature_names, target]
+            bad = sorted({names[j] for j in np.nonzero(too_big.any(axis=0))[0]})
+            raise InvalidInput(
+                f"values of {', '.join(bad)} exceed the float32 range (±{FLOAT32_MAX:.3g}) after "
+                "preprocessing; rescale or clip them (e.g. log1p or clip in the spec)"
+            )
+        return out.astype(np.float32)
 
     return Prepared(prep, block(train_idx), block(test_idx), dropped, block(validation_idx) if n_validation else None)
 
