@@ -4,6 +4,9 @@ SHELL := /bin/bash
 
 VENV := .venv
 BIN := $(VENV)/bin
+# checkov lives in its own environment: its pins clash with aws-sam-cli's
+TOOLS := .venv-tools
+CHECKOV_VERSION := 3.3.30
 # A python3.12 (the Lambda runtime's version): $(PYTHON312) if given, else the first that runs among
 # python3.12 on PATH and pyenv's 3.12 installs.
 PYTHON312 ?= $(shell for c in python3.12 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 2>/dev/null | sort -rV); do \
@@ -14,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo local bench bench-quick test lint validate build unit integration e2e packaging clean
+.PHONY: help venv demo local bench bench-quick security test lint validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
@@ -45,6 +48,15 @@ bench: venv
 bench-quick: venv
 	$(BIN)/python -m benchmarks.bench --quick --out .bench/benchmarks.md
 
+$(TOOLS)/bin/checkov:
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found"; exit 1; }
+	$(PYTHON312) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"
+
+security: $(TOOLS)/bin/checkov
+	$(TOOLS)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -72,4 +84,4 @@ test: lint validate build
 	$(BIN)/python -m pytest tests -q
 
 clean:
-	rm -rf $(VENV) .aws-sam
+	rm -rf $(VENV) $(TOOLS) .aws-sam
