@@ -72,23 +72,24 @@ def cmd_upload(client: Client, args: argparse.Namespace) -> int:
     ]
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(Path(args.file).name, total=len(data))
-        if len(data) <= DIRECT_UPLOAD_LIMIT:
+        if len(data) <= DIRECT_UPLOAD_LIMIT and not args.via_s3:
             content_type = "application/x-ndjson" if args.file.endswith((".jsonl", ".ndjson")) else "text/csv"
             result = client.post(f"/datasets/{name}", data, content_type=content_type)
             progress.update(task, completed=len(data))
         else:
-            ticket = client.post("/datasets", {"name": name, "filename": Path(args.file).name})
+            fmt = "jsonl" if args.file.endswith((".jsonl", ".ndjson")) else "csv"
+            ticket = client.post("/datasets", {"name": name, "format": fmt})
             put_presigned(ticket["upload_url"], data, lambda n: progress.advance(task, n))
-            result = _wait_dataset(client, name, ticket.get("version"))
+            result = _wait_dataset(client, name)
     _print_json(result)
     return 0
 
 
-def _wait_dataset(client: Client, name: str, version: str | None, timeout: float = 600.0) -> Any:
+def _wait_dataset(client: Client, name: str, timeout: float = 600.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            doc = client.get(f"/datasets/{name}", version=version)
+            doc = client.get(f"/datasets/{name}")
             if doc.get("status", "ready") != "pending":
                 if doc.get("status") == "failed":
                     raise ApiError(f"data set {name!r} was rejected: {doc.get('reason')}")
@@ -260,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upload", help="upload a CSV or JSON Lines data set (progress bar; large files via S3)")
     p.add_argument("file")
     p.add_argument("--dataset", help="data set name (default: the file name)")
+    p.add_argument("--via-s3", action="store_true", help="upload through a presigned S3 URL whatever the size")
     p.set_defaults(func=cmd_upload)
 
     p = sub.add_parser("train", help="start a training run")

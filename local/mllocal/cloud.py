@@ -121,6 +121,33 @@ class LocalCloud:
     def run(self, state_machine: str, payload: dict, name: str | None = None, timeout: float = 900.0) -> dict:
         return self.wait(self.start(state_machine, payload, name), timeout)
 
+    def object_created(self, key: str, body: bytes) -> list[tuple[Any, str | None]]:
+        """Put an object and deliver S3's "Object Created" EventBridge event to the functions whose
+        rules in the template match it (what EventBridge does on AWS). Returns their answers."""
+        self.s3.put_object(Bucket=self.stack.bucket, Key=key, Body=body)
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "123456789012",
+            "region": REGION,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "resources": [f"arn:aws:s3:::{self.stack.bucket}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": self.stack.bucket},
+                "object": {"key": key, "size": len(body)},
+                "reason": "PutObject",
+            },
+        }
+        answers = []
+        for spec in self.stack.functions.values():
+            if any(key.startswith(prefix) for prefix in spec.s3_created_prefixes):
+                self.invocations[spec.logical_id] += 1
+                answers.append(lambdas.invoke(spec, event))
+        return answers
+
     # -- functions and API ---------------------------------------------------
     def invoke(self, logical_id: str, event: Any) -> tuple[Any, str | None]:
         return lambdas.invoke(self.stack.functions[logical_id], event)

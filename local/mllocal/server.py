@@ -14,13 +14,30 @@ import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .cloud import LocalCloud
 from .faults import FaultInjector
 from .template import local_stack
 
 LOCAL_API_KEY = "local-api-key"
+
+
+LOCAL_S3_PATH = "/_local_s3/"
+
+
+def _local_upload_urls(data: bytes, base: str) -> bytes:
+    """Presigned S3 URLs point at moto's (unreachable) S3: send the client to this server instead."""
+    if b'"upload_url"' not in data:
+        return data
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return data
+    if isinstance(doc, dict) and "upload_url" in doc and "key" in doc:
+        doc["upload_url"] = f"{base}{LOCAL_S3_PATH}{quote(doc['key'])}"
+        return json.dumps(doc).encode()
+    return data
 
 
 def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True):
@@ -32,6 +49,13 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
+            if url.path.startswith(LOCAL_S3_PATH):  # a presigned upload, rewritten to this server
+                if self.command != "PUT":
+                    self._send(405, {}, b"")
+                    return
+                cloud.object_created(unquote(url.path[len(LOCAL_S3_PATH) :]), body or b"")
+                self._send(200, {}, b"")
+                return
             headers = {k: v for k, v in self.headers.items()}
             if api_key is not None and self.headers.get("x-api-key") != api_key:
                 self._send(403, {"Content-Type": "application/json"}, json.dumps({"message": "Forbidden"}).encode())
@@ -42,6 +66,7 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
                 out_headers[key] = ", ".join(values)
             raw = resp.get("body") or ""
             data = base64.b64decode(raw) if resp.get("isBase64Encoded") else raw.encode()
+            data = _local_upload_urls(data, f"http://{self.headers.get('Host', 'localhost')}")
             self._send(int(resp["statusCode"]), out_headers, data)
 
         def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:

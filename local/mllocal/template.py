@@ -67,6 +67,7 @@ class FunctionSpec:
     memory_mb: int
     timeout: int
     api_routes: list[tuple[str, str]] = field(default_factory=list)  # (METHOD, /path/{param})
+    s3_created_prefixes: list[str] = field(default_factory=list)  # EventBridge "Object Created" key prefixes
 
     @property
     def arn(self) -> str:
@@ -187,6 +188,14 @@ def local_stack(stack_name: str = "serverless-ml-local", overrides: dict[str, st
                 memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
                 timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
                 api_routes=routes,
+                s3_created_prefixes=[
+                    rule["prefix"]
+                    for ev in props.get("Events", {}).values()
+                    if ev["Type"] == "EventBridgeRule"
+                    and "Object Created" in ev["Properties"]["Pattern"].get("detail-type", [])
+                    for rule in ev["Properties"]["Pattern"].get("detail", {}).get("object", {}).get("key", [])
+                    if isinstance(rule, dict) and "prefix" in rule
+                ],
             )
         elif res["Type"] == "AWS::Serverless::StateMachine":
             definition = (ROOT / props["DefinitionUri"]).read_text()

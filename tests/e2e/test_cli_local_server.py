@@ -93,6 +93,15 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
     assert "this run" in out and "what if: 100 rounds x 16 shards, 1000000 rows" in out
 
 
+def test_upload_through_a_presigned_url_and_the_object_created_notification(server, capsys):
+    assert _sml(server, "upload", str(SAMPLE), "--dataset", "big", "--via-s3") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "ready" and doc["rows"] == 3000 and doc["dataset"] == "big"
+    bad = SAMPLE.parent / "does-not-exist.csv"
+    assert _sml(server, "upload", str(bad)) == 2
+    assert "No such file" in capsys.readouterr().err
+
+
 def test_api_errors_are_one_line_and_a_nonzero_exit(server, capsys):
     assert _sml(server, "runs", "run-000000000000") == 1
     err = capsys.readouterr().err.strip()
