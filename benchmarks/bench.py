@@ -64,7 +64,13 @@ def _fmt(x: float) -> str:
 
 
 def render(
-    summaries: list[Summary], info: dict[str, str], repeat: int, quick: bool, seconds: float, plots: list[str]
+    summaries: list[Summary],
+    info: dict[str, str],
+    repeat: int,
+    quick: bool,
+    seconds: float,
+    plots: list[str],
+    analyses: list[tuple[str, str]] = (),
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -99,6 +105,8 @@ def render(
             )
         notes = sorted({s.figure.note for s in items if s.figure.note})
         lines += [""] + [f"- {n}" for n in notes] if notes else []
+    for title, text in analyses:
+        lines += ["", f"## {title}", "", text]
     for plot in plots:
         lines += ["", f"![{plot}]({plot})"]
     return "\n".join(lines) + "\n"
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     runs = []
+    analyses = []
     for name in args.only or MODULES:
         module = importlib.import_module(name)
         accepts_plots = "plot_dir" in inspect.signature(module.collect).parameters
@@ -122,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: run {i + 1}/{repeat}", file=sys.stderr, flush=True)
             kwargs = {"plot_dir": args.out.parent} if accepts_plots and i == 0 else {}
             runs.append(module.collect(args.quick, **kwargs))
+        if hasattr(module, "analysis") and module.analysis():
+            analyses.append((f"{name.rsplit('.', 1)[-1].capitalize()} analysis", module.analysis()))
     summaries = summarize(runs)
     plots = sorted(p.name for p in args.out.parent.glob("*.png"))
-    text = render(summaries, machine(), repeat, args.quick, time.perf_counter() - started, plots)
+    text = render(summaries, machine(), repeat, args.quick, time.perf_counter() - started, plots, analyses)
     args.out.write_text(text)
     print(text)
     return 0

@@ -154,10 +154,48 @@ def collect(quick: bool, plot_dir: Path | None = None) -> list[Figure]:
         figures.append(
             Figure("orchestration", f"overhead per round, {shards} shards (local interpreter)", seconds * 1000, "ms")
         )
+    global LAST_SERIES
+    LAST_SERIES = (series, overhead)
     if plot_dir is not None:
         plot(series, plot_dir / "scaling.png", fixed_rows, fixed_shards)
         (plot_dir / "scaling.json").write_text(json.dumps(series, indent=1))
     return figures
+
+
+LAST_SERIES: tuple[dict, dict] | None = None
+
+
+def _slope(points: list[tuple[int, float, float]], column: int) -> float:
+    """Exponent b of y ~ x^b between the first and last point (log-log)."""
+    (x0, *a), (x1, *b) = points[0], points[-1]
+    y0, y1 = a[column - 1], b[column - 1]
+    return float(np.log(y1 / y0) / np.log(x1 / x0)) if y0 > 0 and y1 > 0 and x1 != x0 else float("nan")
+
+
+def analysis() -> str:
+    """How time and cost per round grow, and where the knee is, from the last run's numbers."""
+    if LAST_SERIES is None:
+        return ""
+    series, overhead = LAST_SERIES
+    rows, shards = series["rows"], series["shards"]
+    lines = [
+        f"- Rows: time per round grows as rows^{_slope(rows, 1):.2f} and cost as rows^{_slope(rows, 2):.2f} "
+        f"between {rows[0][0]:,} and {rows[-1][0]:,} rows (linear would be 1.00).",
+        f"- Shards: time per round grows as shards^{_slope(shards, 1):.2f} and cost as shards^{_slope(shards, 2):.2f} "
+        f"between {shards[0][0]} and {shards[-1][0]} shards.",
+    ]
+    knee = next(((r, s) for r, s, _ in rows if s > 2 * overhead[min(overhead, key=lambda k: abs(k - 16))]), None)
+    lines.append(
+        "- Knee: below it a round is orchestration (Step Functions transitions, Lambda invocations, S3 round trips, "
+        f"about {min(overhead.values()) * 1000:.0f}-{max(overhead.values()) * 1000:.0f} ms per round here) and "
+        "adding rows is almost free; above it a round is worker compute and grows linearly with rows per shard"
+        + (f" — here from about {knee[0]:,} rows." if knee else " — not reached at these sizes.")
+    )
+    lines.append(
+        "- Cost per round is dominated by Step Functions state transitions (3 + shards per round at $25 per "
+        "million) until workers run for seconds; more shards cut time only while the slowest worker dominates."
+    )
+    return "\n".join(lines)
 
 
 def plot(series, path: Path, fixed_rows: int, fixed_shards: int) -> None:
