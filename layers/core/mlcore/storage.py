@@ -85,6 +85,54 @@ class S3Store:
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
 
+    def put_stream(
+        self,
+        key: str,
+        chunks,
+        *,
+        part_bytes: int = 8 * 1024 * 1024,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """Multipart-upload an iterable of byte chunks holding at most one part in memory.
+
+        Returns (bytes written, SHA-256 hex). On any error the upload is aborted: nothing is left."""
+        import hashlib
+
+        upload = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=metadata or {}
+        )
+        upload_id = upload["UploadId"]
+        parts: list[dict[str, Any]] = []
+        digest = hashlib.sha256()
+        total = 0
+        buffer = bytearray()
+
+        def flush() -> None:
+            number = len(parts) + 1
+            etag = self.client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(buffer)
+            )["ETag"]
+            parts.append({"PartNumber": number, "ETag": etag})
+            buffer.clear()
+
+        try:
+            for chunk in chunks:
+                digest.update(chunk)
+                total += len(chunk)
+                buffer.extend(chunk)
+                if len(buffer) >= part_bytes:
+                    flush()
+            if buffer or not parts:
+                flush()
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+        return total, digest.hexdigest()
+
     def presign_put(self, key: str, expires_in: int) -> str:
         """A URL that lets its holder PUT this one object for ``expires_in`` seconds."""
         return self.client.generate_presigned_url(
