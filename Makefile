@@ -14,12 +14,13 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo test lint validate build unit integration e2e packaging clean
+.PHONY: help venv demo test lint validate build unit integration e2e packaging clean bench-preprocess
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
 	@echo "make test   - ruff, sam validate --lint, ASL check, sam build, and all pytest suites"
 	@echo "make build  - sam build"
+	@echo "make bench-preprocess - peak memory and rows/s of the streaming Preprocess on 200k and 2M rows"
 	@echo "make clean  - remove .venv and .aws-sam"
 
 $(BIN)/.installed: pyproject.toml
@@ -59,6 +60,9 @@ packaging: build
 
 test: lint validate build
 	$(BIN)/python -m pytest tests -q
+
+bench-preprocess: venv
+	$(BIN)/python benchmarks/preprocess.py
 
 clean:
 	rm -rf $(VENV) .aws-sam
