@@ -91,3 +91,28 @@ def test_streaming_failure_writes_nothing(cloud, ingested):
     with pytest.raises(InvalidInput, match="^column 'id' has 2400|^column 'id' has \\d+ categories"):
         prepare.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
     assert keys(cloud, "processed/") == []
+
+
+def test_streaming_classification_maps_labels_to_class_indices(cloud, monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, 900)
+    labels = np.where(x > 0.5, "high", np.where(x < -0.5, "low", "mid"))
+    lines = ["x,label"] + [f"{a:.4f},{b}" for a, b in zip(x, labels, strict=True)]
+    resp = cloud.request("POST", "/datasets/cls", "\n".join(lines) + "\n", headers={"Content-Type": "text/csv"})
+    assert resp["statusCode"] == 201
+    monkeypatch.setattr(streaming, "CHUNK_ROWS", 250)
+    request = TrainingRequest.model_validate(
+        {
+            "dataset": "cls",
+            "target": "label",
+            "model_name": "cls",
+            "n_shards": 2,
+            "hyperparameters": {"model": "softmax_regression"},
+        }
+    )
+    result = prepare.preprocess(S3Store(cloud.stack.bucket), request, "run-cls", stream_threshold=0)
+    assert (result.classes, result.n_outputs) == (["high", "low", "mid"], 3)
+    train = np.vstack([_load(cloud, s.key) for s in result.shards])
+    scaled = train[:, 0]  # standardization keeps the order of x: largest is "high" (0), smallest "low" (1)
+    assert set(np.unique(train[:, -1])) == {0.0, 1.0, 2.0}
+    assert (train[scaled == scaled.max(), -1] == 0).all() and (train[scaled == scaled.min(), -1] == 1).all()
