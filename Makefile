@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo local bench bench-quick security test lint validate build unit integration e2e packaging clean
+.PHONY: help venv demo local bench bench-quick bench-preprocess security test lint validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
@@ -25,6 +25,7 @@ help:
 	@echo "make test   - ruff, sam validate --lint, ASL check, sam build, and all pytest suites"
 	@echo "make bench  - every benchmark, repeated; writes docs/benchmarks.md and docs/*.png"
 	@echo "make build  - sam build"
+	@echo "make bench-preprocess - peak memory and rows/s of the streaming Preprocess on 200k and 2M rows"
 	@echo "make clean  - remove .venv and .aws-sam"
 
 $(BIN)/.installed: pyproject.toml
@@ -82,6 +83,9 @@ packaging: build
 
 test: lint validate build
 	$(BIN)/python -m pytest tests -q
+
+bench-preprocess: venv
+	$(BIN)/python benchmarks/preprocess.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam

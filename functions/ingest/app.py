@@ -11,9 +11,9 @@ from typing import Literal
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from mlcore import datasets
+from mlcore import datasets, urlfetch
 from mlcore.api import register_error_handlers
 from mlcore.config import Settings
 from mlcore.errors import InvalidInput
@@ -31,8 +31,18 @@ class UploadRequest(BaseModel):
 
 
 class RegisterRequest(BaseModel):
+    """Exactly one of: an object already in the data bucket, or an HTTPS URL to fetch."""
+
     model_config = ConfigDict(extra="forbid")
-    s3_key: str
+    s3_key: str | None = None
+    url: str | None = None
+    format: Literal["csv", "jsonl"] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "RegisterRequest":
+        if (self.s3_key is None) == (self.url is None):
+            raise ValueError("exactly one of s3_key and url")
+        return self
 
 
 def _store() -> S3Store:
@@ -50,8 +60,8 @@ def _register_request(body: str) -> RegisterRequest:
         return RegisterRequest.model_validate(json.loads(body))
     except (ValueError, ValidationError):
         raise InvalidInput(
-            'a JSON body must be {"s3_key": "<key in the data bucket>"}; send a file as text/csv '
-            "or application/x-ndjson"
+            'a JSON body must be {"s3_key": "<key in the data bucket>"} or {"url": "https://..."}; '
+            "send a file as text/csv or application/x-ndjson"
         ) from None
 
 
@@ -61,7 +71,13 @@ def upload(name: str) -> Response[dict]:
     body = event.body or ""
     content_type = (event.headers.get("Content-Type") or "text/csv").split(";")[0].strip().lower()
     if content_type == "application/json":
-        result = datasets.register_object(_store(), name, _register_request(body).s3_key)
+        request = _register_request(body)
+        if request.url is not None:
+            settings = Settings.from_env()
+            policy = urlfetch.UrlPolicy.from_settings(settings.url_allow_networks, settings.url_allow_http)
+            result = datasets.ingest_url(S3Store(settings.bucket), name, request.url, policy, request.format)
+            return Response(status_code=202, content_type="application/json", body=result)
+        result = datasets.register_object(_store(), name, request.s3_key)
     else:
         data = base64.b64decode(body) if event.is_base64_encoded else body.encode()
         if len(data) > datasets.MAX_BODY_BYTES:

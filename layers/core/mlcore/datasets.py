@@ -108,14 +108,14 @@ def ingest(store: S3Store, name: str, data: bytes, source: str, fmt: str = "csv"
     return {**meta, "created": True}
 
 
-def _read_object(store: S3Store, key: str, max_bytes: int) -> bytes:
+def _read_object(store: S3Store, key: str, max_bytes: int) -> tuple[bytes, dict]:
     head = store.head(key)
     if head is None:
         raise NotFoundError(f"object {key!r} does not exist in the data bucket")
     size = int(head.get("ContentLength", 0))
     if size > max_bytes:
         raise InvalidInput(f"the file is {size} bytes, over the {max_bytes} byte limit")
-    return store.get_bytes(key)
+    return store.get_bytes(key), head.get("Metadata", {})
 
 
 def ingest_upload(store: S3Store, key: str) -> dict:
@@ -129,7 +129,9 @@ def ingest_upload(store: S3Store, key: str) -> dict:
     name = validate_name(parts[1])
     source = f"s3://{store.bucket}/{key}"
     try:
-        result = ingest(store, name, _read_object(store, key, MAX_FILE_BYTES), source=source, fmt=format_of_key(key))
+        data, metadata = _read_object(store, key, MAX_FILE_BYTES)
+        source = metadata.get("source-url", source)
+        result = ingest(store, name, data, source=source, fmt=format_of_key(key))
     except InvalidInput as err:
         if store.exists(key):
             store.delete([key])
@@ -139,12 +141,26 @@ def ingest_upload(store: S3Store, key: str) -> dict:
     return result
 
 
+def ingest_url(store: S3Store, name: str, url: str, policy, fmt: str | None = None) -> dict:
+    """Stream an HTTPS URL into ``uploads/<name>/`` (multipart, bounded memory); the object-created
+    notification then validates and registers it, as for a presigned upload (status ``pending``)."""
+    from . import urlfetch
+
+    validate_name(name)
+    fmt = fmt or format_of_key(url.split("?")[0])
+    key = f"{UPLOAD_PREFIX}{name}/url-{uuid.uuid4().hex[:16]}.{fmt}"
+    metadata = {"source-url": url} if url.isascii() and len(url) <= 1024 else {}
+    size, sha256 = store.put_stream(key, urlfetch.stream(url, policy, MAX_FILE_BYTES), metadata=metadata)
+    set_status(store, name, "pending", upload_key=key, source=url)
+    return {"dataset": name, "status": "pending", "key": key, "bytes": size, "sha256": sha256, "source": url}
+
+
 def register_object(store: S3Store, name: str, key: str) -> dict:
     """Ingest an object already in the data bucket (left where it is)."""
     validate_name(name)
     if key.startswith(INTERNAL_PREFIXES) or not key or key.startswith("/"):
         raise InvalidInput(f"s3_key {key!r} is not allowed: use a key outside {', '.join(INTERNAL_PREFIXES)}")
-    data = _read_object(store, key, MAX_FILE_BYTES)
+    data, _ = _read_object(store, key, MAX_FILE_BYTES)
     return ingest(store, name, data, source=f"s3://{store.bucket}/{key}", fmt=format_of_key(key))
 
 

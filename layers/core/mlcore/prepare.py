@@ -124,8 +124,17 @@ def build_matrices(
     return Prepared(prep, block(train_idx), block(test_idx), dropped, block(validation_idx) if n_validation else None)
 
 
-def preprocess(store: S3Store, request: TrainingRequest, run_id: str) -> PreprocessResult:
+def preprocess(
+    store: S3Store, request: TrainingRequest, run_id: str, stream_threshold: int | None = None
+) -> PreprocessResult:
+    """In memory for data sets up to ``stream_threshold`` bytes; above it, two streaming passes
+    in bounded memory (``mlcore.streaming``)."""
+    from . import streaming
+
     meta = datasets.describe(store, request.dataset, request.version)
+    threshold = streaming.STREAM_THRESHOLD_BYTES if stream_threshold is None else stream_threshold
+    if meta.get("bytes", 0) > threshold and meta.get("format", "csv") == "csv":
+        return streaming.preprocess_streaming(store, request, run_id, meta)
     frame = read_table(store.get_bytes(meta["key"]), meta.get("format", "csv"))
     kinds = column_kinds(frame)
     prep, train, test, dropped, validation = build_matrices(

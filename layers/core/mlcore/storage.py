@@ -85,6 +85,58 @@ class S3Store:
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
 
+    MIN_PART_BYTES = 8 * 1024 * 1024  # S3's minimum is 5 MiB for every part but the last
+
+    def open(self, key: str):
+        """The object's body as a file-like stream (read it in pieces; close it when done)."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as err:
+            if _error_code(err) in ("NoSuchKey", "404"):
+                raise NotFound(key) from err
+            raise
+
+    def start_multipart(
+        self, key: str, *, content_type: str = "application/octet-stream", metadata: dict[str, str] | None = None
+    ) -> MultipartUpload:
+        upload = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=metadata or {}
+        )
+        return MultipartUpload(self, key, upload["UploadId"])
+
+    def put_stream(
+        self,
+        key: str,
+        chunks,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """Multipart-upload an iterable of byte chunks holding at most one part in memory.
+
+        Returns (bytes written, SHA-256 hex). On any error the upload is aborted: nothing is left."""
+        import hashlib
+
+        upload = self.start_multipart(key, content_type=content_type, metadata=metadata)
+        digest = hashlib.sha256()
+        total = 0
+        buffer = bytearray()
+        try:
+            for chunk in chunks:
+                digest.update(chunk)
+                total += len(chunk)
+                buffer.extend(chunk)
+                if len(buffer) >= self.MIN_PART_BYTES:
+                    upload.part(bytes(buffer))
+                    buffer.clear()
+            if buffer or not upload.parts:
+                upload.part(bytes(buffer))
+            upload.complete()
+        except BaseException:
+            upload.abort()
+            raise
+        return total, digest.hexdigest()
+
     def presign_put(self, key: str, expires_in: int) -> str:
         """A URL that lets its holder PUT this one object for ``expires_in`` seconds."""
         return self.client.generate_presigned_url(
@@ -127,3 +179,26 @@ class S3Store:
     def get_arrays(self, key: str) -> dict[str, np.ndarray]:
         with np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
+
+
+class MultipartUpload:
+    """An S3 multipart upload in progress: ``part`` in order, then ``complete`` (or ``abort``)."""
+
+    def __init__(self, store: S3Store, key: str, upload_id: str):
+        self.store, self.key, self.upload_id = store, key, upload_id
+        self.parts: list[dict[str, Any]] = []
+
+    def part(self, body: bytes) -> None:
+        number = len(self.parts) + 1
+        etag = self.store.client.upload_part(
+            Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
+        )["ETag"]
+        self.parts.append({"PartNumber": number, "ETag": etag})
+
+    def complete(self) -> None:
+        self.store.client.complete_multipart_upload(
+            Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
+
+    def abort(self) -> None:
+        self.store.client.abort_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id)

@@ -1,0 +1,156 @@
+"""Fetch a file from an HTTPS URL into S3 without holding it in memory, and without letting the URL
+turn the function against the network it runs in (SSRF).
+
+Every hop is checked before connecting: the scheme (https only, unless a test allows http), the host
+resolved here with ``getaddrinfo`` and *every* address it resolves to checked with ``ipaddress`` (no
+private, loopback, link-local - 169.254.169.254 above all -, multicast, reserved or unspecified
+address), and the connection is then made to the checked address itself, so a second DNS answer
+cannot swap in another (DNS rebinding). Redirects are followed by hand, each hop checked again. The
+body streams into an S3 multipart upload one part at a time; the size limit aborts it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+from .errors import InvalidInput
+
+MAX_REDIRECTS = 5
+CHUNK_BYTES = 1024 * 1024
+TIMEOUT_SECONDS = 15.0
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class UrlPolicy:
+    """Where URL ingestion may connect. The defaults allow public HTTPS only; ``allow_networks`` and
+    ``allow_http`` exist for tests against a local server and are never set by the template."""
+
+    allow_networks: tuple[Network, ...] = ()
+    allow_http: bool = False
+    resolver: Callable[[str, int], Iterable[str]] | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_settings(cls, networks: str = "", allow_http: bool = False) -> UrlPolicy:
+        try:
+            parsed = tuple(ipaddress.ip_network(n.strip()) for n in networks.split(",") if n.strip())
+        except ValueError as err:
+            raise RuntimeError(f"invalid URL allow-list network: {err}") from None
+        return cls(allow_networks=parsed, allow_http=allow_http)
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise InvalidInput(f"cannot resolve host {host!r}: {err.strerror}") from None
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def is_public(address: Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or not address.is_global
+    )
+
+
+def check_url(url: str, policy: UrlPolicy) -> tuple[str, str, int, str, str]:
+    """(scheme, host, port, path with query, the address to connect to) or InvalidInput naming why not."""
+    parts = urlsplit(url)
+    allowed = ("https", "http") if policy.allow_http else ("https",)
+    if parts.scheme not in allowed:
+        raise InvalidInput(f"only {' and '.join(allowed)} URLs can be ingested, got {url!r}")
+    if not parts.hostname:
+        raise InvalidInput(f"the URL {url!r} has no host")
+    if parts.username or parts.password:
+        raise InvalidInput("URLs with credentials are not accepted")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    resolver = policy.resolver or _resolve
+    addresses = list(resolver(parts.hostname, port))
+    if not addresses:
+        raise InvalidInput(f"host {parts.hostname!r} has no addresses")
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%")[0])
+        if not is_public(address) and not any(address in net for net in policy.allow_networks):
+            raise InvalidInput(
+                f"refusing to fetch {parts.hostname!r}: it resolves to {address}, which is not a public address"
+            )
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname, port, path, addresses[0]
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to an already checked address, with SNI and certificate checks for the host name."""
+
+    def __init__(self, host: str, address: str, port: int, timeout: float):
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _open(url: str, policy: UrlPolicy) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    for _ in range(MAX_REDIRECTS + 1):
+        scheme, host, port, path, address = check_url(url, policy)
+        if scheme == "https":
+            conn: http.client.HTTPConnection = _PinnedHTTPSConnection(host, address, port, TIMEOUT_SECONDS)
+        else:
+            conn = http.client.HTTPConnection(address, port, timeout=TIMEOUT_SECONDS)
+        try:
+            conn.request("GET", path, headers={"Host": host, "User-Agent": "serverless-ml-ingest"})
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as err:
+            conn.close()
+            raise InvalidInput(f"could not fetch {url!r}: {err}") from None
+        if response.status in (301, 302, 303, 307, 308):
+            location = response.getheader("Location")
+            conn.close()
+            if not location:
+                raise InvalidInput(f"{url!r} redirected without a Location")
+            url = urljoin(url, location)
+            continue
+        if response.status != 200:
+            conn.close()
+            raise InvalidInput(f"fetching {url!r} returned HTTP {response.status}")
+        return conn, response
+    raise InvalidInput(f"more than {MAX_REDIRECTS} redirects")
+
+
+def stream(url: str, policy: UrlPolicy, max_bytes: int) -> Iterable[bytes]:
+    """The body in chunks; InvalidInput once it passes ``max_bytes`` (checked as it arrives)."""
+    conn, response = _open(url, policy)
+    try:
+        declared = response.getheader("Content-Length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise InvalidInput(f"the file is {declared} bytes, over the {max_bytes} byte limit")
+        total = 0
+        while True:
+            try:
+                chunk = response.read(CHUNK_BYTES)
+            except (OSError, http.client.HTTPException) as err:
+                raise InvalidInput(f"the download of {url!r} failed: {err}") from None
+            if not chunk:
+                return
+            total += len(chunk)
+            if total > max_bytes:
+                raise InvalidInput(f"the file is over the {max_bytes} byte limit")
+            yield chunk
+    finally:
+        conn.close()

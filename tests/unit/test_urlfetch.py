@@ -1,0 +1,70 @@
+"""URL checks without a network: a fake resolver stands in for DNS."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from mlcore.errors import InvalidInput
+from mlcore.urlfetch import UrlPolicy, check_url
+
+
+def policy(*addresses, **kwargs):
+    return UrlPolicy(resolver=lambda host, port: list(addresses), **kwargs)
+
+
+def test_public_https_is_allowed_and_pinned_to_the_checked_address():
+    assert check_url("https://data.example.org/a/b.csv?x=1", policy("93.184.216.34")) == (
+        "https",
+        "data.example.org",
+        443,
+        "/a/b.csv?x=1",
+        "93.184.216.34",
+    )
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        ["169.254.169.254"],
+        ["93.184.216.34", "10.0.0.5"],  # every resolved address is checked, not only the first
+        ["127.0.0.1"],
+        ["::1"],
+        ["fe80::1"],
+        ["::ffff:127.0.0.1"],
+        ["fd00:ec2::254"],  # the IPv6 instance metadata address
+        ["0.0.0.0"],
+        ["100.64.0.1"],  # carrier-grade NAT: not global
+        ["224.0.0.1"],
+    ],
+)
+def test_non_public_addresses_are_refused(addresses):
+    with pytest.raises(InvalidInput, match="which is not a public address$"):
+        check_url("https://evil.example/", policy(*addresses))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://example.org/x", "only https URLs can be ingested"),
+        ("file:///etc/passwd", "only https URLs can be ingested"),
+        ("https://user:secret@example.org/x", "URLs with credentials are not accepted"),
+        ("https:///x", "has no host"),
+    ],
+)
+def test_bad_urls(url, message):
+    with pytest.raises(InvalidInput, match=message):
+        check_url(url, policy("93.184.216.34"))
+
+
+def test_the_allowance_is_explicit_and_narrow():
+    allowed = policy("127.0.0.1", allow_networks=(ipaddress.ip_network("127.0.0.1/32"),), allow_http=True)
+    assert check_url("http://localhost:8080/x", allowed)[4] == "127.0.0.1"
+    with pytest.raises(InvalidInput, match="169.254.169.254"):
+        check_url("http://x/", policy("169.254.169.254", allow_networks=allowed.allow_networks, allow_http=True))
+    assert UrlPolicy.from_settings() == UrlPolicy()  # the default: no allowance
+    assert UrlPolicy.from_settings("127.0.0.1/32, 10.0.0.0/8", True).allow_networks == (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("10.0.0.0/8"),
+    )
