@@ -22,7 +22,7 @@ from pathlib import Path
 from .harness import Summary, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["benchmarks.bandwidth", "benchmarks.quality", "benchmarks.scaling"]
+MODULES = ["benchmarks.bandwidth", "benchmarks.quality", "benchmarks.preprocess", "benchmarks.scaling"]
 
 
 def machine() -> dict[str, str]:

@@ -112,6 +112,58 @@ def measure(csv: Path, shards: int) -> dict:
     return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds, "peak_rss_mib": peak_mib}
 
 
+def run_sizes(sizes: list[int], shards: int = 8) -> list[dict]:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in sizes:
+            csv = Path(tmp) / f"bench-{rows}.csv"
+            generate(csv, rows)
+            out = subprocess.run(
+                [sys.executable, __file__, "--measure", str(csv), "--shards", str(shards)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result["csv_mib"] = csv.stat().st_size / 2**20
+            results.append(result)
+            csv.unlink()
+    return results
+
+
+def collect(quick: bool) -> list:
+    """For `make bench`: peak memory and throughput per size, and the memory growth against the row growth."""
+    from benchmarks.harness import Figure
+
+    results = run_sizes([20_000, 200_000] if quick else [200_000, 2_000_000])
+    figures = []
+    for r in results:
+        figures.append(
+            Figure(
+                "preprocessing",
+                f"peak RSS, {r['rows']:,} rows (streaming, 2 passes)",
+                r["peak_rss_mib"],
+                "MiB",
+                "CSV size",
+                r["csv_mib"],
+            )
+        )
+        figures.append(
+            Figure("preprocessing", f"throughput, {r['rows']:,} rows", r["rows_per_second"], "rows/s", better="higher")
+        )
+    figures.append(
+        Figure(
+            "preprocessing",
+            "peak memory growth for 10x the rows",
+            results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"],
+            "x",
+            "row growth",
+            results[-1]["rows"] / results[0]["rows"],
+        )
+    )
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 2_000_000])
@@ -121,26 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args.measure, args.shards)))
         return 0
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for rows in args.rows:
-            csv = Path(tmp) / f"bench-{rows}.csv"
-            generate(csv, rows)
-            out = subprocess.run(
-                [sys.executable, __file__, "--measure", str(csv), "--shards", str(args.shards)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            result["csv_mib"] = csv.stat().st_size / 2**20
-            results.append(result)
-            print(
-                f"{rows:>10,} rows  {result['csv_mib']:8.1f} MiB CSV  peak RSS {result['peak_rss_mib']:7.1f} MiB  "
-                f"{result['rows_per_second']:>10,.0f} rows/s  ({result['seconds']:.1f}s)",
-                flush=True,
-            )
-            csv.unlink()
+    results = run_sizes(args.rows, args.shards)
+    for result in results:
+        print(
+            f"{result['rows']:>10,} rows  {result['csv_mib']:8.1f} MiB CSV  "
+            f"peak RSS {result['peak_rss_mib']:7.1f} MiB  "
+            f"{result['rows_per_second']:>10,.0f} rows/s  ({result['seconds']:.1f}s)",
+            flush=True,
+        )
     if len(results) > 1:
         ratio = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
         growth = results[-1]["rows"] / results[0]["rows"]
