@@ -14,12 +14,14 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo test lint validate build unit integration e2e packaging clean
+.PHONY: help venv demo test lint validate build unit integration e2e packaging openapi bench-serving clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
 	@echo "make test   - ruff, sam validate --lint, ASL check, sam build, and all pytest suites"
 	@echo "make build  - sam build"
+	@echo "make bench-serving - Predict latency (warm), cold import and size of the built Predict"
+	@echo "make openapi - regenerate docs/openapi.json from the API functions' code"
 	@echo "make clean  - remove .venv and .aws-sam"
 
 $(BIN)/.installed: pyproject.toml
@@ -41,6 +43,12 @@ lint: venv
 validate: venv
 	$(SAM) validate --lint
 	$(BIN)/python -m mllocal.lint_asl
+
+bench-serving: venv
+	POWERTOOLS_TRACE_DISABLED=true POWERTOOLS_METRICS_DISABLED=true $(BIN)/python benchmarks/serving.py
+
+openapi: venv
+	$(BIN)/python -m mllocal.openapi
 
 build: venv
 	$(SAM) build

@@ -13,7 +13,9 @@ from .registry import ModelArtifact
 from .storage import S3Store
 
 MAX_INSTANCES = 1000
+MAX_BODY_BYTES = 1_048_576  # 1 MiB of request body (API Gateway allows 10 MB, Lambda 6 MB)
 ALIAS_TTL_SECONDS = 30.0
+DEFAULT_ALIAS = "production"
 
 Instance = dict[str, Any] | list[Any]
 
@@ -71,6 +73,8 @@ class ModelCache:
         self._artifacts: dict[tuple[str, int], ModelArtifact] = {}
 
     def get(self, store: S3Store, name: str, alias: str = "latest") -> ModelArtifact:
+        if alias not in registry.ALIASES:
+            raise InvalidInput(f"alias must be one of {', '.join(registry.ALIASES)}, got {alias!r}")
         now = self.clock()
         cached = self._aliases.get((name, alias))
         if cached is None or now - cached[0] > self.ttl:
@@ -78,6 +82,13 @@ class ModelCache:
             cached = (now, registry.resolve_alias(store, name, alias))
             self._aliases[(name, alias)] = cached
         version = cached[1]
+        if (name, version) not in self._artifacts:
+            self._artifacts[(name, version)] = registry.load_version(store, name, version)
+        return self._artifacts[(name, version)]
+
+    def get_version(self, store: S3Store, name: str, version: int) -> ModelArtifact:
+        """A pinned version: immutable, so cached for the container's life."""
+        registry.MODEL_NAME.match(name) or _bad_name(name)
         if (name, version) not in self._artifacts:
             self._artifacts[(name, version)] = registry.load_version(store, name, version)
         return self._artifacts[(name, version)]

@@ -68,6 +68,17 @@ class S3Store:
                 raise NotFound(key) from err
             raise
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of an object (an empty range reads nothing)."""
+        if end <= start:
+            return b""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"].read()
+        except ClientError as err:
+            if _error_code(err) in ("NoSuchKey", "404"):
+                raise NotFound(key) from err
+            raise
+
     def head(self, key: str) -> dict[str, Any] | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=key)
