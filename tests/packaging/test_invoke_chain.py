@@ -25,7 +25,15 @@ HEAVY_MODULES = ("pandas", "sklearn")
 # never at init: see test_cold_start), but never pandas.
 LEAN = {
     fid: HEAVY_MODULES
-    for fid in ("PredictFunction", "GradientWorkerFunction", "AggregatorFunction", "RunsFunction", "ModelsFunction")
+    for fid in (
+        "PredictFunction",
+        "GradientWorkerFunction",
+        "AggregatorFunction",
+        "RunsFunction",
+        "ModelsFunction",
+        "BatchPredictFunction",
+        "BatchJobsFunction",
+    )
 } | {"EvaluateFunction": ("pandas",)}
 
 
@@ -265,6 +273,29 @@ def test_models_api(invoke, load_event, chain):
     assert_lean(inv)
     assert status == 200, body
     assert body["versions"] == [1] and body["aliases"]["production"]["version"] == 1
+
+
+def test_batch_steps(invoke, load_event, bucket, chain):
+    """Plan, one chunk and finalize through the built BatchPredict (numpy only), on a job written by hand."""
+    (registered,) = needs(chain, "registered")
+    job_id = load_event("batch_predict.json")["job_id"]
+    rows = "area_m2,bedrooms,age_years,distance_km,lot_m2,neighborhood\n92.2,2,62.7,3.11,156,harbor\nbig,2,1,1,1,x\n"
+    bucket.put("uploads/batch/sample.csv", rows.encode())
+    job = {"job_id": job_id, "model": "housing-sample", "version": registered["version"], "batch_rows": 1000}
+    job |= {"input_key": "uploads/batch/sample.csv", "started": 0.0}
+    bucket.put(f"batch/{job_id}/job.json", json.dumps(job).encode())
+    events = [load_event("batch_predict.json")]
+    plan = invoke.container("BatchPredictFunction", events)[0]
+    assert_lean(plan)
+    (chunk,) = bucket.json(plan.ok()["chunks_key"])
+    step = invoke("BatchPredictFunction", {"action": "predict", "job_id": job_id, **chunk})
+    assert step.ok() == {"first_row": 0, "rows": 2, "predicted": 1, "failures": 1}
+    summary = invoke("BatchPredictFunction", {"action": "finalize", "job_id": job_id}).ok()
+    assert (summary["rows"], summary["predicted"], summary["failures"]) == (2, 1, 1)
+
+    # the job document exists, but no execution on this moto server: a 404 naming it, not a 5xx
+    status, body = invoke("BatchJobsFunction", load_event("batch_jobs.json")).api()
+    assert (status, body) == (404, {"message": f"batch job {job_id!r} has no workflow execution"})
 
 
 def test_cold_start(function_id, invoke, request):
