@@ -92,3 +92,24 @@ def test_promote_errors():
     assert registry.promote(store, "houses", 1)["version"] == 1  # already production: no-op
     described = registry.describe_model(store, "houses")
     assert described["versions"] == [1] and set(described["aliases"]) == {"latest", "production"}
+
+
+def test_a_promotion_and_a_rollback_are_served_within_the_ttl():
+    from mlcore import serving
+
+    from .fakes import FakeClock
+
+    store = FakeStore()
+    registry.register(store, "run-1", fields(r2=0.5))
+    registry.register(store, "run-2", fields(r2=0.4))
+    clock = FakeClock()
+    cache = serving.ModelCache(ttl=serving.ALIAS_TTL_SECONDS, clock=clock)
+    assert cache.get(store, "houses", "production").version == 1
+    registry.promote(store, "houses", 2, force=True)
+    clock.advance(serving.ALIAS_TTL_SECONDS)
+    assert cache.get(store, "houses", "production").version == 1  # cached alias, at most the TTL old
+    clock.advance(0.001)
+    assert cache.get(store, "houses", "production").version == 2
+    registry.rollback(store, "houses")
+    clock.advance(serving.ALIAS_TTL_SECONDS + 0.001)
+    assert cache.get(store, "houses", "production").version == 1
