@@ -119,3 +119,18 @@ def test_oversized_and_base64_bodies(cloud, model):  # noqa: F811
 def test_wrong_types_are_4xx(cloud, model, instances, status, words):  # noqa: F811
     got_status, body = _call(cloud, "POST", "/models/housing-sample/predict", {"instances": instances})
     assert got_status == status and words in json.dumps(body), body
+
+
+def test_conditional_writes_on_s3(cloud):
+    from mlcore.storage import AlreadyExists, Changed
+
+    store = S3Store(cloud.stack.bucket)
+    etag = store.put_json("models/x/aliases/production.json", {"version": 1}, if_absent=True)
+    with pytest.raises(AlreadyExists):
+        store.put_json("models/x/aliases/production.json", {"version": 9}, if_absent=True)
+    doc, tag = store.get_json_tagged("models/x/aliases/production.json")
+    assert (doc, tag) == ({"version": 1}, etag)
+    store.put_json("models/x/aliases/production.json", {"version": 2}, if_match=etag)
+    with pytest.raises(Changed):  # stale ETag: someone wrote in between
+        store.put_json("models/x/aliases/production.json", {"version": 3}, if_match=etag)
+    assert store.get_json("models/x/aliases/production.json") == {"version": 2}

@@ -26,14 +26,22 @@ class FakeStore:
             raise NotFound(key)
         return self.documents[key]
 
-    def put_json(self, key: str, doc: Any, *, if_absent: bool = False) -> str:
-        if if_absent and key in self.documents:
-            from mlcore.storage import AlreadyExists
+    def put_json(self, key: str, doc: Any, *, if_absent: bool = False, if_match: str | None = None) -> str:
+        from mlcore.storage import AlreadyExists, Changed
 
+        if if_absent and key in self.documents:
             raise AlreadyExists(key)
+        if if_match is not None and (key not in self.documents or if_match != self.etag(key)):
+            raise Changed(key)
         self.writes[key] += 1
         self.documents[key] = json.loads(json.dumps(doc))
+        return self.etag(key)
+
+    def etag(self, key: str) -> str:
         return f'"{self.writes[key]}"'
+
+    def get_json_tagged(self, key: str) -> tuple[Any, str]:
+        return self.get_json(key), self.etag(key)
 
     def list_keys(self, prefix: str) -> list[str]:
         return sorted(k for k in [*self.documents, *self.arrays] if k.startswith(prefix))

@@ -113,3 +113,43 @@ def test_a_promotion_and_a_rollback_are_served_within_the_ttl():
     registry.rollback(store, "houses")
     clock.advance(serving.ALIAS_TTL_SECONDS + 0.001)
     assert cache.get(store, "houses", "production").version == 1
+
+
+class RacingStore(FakeStore):
+    """Another writer moves ``production`` to ``rival`` between our read of the alias and our write."""
+
+    def __init__(self, rival: int):
+        super().__init__()
+        self.rival = rival
+        self.raced = False
+
+    def put_json(self, key, doc, *, if_absent=False, if_match=None):
+        if key == registry.alias_key("houses", "production") and if_match is not None and not self.raced:
+            self.raced = True
+            current = self.documents[key]
+            super().put_json(key, {**current, "version": self.rival, "history": [*current["history"], {"version": 1}]})
+        return super().put_json(key, doc, if_absent=if_absent, if_match=if_match)
+
+
+def test_a_concurrent_promotion_is_not_lost_and_the_comparison_is_made_again():
+    store = RacingStore(rival=3)
+    store.raced = True  # no race while registering
+    for i, r2 in enumerate((0.5, 0.7, 0.9), start=1):
+        registry.register(store, f"run-{i}", fields(r2=r2))
+    registry.rollback(store, "houses")
+    registry.rollback(store, "houses")
+    assert production(store) == 1
+    store.raced = False
+    # v2 beats v1, but v3 is promoted concurrently: the conditional write fails, the retry compares v2
+    # with v3 and refuses, instead of overwriting a better production version
+    with pytest.raises(ConflictError, match=r"version 2 \(test r2 0.7\) does not beat production version 3"):
+        registry.promote(store, "houses", 2)
+    assert store.raced and production(store) == 3
+
+
+def test_latest_only_moves_forward():
+    store = FakeStore()
+    registry.register(store, "run-1", fields(r2=0.5))
+    registry.register(store, "run-2", fields(r2=0.5))
+    registry._advance_latest(store, "houses", 1, "late registration")
+    assert store.documents[registry.alias_key("houses", "latest")]["version"] == 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from pydantic import BaseModel, Field
 from . import __version__, models
 from .errors import ConflictError, InvalidInput, NotFoundError
 from .preprocessing import Preprocessor
-from .storage import AlreadyExists, NotFound, S3Store
+from .storage import AlreadyExists, Changed, NotFound, S3Store
 
 FORMAT_VERSION = 1
 ALIASES = ("latest", "production")
@@ -34,6 +35,7 @@ PRODUCTION = "production"
 # Test metric that decides promotion: (name, higher_is_better) per kind of model.
 PROMOTION_METRIC = {"regression": ("r2", True), "classification": ("log_loss", False)}
 HISTORY_LIMIT = 100
+ALIAS_ATTEMPTS = 5
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -129,7 +131,7 @@ def register(store: S3Store, run_id: str, artifact_fields: dict[str, Any]) -> Mo
         except AlreadyExists:
             version += 1  # another run registered this number first
     store.put_json(run_model_key(run_id), {"name": name, "version": version})
-    set_alias(store, name, "latest", version, reason=f"registered by {run_id}")
+    _advance_latest(store, name, version, reason=f"registered by {run_id}")
     with contextlib.suppress(ConflictError):  # not better than production: registered, production stays
         promote(store, name, version)
     return artifact
@@ -142,19 +144,40 @@ def get_alias(store: S3Store, name: str, alias: str) -> dict[str, Any] | None:
         return None
 
 
-def set_alias(store: S3Store, name: str, alias: str, version: int, *, reason: str = "") -> dict[str, Any]:
-    """Point ``alias`` at ``version`` with one PUT; the version it pointed at goes on its history."""
-    current = get_alias(store, name, alias)
+def _update_alias(
+    store: S3Store, name: str, alias: str, decide: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+) -> dict[str, Any]:
+    """Read the alias, let ``decide`` build the next document from it (or keep it: return the same object),
+    and write it only if nobody changed the alias in between (S3 If-Match / If-None-Match); else again."""
+    for _ in range(ALIAS_ATTEMPTS):
+        try:
+            current, etag = store.get_json_tagged(alias_key(name, alias))
+        except NotFound:
+            current, etag = None, None
+        doc = decide(current)
+        if doc is current or doc is None:
+            return current  # type: ignore[return-value]
+        try:
+            if etag is None:
+                store.put_json(alias_key(name, alias), doc, if_absent=True)
+            else:
+                store.put_json(alias_key(name, alias), doc, if_match=etag)
+            return doc
+        except (AlreadyExists, Changed):
+            continue  # a concurrent promotion, rollback or registration: decide again on what it wrote
+    raise ConflictError(f"the {alias!r} alias of model {name!r} kept changing; try again")
+
+
+def _next(current: dict[str, Any] | None, name: str, alias: str, version: int, reason: str) -> dict[str, Any]:
+    """The alias moved to ``version``; the version it pointed at goes on its history."""
     history = list(current.get("history", [])) if current else []
     if current:
         history.append({k: current[k] for k in ("version", "updated_at", "reason") if k in current})
-    return _put_alias(store, name, alias, version, reason, history)
+    return _doc(name, alias, version, reason, history)
 
 
-def _put_alias(
-    store: S3Store, name: str, alias: str, version: int, reason: str, history: list[dict[str, Any]]
-) -> dict[str, Any]:
-    doc = {
+def _doc(name: str, alias: str, version: int, reason: str, history: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
         "name": name,
         "alias": alias,
         "version": version,
@@ -162,8 +185,22 @@ def _put_alias(
         "reason": reason,
         "history": history[-HISTORY_LIMIT:],
     }
-    store.put_json(alias_key(name, alias), doc)
-    return doc
+
+
+def set_alias(store: S3Store, name: str, alias: str, version: int, *, reason: str = "") -> dict[str, Any]:
+    """Point ``alias`` at ``version`` with one conditional PUT (its previous version goes on its history)."""
+    return _update_alias(store, name, alias, lambda current: _next(current, name, alias, version, reason))
+
+
+def _advance_latest(store: S3Store, name: str, version: int, reason: str) -> dict[str, Any]:
+    """``latest`` only moves forward, even when registrations finish out of order."""
+
+    def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is not None and int(current["version"]) >= version:
+            return current
+        return _next(current, name, "latest", version, reason)
+
+    return _update_alias(store, name, "latest", decide)
 
 
 def promotion_metric(artifact: ModelArtifact) -> tuple[str, bool, float | None]:
@@ -176,39 +213,45 @@ def promotion_metric(artifact: ModelArtifact) -> tuple[str, bool, float | None]:
 def promote(store: S3Store, name: str, version: int, *, force: bool = False) -> dict[str, Any]:
     """Make ``version`` the production version if it beats the current one (or ``force``).
 
-    Raises ConflictError when it does not beat production, naming both values.
+    Raises ConflictError when it does not beat production, naming both values. The comparison is made
+    against the production version actually replaced: a concurrent promotion makes it compare again.
     """
     candidate = load_version(store, name, version)
-    current = get_alias(store, name, PRODUCTION)
-    if current is None:
-        return set_alias(store, name, PRODUCTION, version, reason="first version")
-    if int(current["version"]) == version:
-        return current
     metric, higher, value = promotion_metric(candidate)
-    if force:
-        return set_alias(store, name, PRODUCTION, version, reason="forced")
-    _, _, incumbent = promotion_metric(load_version(store, name, int(current["version"])))
-    beats = value is not None and (incumbent is None or (value > incumbent if higher else value < incumbent))
-    if not beats:
-        raise ConflictError(
-            f"version {version} (test {metric} {value}) does not beat production version {current['version']} "
-            f"(test {metric} {incumbent}); use force to promote anyway"
-        )
-    return set_alias(store, name, PRODUCTION, version, reason=f"test {metric} {value} beats {incumbent}")
+
+    def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None:
+            return _next(current, name, PRODUCTION, version, "first version")
+        if int(current["version"]) == version:
+            return current
+        if force:
+            return _next(current, name, PRODUCTION, version, "forced")
+        _, _, incumbent = promotion_metric(load_version(store, name, int(current["version"])))
+        beats = value is not None and (incumbent is None or (value > incumbent if higher else value < incumbent))
+        if not beats:
+            raise ConflictError(
+                f"version {version} (test {metric} {value}) does not beat production version {current['version']} "
+                f"(test {metric} {incumbent}); use force to promote anyway"
+            )
+        return _next(current, name, PRODUCTION, version, f"test {metric} {value} beats {incumbent}")
+
+    return _update_alias(store, name, PRODUCTION, decide)
 
 
 def rollback(store: S3Store, name: str) -> dict[str, Any]:
-    """Point ``production`` back at the version it pointed at before (one PUT); repeatable."""
-    current = get_alias(store, name, PRODUCTION)
-    if current is None:
-        raise NotFoundError(f"model {name!r} has no {PRODUCTION!r} version")
-    history = list(current.get("history", []))
-    if not history:
-        raise ConflictError(f"model {name!r} has no earlier production version to roll back to")
-    previous = history.pop()
-    return _put_alias(
-        store, name, PRODUCTION, int(previous["version"]), f"rollback from version {current['version']}", history
-    )
+    """Point ``production`` back at the version it pointed at before (one conditional PUT); repeatable."""
+
+    def decide(current: dict[str, Any] | None) -> dict[str, Any]:
+        if current is None:
+            raise NotFoundError(f"model {name!r} has no {PRODUCTION!r} version")
+        history = list(current.get("history", []))
+        if not history:
+            raise ConflictError(f"model {name!r} has no earlier production version to roll back to")
+        previous = history.pop()
+        reason = f"rollback from version {current['version']}"
+        return _doc(name, PRODUCTION, int(previous["version"]), reason, history)
+
+    return _update_alias(store, name, PRODUCTION, decide)
 
 
 def list_versions(store: S3Store, name: str) -> list[int]:
