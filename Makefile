@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo local bench bench-quick bench-preprocess security test lint validate build unit integration e2e packaging clean
+.PHONY: help venv demo local bench bench-quick bench-preprocess bench-serving openapi security test lint validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
@@ -26,6 +26,8 @@ help:
 	@echo "make bench  - every benchmark, repeated; writes docs/benchmarks.md and docs/*.png"
 	@echo "make build  - sam build"
 	@echo "make bench-preprocess - peak memory and rows/s of the streaming Preprocess on 200k and 2M rows"
+	@echo "make bench-serving - Predict latency (warm), cold import and size of the built Predict"
+	@echo "make openapi - regenerate docs/openapi.json from the API functions' code"
 	@echo "make clean  - remove .venv and .aws-sam"
 
 $(BIN)/.installed: pyproject.toml
@@ -65,6 +67,12 @@ lint: venv
 validate: venv
 	$(SAM) validate --lint
 	$(BIN)/python -m mllocal.lint_asl
+
+bench-serving: venv
+	POWERTOOLS_TRACE_DISABLED=true POWERTOOLS_METRICS_DISABLED=true $(BIN)/python benchmarks/serving.py
+
+openapi: venv
+	$(BIN)/python -m mllocal.openapi
 
 build: venv
 	$(SAM) build

@@ -1,13 +1,13 @@
-"""Predict: API Gateway REST proxy handler serving the latest registered model version."""
+"""Predict: API Gateway REST proxy handler serving the production model version (or a pinned version/alias)."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, Field
 
 from mlcore import serving
-from mlcore.api import register_error_handlers
+from mlcore.api import check_body, register_error_handlers
 from mlcore.config import Settings
 from mlcore.observability import logger, metrics, tracer
 from mlcore.storage import S3Store
@@ -36,9 +36,15 @@ class PredictResponse(BaseModel):
 
 @app.post("/models/<name>/predict")
 def predict(
-    name: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")], body: PredictRequest
+    name: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")],
+    body: PredictRequest,
+    version: Annotated[int | None, Query(ge=1, description="serve this version instead of an alias")] = None,
+    alias: Annotated[
+        Literal["production", "latest"], Query(description="alias to serve when no version is given")
+    ] = serving.DEFAULT_ALIAS,
 ) -> PredictResponse:
-    artifact = cache.get(S3Store(Settings.from_env().bucket), name)
+    store = S3Store(Settings.from_env().bucket)
+    artifact = cache.get_version(store, name, version) if version else cache.get(store, name, alias)
     result = serving.predict(artifact, body.instances)
     metrics.add_metric(name="Predictions", unit="Count", value=len(body.instances))
     return PredictResponse(**result)
@@ -48,4 +54,5 @@ def predict(
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
-    return app.resolve(event, context)
+    event, rejected = check_body(event, serving.MAX_BODY_BYTES)
+    return rejected or app.resolve(event, context)

@@ -68,6 +68,12 @@ def test_classifier_trains_registers_and_serves_probabilities(cloud, model, load
         abs=0.02,
     )
 
+    key = registered["artifact_key"]
+    recorded = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read())["metrics"]
+    assert "LogisticRegression(C=" in recorded["reference"]["estimator"]
+    assert recorded["reference"]["test"]["accuracy"] == pytest.approx(ref_acc, abs=1.0 / test.shape[0])
+    assert set(recorded["reference"]["difference"]) >= {"accuracy", "f1_macro", "log_loss"}
+
     row = frame.drop(columns="label").iloc[0].to_dict()
     resp = cloud.request("POST", "/models/clf/predict", {"instances": [row]})
     body = json.loads(resp["body"])

@@ -74,6 +74,12 @@ def test_training_matches_sklearn_and_serves_the_model(cloud):
     np.testing.assert_allclose(ours, reference.predict(X_test), rtol=2e-3)
     ref_r2 = reference.score(X_test, test[:, -1])
     assert abs(model["metrics"]["r2"] - ref_r2) < 1e-3
+    # Evaluate recorded the same reference fit in the artifact
+    key = model["artifact_key"]
+    recorded = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read())["metrics"]
+    assert "LinearRegression" in recorded["reference"]["estimator"]
+    assert recorded["reference"]["test"]["r2"] == pytest.approx(ref_r2, rel=1e-9)
+    assert recorded["reference"]["difference"]["r2"] == pytest.approx(model["metrics"]["r2"] - ref_r2)
 
     # the registered model answers through the API with the same numbers
     instance = {

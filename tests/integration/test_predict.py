@@ -167,7 +167,7 @@ def test_nan_and_malformed_json_are_4xx(cloud, model):
 
 def test_unknown_model_is_404(cloud, model):
     status, body = _predict(cloud, {"instances": [[1, 2, 3, 4, 5, "harbor"]]}, name="nope")
-    assert (status, body) == (404, {"message": "model 'nope' has no 'latest' version"})
+    assert (status, body) == (404, {"message": "model 'nope' has no 'production' version"})
 
 
 def test_any_valid_rest_proxy_event_is_accepted(cloud, model):

@@ -20,8 +20,21 @@ from mlcore.registry import ModelArtifact
 pytestmark = pytest.mark.packaging
 
 # Functions that must stay lean: pandas and scikit-learn are never imported there.
-LEAN = ("PredictFunction", "GradientWorkerFunction", "AggregatorFunction", "EvaluateFunction", "RunsFunction")
 HEAVY_MODULES = ("pandas", "sklearn")
+# What each lean function must never import: Evaluate loads scikit-learn for its reference fit (lazily,
+# never at init: see test_cold_start), but never pandas.
+LEAN = {
+    fid: HEAVY_MODULES
+    for fid in (
+        "PredictFunction",
+        "GradientWorkerFunction",
+        "AggregatorFunction",
+        "RunsFunction",
+        "ModelsFunction",
+        "BatchPredictFunction",
+        "BatchJobsFunction",
+    )
+} | {"EvaluateFunction": ("pandas",)}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +59,7 @@ def is_subset(part, whole) -> bool:
 
 def assert_lean(inv) -> None:
     if inv.function.logical_id in LEAN:
-        loaded = [m for m in HEAVY_MODULES if inv.loaded[m]]
+        loaded = [m for m in LEAN[inv.function.logical_id] if inv.loaded[m]]
         assert not loaded, f"{inv.function.logical_id} imported {loaded}"
 
 
@@ -181,6 +194,10 @@ def test_evaluate_registers_version_1(invoke, load_event, bucket, chain):
         np.ravel([*artifact["model"]["coefficients"], artifact["model"]["intercept"]]), theta, rtol=1e-15
     )
     assert bucket.json("models/housing-sample/aliases/latest.json")["version"] == 1
+    assert bucket.json("models/housing-sample/aliases/production.json")["version"] == 1
+    reference = artifact["metrics"]["reference"]  # scikit-learn, packaged with Evaluate, on the same shards
+    assert "LinearRegression" in reference["estimator"] and reference["train_rows"] == 30
+    assert reference["difference"]["r2"] == pytest.approx(expected["r2"] - reference["test"]["r2"])
     chain["registered"] = registered
 
 
@@ -249,6 +266,38 @@ def test_predict_unknown_model_is_404(invoke, load_event):
     assert code == 404 and "no-such-model" in response["message"], response
 
 
+def test_models_api(invoke, load_event, chain):
+    needs(chain, "registered")
+    inv = invoke("ModelsFunction", load_event("models.json"))
+    status, body = inv.api()
+    assert_lean(inv)
+    assert status == 200, body
+    assert body["versions"] == [1] and body["aliases"]["production"]["version"] == 1
+
+
+def test_batch_steps(invoke, load_event, bucket, chain):
+    """Plan, one chunk and finalize through the built BatchPredict (numpy only), on a job written by hand."""
+    (registered,) = needs(chain, "registered")
+    job_id = load_event("batch_predict.json")["job_id"]
+    rows = "area_m2,bedrooms,age_years,distance_km,lot_m2,neighborhood\n92.2,2,62.7,3.11,156,harbor\nbig,2,1,1,1,x\n"
+    bucket.put("uploads/batch/sample.csv", rows.encode())
+    job = {"job_id": job_id, "model": "housing-sample", "version": registered["version"], "batch_rows": 1000}
+    job |= {"input_key": "uploads/batch/sample.csv", "started": 0.0}
+    bucket.put(f"batch/{job_id}/job.json", json.dumps(job).encode())
+    events = [load_event("batch_predict.json")]
+    plan = invoke.container("BatchPredictFunction", events)[0]
+    assert_lean(plan)
+    (chunk,) = bucket.json(plan.ok()["chunks_key"])
+    step = invoke("BatchPredictFunction", {"action": "predict", "job_id": job_id, **chunk})
+    assert step.ok() == {"first_row": 0, "rows": 2, "predicted": 1, "failures": 1}
+    summary = invoke("BatchPredictFunction", {"action": "finalize", "job_id": job_id}).ok()
+    assert (summary["rows"], summary["predicted"], summary["failures"]) == (2, 1, 1)
+
+    # the job document exists, but no execution on this moto server: a 404 naming it, not a 5xx
+    status, body = invoke("BatchJobsFunction", load_event("batch_jobs.json")).api()
+    assert (status, body) == (404, {"message": f"batch job {job_id!r} has no workflow execution"})
+
+
 def test_cold_start(function_id, invoke, request):
     """Lambda's init: the handler module imports from the function folder, its layers and the runtime alone.
 
@@ -277,7 +326,7 @@ def test_lean_functions_never_import_heavy_modules(invoke):
             (inv.function.logical_id, m)
             for inv in invoke.history
             if inv.function.logical_id in LEAN
-            for m in HEAVY_MODULES
+            for m in LEAN[inv.function.logical_id]
             if inv.loaded[m]
         }
     )

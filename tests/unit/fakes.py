@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -11,18 +12,39 @@ from mlcore.storage import NotFound
 
 
 class FakeStore:
-    """Just the read methods that registry/serving/training call, with a read counter per key."""
+    """The methods that registry/serving/training call, with read and write counters per key."""
 
     def __init__(self, documents: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None):
         self.documents = dict(documents or {})
         self.arrays = dict(arrays or {})
         self.reads: Counter[str] = Counter()
+        self.writes: Counter[str] = Counter()
 
     def get_json(self, key: str) -> Any:
         self.reads[key] += 1
         if key not in self.documents:
             raise NotFound(key)
         return self.documents[key]
+
+    def put_json(self, key: str, doc: Any, *, if_absent: bool = False, if_match: str | None = None) -> str:
+        from mlcore.storage import AlreadyExists, Changed
+
+        if if_absent and key in self.documents:
+            raise AlreadyExists(key)
+        if if_match is not None and (key not in self.documents or if_match != self.etag(key)):
+            raise Changed(key)
+        self.writes[key] += 1
+        self.documents[key] = json.loads(json.dumps(doc))
+        return self.etag(key)
+
+    def etag(self, key: str) -> str:
+        return f'"{self.writes[key]}"'
+
+    def get_json_tagged(self, key: str) -> tuple[Any, str]:
+        return self.get_json(key), self.etag(key)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in [*self.documents, *self.arrays] if k.startswith(prefix))
 
     def get_array(self, key: str) -> np.ndarray:
         self.reads[key] += 1

@@ -220,3 +220,14 @@ def test_artifact_json_round_trip_predicts_the_same(artifact):
     columns = {"sqft": [50.0, None, 300], "city": ["a", "b", None]}
     np.testing.assert_array_equal(restored.predict(columns), artifact.predict(columns))
     np.testing.assert_array_equal(restored.theta, [2.0, 10.0, 20.0, 30.0, 7.0])
+
+
+def test_vectorized_predict_equals_the_object_path(artifact):
+    """serving.predict (float arrays, one transform) gives exactly what the artifact gives from raw lists."""
+    rng = np.random.default_rng(0)
+    instances = [
+        [None if rng.random() < 0.2 else float(rng.normal(120, 40)), rng.choice(["a", "b", "c", "zz", None])]
+        for _ in range(300)
+    ]
+    columns = serving.instances_to_columns(artifact, instances)
+    assert serving.predict(artifact, instances)["predictions"] == artifact.predict(columns)

@@ -11,3 +11,7 @@ class InvalidInput(MLError):
 
 class NotFoundError(MLError):
     """A data set, run or model that was asked for does not exist."""
+
+
+class ConflictError(MLError):
+    """The request conflicts with the current state (e.g. a promotion that does not beat production)."""

@@ -25,6 +25,7 @@ def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel
         "final_train_loss": task.train.loss,
         "stop_reason": task.train.reason,
         "rounds": task.train.round,
+        "reference": _reference(store, manifest, model, task.request.hyperparameters.l2, test, test_metrics),
     }
     artifact = registry.register(
         store,
@@ -60,3 +61,15 @@ def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel
         metrics={k: float(v) for k, v in test_metrics.items() if isinstance(v, int | float)},
         rounds=task.train.round,
     )
+
+
+def _reference(store: S3Store, manifest: dict, model: str, l2: float, test, test_metrics: dict) -> dict:
+    """The same metrics for a scikit-learn fit on the same training shards (see ``reference``)."""
+    import numpy as np
+
+    from .reference import differences, reference_metrics
+
+    train = np.concatenate([store.get_array(s["key"]) for s in manifest["shards"]]).astype("float64")
+    n_classes = len(manifest["preprocessor"].get("classes") or [])
+    ref = reference_metrics(model, l2, train, test, n_classes)
+    return {**ref, "difference": differences(test_metrics, ref["test"])}

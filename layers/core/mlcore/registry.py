@@ -4,12 +4,20 @@ Layout: ``models/<name>/versions/<000001>/model.json`` (written create-only,
 so a version number is never reused or overwritten) and
 ``models/<name>/aliases/<alias>.json`` pointing at a version (a single PUT,
 so readers see the old or the new version, never half of one).
+
+Aliases: ``latest`` follows every registration; ``production`` (what Predict serves) moves to a
+new version only when its test metric beats the current production one (R² for regression,
+higher is better; log loss for classification, lower is better) or when forced. The alias
+document carries its own history, so a rollback is one PUT back to the previous production
+version; versions are never deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -17,12 +25,17 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from . import __version__, models
-from .errors import NotFoundError
+from .errors import ConflictError, InvalidInput, NotFoundError
 from .preprocessing import Preprocessor
-from .storage import AlreadyExists, NotFound, S3Store
+from .storage import AlreadyExists, Changed, NotFound, S3Store
 
 FORMAT_VERSION = 1
-ALIASES = ("latest",)
+ALIASES = ("latest", "production")
+PRODUCTION = "production"
+# Test metric that decides promotion: (name, higher_is_better) per kind of model.
+PROMOTION_METRIC = {"regression": ("r2", True), "classification": ("log_loss", False)}
+HISTORY_LIMIT = 100
+ALIAS_ATTEMPTS = 5
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -118,15 +131,162 @@ def register(store: S3Store, run_id: str, artifact_fields: dict[str, Any]) -> Mo
         except AlreadyExists:
             version += 1  # another run registered this number first
     store.put_json(run_model_key(run_id), {"name": name, "version": version})
-    set_alias(store, name, "latest", version)
+    _advance_latest(store, name, version, reason=f"registered by {run_id}")
+    with contextlib.suppress(ConflictError):  # not better than production: registered, production stays
+        promote(store, name, version)
     return artifact
 
 
-def set_alias(store: S3Store, name: str, alias: str, version: int) -> None:
-    store.put_json(
-        alias_key(name, alias),
-        {"name": name, "alias": alias, "version": version, "updated_at": datetime.now(UTC).isoformat()},
-    )
+def get_alias(store: S3Store, name: str, alias: str) -> dict[str, Any] | None:
+    try:
+        return store.get_json(alias_key(name, alias))
+    except NotFound:
+        return None
+
+
+def _update_alias(
+    store: S3Store, name: str, alias: str, decide: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+) -> dict[str, Any]:
+    """Read the alias, let ``decide`` build the next document from it (or keep it: return the same object),
+    and write it only if nobody changed the alias in between (S3 If-Match / If-None-Match); else again."""
+    for _ in range(ALIAS_ATTEMPTS):
+        try:
+            current, etag = store.get_json_tagged(alias_key(name, alias))
+        except NotFound:
+            current, etag = None, None
+        doc = decide(current)
+        if doc is current or doc is None:
+            return current  # type: ignore[return-value]
+        try:
+            if etag is None:
+                store.put_json(alias_key(name, alias), doc, if_absent=True)
+            else:
+                store.put_json(alias_key(name, alias), doc, if_match=etag)
+            return doc
+        except (AlreadyExists, Changed):
+            continue  # a concurrent promotion, rollback or registration: decide again on what it wrote
+    raise ConflictError(f"the {alias!r} alias of model {name!r} kept changing; try again")
+
+
+def _next(current: dict[str, Any] | None, name: str, alias: str, version: int, reason: str) -> dict[str, Any]:
+    """The alias moved to ``version``; the version it pointed at goes on its history."""
+    history = list(current.get("history", [])) if current else []
+    if current:
+        history.append({k: current[k] for k in ("version", "updated_at", "reason") if k in current})
+    return _doc(name, alias, version, reason, history)
+
+
+def _doc(name: str, alias: str, version: int, reason: str, history: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "alias": alias,
+        "version": version,
+        "updated_at": datetime.now(UTC).isoformat(),
+        "reason": reason,
+        "history": history[-HISTORY_LIMIT:],
+    }
+
+
+def set_alias(store: S3Store, name: str, alias: str, version: int, *, reason: str = "") -> dict[str, Any]:
+    """Point ``alias`` at ``version`` with one conditional PUT (its previous version goes on its history)."""
+    return _update_alias(store, name, alias, lambda current: _next(current, name, alias, version, reason))
+
+
+def _advance_latest(store: S3Store, name: str, version: int, reason: str) -> dict[str, Any]:
+    """``latest`` only moves forward, even when registrations finish out of order."""
+
+    def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is not None and int(current["version"]) >= version:
+            return current
+        return _next(current, name, "latest", version, reason)
+
+    return _update_alias(store, name, "latest", decide)
+
+
+def promotion_metric(artifact: ModelArtifact) -> tuple[str, bool, float | None]:
+    """(metric name, higher is better, this version's test value or None)."""
+    name, higher = PROMOTION_METRIC["classification" if artifact.is_classifier else "regression"]
+    value = artifact.metrics.get("test", {}).get(name)
+    return name, higher, None if value is None else float(value)
+
+
+def promote(store: S3Store, name: str, version: int, *, force: bool = False) -> dict[str, Any]:
+    """Make ``version`` the production version if it beats the current one (or ``force``).
+
+    Raises ConflictError when it does not beat production, naming both values. The comparison is made
+    against the production version actually replaced: a concurrent promotion makes it compare again.
+    """
+    candidate = load_version(store, name, version)
+    metric, higher, value = promotion_metric(candidate)
+
+    def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None:
+            return _next(current, name, PRODUCTION, version, "first version")
+        if int(current["version"]) == version:
+            return current
+        if force:
+            return _next(current, name, PRODUCTION, version, "forced")
+        _, _, incumbent = promotion_metric(load_version(store, name, int(current["version"])))
+        beats = value is not None and (incumbent is None or (value > incumbent if higher else value < incumbent))
+        if not beats:
+            raise ConflictError(
+                f"version {version} (test {metric} {value}) does not beat production version {current['version']} "
+                f"(test {metric} {incumbent}); use force to promote anyway"
+            )
+        return _next(current, name, PRODUCTION, version, f"test {metric} {value} beats {incumbent}")
+
+    return _update_alias(store, name, PRODUCTION, decide)
+
+
+def rollback(store: S3Store, name: str) -> dict[str, Any]:
+    """Point ``production`` back at the version it pointed at before (one conditional PUT); repeatable."""
+
+    def decide(current: dict[str, Any] | None) -> dict[str, Any]:
+        if current is None:
+            raise NotFoundError(f"model {name!r} has no {PRODUCTION!r} version")
+        history = list(current.get("history", []))
+        if not history:
+            raise ConflictError(f"model {name!r} has no earlier production version to roll back to")
+        previous = history.pop()
+        reason = f"rollback from version {current['version']}"
+        return _doc(name, PRODUCTION, int(previous["version"]), reason, history)
+
+    return _update_alias(store, name, PRODUCTION, decide)
+
+
+def list_versions(store: S3Store, name: str) -> list[int]:
+    return sorted({int(k.split("/")[3]) for k in store.list_keys(f"models/{name}/versions/")})
+
+
+def list_models(store: S3Store) -> list[dict[str, Any]]:
+    """Every registered model with the versions its aliases point at."""
+    names = sorted({k.split("/")[1] for k in store.list_keys("models/") if k.endswith("/aliases/latest.json")})
+    out = []
+    for name in names:
+        entry: dict[str, Any] = {"name": name}
+        for alias in ALIASES:
+            doc = get_alias(store, name, alias)
+            entry[alias] = int(doc["version"]) if doc else None
+        out.append(entry)
+    return out
+
+
+def describe_model(store: S3Store, name: str) -> dict[str, Any]:
+    check_name(name)
+    versions = list_versions(store, name)
+    if not versions:
+        raise NotFoundError(f"model {name!r} is not registered")
+    return {
+        "name": name,
+        "versions": versions,
+        "aliases": {a: doc for a in ALIASES if (doc := get_alias(store, name, a)) is not None},
+    }
+
+
+def check_name(name: str) -> str:
+    if not MODEL_NAME.match(name):
+        raise InvalidInput(f"invalid model name {name!r}")
+    return name
 
 
 def resolve_alias(store: S3Store, name: str, alias: str) -> int:

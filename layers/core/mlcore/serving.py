@@ -7,13 +7,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import registry
+import numpy as np
+
+from . import models, registry
 from .errors import InvalidInput
 from .registry import ModelArtifact
 from .storage import S3Store
 
 MAX_INSTANCES = 1000
+MAX_BODY_BYTES = 1_048_576  # 1 MiB of request body (API Gateway allows 10 MB, Lambda 6 MB)
 ALIAS_TTL_SECONDS = 30.0
+DEFAULT_ALIAS = "production"
 
 Instance = dict[str, Any] | list[Any]
 
@@ -25,32 +29,45 @@ def instances_to_columns(artifact: ModelArtifact, instances: list[Instance]) -> 
     if len(instances) > MAX_INSTANCES:
         raise InvalidInput(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}")
     names = artifact.preprocessor.input_names
-    kinds = {c.name: c.kind for c in artifact.preprocessor.columns}
-    columns: dict[str, list[Any]] = {n: [] for n in names}
+    name_set = set(names)
+    numeric = {c.name for c in artifact.preprocessor.columns if c.kind == "numeric"}
+    rows: list[list[Any]] = []
     for i, inst in enumerate(instances):
         if isinstance(inst, list):
             if len(inst) != len(names):
                 raise InvalidInput(
                     f"instances[{i}] has {len(inst)} values, expected {len(names)} in this order: {', '.join(names)}"
                 )
-            inst = dict(zip(names, inst, strict=True))
-        missing = [n for n in names if n not in inst]
-        if missing:
-            raise InvalidInput(f"instances[{i}] is missing feature(s): {', '.join(missing)}")
-        extra = sorted(set(inst) - set(names))
-        if extra:
-            raise InvalidInput(f"instances[{i}] has unknown feature(s): {', '.join(extra)}")
-        for n in names:
-            v = inst[n]
-            if kinds[n] == "numeric" and v is not None:
-                if isinstance(v, bool) or not isinstance(v, int | float):
-                    raise InvalidInput(f"instances[{i}].{n} must be a number or null, got {v!r}")
-                if not _finite(v):
+            row = inst
+        else:
+            if inst.keys() != name_set:
+                missing = [n for n in names if n not in inst]
+                if missing:
+                    raise InvalidInput(f"instances[{i}] is missing feature(s): {', '.join(missing)}")
+                raise InvalidInput(f"instances[{i}] has unknown feature(s): {', '.join(sorted(set(inst) - name_set))}")
+            row = [inst[n] for n in names]
+        for n, v in zip(names, row, strict=True):
+            t = type(v)
+            if t is float:
+                if n in numeric and (v != v or v in (math.inf, -math.inf)):
                     raise InvalidInput(f"instances[{i}].{n} must be finite, got {v!r}")
-            elif kinds[n] == "categorical" and v is not None and not isinstance(v, str | int | float):
-                raise InvalidInput(f"instances[{i}].{n} must be a string or null, got {v!r}")
-            columns[n].append(v)
-    return columns
+            elif v is None or (t is str and n not in numeric):
+                continue
+            else:
+                _check(i, n, v, n in numeric)
+        rows.append(row)
+    return {n: [r[j] for r in rows] for j, n in enumerate(names)}
+
+
+def _check(i: int, n: str, v: Any, is_numeric: bool) -> None:
+    """The slow path of the type checks (anything but a float, None, or a string for a categorical)."""
+    if is_numeric:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise InvalidInput(f"instances[{i}].{n} must be a number or null, got {v!r}")
+        if not _finite(v):
+            raise InvalidInput(f"instances[{i}].{n} must be finite, got {v!r}")
+    elif not isinstance(v, str | int | float):
+        raise InvalidInput(f"instances[{i}].{n} must be a string or null, got {v!r}")
 
 
 def _finite(value: int | float) -> bool:
@@ -71,6 +88,8 @@ class ModelCache:
         self._artifacts: dict[tuple[str, int], ModelArtifact] = {}
 
     def get(self, store: S3Store, name: str, alias: str = "latest") -> ModelArtifact:
+        if alias not in registry.ALIASES:
+            raise InvalidInput(f"alias must be one of {', '.join(registry.ALIASES)}, got {alias!r}")
         now = self.clock()
         cached = self._aliases.get((name, alias))
         if cached is None or now - cached[0] > self.ttl:
@@ -82,20 +101,38 @@ class ModelCache:
             self._artifacts[(name, version)] = registry.load_version(store, name, version)
         return self._artifacts[(name, version)]
 
+    def get_version(self, store: S3Store, name: str, version: int) -> ModelArtifact:
+        """A pinned version: immutable, so cached for the container's life."""
+        registry.MODEL_NAME.match(name) or _bad_name(name)
+        if (name, version) not in self._artifacts:
+            self._artifacts[(name, version)] = registry.load_version(store, name, version)
+        return self._artifacts[(name, version)]
+
 
 def _bad_name(name: str) -> None:
     raise InvalidInput(f"invalid model name {name!r}")
 
 
+def numeric_arrays(artifact: ModelArtifact, columns: dict[str, list[Any]]) -> dict[str, Any]:
+    """Validated numeric columns as float64 arrays (null -> NaN, imputed by the transform): the vectorized path."""
+    out: dict[str, Any] = dict(columns)
+    for col in artifact.preprocessor.columns:
+        if col.kind == "numeric":
+            out[col.name] = np.array([math.nan if v is None else v for v in columns[col.name]], dtype=np.float64)
+    return out
+
+
 def predict(artifact: ModelArtifact, instances: list[Instance]) -> dict[str, Any]:
-    columns = instances_to_columns(artifact, instances)
-    result: dict[str, Any] = {
-        "model": artifact.name,
-        "version": artifact.version,
-        "target": artifact.target,
-        "predictions": artifact.predict(columns),
-    }
+    columns = numeric_arrays(artifact, instances_to_columns(artifact, instances))
+    X = artifact.preprocessor.transform(columns)  # once, for predictions and probabilities
+    kind = artifact.model.type
+    result: dict[str, Any] = {"model": artifact.name, "version": artifact.version, "target": artifact.target}
     if artifact.is_classifier:
-        result["classes"] = artifact.preprocessor.classes
-        result["probabilities"] = artifact.predict_proba(columns).tolist()
+        proba = models.predict_proba(kind, artifact.theta, X)
+        labels = artifact.preprocessor.classes
+        result["predictions"] = [labels[i] for i in models.predict(kind, artifact.theta, X)]
+        result["classes"] = labels
+        result["probabilities"] = proba.tolist()
+    else:
+        result["predictions"] = models.predict(kind, artifact.theta, X).tolist()
     return result

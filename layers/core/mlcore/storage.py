@@ -30,6 +30,13 @@ class AlreadyExists(Exception):
     """A conditional create found the object already there."""
 
 
+class Changed(Exception):
+    """A conditional update (``if_match``) found the object changed or gone since it was read."""
+
+
+_CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict", "412")
+
+
 def _error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
@@ -47,22 +54,45 @@ class S3Store:
 
     # -- bytes -----------------------------------------------------------
     def put_bytes(
-        self, key: str, body: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+        if_match: str | None = None,
     ) -> str:
-        """Write ``body``; with ``if_absent`` the write only succeeds if nothing is there yet."""
+        """Write ``body``; with ``if_absent`` the write only succeeds if nothing is there yet, with ``if_match``
+        only if the object still has that ETag (compare-and-swap). Returns the new ETag."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body, "ContentType": content_type}
         if if_absent:
             kwargs["IfNoneMatch"] = "*"
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
         try:
             return self.client.put_object(**kwargs)["ETag"]
         except ClientError as err:
-            if if_absent and _error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+            code = _error_code(err)
+            if if_absent and code in _CONDITION_FAILED:
                 raise AlreadyExists(key) from err
+            if if_match is not None and code in (*_CONDITION_FAILED, "NoSuchKey"):
+                raise Changed(key) from err
             raise
 
     def get_bytes(self, key: str) -> bytes:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as err:
+            if _error_code(err) in ("NoSuchKey", "404"):
+                raise NotFound(key) from err
+            raise
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of an object (an empty range reads nothing)."""
+        if end <= start:
+            return b""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"].read()
         except ClientError as err:
             if _error_code(err) in ("NoSuchKey", "404"):
                 raise NotFound(key) from err
@@ -155,12 +185,22 @@ class S3Store:
                 )
 
     # -- JSON ------------------------------------------------------------
-    def put_json(self, key: str, doc: Any, *, if_absent: bool = False) -> str:
+    def put_json(self, key: str, doc: Any, *, if_absent: bool = False, if_match: str | None = None) -> str:
         body = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-        return self.put_bytes(key, body, content_type="application/json", if_absent=if_absent)
+        return self.put_bytes(key, body, content_type="application/json", if_absent=if_absent, if_match=if_match)
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
+
+    def get_json_tagged(self, key: str) -> tuple[Any, str]:
+        """The document and its ETag, for a later ``put_json(..., if_match=etag)``."""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if _error_code(err) in ("NoSuchKey", "404"):
+                raise NotFound(key) from err
+            raise
+        return json.loads(resp["Body"].read()), resp["ETag"]
 
     # -- arrays ----------------------------------------------------------
     def put_array(self, key: str, array: np.ndarray, *, if_absent: bool = False) -> str:

@@ -1,0 +1,162 @@
+"""Serving figures: warm Predict latency in process, cold import of the built Predict, built size.
+
+``make bench-serving`` (after ``make build`` for the last two). Prints figures; asserts nothing.
+Budgets: warm p50 < 2 ms for 1 instance and < 20 ms for 1,000; cold import < 500 ms; Predict +
+layers < 100 MB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / ".aws-sam" / "build"
+RUNTIME = ROOT / ".aws-sam" / "lambda-runtime"  # boto3 & co., as the packaging tests stage them
+
+
+def _register_housing_model(cloud) -> list[dict]:
+    """A model fit in closed form on data/housing.csv (no training workflow needed), registered on moto."""
+    from mlcore import registry
+    from mlcore.prepare import build_matrices
+    from mlcore.storage import S3Store
+    from mlcore.tabular import column_kinds, read_csv, to_columns
+
+    frame = read_csv((ROOT / "data" / "housing.csv").read_bytes())
+    prep, train, _, _, _ = build_matrices(to_columns(frame), column_kinds(frame), "price_k", 0.2, 0)
+    X = np.column_stack([train[:, :-1], np.ones(len(train))]).astype(np.float64)
+    theta, *_ = np.linalg.lstsq(X, train[:, -1].astype(np.float64), rcond=None)
+    registry.register(
+        S3Store(cloud.stack.bucket),
+        "bench",
+        {
+            "name": "housing",
+            "model": {"type": "linear_regression", "coefficients": theta[:-1, None].tolist(), "intercept": [theta[-1]]},
+            "target": "price_k",
+            "feature_names": prep.feature_names,
+            "preprocessor": prep,
+            "hyperparameters": {},
+            "metrics": {"test": {"r2": 0.9}},
+            "training_curve": [],
+            "lineage": {},
+        },
+    )
+    rows = frame.drop(columns="price_k").to_dict(orient="records")
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in rows]
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ms = np.asarray(samples) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def warm_latency(repeats_1: int = 2000, repeats_1000: int = 200) -> dict[str, tuple[float, float]]:
+    from mllocal import apigw
+    from mllocal.cloud import LocalCloud
+    from mllocal.lambdas import LambdaContext, load_handler
+    from mllocal.template import local_stack
+
+    out = {}
+    with LocalCloud(local_stack(overrides={"LogLevel": "WARNING"})) as cloud:
+        rows = _register_housing_model(cloud)
+        spec = cloud.stack.functions["PredictFunction"]
+        handler = load_handler(spec)
+        os.environ.update(spec.environment)
+        context = LambdaContext(spec.name, spec.memory_mb, spec.arn, spec.timeout)
+
+        for n, repeats in ((1, repeats_1), (1000, repeats_1000)):
+            event = apigw.proxy_event(
+                "POST",
+                "/models/housing/predict",
+                "/models/{name}/predict",
+                {"name": "housing"},
+                body={"instances": rows[:n]},
+            )
+            with contextlib.redirect_stdout(io.StringIO()):  # Powertools' metric flushes (EMF lines)
+                first = handler(event, context)
+                assert first["statusCode"] == 200, first
+                samples = []
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    handler(event, context)
+                    samples.append(time.perf_counter() - started)
+            out[f"{n} instance(s)"] = _percentiles(samples)
+    return out
+
+
+COLD = r"""
+import sys, time
+started = time.perf_counter()
+import app
+print((time.perf_counter() - started) * 1000)
+"""
+
+
+def cold_import(repeats: int = 5) -> list[float] | str:
+    code, layer = BUILD / "PredictFunction", BUILD / "CoreLayer" / "python"
+    if not code.is_dir() or not RUNTIME.is_dir():
+        return "not built: run `make build` and the packaging tests (they stage .aws-sam/lambda-runtime)"
+    pycache = [p for p in (*code.rglob("__pycache__"), *layer.rglob("__pycache__"))]
+    if pycache:
+        return f"{len(pycache)} __pycache__ folders in the build: run `make build` again for an honest figure"
+    env = {
+        "PYTHONPATH": os.pathsep.join(map(str, (code, layer, RUNTIME))),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "DATA_BUCKET": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "serverless-ml",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "ServerlessML",
+    }
+    python = Path(sys.base_prefix) / "bin" / "python3.12"
+    out = []
+    for _ in range(repeats):
+        proc = subprocess.run([str(python), "-S", "-B", "-c", COLD], env=env, capture_output=True, text=True, cwd=code)
+        if proc.returncode:
+            return proc.stderr[-2000:]
+        out.append(float(proc.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def built_size() -> dict[str, int] | str:
+    parts = {"PredictFunction": BUILD / "PredictFunction", "CoreLayer": BUILD / "CoreLayer"}
+    if not all(p.is_dir() for p in parts.values()):
+        return "not built: run `make build`"
+    return {
+        name: sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+        for name, path in parts.items()
+    }
+
+
+def main() -> int:
+    print("Predict handler, warm, in process (p50 / p99 ms; budgets p50 < 2 ms for 1, < 20 ms for 1,000):")
+    for label, (p50, p99) in warm_latency().items():
+        print(f"  {label:>16}: {p50:7.3f} / {p99:7.3f}")
+    cold = cold_import()
+    if isinstance(cold, str):
+        print(f"cold import of the built Predict: {cold}")
+    else:
+        print(
+            f"cold import of the built Predict, clean python3.12 -S, no .pyc (budget 500 ms): "
+            f"median {statistics.median(cold):.0f} ms, min {min(cold):.0f} ms over {len(cold)} runs"
+        )
+    size = built_size()
+    if isinstance(size, str):
+        print(f"built size: {size}")
+    else:
+        total = sum(size.values())
+        print(f"built size, Predict + layers (budget 100 MB): {total / 1e6:.1f} MB {json.dumps(size)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

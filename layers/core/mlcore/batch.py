@@ -1,0 +1,229 @@
+"""Batch inference over a CSV in S3: plan byte-range chunks, predict each chunk, concatenate in order.
+
+Workflow (statemachines/batch_inference.asl.json): ``plan`` scans the input once and writes
+``batch/<job>/chunks.json`` (one item per chunk of ``batch_rows`` rows: first row index and byte range);
+a Distributed Map reads that list with its ItemReader, and each ``predict_chunk`` reads only its byte
+range, validates every row against the model's schema and writes a part file keyed by its first row
+index (predictions) plus the rows it rejected (row number and reason). ``finalize`` concatenates the parts
+in row order into ``predictions.jsonl`` and ``errors.jsonl`` and writes ``summary.json``.
+Payloads carry keys and small numbers only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
+from . import registry, serving
+from .errors import InvalidInput, NotFoundError
+from .registry import ModelArtifact
+from .storage import NotFound, S3Store
+
+JOB_ID = re.compile(r"^batch-[0-9a-f]{12}$")
+MAX_BATCH_ROWS = 10_000
+
+
+class BatchJobRequest(BaseModel):
+    model: str = Field(pattern=registry.MODEL_NAME.pattern, description="registered model name")
+    input_key: str = Field(min_length=1, max_length=1024, description="key of a CSV (header row) in the data bucket")
+    version: int | None = Field(None, ge=1, description="model version; the alias's version when omitted")
+    alias: str = Field("production", pattern="^(production|latest)$")
+    batch_rows: int = Field(1000, ge=1, le=MAX_BATCH_ROWS, description="rows per Distributed Map item")
+
+
+def job_prefix(job_id: str) -> str:
+    return f"batch/{job_id}/"
+
+
+# -- API ------------------------------------------------------------------------------------------------
+
+
+def start(store: S3Store, sfn, state_machine_arn: str, request: BatchJobRequest) -> dict[str, Any]:
+    """Pin the model version, check the input exists, then start one execution named after the job id."""
+    version = request.version or registry.resolve_alias(store, request.model, request.alias)
+    registry.load_version(store, request.model, version)  # 404 now rather than in every worker
+    if request.input_key.startswith("batch/") or not store.exists(request.input_key):
+        raise NotFoundError(f"input {request.input_key!r} does not exist in the data bucket")
+    job_id = f"batch-{uuid.uuid4().hex[:12]}"
+    job = {
+        "job_id": job_id,
+        "model": request.model,
+        "version": version,
+        "input_key": request.input_key,
+        "batch_rows": request.batch_rows,
+        "created_at": datetime.now(UTC).isoformat(),
+        "started": time.time(),
+    }
+    store.put_json(job_prefix(job_id) + "job.json", job, if_absent=True)
+    sfn.start_execution(stateMachineArn=state_machine_arn, name=job_id, input=json.dumps({"job_id": job_id}))
+    return {"job_id": job_id, "status": "RUNNING", "model": request.model, "version": version}
+
+
+def describe(store: S3Store, sfn, state_machine_arn: str, job_id: str) -> dict[str, Any]:
+    if not JOB_ID.match(job_id):
+        raise NotFoundError(f"batch job {job_id!r} does not exist")
+    try:
+        job = store.get_json(job_prefix(job_id) + "job.json")
+    except NotFound:
+        raise NotFoundError(f"batch job {job_id!r} does not exist") from None
+    arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+    try:
+        desc = sfn.describe_execution(executionArn=arn)
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
+            raise NotFoundError(f"batch job {job_id!r} has no workflow execution") from None
+        raise
+    out: dict[str, Any] = {k: job[k] for k in ("job_id", "model", "version", "input_key")}
+    out["status"] = desc["status"]
+    with contextlib.suppress(NotFound):
+        out["summary"] = store.get_json(job_prefix(job_id) + "summary.json")
+    if desc["status"] == "FAILED":
+        out["error"] = desc.get("error")
+        out["cause"] = desc.get("cause")
+    return out
+
+
+# -- workflow steps -------------------------------------------------------------------------------------
+
+
+def _records(data: bytes):
+    """(byte offset, raw bytes) of each CSV record; a quoted field may span lines."""
+    offset, start, pending = 0, 0, b""
+    for line in data.splitlines(keepends=True):
+        if not pending:
+            start = offset
+        pending += line
+        offset += len(line)
+        if pending.count(b'"') % 2 == 0:
+            yield start, pending
+            pending = b""
+    if pending:
+        yield start, pending
+
+
+def plan(store: S3Store, job_id: str) -> dict[str, Any]:
+    """Check the header against the model and cut the input into chunks of ``batch_rows`` records."""
+    job = store.get_json(job_prefix(job_id) + "job.json")
+    artifact = registry.load_version(store, job["model"], job["version"])
+    data = store.get_bytes(job["input_key"])
+    records = _records(data)
+    try:
+        _header_offset, header_raw = next(records)
+    except StopIteration:
+        raise InvalidInput(f"input {job['input_key']!r} is empty") from None
+    header = next(csv.reader([header_raw.decode("utf-8-sig")]))
+    missing = [n for n in artifact.preprocessor.input_names if n not in header]
+    if missing:
+        raise InvalidInput(f"input {job['input_key']!r} has no column(s): {', '.join(missing)}")
+    chunks: list[dict[str, int]] = []
+    rows = 0
+    for offset, raw in records:
+        if not raw.strip():
+            continue
+        if rows % job["batch_rows"] == 0:
+            if chunks:
+                chunks[-1]["end"] = offset
+            chunks.append({"first_row": rows, "start": offset, "end": len(data)})
+        rows += 1
+    store.put_json(job_prefix(job_id) + "header.json", header)
+    store.put_json(job_prefix(job_id) + "chunks.json", chunks)
+    return {"job_id": job_id, "rows": rows, "chunks": len(chunks), "chunks_key": job_prefix(job_id) + "chunks.json"}
+
+
+def _coerce(artifact: ModelArtifact, header: list[str], values: list[str], row: int) -> dict[str, Any]:
+    if len(values) != len(header):
+        raise InvalidInput(f"row {row} has {len(values)} fields, the header has {len(header)}")
+    record = dict(zip(header, values, strict=True))
+    out: dict[str, Any] = {}
+    for col in artifact.preprocessor.columns:
+        v = record[col.name].strip()
+        if v == "":
+            out[col.name] = None
+        elif col.kind == "numeric":
+            try:
+                x = float(v)
+            except ValueError:
+                raise InvalidInput(f"{col.name} must be a number, got {v!r}") from None
+            if not math.isfinite(x):
+                raise InvalidInput(f"{col.name} must be finite, got {v!r}")
+            out[col.name] = x
+        else:
+            out[col.name] = v
+    return out
+
+
+def predict_chunk(
+    store: S3Store, cache: serving.ModelCache, job_id: str, first_row: int, start: int, end: int
+) -> dict[str, Any]:
+    """Predict rows ``first_row...`` read from bytes [start, end) of the input; bad rows go to errors."""
+    prefix = job_prefix(job_id)
+    job = store.get_json(prefix + "job.json")
+    header = store.get_json(prefix + "header.json")
+    artifact = cache.get_version(store, job["model"], job["version"])
+    text = store.get_range(job["input_key"], start, end).decode("utf-8", errors="replace")
+    valid: list[dict[str, Any]] = []
+    valid_rows: list[int] = []
+    errors: list[dict[str, Any]] = []
+    row = first_row
+    for values in csv.reader(io.StringIO(text)):
+        if not values:
+            continue
+        try:
+            valid.append(_coerce(artifact, header, values, row))
+            valid_rows.append(row)
+        except InvalidInput as err:
+            errors.append({"row": row, "error": str(err)})
+        row += 1
+    lines: list[str] = []
+    if valid:
+        result = serving.predict(artifact, valid)
+        probabilities = result.get("probabilities")
+        for i, (r, p) in enumerate(zip(valid_rows, result["predictions"], strict=True)):
+            line: dict[str, Any] = {"row": r, "prediction": p}
+            if probabilities is not None:
+                line["probabilities"] = probabilities[i]
+            lines.append(json.dumps(line))
+    tag = f"{first_row:012d}"
+    store.put_bytes(f"{prefix}parts/{tag}.jsonl", "".join(x + "\n" for x in lines).encode())
+    store.put_bytes(f"{prefix}errors/{tag}.jsonl", "".join(json.dumps(e) + "\n" for e in errors).encode())
+    stats = {"first_row": first_row, "rows": row - first_row, "predicted": len(lines), "failures": len(errors)}
+    store.put_json(f"{prefix}stats/{tag}.json", stats)
+    return stats
+
+
+def finalize(store: S3Store, job_id: str, now: float | None = None) -> dict[str, Any]:
+    """Concatenate part files in row order (keys are zero-padded first rows) and write the summary."""
+    prefix = job_prefix(job_id)
+    job = store.get_json(prefix + "job.json")
+    outputs = {}
+    for kind, name in (("parts", "predictions.jsonl"), ("errors", "errors.jsonl")):
+        body = b"".join(store.get_bytes(k) for k in store.list_keys(f"{prefix}{kind}/"))
+        outputs[kind] = f"{prefix}output/{name}"
+        store.put_bytes(outputs[kind], body, content_type="application/x-ndjson")
+    stats = [store.get_json(k) for k in store.list_keys(f"{prefix}stats/")]
+    summary = {
+        "job_id": job_id,
+        "model": job["model"],
+        "version": job["version"],
+        "input_key": job["input_key"],
+        "rows": sum(s["rows"] for s in stats),
+        "predicted": sum(s["predicted"] for s in stats),
+        "failures": sum(s["failures"] for s in stats),
+        "chunks": len(stats),
+        "duration_s": round((now if now is not None else time.time()) - job["started"], 3),
+        "predictions_key": outputs["parts"],
+        "errors_key": outputs["errors"],
+    }
+    store.put_json(prefix + "summary.json", summary)
+    return summary

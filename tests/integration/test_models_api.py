@@ -1,0 +1,136 @@
+"""Registry API (list, show, promote, roll back) and Predict's alias/version selection and body limits, on moto."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from mlcore import registry, serving
+from mlcore.storage import S3Store
+from mllocal import apigw
+from tests.integration.test_predict import model  # noqa: F401  (fixture: version 1 registered by the real steps)
+
+ROW = [100.0, 3, 10, 1.5, 300, "harbor"]
+
+
+def _call(cloud, method, path, body=None, **kwargs):
+    response = cloud.request(method, path, body, **kwargs)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def _register_copy(cloud, run_id: str, r2: float, intercept_shift: float = 0.0) -> int:
+    store = S3Store(cloud.stack.bucket)
+    doc = registry.load_version(store, "housing-sample", 1).model_dump(mode="json")
+    for k in ("version", "created_at", "library_versions", "format_version"):
+        doc.pop(k)
+    doc["metrics"]["test"]["r2"] = r2
+    doc["model"]["intercept"] = [doc["model"]["intercept"][0] + intercept_shift]
+    return registry.register(store, run_id, doc).version
+
+
+def test_list_show_promote_and_roll_back(cloud, model):  # noqa: F811
+    r2 = model.metrics["test"]["r2"]
+    assert _call(cloud, "GET", "/models") == (200, [{"name": "housing-sample", "latest": 1, "production": 1}])
+    worse = _register_copy(cloud, "run-worse", r2 - 0.5, intercept_shift=1000.0)
+    assert _call(cloud, "GET", "/models")[1] == [{"name": "housing-sample", "latest": 2, "production": 1}]
+
+    status, body = _call(cloud, "GET", f"/models/housing-sample/versions/{worse}")
+    assert status == 200 and body["version"] == 2 and body["metrics"]["test"]["r2"] == pytest.approx(r2 - 0.5)
+    assert {"hyperparameters", "feature_names", "preprocessor", "lineage", "training_curve"} <= set(body)
+
+    # Predict serves production (1) by default; latest and a pinned version on request
+    row = {"instances": [ROW]}
+    v1 = _call(cloud, "POST", "/models/housing-sample/predict", row)[1]
+    assert v1["version"] == 1
+    latest = _call(cloud, "POST", "/models/housing-sample/predict", row, query={"alias": "latest"})[1]
+    assert latest["version"] == 2
+    assert latest["predictions"][0] == pytest.approx(v1["predictions"][0] + 1000.0)
+    assert _call(cloud, "POST", "/models/housing-sample/predict", row, query={"version": "2"})[1]["version"] == 2
+    status, body = _call(cloud, "POST", "/models/housing-sample/predict", row, query={"alias": "staging"})
+    assert status == 422 and "alias" in json.dumps(body)
+    status, body = _call(cloud, "POST", "/models/housing-sample/predict", row, query={"version": "9"})
+    assert (status, body) == (404, {"message": "model 'housing-sample' has no version 9"})
+
+    status, body = _call(cloud, "POST", "/models/housing-sample/promote", {"version": 2})
+    assert status == 409 and "does not beat production version 1" in body["message"]
+    status, body = _call(cloud, "POST", "/models/housing-sample/promote", {"version": 2, "force": True})
+    assert status == 200 and (body["version"], body["reason"]) == (2, "forced")
+    status, body = _call(cloud, "GET", "/models/housing-sample")
+    assert body["versions"] == [1, 2] and body["aliases"]["production"]["version"] == 2
+
+    status, body = _call(cloud, "POST", "/models/housing-sample/rollback")
+    assert (status, body["version"]) == (200, 1)
+    status, body = _call(cloud, "POST", "/models/housing-sample/rollback")
+    assert status == 409 and "no earlier production version" in body["message"]
+
+    better = _register_copy(cloud, "run-better", r2 + 0.01)
+    assert _call(cloud, "GET", "/models")[1] == [{"name": "housing-sample", "latest": better, "production": better}]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/models/nope", None, 404),
+        ("GET", "/models/housing-sample/versions/0", None, 422),
+        ("GET", "/models/housing-sample/versions/abc", None, 422),
+        ("POST", "/models/housing-sample/promote", {"version": "x"}, 422),
+        ("POST", "/models/housing-sample/promote", {"version": 7}, 404),
+        ("POST", "/models/nope/rollback", None, 404),
+    ],
+)
+def test_registry_api_errors_are_4xx(cloud, model, method, path, body, status):  # noqa: F811
+    assert _call(cloud, method, path, body)[0] == status
+
+
+def test_oversized_and_base64_bodies(cloud, model):  # noqa: F811
+    path = "/models/housing-sample/predict"
+    big = json.dumps({"instances": [ROW], "pad": "x" * serving.MAX_BODY_BYTES})
+    status, body = _call(cloud, "POST", path, big)
+    assert status == 413 and str(serving.MAX_BODY_BYTES) in body["message"]
+
+    event_body = base64.b64encode(json.dumps({"instances": [ROW, ROW]}).encode()).decode()
+    event = apigw.proxy_event("POST", path, "/models/{name}/predict", {"name": "housing-sample"}, body=event_body)
+    event["isBase64Encoded"] = True
+    payload, error = cloud.invoke("PredictFunction", event)
+    assert error is None and payload["statusCode"] == 200, payload
+    assert len(json.loads(payload["body"])["predictions"]) == 2
+
+    event["body"] = base64.b64encode(b"x" * (serving.MAX_BODY_BYTES + 3)).decode()
+    payload, _ = cloud.invoke("PredictFunction", event)
+    assert payload["statusCode"] == 413
+    event["body"] = "!!not base64!!"
+    payload, error = cloud.invoke("PredictFunction", event)
+    assert error is None and payload["statusCode"] == 400, payload
+    status, body = _call(cloud, "POST", path, b"\xff\xfe not utf-8")  # sent base64-encoded, as API Gateway does
+    assert status == 400 and "UTF-8" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("instances", "status", "words"),
+    [
+        (["abc"], 422, "instances"),
+        ([[None] * 5 + [None], 1], 422, "instances"),
+        ([[True, 3, 10, 1.5, 300, "harbor"]], 400, "instances[0].area_m2"),
+        ([[100.0, 3, 10, 1.5, 300, ["harbor"]]], 400, "instances[0].neighborhood"),
+    ],
+)
+def test_wrong_types_are_4xx(cloud, model, instances, status, words):  # noqa: F811
+    got_status, body = _call(cloud, "POST", "/models/housing-sample/predict", {"instances": instances})
+    assert got_status == status and words in json.dumps(body), body
+
+
+def test_conditional_writes_on_s3(cloud):
+    from mlcore.storage import AlreadyExists, Changed
+
+    store = S3Store(cloud.stack.bucket)
+    etag = store.put_json("models/x/aliases/production.json", {"version": 1}, if_absent=True)
+    with pytest.raises(AlreadyExists):
+        store.put_json("models/x/aliases/production.json", {"version": 9}, if_absent=True)
+    doc, tag = store.get_json_tagged("models/x/aliases/production.json")
+    assert (doc, tag) == ({"version": 1}, etag)
+    store.put_json("models/x/aliases/production.json", {"version": 2}, if_match=etag)
+    with pytest.raises(Changed):  # stale ETag: someone wrote in between
+        store.put_json("models/x/aliases/production.json", {"version": 3}, if_match=etag)
+    assert store.get_json("models/x/aliases/production.json") == {"version": 2}

@@ -1,0 +1,155 @@
+"""Aliases: automatic promotion on a better test metric, forced promotion, rollback history (fake store)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlcore import registry
+from mlcore.errors import ConflictError, InvalidInput, NotFoundError
+
+from .fakes import FakeStore
+from .test_serving import make_artifact
+
+
+def fields(r2: float | None = None, log_loss: float | None = None, classifier: bool = False) -> dict:
+    art = make_artifact()
+    doc = art.model_dump(mode="json")
+    for k in ("version", "created_at", "library_versions", "format_version"):
+        doc.pop(k)
+    test = {"r2": r2} if r2 is not None else {}
+    if classifier:
+        doc["model"] = {"type": "logistic_regression", "coefficients": [[0.1]] * 4, "intercept": [0.0]}
+        doc["preprocessor"]["classes"] = ["no", "yes"]
+        test = {"log_loss": log_loss, "accuracy": 0.5}
+    doc["metrics"] = {"test": test}
+    return doc
+
+
+def production(store: FakeStore, name: str = "houses") -> int:
+    return store.documents[registry.alias_key(name, "production")]["version"]
+
+
+def test_first_version_is_production_and_better_r2_is_promoted_worse_is_not():
+    store = FakeStore()
+    assert registry.register(store, "run-1", fields(r2=0.80)).version == 1
+    assert production(store) == 1
+    registry.register(store, "run-2", fields(r2=0.85))
+    assert production(store) == 2
+    registry.register(store, "run-3", fields(r2=0.85))  # a tie does not beat production
+    registry.register(store, "run-4", fields(r2=0.10))
+    assert production(store) == 2
+    assert store.documents[registry.alias_key("houses", "latest")]["version"] == 4
+    assert registry.list_versions(store, "houses") == [1, 2, 3, 4]
+    assert registry.list_models(store) == [{"name": "houses", "latest": 4, "production": 2}]
+    # registering the same run again is idempotent and moves nothing
+    assert registry.register(store, "run-2", fields(r2=0.99)).version == 2
+    assert registry.list_versions(store, "houses") == [1, 2, 3, 4]
+
+
+def test_classifiers_are_compared_on_log_loss_lower_is_better():
+    store = FakeStore()
+    registry.register(store, "run-1", fields(log_loss=0.5, classifier=True))
+    registry.register(store, "run-2", fields(log_loss=0.6, classifier=True))
+    assert production(store) == 1
+    registry.register(store, "run-3", fields(log_loss=0.4, classifier=True))
+    assert production(store) == 3
+
+
+def test_promote_needs_force_when_not_better_and_rollback_walks_back_the_history():
+    store = FakeStore()
+    for i, r2 in enumerate((0.5, 0.7, 0.6), start=1):
+        registry.register(store, f"run-{i}", fields(r2=r2))
+    assert production(store) == 2
+    with pytest.raises(ConflictError, match=r"version 3 \(test r2 0.6\) does not beat production version 2"):
+        registry.promote(store, "houses", 3)
+    assert production(store) == 2
+    doc = registry.promote(store, "houses", 3, force=True)
+    assert (doc["version"], doc["reason"]) == (3, "forced")
+    assert [h["version"] for h in doc["history"]] == [1, 2]
+
+    writes = sum(store.writes.values())
+    assert registry.rollback(store, "houses")["version"] == 2
+    assert sum(store.writes.values()) == writes + 1  # one PUT of the alias document: atomic
+    assert registry.rollback(store, "houses")["version"] == 1
+    with pytest.raises(ConflictError, match="no earlier production version"):
+        registry.rollback(store, "houses")
+    assert production(store) == 1
+    # every version is still there
+    assert registry.load_version(store, "houses", 3).version == 3
+
+
+def test_promote_errors():
+    store = FakeStore()
+    with pytest.raises(NotFoundError, match="has no version 1"):
+        registry.promote(store, "houses", 1)
+    with pytest.raises(NotFoundError, match="has no 'production' version"):
+        registry.rollback(store, "houses")
+    with pytest.raises(NotFoundError, match="is not registered"):
+        registry.describe_model(store, "houses")
+    with pytest.raises(InvalidInput, match="invalid model name"):
+        registry.describe_model(store, "../x")
+    registry.register(store, "run-1", fields(r2=0.5))
+    assert registry.promote(store, "houses", 1)["version"] == 1  # already production: no-op
+    described = registry.describe_model(store, "houses")
+    assert described["versions"] == [1] and set(described["aliases"]) == {"latest", "production"}
+
+
+def test_a_promotion_and_a_rollback_are_served_within_the_ttl():
+    from mlcore import serving
+
+    from .fakes import FakeClock
+
+    store = FakeStore()
+    registry.register(store, "run-1", fields(r2=0.5))
+    registry.register(store, "run-2", fields(r2=0.4))
+    clock = FakeClock()
+    cache = serving.ModelCache(ttl=serving.ALIAS_TTL_SECONDS, clock=clock)
+    assert cache.get(store, "houses", "production").version == 1
+    registry.promote(store, "houses", 2, force=True)
+    clock.advance(serving.ALIAS_TTL_SECONDS)
+    assert cache.get(store, "houses", "production").version == 1  # cached alias, at most the TTL old
+    clock.advance(0.001)
+    assert cache.get(store, "houses", "production").version == 2
+    registry.rollback(store, "houses")
+    clock.advance(serving.ALIAS_TTL_SECONDS + 0.001)
+    assert cache.get(store, "houses", "production").version == 1
+
+
+class RacingStore(FakeStore):
+    """Another writer moves ``production`` to ``rival`` between our read of the alias and our write."""
+
+    def __init__(self, rival: int):
+        super().__init__()
+        self.rival = rival
+        self.raced = False
+
+    def put_json(self, key, doc, *, if_absent=False, if_match=None):
+        if key == registry.alias_key("houses", "production") and if_match is not None and not self.raced:
+            self.raced = True
+            current = self.documents[key]
+            super().put_json(key, {**current, "version": self.rival, "history": [*current["history"], {"version": 1}]})
+        return super().put_json(key, doc, if_absent=if_absent, if_match=if_match)
+
+
+def test_a_concurrent_promotion_is_not_lost_and_the_comparison_is_made_again():
+    store = RacingStore(rival=3)
+    store.raced = True  # no race while registering
+    for i, r2 in enumerate((0.5, 0.7, 0.9), start=1):
+        registry.register(store, f"run-{i}", fields(r2=r2))
+    registry.rollback(store, "houses")
+    registry.rollback(store, "houses")
+    assert production(store) == 1
+    store.raced = False
+    # v2 beats v1, but v3 is promoted concurrently: the conditional write fails, the retry compares v2
+    # with v3 and refuses, instead of overwriting a better production version
+    with pytest.raises(ConflictError, match=r"version 2 \(test r2 0.7\) does not beat production version 3"):
+        registry.promote(store, "houses", 2)
+    assert store.raced and production(store) == 3
+
+
+def test_latest_only_moves_forward():
+    store = FakeStore()
+    registry.register(store, "run-1", fields(r2=0.5))
+    registry.register(store, "run-2", fields(r2=0.5))
+    registry._advance_latest(store, "houses", 1, "late registration")
+    assert store.documents[registry.alias_key("houses", "latest")]["version"] == 2
