@@ -101,3 +101,45 @@ def test_batch_job_request_errors(cloud, model):  # noqa: F811
     assert cloud.wait(f"{arn}:{started['job_id']}")["status"] == "FAILED"
     status, job = _call(cloud, "GET", f"/batch-jobs/{started['job_id']}")
     assert job["status"] == "FAILED" and "area_m2" in (job.get("cause") or ""), job
+
+
+def test_json_lines_job(cloud, model):  # noqa: F811
+    good = {
+        "area_m2": 100.0,
+        "bedrooms": 3,
+        "age_years": 10,
+        "distance_km": 1.5,
+        "lot_m2": 300,
+        "neighborhood": "harbor",
+    }
+    lines = [
+        json.dumps(good),
+        json.dumps(list(good.values())),
+        "{broken",
+        "",
+        json.dumps({**good, "area_m2": "big"}),
+        json.dumps({k: v for k, v in good.items() if k != "lot_m2"}),
+        json.dumps({**good, "lot_m2": None}),
+    ]
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key="uploads/batch/in.jsonl", Body="\n".join(lines).encode())
+    body = {"model": "housing-sample", "input_key": "uploads/batch/in.jsonl", "batch_rows": 2}
+    status, started = _call(cloud, "POST", "/batch-jobs", body)
+    assert status == 202, started
+    arn = cloud.state_machine_arns["BatchInferenceStateMachine"].replace(":stateMachine:", ":execution:")
+    assert cloud.wait(f"{arn}:{started['job_id']}")["status"] == "SUCCEEDED"
+    summary = _call(cloud, "GET", f"/batch-jobs/{started['job_id']}")[1]["summary"]
+    assert (summary["rows"], summary["predicted"], summary["failures"], summary["chunks"]) == (6, 3, 3, 3)
+
+    def read(key):
+        return [
+            json.loads(x) for x in cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read().splitlines()
+        ]
+
+    predictions = read(summary["predictions_key"])
+    assert [p["row"] for p in predictions] == [0, 1, 5]
+    assert predictions[0]["prediction"] == pytest.approx(predictions[1]["prediction"])
+    assert read(summary["errors_key"]) == [
+        {"row": 2, "error": "row 2 is not valid JSON"},
+        {"row": 3, "error": "area_m2 must be a number or null, got 'big'"},
+        {"row": 4, "error": "row 4 is missing feature(s): lot_m2"},
+    ]

@@ -41,3 +41,25 @@ def test_coerce_errors_name_the_field(values, message):
     with pytest.raises(InvalidInput) as info:
         batch._coerce(make_artifact(), ["sqft", "city"], values, 4)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "row 3 is not valid JSON"),
+        ("42", "row 3 must be an object keyed by feature name or a list in schema order"),
+        ('{"sqft": 1}', "row 3 is missing feature(s): city"),
+        ('{"sqft": "x", "city": "a"}', "sqft must be a number or null, got 'x'"),
+        ('[NaN, "a"]', "sqft must be finite, got nan"),
+        ('[1, "a", 3]', "row 3 has 3 values, expected 2 in this order: sqft, city"),
+    ],
+)
+def test_json_lines_rows_name_the_problem(line, message):
+    with pytest.raises(InvalidInput) as info:
+        batch._parse_json_row(make_artifact(), line, 3)
+    assert str(info.value) == message
+
+
+def test_json_lines_rows_both_shapes():
+    assert batch._parse_json_row(make_artifact(), '{"city": null, "sqft": 2}', 0) == {"sqft": 2, "city": None}
+    assert batch._parse_json_row(make_artifact(), '[2.5, "b"]', 0) == {"sqft": 2.5, "city": "b"}

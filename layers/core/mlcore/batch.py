@@ -1,4 +1,4 @@
-"""Batch inference over a CSV in S3: plan byte-range chunks, predict each chunk, concatenate in order.
+"""Batch inference over a CSV or JSON Lines file in S3: plan byte-range chunks, predict each, concatenate in order.
 
 Workflow (statemachines/batch_inference.asl.json): ``plan`` scans the input once and writes
 ``batch/<job>/chunks.json`` (one item per chunk of ``batch_rows`` rows: first row index and byte range);
@@ -20,7 +20,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
@@ -36,7 +36,12 @@ MAX_BATCH_ROWS = 10_000
 
 class BatchJobRequest(BaseModel):
     model: str = Field(pattern=registry.MODEL_NAME.pattern, description="registered model name")
-    input_key: str = Field(min_length=1, max_length=1024, description="key of a CSV (header row) in the data bucket")
+    input_key: str = Field(
+        min_length=1, max_length=1024, description="key of a CSV (header row) or JSON Lines file in the data bucket"
+    )
+    format: Literal["csv", "jsonl"] | None = Field(
+        None, description="input format; by default jsonl for keys ending .jsonl or .ndjson, else csv"
+    )
     version: int | None = Field(None, ge=1, description="model version; the alias's version when omitted")
     alias: str = Field("production", pattern="^(production|latest)$")
     batch_rows: int = Field(1000, ge=1, le=MAX_BATCH_ROWS, description="rows per Distributed Map item")
@@ -61,6 +66,7 @@ def start(store: S3Store, sfn, state_machine_arn: str, request: BatchJobRequest)
         "model": request.model,
         "version": version,
         "input_key": request.input_key,
+        "format": request.format or ("jsonl" if request.input_key.endswith((".jsonl", ".ndjson")) else "csv"),
         "batch_rows": request.batch_rows,
         "created_at": datetime.now(UTC).isoformat(),
         "started": time.time(),
@@ -112,20 +118,32 @@ def _records(data: bytes):
         yield start, pending
 
 
+def _lines(data: bytes):
+    """(byte offset, raw bytes) of each line."""
+    offset = 0
+    for line in data.splitlines(keepends=True):
+        yield offset, line
+        offset += len(line)
+
+
 def plan(store: S3Store, job_id: str) -> dict[str, Any]:
     """Check the header against the model and cut the input into chunks of ``batch_rows`` records."""
     job = store.get_json(job_prefix(job_id) + "job.json")
     artifact = registry.load_version(store, job["model"], job["version"])
     data = store.get_bytes(job["input_key"])
-    records = _records(data)
-    try:
-        _header_offset, header_raw = next(records)
-    except StopIteration:
-        raise InvalidInput(f"input {job['input_key']!r} is empty") from None
-    header = next(csv.reader([header_raw.decode("utf-8-sig")]))
-    missing = [n for n in artifact.preprocessor.input_names if n not in header]
-    if missing:
-        raise InvalidInput(f"input {job['input_key']!r} has no column(s): {', '.join(missing)}")
+    header = None
+    if job.get("format", "csv") == "jsonl":  # one JSON instance per line, no header
+        records = _lines(data)
+    else:
+        records = _records(data)
+        try:
+            _header_offset, header_raw = next(records)
+        except StopIteration:
+            raise InvalidInput(f"input {job['input_key']!r} is empty") from None
+        header = next(csv.reader([header_raw.decode("utf-8-sig")]))
+        missing = [n for n in artifact.preprocessor.input_names if n not in header]
+        if missing:
+            raise InvalidInput(f"input {job['input_key']!r} has no column(s): {', '.join(missing)}")
     chunks: list[dict[str, int]] = []
     rows = 0
     for offset, raw in records:
@@ -136,7 +154,8 @@ def plan(store: S3Store, job_id: str) -> dict[str, Any]:
                 chunks[-1]["end"] = offset
             chunks.append({"first_row": rows, "start": offset, "end": len(data)})
         rows += 1
-    store.put_json(job_prefix(job_id) + "header.json", header)
+    if header is not None:
+        store.put_json(job_prefix(job_id) + "header.json", header)
     store.put_json(job_prefix(job_id) + "chunks.json", chunks)
     return {"job_id": job_id, "rows": rows, "chunks": len(chunks), "chunks_key": job_prefix(job_id) + "chunks.json"}
 
@@ -163,24 +182,49 @@ def _coerce(artifact: ModelArtifact, header: list[str], values: list[str], row: 
     return out
 
 
+def _parse_json_row(artifact: ModelArtifact, line: str, row: int) -> dict[str, Any]:
+    """One JSON Lines instance (object keyed by feature name, or list in schema order), validated as Predict does."""
+    try:
+        instance = json.loads(line)
+    except ValueError:
+        raise InvalidInput(f"row {row} is not valid JSON") from None
+    if not isinstance(instance, dict | list):
+        raise InvalidInput(f"row {row} must be an object keyed by feature name or a list in schema order")
+    try:
+        columns = serving.instances_to_columns(artifact, [instance])
+    except InvalidInput as err:
+        message = str(err)
+        if message.startswith("instances[0]."):
+            message = message[len("instances[0].") :]
+        elif message.startswith("instances[0] "):
+            message = f"row {row} " + message[len("instances[0] ") :]
+        raise InvalidInput(message) from None
+    return {name: values[0] for name, values in columns.items()}
+
+
 def predict_chunk(
     store: S3Store, cache: serving.ModelCache, job_id: str, first_row: int, start: int, end: int
 ) -> dict[str, Any]:
     """Predict rows ``first_row...`` read from bytes [start, end) of the input; bad rows go to errors."""
     prefix = job_prefix(job_id)
     job = store.get_json(prefix + "job.json")
-    header = store.get_json(prefix + "header.json")
+    jsonl = job.get("format", "csv") == "jsonl"
+    header = None if jsonl else store.get_json(prefix + "header.json")
     artifact = cache.get_version(store, job["model"], job["version"])
     text = store.get_range(job["input_key"], start, end).decode("utf-8", errors="replace")
     valid: list[dict[str, Any]] = []
     valid_rows: list[int] = []
     errors: list[dict[str, Any]] = []
     row = first_row
-    for values in csv.reader(io.StringIO(text)):
+    records = (line for line in text.splitlines() if line.strip()) if jsonl else csv.reader(io.StringIO(text))
+    for values in records:
         if not values:
             continue
         try:
-            valid.append(_coerce(artifact, header, values, row))
+            if header is None:
+                valid.append(_parse_json_row(artifact, values, row))
+            else:
+                valid.append(_coerce(artifact, header, values, row))
             valid_rows.append(row)
         except InvalidInput as err:
             errors.append({"row": row, "error": str(err)})
