@@ -13,6 +13,7 @@ import boto3
 from moto import mock_aws
 
 from . import apigw, lambdas
+from .s3atomic import atomic_conditional_writes
 from .template import REGION, FunctionSpec, LocalStack, local_stack
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -39,6 +40,8 @@ class LocalCloud:
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         self._mock.start()
+        self._atomic = atomic_conditional_writes()
+        self._atomic.__enter__()
         from mlcore.storage import s3_client
 
         s3_client.cache_clear()
@@ -75,6 +78,7 @@ class LocalCloud:
         from mlcore.storage import s3_client
 
         self._routes.__exit__(*exc)
+        self._atomic.__exit__(*exc)
         self._mock.stop()
         s3_client.cache_clear()
 

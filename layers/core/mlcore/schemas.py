@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .models import MODEL_TYPES
-from .optimizers import OPTIMIZERS
+from .optimizers import LR_SCHEDULES, OPTIMIZERS
 
 MAX_INLINE_SHARDS = 40  # inline Map concurrency limit
 HISTORY_EVENTS_LIMIT = 25_000  # Standard Workflows execution history
@@ -30,6 +30,25 @@ class Hyperparameters(Strict):
     tolerance: float = Field(
         1e-4, ge=0, lt=1, description="stop when the gradient norm falls below this fraction of its round-0 value"
     )
+    lr_schedule: Literal[LR_SCHEDULES] = "constant"  # type: ignore[valid-type]
+    lr_decay_rate: float = Field(
+        0.5, gt=0, description="step/exponential: factor per lr_decay_steps (at most 1); inverse_time: rate"
+    )
+    lr_decay_steps: int = Field(100, ge=1, description="updates per decay period")
+    batch_size: int = Field(0, ge=0, description="async: rows per minibatch gradient (0: the whole shard)")
+    steps_per_invocation: int = Field(10, ge=1, le=1000, description="async: updates a worker submits per call")
+    max_staleness: int = Field(
+        8, ge=0, description="async: a gradient computed more than this many versions ago is recomputed"
+    )
+
+    @model_validator(mode="after")
+    def _decay_shrinks(self) -> Hyperparameters:
+        if self.lr_schedule in ("step", "exponential") and self.lr_decay_rate > 1:
+            raise ValueError(
+                f"lr_decay_rate={self.lr_decay_rate} would grow the learning rate; "
+                f"the {self.lr_schedule} schedule expects a rate in (0, 1]"
+            )
+        return self
 
 
 class TrainingRequest(Strict):
@@ -46,6 +65,9 @@ class TrainingRequest(Strict):
     )
     seed: int = Field(0, ge=0)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    mode: Literal["sync", "async"] = Field(
+        "sync", description="sync: one averaged step per round; async: workers apply updates by compare-and-swap"
+    )
 
     @model_validator(mode="after")
     def _fits_in_one_execution(self) -> TrainingRequest:
@@ -128,6 +150,7 @@ class InitTask(Strict):
     n_features: int
     n_outputs: int = 1
     hyperparameters: Hyperparameters
+    mode: Literal["sync", "async"] = "sync"
 
 
 class EvaluateTask(Strict):
@@ -144,3 +167,36 @@ class RegisteredModel(Strict):
     metrics: dict[str, float]
     rounds: int
     status: Literal["registered"] = "registered"
+
+
+# -- asynchronous mode --------------------------------------------------------
+class AsyncWorkerTask(Strict):
+    """One worker call in async mode: ``steps_per_invocation`` compare-and-swap updates from its shard."""
+
+    action: Literal["async_steps"]
+    run_id: str
+    round: int = Field(description="the pass of the Map this call belongs to")
+    shard: Shard
+    hyperparameters: Hyperparameters
+
+
+class AsyncWorkerResult(Strict):
+    shard: int
+    round: int
+    rows: int = Field(description="rows of the shard")
+    submitted: int = Field(description="updates accepted (each applied exactly once)")
+    batch_loss_sum: float = Field(description="sum over the accepted updates of their minibatch loss")
+    grad_norm: float = Field(description="gradient norm of the last accepted update")
+    staleness_max: int
+    staleness_sum: int
+    recomputed: int = Field(description="gradients too stale to apply, recomputed at the latest parameters")
+    conflicts: int = Field(description="compare-and-swap writes that lost and were retried")
+    versions: list[int] = Field(description="the parameter versions this call's updates created")
+
+
+class AsyncProgressTask(Strict):
+    action: Literal["async_progress"]
+    run_id: str
+    round: int
+    hyperparameters: Hyperparameters
+    results: list[AsyncWorkerResult]

@@ -30,6 +30,10 @@ class AlreadyExists(Exception):
     """A conditional create found the object already there."""
 
 
+class Conflict(Exception):
+    """A compare-and-swap write lost: the object changed since the ETag it was conditioned on was read."""
+
+
 def _error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
@@ -47,26 +51,49 @@ class S3Store:
 
     # -- bytes -----------------------------------------------------------
     def put_bytes(
-        self, key: str, body: bytes, *, content_type: str = "application/octet-stream", if_absent: bool = False
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+        if_match: str | None = None,
     ) -> str:
-        """Write ``body``; with ``if_absent`` the write only succeeds if nothing is there yet."""
+        """Write ``body`` and return its ETag.
+
+        With ``if_absent`` the write only succeeds if nothing is there yet (``AlreadyExists``
+        otherwise); with ``if_match`` only if the object's ETag is still ``if_match``: a
+        compare-and-swap that raises ``Conflict`` when another writer got there first.
+        """
+        if if_absent and if_match:
+            raise ValueError("if_absent and if_match are exclusive")
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body, "ContentType": content_type}
         if if_absent:
             kwargs["IfNoneMatch"] = "*"
+        if if_match:
+            kwargs["IfMatch"] = if_match
         try:
             return self.client.put_object(**kwargs)["ETag"]
         except ClientError as err:
-            if if_absent and _error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+            code = _error_code(err)
+            if if_absent and code in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
                 raise AlreadyExists(key) from err
+            if if_match and code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409", "NoSuchKey"):
+                raise Conflict(key) from err
             raise
 
     def get_bytes(self, key: str) -> bytes:
+        return self.get_bytes_with_etag(key)[0]
+
+    def get_bytes_with_etag(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and the ETag of exactly those bytes (for a later ``if_match`` write)."""
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as err:
             if _error_code(err) in ("NoSuchKey", "404"):
                 raise NotFound(key) from err
             raise
+        return resp["Body"].read(), resp["ETag"]
 
     def head(self, key: str) -> dict[str, Any] | None:
         try:
@@ -113,11 +140,17 @@ class S3Store:
     def get_array(self, key: str) -> np.ndarray:
         return np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False)
 
-    def put_arrays(self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False) -> str:
+    def put_arrays(
+        self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        return self.put_bytes(key, buf.getvalue(), if_absent=if_absent)
+        return self.put_bytes(key, buf.getvalue(), if_absent=if_absent, if_match=if_match)
 
     def get_arrays(self, key: str) -> dict[str, np.ndarray]:
-        with np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+        return self.get_arrays_with_etag(key)[0]
+
+    def get_arrays_with_etag(self, key: str) -> tuple[dict[str, np.ndarray], str]:
+        body, etag = self.get_bytes_with_etag(key)
+        with np.load(io.BytesIO(body), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}, etag

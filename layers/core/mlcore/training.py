@@ -66,6 +66,13 @@ def average_gradients(store: S3Store, results: list[WorkerResult]) -> tuple[floa
     return loss_sum, np.asarray(grad_sum, dtype=np.float64), rows
 
 
+def learning_rate(hp: Hyperparameters, update: int) -> float:
+    """The scheduled learning rate of update number ``update`` (0-based)."""
+    return optimizers.scheduled_rate(
+        hp.lr_schedule, hp.learning_rate, update, decay_rate=hp.lr_decay_rate, decay_steps=hp.lr_decay_steps
+    )
+
+
 def should_stop(
     hp: Hyperparameters, round_: int, grad_norm: float, loss: float, initial_grad_norm: float
 ) -> str | None:
@@ -110,7 +117,7 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         theta.ravel(),
         grad,
         opt_state,
-        learning_rate=hp.learning_rate,
+        learning_rate=learning_rate(hp, task.round),
         t=task.round + 1,
         momentum=hp.momentum,
     )
