@@ -36,7 +36,16 @@ from .schemas import (
     RoundState,
 )
 from .storage import AlreadyExists, Conflict, NotFound, S3Store
-from .training import _initial_grad_norm, init_run, learning_rate, load_params, params_key, round_key, should_stop
+from .training import (
+    _initial_grad_norm,
+    init_run,
+    learning_rate,
+    load_params,
+    params_key,
+    round_key,
+    should_stop,
+    usable_results,
+)
 
 GradientFn = Callable[[np.ndarray], tuple[float, np.ndarray]]
 MAX_CONFLICTS = 1000  # per submission: beyond this the call fails (and Step Functions retries it)
@@ -184,9 +193,8 @@ def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
         pass
     started = time.perf_counter()
     hp = task.hyperparameters
-    ignored = sorted({r.shard for r in task.results if r.round != task.round})
-    by_shard = {r.shard: r for r in task.results if r.round == task.round}
-    results = list(by_shard.values())
+    returned, ignored, failed = usable_results(task.results, task.round, hp)
+    results = list({r.shard: r for r in returned}.values())
     submitted = sum(r.submitted for r in results)
     if submitted == 0:
         raise ValueError(f"no updates were submitted in round {task.round}")
@@ -225,6 +233,7 @@ def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
         "recomputed": sum(r.recomputed for r in results),
         "conflicts": sum(r.conflicts for r in results),
         "ignored_shards": ignored,
+        "failed_shards": failed,
         "seconds": time.perf_counter() - started,
         "state": state.model_dump(),
     }

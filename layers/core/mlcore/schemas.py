@@ -40,6 +40,9 @@ class Hyperparameters(Strict):
     max_staleness: int = Field(
         8, ge=0, description="async: a gradient computed more than this many versions ago is recomputed"
     )
+    tolerated_failure_percentage: float = Field(
+        0.0, ge=0, lt=100, description="share of shards per round that may fail (after retries) without failing the run"
+    )
 
     @model_validator(mode="after")
     def _decay_shrinks(self) -> Hyperparameters:
@@ -136,12 +139,22 @@ class WorkerResult(Strict):
     gradient_key: str
 
 
+class FailedShard(Strict):
+    """What the Map's Catch puts in place of a worker's result once its retries are exhausted."""
+
+    failed: Literal[True]
+    shard: int
+    round: int
+    rows: int
+    error: str | None = None
+
+
 class AggregateTask(Strict):
     run_id: str
     round: int
     params_key: str
     hyperparameters: Hyperparameters
-    results: list[WorkerResult]
+    results: list[WorkerResult | FailedShard]
 
 
 class InitTask(Strict):
@@ -199,4 +212,4 @@ class AsyncProgressTask(Strict):
     run_id: str
     round: int
     hyperparameters: Hyperparameters
-    results: list[AsyncWorkerResult]
+    results: list[AsyncWorkerResult | FailedShard]

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from . import models, optimizers
-from .schemas import AggregateTask, Hyperparameters, InitTask, RoundState, WorkerResult, WorkerTask
+from .schemas import AggregateTask, FailedShard, Hyperparameters, InitTask, RoundState, WorkerResult, WorkerTask
 from .storage import AlreadyExists, NotFound, S3Store
 
 
@@ -73,6 +73,29 @@ def learning_rate(hp: Hyperparameters, update: int) -> float:
     )
 
 
+def usable_results(results: list, round_: int, hp: Hyperparameters) -> tuple[list, list[int], list[int]]:
+    """The results of this round, the shards whose results belong to another round (late or duplicated
+    deliveries: ignored), and the shards that failed after their retries.
+
+    Raises when more shards failed than ``tolerated_failure_percentage`` allows, or none returned.
+    """
+    ignored = sorted({r.shard for r in results if r.round != round_})
+    current = [r for r in results if r.round == round_]
+    failures = {r.shard: r.error for r in current if isinstance(r, FailedShard)}
+    failed = sorted(failures)
+    returned = [r for r in current if not isinstance(r, FailedShard) and r.shard not in failed]
+    shards = {r.shard for r in current}
+    if failed and (not returned or 100.0 * len(failed) / len(shards) > hp.tolerated_failure_percentage):
+        raise RuntimeError(
+            f"shards {failed} of {len(shards)} failed in round {round_} "
+            f"({', '.join(sorted({str(e) for e in failures.values()}))}), over the tolerated "
+            f"{hp.tolerated_failure_percentage:g}%"
+        )
+    if not returned:
+        raise ValueError(f"no results of round {round_} to aggregate")
+    return returned, ignored, failed
+
+
 def should_stop(
     hp: Hyperparameters, round_: int, grad_norm: float, loss: float, initial_grad_norm: float
 ) -> str | None:
@@ -104,11 +127,9 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         pass
     started = time.perf_counter()
     hp = task.hyperparameters
-    stale = [r.shard for r in task.results if r.round != task.round]
-    if stale:
-        raise ValueError(f"results for shards {stale} belong to another round than {task.round}")
+    results, ignored, failed = usable_results(task.results, task.round, hp)
     theta, opt_state = load_params(store, task.params_key)
-    loss_sum, grad_sum, rows = average_gradients(store, task.results)
+    loss_sum, grad_sum, rows = average_gradients(store, results)
     loss, grad = models.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
     grad_norm = float(np.linalg.norm(grad))
     initial = grad_norm if task.round == 0 else _initial_grad_norm(store, task.run_id)
@@ -141,7 +162,9 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         "loss": loss,
         "grad_norm": grad_norm,
         "rows": rows,
-        "shards": len(task.results),
+        "shards": len({r.shard for r in results}),
+        "ignored_shards": ignored,
+        "failed_shards": failed,
         "seconds": time.perf_counter() - started,
         "state": state.model_dump(),
     }
