@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from . import apigw, lambdas
 from .s3atomic import atomic_conditional_writes
+from .sfn_tasks import start_execution_integration
 from .template import REGION, FunctionSpec, LocalStack, local_stack
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -42,6 +43,8 @@ class LocalCloud:
         self._mock.start()
         self._atomic = atomic_conditional_writes()
         self._atomic.__enter__()
+        self._sfn_tasks = start_execution_integration()
+        self._sfn_tasks.__enter__()
         from mlcore.storage import s3_client
 
         s3_client.cache_clear()
@@ -79,6 +82,7 @@ class LocalCloud:
 
         self._routes.__exit__(*exc)
         self._atomic.__exit__(*exc)
+        self._sfn_tasks.__exit__(*exc)
         self._mock.stop()
         s3_client.cache_clear()
 

@@ -38,6 +38,7 @@ from .schemas import (
 from .storage import AlreadyExists, Conflict, NotFound, S3Store
 from .training import (
     _initial_grad_norm,
+    handover,
     init_run,
     learning_rate,
     load_params,
@@ -218,6 +219,7 @@ def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
         reason=reason,
         loss=loss,
         grad_norm=grad_norm,
+        handover=handover(task.round + 1, reason is not None, task.rounds_per_execution),
     )
     summary = {
         "round": task.round,

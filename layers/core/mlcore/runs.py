@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import datasets
+from . import datasets, training
 from .errors import NotFoundError
 from .schemas import TrainingRequest
 from .storage import NotFound, S3Store
@@ -26,12 +26,40 @@ def start(store: S3Store, sfn, state_machine_arn: str, request: TrainingRequest)
     return {"run_id": run_id, "status": "RUNNING", "dataset": request.dataset, "version": meta["version"]}
 
 
+def _execution_arn(state_machine_arn: str, name: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+
+def resume(store: S3Store, sfn, state_machine_arn: str, run_id: str) -> dict[str, Any]:
+    """Start a new execution of a failed or stopped run from its last stored round (its checkpoint)."""
+    if not RUN_ID.match(run_id):
+        raise NotFoundError(f"training run {run_id!r} does not exist")
+    try:
+        context = store.get_json(training.context_key(run_id))
+    except NotFound:
+        raise NotFoundError(f"training run {run_id!r} has no checkpoint to resume from") from None
+    rounds = store.list_keys(f"runs/{run_id}/rounds/")
+    if rounds:
+        train = store.get_json(rounds[-1])["state"]
+    else:
+        train = {"run_id": run_id, "round": 0, "params_key": training.params_key(run_id, 0)}
+    name = f"{run_id}-resume-r{train['round']}-{uuid.uuid4().hex[:6]}"
+    payload = {"run_id": run_id, "request": context["request"], "data": context["data"], "train": train}
+    sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
+    return {"run_id": run_id, "status": "RUNNING", "execution": name, "resumed_from_round": train["round"]}
+
+
 def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str) -> dict[str, Any]:
     if not RUN_ID.match(run_id):
         raise NotFoundError(f"training run {run_id!r} does not exist")
-    execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+    execution_arn = _execution_arn(state_machine_arn, run_id)
     try:
         desc = sfn.describe_execution(executionArn=execution_arn)
+        for _ in range(1000):  # follow the executions the run continued in (history limit)
+            output = json.loads(desc.get("output") or "{}") if desc["status"] == "SUCCEEDED" else {}
+            if not isinstance(output, dict) or "continued_as" not in output:
+                break
+            desc = sfn.describe_execution(executionArn=output["continued_as"])
     except ClientError as err:
         if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
             raise NotFoundError(f"training run {run_id!r} does not exist") from None

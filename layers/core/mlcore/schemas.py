@@ -72,16 +72,25 @@ class TrainingRequest(Strict):
         "sync", description="sync: one averaged step per round; async: workers apply updates by compare-and-swap"
     )
 
+    rounds_per_execution: int | None = Field(
+        None,
+        ge=1,
+        description="rounds per workflow execution before it continues in a new one (Standard Workflows keep "
+        "at most 25,000 history events); the most that fit when omitted",
+    )
+
     @model_validator(mode="after")
     def _fits_in_one_execution(self) -> TrainingRequest:
-        events = EVENTS_FIXED + self.hyperparameters.max_epochs * (
-            EVENTS_PER_ROUND + EVENTS_PER_SHARD_PER_ROUND * self.n_shards
-        )
-        if events > HISTORY_EVENTS_LIMIT:
+        per_round = EVENTS_PER_ROUND + EVENTS_PER_SHARD_PER_ROUND * self.n_shards
+        fit = (HISTORY_EVENTS_LIMIT - EVENTS_FIXED) // per_round
+        if self.rounds_per_execution is None:
+            self.rounds_per_execution = fit
+        elif self.rounds_per_execution > fit:
+            events = EVENTS_FIXED + self.rounds_per_execution * per_round
             raise ValueError(
-                f"max_epochs={self.hyperparameters.max_epochs} with n_shards={self.n_shards} needs about "
+                f"rounds_per_execution={self.rounds_per_execution} with n_shards={self.n_shards} needs about "
                 f"{events} execution history events, over Step Functions' limit of {HISTORY_EVENTS_LIMIT}; "
-                "lower max_epochs or n_shards"
+                f"at most {fit} rounds fit in one execution"
             )
         return self
 
@@ -121,6 +130,7 @@ class RoundState(Strict):
     reason: str | None = None
     loss: float | None = None
     grad_norm: float | None = None
+    handover: bool = Field(False, description="continue in a new execution (history limit) from this round")
 
 
 class WorkerTask(Strict):
@@ -155,6 +165,7 @@ class AggregateTask(Strict):
     params_key: str
     hyperparameters: Hyperparameters
     results: list[WorkerResult | FailedShard]
+    rounds_per_execution: int | None = None
 
 
 class InitTask(Strict):
@@ -164,6 +175,7 @@ class InitTask(Strict):
     n_outputs: int = 1
     hyperparameters: Hyperparameters
     mode: Literal["sync", "async"] = "sync"
+    context: dict | None = Field(None, description="the run's request and data, kept for a resume")
 
 
 class EvaluateTask(Strict):
@@ -213,3 +225,4 @@ class AsyncProgressTask(Strict):
     round: int
     hyperparameters: Hyperparameters
     results: list[AsyncWorkerResult | FailedShard]
+    rounds_per_execution: int | None = None

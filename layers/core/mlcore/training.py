@@ -20,6 +20,15 @@ def round_key(run_id: str, round_: int) -> str:
     return f"runs/{run_id}/rounds/round-{round_:05d}.json"
 
 
+def context_key(run_id: str) -> str:
+    return f"runs/{run_id}/context.json"
+
+
+def handover(round_: int, done: bool, rounds_per_execution: int | None) -> bool:
+    """Whether the execution that reached ``round_`` hands the run over to a new execution."""
+    return not done and rounds_per_execution is not None and round_ % rounds_per_execution == 0
+
+
 def gradient_key(run_id: str, round_: int, shard: int) -> str:
     return f"scratch/{run_id}/gradients/round-{round_:05d}/shard-{shard:05d}.npy"
 
@@ -37,6 +46,9 @@ def init_run(store: S3Store, task: InitTask) -> RoundState:
     arrays = {"theta": np.zeros(shape), **optimizers.init_state(task.hyperparameters.optimizer, shape[0] * shape[1])}
     with contextlib.suppress(AlreadyExists):  # a replayed init leaves round 0 as it was
         store.put_arrays(key, arrays, if_absent=True)
+    if task.context is not None:
+        with contextlib.suppress(AlreadyExists):
+            store.put_json(context_key(task.run_id), task.context, if_absent=True)
     return RoundState(run_id=task.run_id, round=0, params_key=key)
 
 
@@ -156,6 +168,7 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         reason=reason,
         loss=loss,
         grad_norm=grad_norm,
+        handover=handover(task.round + 1, reason is not None, task.rounds_per_execution),
     )
     summary = {
         "round": task.round,
