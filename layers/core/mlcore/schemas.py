@@ -40,6 +40,11 @@ class Hyperparameters(Strict):
     max_staleness: int = Field(
         8, ge=0, description="async: a gradient computed more than this many versions ago is recomputed"
     )
+    worker_mode: Literal["gradient", "local_steps"] = Field(
+        "gradient",
+        description="sync: workers return their shard's gradient, or run steps_per_invocation local minibatch "
+        "SGD steps and return the parameter change, averaged by rows",
+    )
     tolerated_failure_percentage: float = Field(
         0.0, ge=0, lt=100, description="share of shards per round that may fail (after retries) without failing the run"
     )
@@ -139,6 +144,7 @@ class WorkerTask(Strict):
     round: int
     params_key: str
     shard: Shard
+    hyperparameters: Hyperparameters | None = None
 
 
 class WorkerResult(Strict):
@@ -147,6 +153,7 @@ class WorkerResult(Strict):
     rows: int
     loss_sum: float
     gradient_key: str
+    update_key: str | None = Field(None, description="local_steps: the parameter change of the local steps")
 
 
 class FailedShard(Strict):

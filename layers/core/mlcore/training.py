@@ -64,9 +64,37 @@ def compute_gradient(store: S3Store, task: WorkerTask, shard: np.ndarray | None 
     loss_sum, grad = models.loss_grad_sums(task.model, theta.ravel(), X, y)
     key = gradient_key(task.run_id, task.round, task.shard.index)
     store.put_array(key, grad)
+    update = None
+    hp = task.hyperparameters
+    if hp is not None and hp.worker_mode == "local_steps":
+        update = key.replace("/gradients/", "/updates/")
+        store.put_array(update, local_steps(hp, theta, X, y, task.shard.index, task.round) - theta.ravel())
     return WorkerResult(
-        shard=task.shard.index, round=task.round, rows=int(X.shape[0]), loss_sum=loss_sum, gradient_key=key
+        shard=task.shard.index,
+        round=task.round,
+        rows=int(X.shape[0]),
+        loss_sum=loss_sum,
+        gradient_key=key,
+        update_key=update,
     )
+
+
+def local_steps(
+    hp: Hyperparameters, theta: np.ndarray, X: np.ndarray, y: np.ndarray, shard: int, round_: int
+) -> np.ndarray:
+    """``steps_per_invocation`` plain SGD steps on minibatches of one shard (pure; seeded by shard and round)."""
+    k = theta.shape[1]
+    local = theta.ravel().copy()
+    rng = np.random.default_rng([shard, round_])
+    for _ in range(hp.steps_per_invocation):
+        rows = slice(None)
+        if 0 < hp.batch_size < X.shape[0]:
+            rows = np.sort(rng.choice(X.shape[0], size=hp.batch_size, replace=False))
+        Xb, yb = X[rows], y[rows]
+        loss_sum, grad_sum = models.loss_grad_sums(hp.model, local, Xb, yb)
+        _, grad = models.regularized_objective(loss_sum, grad_sum, len(yb), local, hp.l2, k)
+        local = local - learning_rate(hp, round_) * grad
+    return local
 
 
 def average_gradients(store: S3Store, results: list[WorkerResult]) -> tuple[float, np.ndarray, int]:
@@ -145,15 +173,23 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     loss, grad = models.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
     grad_norm = float(np.linalg.norm(grad))
     initial = grad_norm if task.round == 0 else _initial_grad_norm(store, task.run_id)
-    new_theta, new_state = optimizers.step(
-        hp.optimizer,
-        theta.ravel(),
-        grad,
-        opt_state,
-        learning_rate=learning_rate(hp, task.round),
-        t=task.round + 1,
-        momentum=hp.momentum,
-    )
+    if hp.worker_mode == "local_steps":  # average of the shards' local changes, weighted by rows
+        unique = sorted({r.shard: r for r in results}.values(), key=lambda r: r.shard)
+        missing = [r.shard for r in unique if not r.update_key]
+        if missing:
+            raise ValueError(f"results for shards {missing} carry no local update (worker_mode local_steps)")
+        update = sum(store.get_array(r.update_key) * r.rows for r in unique) / rows
+        new_theta, new_state = theta.ravel() + update, opt_state
+    else:
+        new_theta, new_state = optimizers.step(
+            hp.optimizer,
+            theta.ravel(),
+            grad,
+            opt_state,
+            learning_rate=learning_rate(hp, task.round),
+            t=task.round + 1,
+            momentum=hp.momentum,
+        )
     next_key = params_key(task.run_id, task.round + 1)
     reason = should_stop(hp, task.round, grad_norm, loss, initial)
     if reason == "diverged":
