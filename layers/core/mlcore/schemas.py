@@ -40,6 +40,12 @@ class Hyperparameters(Strict):
     max_staleness: int = Field(
         8, ge=0, description="async: a gradient computed more than this many versions ago is recomputed"
     )
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="sync, with a validation split: stop when the validation loss has not improved "
+        "for this many rounds, keeping the best parameters",
+    )
     worker_mode: Literal["gradient", "local_steps"] = Field(
         "gradient",
         description="sync: workers return their shard's gradient, or run steps_per_invocation local minibatch "
@@ -173,6 +179,7 @@ class AggregateTask(Strict):
     hyperparameters: Hyperparameters
     results: list[WorkerResult | FailedShard]
     rounds_per_execution: int | None = None
+    validation: Block | None = None
 
 
 class InitTask(Strict):

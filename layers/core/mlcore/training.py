@@ -194,8 +194,16 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     reason = should_stop(hp, task.round, grad_norm, loss, initial)
     if reason == "diverged":
         raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
+    validation_loss, best = None, None
+    if task.validation is not None:
+        validation_loss = validation_objective(store, task.validation.key, hp, theta)
+        best = _best_so_far(store, task.run_id, task.round, validation_loss)
+        if reason is None and hp.patience is not None and task.round - best["round"] >= hp.patience:
+            reason = "early_stopping"
     with contextlib.suppress(AlreadyExists):  # the step for this round is already stored: never overwrite it
         store.put_arrays(next_key, {"theta": new_theta.reshape(theta.shape), **new_state}, if_absent=True)
+    if reason == "early_stopping":  # the model is the one with the best validation loss
+        next_key = params_key(task.run_id, best["round"])
     state = RoundState(
         run_id=task.run_id,
         round=task.round + 1,
@@ -214,7 +222,10 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         "shards": len({r.shard for r in results}),
         "ignored_shards": ignored,
         "failed_shards": failed,
+        "validation_loss": validation_loss,
+        "best_validation": best,
         "seconds": time.perf_counter() - started,
+        "finished_at": time.time(),
         "state": state.model_dump(),
     }
     try:
@@ -222,6 +233,38 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     except AlreadyExists:
         return RoundState.model_validate(store.get_json(summary_key)["state"])
     return state
+
+
+def validation_objective(store: S3Store, key: str, hp: Hyperparameters, theta: np.ndarray) -> float:
+    """Mean loss (plus the L2 term, as the training loss) of the validation block at ``theta``."""
+    block = _validation_block(store, key)
+    loss_sum, _ = models.loss_grad_sums(hp.model, theta.ravel(), block[:, :-1], block[:, -1])
+    loss, _ = models.regularized_objective(
+        loss_sum, np.zeros(theta.size), block.shape[0], theta.ravel(), hp.l2, theta.shape[1]
+    )
+    return loss
+
+
+_validation_cache: dict[str, np.ndarray] = {}
+
+
+def _validation_block(store: S3Store, key: str) -> np.ndarray:
+    """Validation rows, kept per warm container (the key is per run and its object immutable)."""
+    if key not in _validation_cache:
+        _validation_cache.clear()
+        _validation_cache[key] = store.get_array(key)
+    return _validation_cache[key]
+
+
+def _best_so_far(store: S3Store, run_id: str, round_: int, validation_loss: float) -> dict:
+    """The round with the lowest validation loss up to this one (carried in the rounds' records)."""
+    best = {"round": round_, "loss": validation_loss}
+    if round_ > 0:
+        with contextlib.suppress(NotFound):
+            previous = store.get_json(round_key(run_id, round_ - 1)).get("best_validation")
+            if previous is not None and previous["loss"] <= validation_loss:
+                best = previous
+    return best
 
 
 def _initial_grad_norm(store: S3Store, run_id: str) -> float:
