@@ -14,12 +14,13 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo test lint validate build unit integration e2e packaging clean
+.PHONY: help venv demo test lint validate build unit integration e2e packaging clean bench-training
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
 	@echo "make test   - ruff, sam validate --lint, ASL check, sam build, and all pytest suites"
 	@echo "make build  - sam build"
+	@echo "make bench-training - training benchmarks (ARGS=--full for the big ones)"
 	@echo "make clean  - remove .venv and .aws-sam"
 
 $(BIN)/.installed: pyproject.toml
@@ -59,6 +60,10 @@ packaging: build
 
 test: lint validate build
 	$(BIN)/python -m pytest tests -q
+
+# prints figures, asserts nothing; ARGS=--full for the 1,000,000-row shard and 40 shards
+bench-training: venv
+	$(BIN)/python benchmarks/training.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam

@@ -42,6 +42,7 @@ from .training import (
     init_run,
     learning_rate,
     load_params,
+    load_shard,
     params_key,
     round_key,
     should_stop,
@@ -148,7 +149,7 @@ def minibatch(rows: int, batch_size: int, rng: np.random.Generator) -> np.ndarra
 def run_async_steps(store: S3Store, task: AsyncWorkerTask, shard: np.ndarray | None = None) -> AsyncWorkerResult:
     """One worker call: ``steps_per_invocation`` submissions of minibatch gradients of its shard."""
     hp = task.hyperparameters
-    data = store.get_array(task.shard.key) if shard is None else shard
+    data = load_shard(store, task.shard.key) if shard is None else shard
     X, y = data[:, :-1], data[:, -1]
     rng = np.random.default_rng([task.shard.index, task.round])
     key = head_key(task.run_id)

@@ -95,6 +95,22 @@ class S3Store:
             raise
         return resp["Body"].read(), resp["ETag"]
 
+    def get_bytes_if_changed(self, key: str, etag: str | None) -> tuple[bytes | None, str]:
+        """``(None, etag)`` when the object's ETag is still ``etag`` (an ``If-None-Match`` GET that
+        transfers nothing), else its bytes and new ETag."""
+        if etag is None:
+            return self.get_bytes_with_etag(key)
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key, IfNoneMatch=etag)
+        except ClientError as err:
+            code = _error_code(err)
+            if code in ("304", "NotModified"):
+                return None, etag
+            if code in ("NoSuchKey", "404"):
+                raise NotFound(key) from err
+            raise
+        return resp["Body"].read(), resp["ETag"]
+
     def head(self, key: str) -> dict[str, Any] | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=key)
@@ -139,6 +155,19 @@ class S3Store:
 
     def get_array(self, key: str) -> np.ndarray:
         return np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False)
+
+    def get_array_cached(self, key: str, cache: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
+        """``get_array`` through ``cache`` (key -> (ETag, array)): a warm container re-reads nothing
+        while the object's ETag is unchanged. The array is read-only: callers must not modify it."""
+        cached = cache.get(key)  # one lookup: the local runtime shares the cache between threads
+        body, etag = self.get_bytes_if_changed(key, cached[0] if cached else None)
+        if body is None and cached is not None:
+            return cached[1]
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+        array.setflags(write=False)
+        cache.clear()  # one shard per worker at a time: keep the memory of one
+        cache[key] = (etag, array)
+        return array
 
     def put_arrays(
         self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None

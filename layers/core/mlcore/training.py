@@ -33,6 +33,14 @@ def gradient_key(run_id: str, round_: int, shard: int) -> str:
     return f"scratch/{run_id}/gradients/round-{round_:05d}/shard-{shard:05d}.npy"
 
 
+SHARD_CACHE: dict[str, tuple[str, np.ndarray]] = {}  # per warm container: shard key -> (ETag, rows)
+
+
+def load_shard(store: S3Store, key: str) -> np.ndarray:
+    """A worker's shard, kept across invocations of a warm container and re-read only if its ETag changed."""
+    return store.get_array_cached(key, SHARD_CACHE)
+
+
 def load_params(store: S3Store, key: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     arrays = store.get_arrays(key)
     theta = arrays.pop("theta")
@@ -57,7 +65,7 @@ def compute_gradient(store: S3Store, task: WorkerTask, shard: np.ndarray | None 
 
     The parameters are the ``(n_features + 1, k)`` matrix (last row: intercepts)."""
     theta, _ = load_params(store, task.params_key)
-    data = store.get_array(task.shard.key) if shard is None else shard
+    data = load_shard(store, task.shard.key) if shard is None else shard
     X, y = data[:, :-1], data[:, -1]
     if X.shape[1] + 1 != theta.shape[0]:
         raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
