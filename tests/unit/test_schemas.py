@@ -22,11 +22,21 @@ def test_defaults():
     assert request.hyperparameters.optimizer == "momentum"
 
 
-@pytest.mark.parametrize("n_shards", [0, 41, 100])
+@pytest.mark.parametrize("n_shards", [0, 1001])
 def test_shard_count_bounds(n_shards):
     with pytest.raises(ValidationError) as info:
         TrainingRequest(**BASE, n_shards=n_shards, hyperparameters={"max_epochs": 1})
     assert info.value.errors()[0]["loc"] == ("n_shards",)
+
+
+def test_more_shards_than_the_inline_map_takes_run_in_a_distributed_map():
+    request = TrainingRequest(**BASE, n_shards=1000, hyperparameters={"max_epochs": 2000})
+    assert request.n_shards > request.inline_map_max_shards == 40
+    assert request.rounds_per_execution == (25_000 - 40) // (12 + 12)  # the children's events are not ours
+    with pytest.raises(ValidationError, match="async mode runs at most inline_map_max_shards=40 shards"):
+        TrainingRequest(**BASE, n_shards=41, mode="async")
+    with pytest.raises(ValidationError, match="inline_map_max_shards"):
+        TrainingRequest(**BASE, inline_map_max_shards=41)
 
 
 def test_forty_shards_are_accepted_with_few_epochs():

@@ -10,6 +10,8 @@ from .models import MODEL_TYPES
 from .optimizers import LR_SCHEDULES, OPTIMIZERS
 
 MAX_INLINE_SHARDS = 40  # inline Map concurrency limit
+MAX_SHARDS = 1000  # beyond inline_map_max_shards: a Distributed Map reading the shard list from S3
+EVENTS_PER_DISTRIBUTED_MAP = 12  # the parent's events of a Distributed Map (its children have their own)
 HISTORY_EVENTS_LIMIT = 25_000  # Standard Workflows execution history
 EVENTS_PER_SHARD_PER_ROUND = 7
 EVENTS_PER_ROUND = 12
@@ -72,7 +74,7 @@ class TrainingRequest(Strict):
     version: str | None = Field(None, description="data set version; the latest when omitted")
     target: str
     model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    n_shards: int = Field(4, ge=1, le=MAX_INLINE_SHARDS)
+    n_shards: int = Field(4, ge=1, le=MAX_SHARDS)
     test_fraction: float = Field(0.2, gt=0, lt=0.9)
     validation_fraction: float = Field(
         0.0, ge=0, lt=0.5, description="share of the training rows held out as a validation set"
@@ -90,9 +92,23 @@ class TrainingRequest(Strict):
         "at most 25,000 history events); the most that fit when omitted",
     )
 
+    inline_map_max_shards: int = Field(
+        MAX_INLINE_SHARDS,
+        ge=1,
+        le=MAX_INLINE_SHARDS,
+        description="more shards than this run in a Distributed Map (sync mode) reading the shard list from S3",
+    )
+
     @model_validator(mode="after")
     def _fits_in_one_execution(self) -> TrainingRequest:
-        per_round = EVENTS_PER_ROUND + EVENTS_PER_SHARD_PER_ROUND * self.n_shards
+        distributed = self.n_shards > self.inline_map_max_shards
+        if distributed and self.mode == "async":
+            raise ValueError(
+                f"async mode runs at most inline_map_max_shards={self.inline_map_max_shards} shards, "
+                f"got n_shards={self.n_shards}"
+            )
+        per_shard = EVENTS_PER_DISTRIBUTED_MAP if distributed else EVENTS_PER_SHARD_PER_ROUND * self.n_shards
+        per_round = EVENTS_PER_ROUND + per_shard
         fit = (HISTORY_EVENTS_LIMIT - EVENTS_FIXED) // per_round
         if self.rounds_per_execution is None:
             self.rounds_per_execution = fit

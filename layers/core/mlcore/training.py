@@ -24,6 +24,10 @@ def context_key(run_id: str) -> str:
     return f"runs/{run_id}/context.json"
 
 
+def shards_key(run_id: str) -> str:
+    return f"runs/{run_id}/shards.json"
+
+
 def handover(round_: int, done: bool, rounds_per_execution: int | None) -> bool:
     """Whether the execution that reached ``round_`` hands the run over to a new execution."""
     return not done and rounds_per_execution is not None and round_ % rounds_per_execution == 0
@@ -57,6 +61,8 @@ def init_run(store: S3Store, task: InitTask) -> RoundState:
     if task.context is not None:
         with contextlib.suppress(AlreadyExists):
             store.put_json(context_key(task.run_id), task.context, if_absent=True)
+        with contextlib.suppress(AlreadyExists):  # the items of a Distributed Map (ItemReader: a JSON array)
+            store.put_json(shards_key(task.run_id), task.context["data"]["shards"], if_absent=True)
     return RoundState(run_id=task.run_id, round=0, params_key=key)
 
 
