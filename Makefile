@@ -61,7 +61,7 @@ packaging: build
 test: lint validate build
 	$(BIN)/python -m pytest tests -q
 
-# prints figures, asserts nothing; ARGS=--full for the 1,000,000-row shard and 40 shards
+# prints figures, asserts nothing; ARGS=--full for the 1,000,000-row shard and 64 shards
 bench-training: venv
 	$(BIN)/python benchmarks/training.py $(ARGS)
 
