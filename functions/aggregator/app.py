@@ -5,14 +5,16 @@ from typing import Annotated
 from aws_lambda_powertools.utilities.parser import event_parser
 from pydantic import Field, RootModel
 
-from mlcore import training
+from mlcore import asynchronous, training
 from mlcore.config import Settings
 from mlcore.observability import logger, tracer
-from mlcore.schemas import AggregateTask, InitTask
+from mlcore.schemas import AggregateTask, AsyncProgressTask, InitTask
 from mlcore.storage import S3Store
 
 
-class AggregatorEvent(RootModel[Annotated[InitTask | AggregateTask, Field(union_mode="left_to_right")]]):
+class AggregatorEvent(
+    RootModel[Annotated[InitTask | AggregateTask | AsyncProgressTask, Field(union_mode="left_to_right")]]
+):
     pass
 
 
@@ -23,8 +25,12 @@ def lambda_handler(event: AggregatorEvent, context) -> dict:
     store = S3Store(Settings.from_env().bucket)
     task = event.root
     if isinstance(task, InitTask):
-        return training.init_run(store, task).model_dump()
-    state = training.aggregate(store, task)
+        init = asynchronous.init_async_run if task.mode == "async" else training.init_run
+        return init(store, task).model_dump()
+    if isinstance(task, AsyncProgressTask):
+        state = asynchronous.progress(store, task)
+    else:
+        state = training.aggregate(store, task)
     logger.info(
         "round aggregated",
         extra={"round": task.round, "loss": state.loss, "grad_norm": state.grad_norm, "done": state.done},

@@ -1,16 +1,28 @@
-"""GradientWorker: loss and gradient sums of one shard at the round's parameters."""
+"""GradientWorker: loss and gradient sums of one shard at the round's parameters (sync mode), or a
+series of compare-and-swap updates from minibatches of its shard (async mode)."""
+
+from typing import Annotated
 
 from aws_lambda_powertools.utilities.parser import event_parser
+from pydantic import Field, RootModel
 
-from mlcore import training
+from mlcore import asynchronous, training
 from mlcore.config import Settings
 from mlcore.observability import logger, tracer
-from mlcore.schemas import WorkerTask
+from mlcore.schemas import AsyncWorkerTask, WorkerTask
 from mlcore.storage import S3Store
+
+
+class WorkerEvent(RootModel[Annotated[WorkerTask | AsyncWorkerTask, Field(union_mode="left_to_right")]]):
+    pass
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")
 @tracer.capture_lambda_handler
-@event_parser(model=WorkerTask)
-def lambda_handler(event: WorkerTask, context) -> dict:
-    return training.compute_gradient(S3Store(Settings.from_env().bucket), event).model_dump()
+@event_parser(model=WorkerEvent)
+def lambda_handler(event: WorkerEvent, context) -> dict:
+    store = S3Store(Settings.from_env().bucket)
+    task = event.root
+    if isinstance(task, AsyncWorkerTask):
+        return asynchronous.run_async_steps(store, task).model_dump()
+    return training.compute_gradient(store, task).model_dump()

@@ -42,6 +42,13 @@ def list_runs() -> dict:
     return {"runs": runs.list_runs(_sfn(), Settings.from_env().training_state_machine_arn)}
 
 
+@app.post("/training-runs/<run_id>/resume")
+def resume_run(run_id: str) -> Response[dict]:
+    settings = Settings.from_env()
+    resumed = runs.resume(S3Store(settings.bucket), _sfn(), settings.training_state_machine_arn, run_id)
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=resumed)
+
+
 @app.get("/training-runs/<run_id>")
 def describe_run(
     run_id: str, curve: Annotated[bool, Query(description="include every round's summary")] = False

@@ -15,6 +15,8 @@ import boto3
 from moto import mock_aws
 
 from . import apigw, lambdas
+from .s3atomic import atomic_conditional_writes
+from .sfn_tasks import start_execution_integration
 from .template import REGION, FunctionSpec, LocalStack, local_stack
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -41,6 +43,10 @@ class LocalCloud:
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         self._mock.start()
+        self._atomic = atomic_conditional_writes()
+        self._atomic.__enter__()
+        self._sfn_tasks = start_execution_integration()
+        self._sfn_tasks.__enter__()
         from mlcore.storage import s3_client
 
         s3_client.cache_clear()
@@ -97,6 +103,8 @@ class LocalCloud:
         from mlcore.storage import s3_client
 
         self._routes.__exit__(*exc)
+        self._atomic.__exit__(*exc)
+        self._sfn_tasks.__exit__(*exc)
         self._mock.stop()
         s3_client.cache_clear()
 

@@ -19,7 +19,7 @@ from .template import local_stack
 # statelint wrongly rejects fields that Step Functions accepts.
 KNOWN_FALSE_POSITIVES = (
     re.compile(r"ItemReader\.ReaderConfig\.InputType"),
-    re.compile(r'Field "InputType" not allowed in .*ItemReader\.ReaderConfig$'),
+    re.compile(r'Field "InputType" not allowed in .*\.ItemReader\.ReaderConfig$'),
 )
 
 

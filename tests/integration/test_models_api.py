@@ -122,7 +122,7 @@ def test_wrong_types_are_4xx(cloud, model, instances, status, words):  # noqa: F
 
 
 def test_conditional_writes_on_s3(cloud):
-    from mlcore.storage import AlreadyExists, Changed
+    from mlcore.storage import AlreadyExists, Conflict
 
     store = S3Store(cloud.stack.bucket)
     etag = store.put_json("models/x/aliases/production.json", {"version": 1}, if_absent=True)
@@ -131,6 +131,6 @@ def test_conditional_writes_on_s3(cloud):
     doc, tag = store.get_json_tagged("models/x/aliases/production.json")
     assert (doc, tag) == ({"version": 1}, etag)
     store.put_json("models/x/aliases/production.json", {"version": 2}, if_match=etag)
-    with pytest.raises(Changed):  # stale ETag: someone wrote in between
+    with pytest.raises(Conflict):  # stale ETag: someone wrote in between
         store.put_json("models/x/aliases/production.json", {"version": 3}, if_match=etag)
     assert store.get_json("models/x/aliases/production.json") == {"version": 2}

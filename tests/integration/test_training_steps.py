@@ -127,13 +127,47 @@ def test_aggregator_averages_by_rows_and_steps_once(cloud, prepared):
     assert versions(cloud, "runs/run-example/rounds/round-00000.json") == 1
 
 
-def test_aggregator_rejects_results_of_another_round(cloud, prepared):
-    event, _ = _round_zero(cloud)
-    event["results"][1]["round"] = 3
-    payload, error = cloud.invoke("AggregatorFunction", event)
+def test_aggregator_ignores_and_records_results_of_another_round(cloud, prepared):
+    event, results = _round_zero(cloud)
+    late = {**results[1], "shard": 5, "round": 3}  # a late delivery from another round
+    event["results"] = [*results, late]
+    state = _ok(cloud, "AggregatorFunction", event)
+    summary = json.loads(
+        cloud.s3.get_object(Bucket=cloud.stack.bucket, Key="runs/run-example/rounds/round-00000.json")["Body"].read()
+    )
+    assert (summary["ignored_shards"], summary["shards"], summary["rows"]) == ([5], 2, 30)
+    grads = [_array(cloud, r["gradient_key"]) for r in results]
+    params = np.load(
+        io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=state["params_key"])["Body"].read()),
+        allow_pickle=False,
+    )
+    np.testing.assert_allclose(params["theta"].ravel(), -0.1 * (grads[0] + grads[1]) / 30, rtol=1e-12)
+
+
+def test_aggregator_averages_over_the_shards_that_returned_within_the_tolerance(cloud, prepared):
+    event, results = _round_zero(cloud)
+    failed = {"failed": True, "shard": 1, "round": 0, "rows": 15, "error": "Lambda.ServiceException"}
+    event["results"] = [results[0], failed]
+    payload, error = cloud.invoke("AggregatorFunction", event)  # default: no failed shard tolerated
     assert error == "Unhandled"
-    assert payload["errorMessage"] == "results for shards [1] belong to another round than 0"
+    assert payload["errorMessage"] == (
+        "shards [1] of 2 failed in round 0 (Lambda.ServiceException), over the tolerated 0%"
+    )
     assert keys(cloud, "runs/run-example/params/") == ["runs/run-example/params/round-00000.npz"]
+
+    event["hyperparameters"]["tolerated_failure_percentage"] = 50
+    state = _ok(cloud, "AggregatorFunction", event)
+    grad = _array(cloud, results[0]["gradient_key"])
+    assert state["loss"] == pytest.approx(results[0]["loss_sum"] / 15)  # weighted by the rows that returned
+    params = np.load(
+        io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=state["params_key"])["Body"].read()),
+        allow_pickle=False,
+    )
+    np.testing.assert_allclose(params["theta"].ravel(), -0.1 * grad / 15, rtol=1e-12)
+    summary = json.loads(
+        cloud.s3.get_object(Bucket=cloud.stack.bucket, Key="runs/run-example/rounds/round-00000.json")["Body"].read()
+    )
+    assert (summary["failed_shards"], summary["rows"]) == ([1], 15)
 
 
 def test_evaluate_registers_versions_idempotently_per_run(cloud, prepared):

@@ -27,12 +27,12 @@ class FakeStore:
         return self.documents[key]
 
     def put_json(self, key: str, doc: Any, *, if_absent: bool = False, if_match: str | None = None) -> str:
-        from mlcore.storage import AlreadyExists, Changed
+        from mlcore.storage import AlreadyExists, Conflict
 
         if if_absent and key in self.documents:
             raise AlreadyExists(key)
         if if_match is not None and (key not in self.documents or if_match != self.etag(key)):
-            raise Changed(key)
+            raise Conflict(key)
         self.writes[key] += 1
         self.documents[key] = json.loads(json.dumps(doc))
         return self.etag(key)

@@ -22,11 +22,21 @@ def test_defaults():
     assert request.hyperparameters.optimizer == "momentum"
 
 
-@pytest.mark.parametrize("n_shards", [0, 41, 100])
+@pytest.mark.parametrize("n_shards", [0, 1001])
 def test_shard_count_bounds(n_shards):
     with pytest.raises(ValidationError) as info:
         TrainingRequest(**BASE, n_shards=n_shards, hyperparameters={"max_epochs": 1})
     assert info.value.errors()[0]["loc"] == ("n_shards",)
+
+
+def test_more_shards_than_the_inline_map_takes_run_in_a_distributed_map():
+    request = TrainingRequest(**BASE, n_shards=1000, hyperparameters={"max_epochs": 2000})
+    assert request.n_shards > request.inline_map_max_shards == 40
+    assert request.rounds_per_execution == (25_000 - 40) // (12 + 12)  # the children's events are not ours
+    with pytest.raises(ValidationError, match="async mode runs at most inline_map_max_shards=40 shards"):
+        TrainingRequest(**BASE, n_shards=41, mode="async")
+    with pytest.raises(ValidationError, match="inline_map_max_shards"):
+        TrainingRequest(**BASE, inline_map_max_shards=41)
 
 
 def test_forty_shards_are_accepted_with_few_epochs():
@@ -35,25 +45,32 @@ def test_forty_shards_are_accepted_with_few_epochs():
 
 def test_history_event_limit_message():
     with pytest.raises(ValidationError) as info:
-        TrainingRequest(**BASE, n_shards=40, hyperparameters={"max_epochs": 2000})
+        TrainingRequest(**BASE, n_shards=40, rounds_per_execution=2000)
     message = str(info.value)
-    assert "max_epochs=2000 with n_shards=40 needs about 584040 execution history events" in message
-    assert "over Step Functions' limit of 25000" in message
-    assert events(2000, 40) == 584040
+    assert "rounds_per_execution=2000 with n_shards=40 needs about 584040 execution history events" in message
+    assert "over Step Functions' limit of 25000; at most 85 rounds fit in one execution" in message
+    assert events(2000, 40) == 584040 and events(85, 40) <= 25_000 < events(86, 40)
+
+
+def test_long_runs_continue_in_new_executions():
+    request = TrainingRequest(**BASE, n_shards=40, hyperparameters={"max_epochs": 2000})
+    assert request.rounds_per_execution == 85  # the most that fit; the run continues in new executions
+    assert TrainingRequest(**BASE, n_shards=1, rounds_per_execution=5).rounds_per_execution == 5
 
 
 @pytest.mark.parametrize(
-    ("max_epochs", "n_shards", "ok"),
+    ("rounds", "n_shards", "ok"),
     [(300, 10, True), (300, 11, False), (1313, 1, True), (1314, 1, False), (2000, 1, False)],
 )
-def test_history_event_limit_boundary(max_epochs, n_shards, ok):
-    assert (events(max_epochs, n_shards) <= schemas.HISTORY_EVENTS_LIMIT) is ok
-    kwargs = {**BASE, "n_shards": n_shards, "hyperparameters": {"max_epochs": max_epochs}}
+def test_history_event_limit_boundary(rounds, n_shards, ok):
+    assert (events(rounds, n_shards) <= schemas.HISTORY_EVENTS_LIMIT) is ok
+    kwargs = {**BASE, "n_shards": n_shards, "rounds_per_execution": rounds}
     if ok:
         TrainingRequest(**kwargs)
     else:
         with pytest.raises(ValidationError, match="25000"):
             TrainingRequest(**kwargs)
+    TrainingRequest(**{**BASE, "n_shards": n_shards, "hyperparameters": {"max_epochs": rounds}})  # never rejected
 
 
 def test_extra_fields_are_rejected():

@@ -9,6 +9,28 @@ from __future__ import annotations
 import numpy as np
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
+LR_SCHEDULES = ("constant", "step", "inverse_time", "exponential")
+
+
+def scheduled_rate(schedule: str, base: float, t: int, *, decay_rate: float = 0.5, decay_steps: int = 100) -> float:
+    """Learning rate of update number ``t`` (0-based) under ``schedule``.
+
+    - ``constant``: ``base``
+    - ``step``: ``base * decay_rate ** floor(t / decay_steps)``
+    - ``exponential``: ``base * decay_rate ** (t / decay_steps)``
+    - ``inverse_time``: ``base / (1 + decay_rate * t / decay_steps)``
+    """
+    if t < 0 or decay_steps < 1:
+        raise ValueError(f"need t >= 0 and decay_steps >= 1, got t={t}, decay_steps={decay_steps}")
+    if schedule == "constant":
+        return base
+    if schedule == "step":
+        return base * decay_rate ** (t // decay_steps)
+    if schedule == "exponential":
+        return base * decay_rate ** (t / decay_steps)
+    if schedule == "inverse_time":
+        return base / (1.0 + decay_rate * t / decay_steps)
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; expected one of {LR_SCHEDULES}")
 
 
 def init_state(name: str, n_params: int) -> dict[str, np.ndarray]:

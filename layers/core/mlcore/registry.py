@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from . import __version__, models
 from .errors import ConflictError, InvalidInput, NotFoundError
 from .preprocessing import Preprocessor
-from .storage import AlreadyExists, Changed, NotFound, S3Store
+from .storage import AlreadyExists, Conflict, NotFound, S3Store
 
 FORMAT_VERSION = 1
 ALIASES = ("latest", "production")
@@ -163,7 +163,7 @@ def _update_alias(
             else:
                 store.put_json(alias_key(name, alias), doc, if_match=etag)
             return doc
-        except (AlreadyExists, Changed):
+        except (AlreadyExists, Conflict):
             continue  # a concurrent promotion, rollback or registration: decide again on what it wrote
     raise ConflictError(f"the {alias!r} alias of model {name!r} kept changing; try again")
 

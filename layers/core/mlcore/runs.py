@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import cost, datasets
+from . import cost, datasets, training
 from .errors import NotFoundError
 from .schemas import TrainingRequest
 from .storage import NotFound, S3Store
@@ -40,8 +40,16 @@ def usage(sfn, lam, state_machine_arn: str, run_id: str) -> cost.Usage:
     S3 requests from the code's access pattern (cost.S3_REQUESTS)."""
     arn = _execution_arn(state_machine_arn, run_id)
     try:
-        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
-        events = [e for page in pages for e in page["events"]]
+        events = []
+        for _ in range(1000):  # the run and the executions it continued in
+            pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+            chunk = [e for page in pages for e in page["events"]]
+            offset = max((e["id"] for e in events), default=0)
+            events += [{**e, "id": e["id"] + offset, "previousEventId": e["previousEventId"] + offset} for e in chunk]
+            output = json.loads(sfn.describe_execution(executionArn=arn).get("output") or "{}")
+            if not isinstance(output, dict) or "continued_as" not in output:
+                break
+            arn = output["continued_as"]
     except ClientError as err:
         if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
             raise NotFoundError(f"training run {run_id!r} does not exist") from None
@@ -104,7 +112,8 @@ def run_cost(
 
 def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, Any]]:
     """The most recent runs, newest first."""
-    executions = sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=limit)["executions"]
+    executions = [e for e in sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=limit)["executions"]
+                  if RUN_ID.match(e["name"])]  # continuations and resumptions belong to their run
     return [
         {
             "run_id": e["name"],
@@ -116,11 +125,36 @@ def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, An
     ]
 
 
+def resume(store: S3Store, sfn, state_machine_arn: str, run_id: str) -> dict[str, Any]:
+    """Start a new execution of a failed or stopped run from its last stored round (its checkpoint)."""
+    if not RUN_ID.match(run_id):
+        raise NotFoundError(f"training run {run_id!r} does not exist")
+    try:
+        context = store.get_json(training.context_key(run_id))
+    except NotFound:
+        raise NotFoundError(f"training run {run_id!r} has no checkpoint to resume from") from None
+    rounds = store.list_keys(f"runs/{run_id}/rounds/")
+    if rounds:
+        train = store.get_json(rounds[-1])["state"]
+    else:
+        train = {"run_id": run_id, "round": 0, "params_key": training.params_key(run_id, 0)}
+    name = f"{run_id}-resume-r{train['round']}-{uuid.uuid4().hex[:6]}"
+    payload = {"run_id": run_id, "request": context["request"], "data": context["data"], "train": train}
+    sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
+    return {"run_id": run_id, "status": "RUNNING", "execution": name, "resumed_from_round": train["round"]}
+
+
 def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str, curve: bool = False) -> dict[str, Any]:
     """Status, request, progress (and with ``curve`` every round's summary) of one run."""
     execution_arn = _execution_arn(state_machine_arn, run_id)
     try:
         desc = sfn.describe_execution(executionArn=execution_arn)
+        request = json.loads(desc["input"])  # the first execution's input is the training request
+        for _ in range(1000):  # follow the executions the run continued in (history limit)
+            output = json.loads(desc.get("output") or "{}") if desc["status"] == "SUCCEEDED" else {}
+            if not isinstance(output, dict) or "continued_as" not in output:
+                break
+            desc = sfn.describe_execution(executionArn=output["continued_as"])
     except ClientError as err:
         if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
             raise NotFoundError(f"training run {run_id!r} does not exist") from None
@@ -129,7 +163,7 @@ def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str, curve: bo
         "run_id": run_id,
         "status": desc["status"],
         "started_at": desc["startDate"].isoformat(),
-        "request": json.loads(desc["input"]),
+        "request": request,
     }
     if desc.get("stopDate"):
         result["stopped_at"] = desc["stopDate"].isoformat()

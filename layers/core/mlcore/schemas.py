@@ -7,10 +7,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .models import MODEL_TYPES
-from .optimizers import OPTIMIZERS
+from .optimizers import LR_SCHEDULES, OPTIMIZERS
 from .preprocessing import PreprocessingSpec
 
 MAX_INLINE_SHARDS = 40  # inline Map concurrency limit
+MAX_SHARDS = 1000  # beyond inline_map_max_shards: a Distributed Map reading the shard list from S3
+EVENTS_PER_DISTRIBUTED_MAP = 12  # the parent's events of a Distributed Map (its children have their own)
 HISTORY_EVENTS_LIMIT = 25_000  # Standard Workflows execution history
 EVENTS_PER_SHARD_PER_ROUND = 7
 EVENTS_PER_ROUND = 12
@@ -31,6 +33,39 @@ class Hyperparameters(Strict):
     tolerance: float = Field(
         1e-4, ge=0, lt=1, description="stop when the gradient norm falls below this fraction of its round-0 value"
     )
+    lr_schedule: Literal[LR_SCHEDULES] = "constant"  # type: ignore[valid-type]
+    lr_decay_rate: float = Field(
+        0.5, gt=0, description="step/exponential: factor per lr_decay_steps (at most 1); inverse_time: rate"
+    )
+    lr_decay_steps: int = Field(100, ge=1, description="updates per decay period")
+    batch_size: int = Field(0, ge=0, description="async: rows per minibatch gradient (0: the whole shard)")
+    steps_per_invocation: int = Field(10, ge=1, le=1000, description="async: updates a worker submits per call")
+    max_staleness: int = Field(
+        8, ge=0, description="async: a gradient computed more than this many versions ago is recomputed"
+    )
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="sync, with a validation split: stop when the validation loss has not improved "
+        "for this many rounds, keeping the best parameters",
+    )
+    worker_mode: Literal["gradient", "local_steps"] = Field(
+        "gradient",
+        description="sync: workers return their shard's gradient, or run steps_per_invocation local minibatch "
+        "SGD steps and return the parameter change, averaged by rows",
+    )
+    tolerated_failure_percentage: float = Field(
+        0.0, ge=0, lt=100, description="share of shards per round that may fail (after retries) without failing the run"
+    )
+
+    @model_validator(mode="after")
+    def _decay_shrinks(self) -> Hyperparameters:
+        if self.lr_schedule in ("step", "exponential") and self.lr_decay_rate > 1:
+            raise ValueError(
+                f"lr_decay_rate={self.lr_decay_rate} would grow the learning rate; "
+                f"the {self.lr_schedule} schedule expects a rate in (0, 1]"
+            )
+        return self
 
 
 class TrainingRequest(Strict):
@@ -40,7 +75,7 @@ class TrainingRequest(Strict):
     version: str | None = Field(None, description="data set version; the latest when omitted")
     target: str
     model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    n_shards: int = Field(4, ge=1, le=MAX_INLINE_SHARDS)
+    n_shards: int = Field(4, ge=1, le=MAX_SHARDS)
     test_fraction: float = Field(0.2, gt=0, lt=0.9)
     validation_fraction: float = Field(
         0.0, ge=0, lt=0.5, description="share of the training rows held out as a validation set"
@@ -51,6 +86,24 @@ class TrainingRequest(Strict):
         None, description="declarative preprocessing spec; the defaults (median/most frequent, standardize) if omitted"
     )
 
+    mode: Literal["sync", "async"] = Field(
+        "sync", description="sync: one averaged step per round; async: workers apply updates by compare-and-swap"
+    )
+
+    rounds_per_execution: int | None = Field(
+        None,
+        ge=1,
+        description="rounds per workflow execution before it continues in a new one (Standard Workflows keep "
+        "at most 25,000 history events); the most that fit when omitted",
+    )
+
+    inline_map_max_shards: int = Field(
+        MAX_INLINE_SHARDS,
+        ge=1,
+        le=MAX_INLINE_SHARDS,
+        description="more shards than this run in a Distributed Map (sync mode) reading the shard list from S3",
+    )
+
     @model_validator(mode="after")
     def _target_matches_spec(self) -> TrainingRequest:
         if self.preprocessing and self.preprocessing.target not in (None, self.target):
@@ -59,14 +112,23 @@ class TrainingRequest(Strict):
 
     @model_validator(mode="after")
     def _fits_in_one_execution(self) -> TrainingRequest:
-        events = EVENTS_FIXED + self.hyperparameters.max_epochs * (
-            EVENTS_PER_ROUND + EVENTS_PER_SHARD_PER_ROUND * self.n_shards
-        )
-        if events > HISTORY_EVENTS_LIMIT:
+        distributed = self.n_shards > self.inline_map_max_shards
+        if distributed and self.mode == "async":
             raise ValueError(
-                f"max_epochs={self.hyperparameters.max_epochs} with n_shards={self.n_shards} needs about "
+                f"async mode runs at most inline_map_max_shards={self.inline_map_max_shards} shards, "
+                f"got n_shards={self.n_shards}"
+            )
+        per_shard = EVENTS_PER_DISTRIBUTED_MAP if distributed else EVENTS_PER_SHARD_PER_ROUND * self.n_shards
+        per_round = EVENTS_PER_ROUND + per_shard
+        fit = (HISTORY_EVENTS_LIMIT - EVENTS_FIXED) // per_round
+        if self.rounds_per_execution is None:
+            self.rounds_per_execution = fit
+        elif self.rounds_per_execution > fit:
+            events = EVENTS_FIXED + self.rounds_per_execution * per_round
+            raise ValueError(
+                f"rounds_per_execution={self.rounds_per_execution} with n_shards={self.n_shards} needs about "
                 f"{events} execution history events, over Step Functions' limit of {HISTORY_EVENTS_LIMIT}; "
-                "lower max_epochs or n_shards"
+                f"at most {fit} rounds fit in one execution"
             )
         return self
 
@@ -106,6 +168,7 @@ class RoundState(Strict):
     reason: str | None = None
     loss: float | None = None
     grad_norm: float | None = None
+    handover: bool = Field(False, description="continue in a new execution (history limit) from this round")
 
 
 class WorkerTask(Strict):
@@ -114,6 +177,7 @@ class WorkerTask(Strict):
     round: int
     params_key: str
     shard: Shard
+    hyperparameters: Hyperparameters | None = None
 
 
 class WorkerResult(Strict):
@@ -122,6 +186,17 @@ class WorkerResult(Strict):
     rows: int
     loss_sum: float
     gradient_key: str
+    update_key: str | None = Field(None, description="local_steps: the parameter change of the local steps")
+
+
+class FailedShard(Strict):
+    """What the Map's Catch puts in place of a worker's result once its retries are exhausted."""
+
+    failed: Literal[True]
+    shard: int
+    round: int
+    rows: int
+    error: str | None = None
 
 
 class AggregateTask(Strict):
@@ -129,7 +204,9 @@ class AggregateTask(Strict):
     round: int
     params_key: str
     hyperparameters: Hyperparameters
-    results: list[WorkerResult]
+    results: list[WorkerResult | FailedShard]
+    rounds_per_execution: int | None = None
+    validation: Block | None = None
 
 
 class InitTask(Strict):
@@ -138,6 +215,8 @@ class InitTask(Strict):
     n_features: int
     n_outputs: int = 1
     hyperparameters: Hyperparameters
+    mode: Literal["sync", "async"] = "sync"
+    context: dict | None = Field(None, description="the run's request and data, kept for a resume")
 
 
 class EvaluateTask(Strict):
@@ -154,3 +233,37 @@ class RegisteredModel(Strict):
     metrics: dict[str, float]
     rounds: int
     status: Literal["registered"] = "registered"
+
+
+# -- asynchronous mode --------------------------------------------------------
+class AsyncWorkerTask(Strict):
+    """One worker call in async mode: ``steps_per_invocation`` compare-and-swap updates from its shard."""
+
+    action: Literal["async_steps"]
+    run_id: str
+    round: int = Field(description="the pass of the Map this call belongs to")
+    shard: Shard
+    hyperparameters: Hyperparameters
+
+
+class AsyncWorkerResult(Strict):
+    shard: int
+    round: int
+    rows: int = Field(description="rows of the shard")
+    submitted: int = Field(description="updates accepted (each applied exactly once)")
+    batch_loss_sum: float = Field(description="sum over the accepted updates of their minibatch loss")
+    grad_norm: float = Field(description="gradient norm of the last accepted update")
+    staleness_max: int
+    staleness_sum: int
+    recomputed: int = Field(description="gradients too stale to apply, recomputed at the latest parameters")
+    conflicts: int = Field(description="compare-and-swap writes that lost and were retried")
+    versions: list[int] = Field(description="the parameter versions this call's updates created")
+
+
+class AsyncProgressTask(Strict):
+    action: Literal["async_progress"]
+    run_id: str
+    round: int
+    hyperparameters: Hyperparameters
+    results: list[AsyncWorkerResult | FailedShard]
+    rounds_per_execution: int | None = None

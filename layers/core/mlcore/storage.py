@@ -30,8 +30,8 @@ class AlreadyExists(Exception):
     """A conditional create found the object already there."""
 
 
-class Changed(Exception):
-    """A conditional update (``if_match``) found the object changed or gone since it was read."""
+class Conflict(Exception):
+    """A compare-and-swap write (``if_match``) lost: the object changed or went away since its ETag was read."""
 
 
 _CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict", "412")
@@ -62,12 +62,18 @@ class S3Store:
         if_absent: bool = False,
         if_match: str | None = None,
     ) -> str:
-        """Write ``body``; with ``if_absent`` the write only succeeds if nothing is there yet, with ``if_match``
-        only if the object still has that ETag (compare-and-swap). Returns the new ETag."""
+        """Write ``body`` and return its ETag.
+
+        With ``if_absent`` the write only succeeds if nothing is there yet (``AlreadyExists``
+        otherwise); with ``if_match`` only if the object's ETag is still ``if_match``: a
+        compare-and-swap that raises ``Conflict`` when another writer got there first.
+        """
+        if if_absent and if_match:
+            raise ValueError("if_absent and if_match are exclusive")
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body, "ContentType": content_type}
         if if_absent:
             kwargs["IfNoneMatch"] = "*"
-        if if_match is not None:
+        if if_match:
             kwargs["IfMatch"] = if_match
         try:
             return self.client.put_object(**kwargs)["ETag"]
@@ -75,17 +81,38 @@ class S3Store:
             code = _error_code(err)
             if if_absent and code in _CONDITION_FAILED:
                 raise AlreadyExists(key) from err
-            if if_match is not None and code in (*_CONDITION_FAILED, "NoSuchKey"):
-                raise Changed(key) from err
+            if if_match and code in (*_CONDITION_FAILED, "409", "NoSuchKey"):
+                raise Conflict(key) from err
             raise
 
     def get_bytes(self, key: str) -> bytes:
+        return self.get_bytes_with_etag(key)[0]
+
+    def get_bytes_with_etag(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and the ETag of exactly those bytes (for a later ``if_match`` write)."""
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as err:
             if _error_code(err) in ("NoSuchKey", "404"):
                 raise NotFound(key) from err
             raise
+        return resp["Body"].read(), resp["ETag"]
+
+    def get_bytes_if_changed(self, key: str, etag: str | None) -> tuple[bytes | None, str]:
+        """``(None, etag)`` when the object's ETag is still ``etag`` (an ``If-None-Match`` GET that
+        transfers nothing), else its bytes and new ETag."""
+        if etag is None:
+            return self.get_bytes_with_etag(key)
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key, IfNoneMatch=etag)
+        except ClientError as err:
+            code = _error_code(err)
+            if code in ("304", "NotModified"):
+                return None, etag
+            if code in ("NoSuchKey", "404"):
+                raise NotFound(key) from err
+            raise
+        return resp["Body"].read(), resp["ETag"]
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of an object (an empty range reads nothing)."""
@@ -194,13 +221,8 @@ class S3Store:
 
     def get_json_tagged(self, key: str) -> tuple[Any, str]:
         """The document and its ETag, for a later ``put_json(..., if_match=etag)``."""
-        try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as err:
-            if _error_code(err) in ("NoSuchKey", "404"):
-                raise NotFound(key) from err
-            raise
-        return json.loads(resp["Body"].read()), resp["ETag"]
+        body, etag = self.get_bytes_with_etag(key)
+        return json.loads(body), etag
 
     # -- arrays ----------------------------------------------------------
     def put_array(self, key: str, array: np.ndarray, *, if_absent: bool = False) -> str:
@@ -211,14 +233,33 @@ class S3Store:
     def get_array(self, key: str) -> np.ndarray:
         return np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False)
 
-    def put_arrays(self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False) -> str:
+    def get_array_cached(self, key: str, cache: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
+        """``get_array`` through ``cache`` (key -> (ETag, array)): a warm container re-reads nothing
+        while the object's ETag is unchanged. The array is read-only: callers must not modify it."""
+        cached = cache.get(key)  # one lookup: the local runtime shares the cache between threads
+        body, etag = self.get_bytes_if_changed(key, cached[0] if cached else None)
+        if body is None and cached is not None:
+            return cached[1]
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+        array.setflags(write=False)
+        cache.clear()  # one shard per worker at a time: keep the memory of one
+        cache[key] = (etag, array)
+        return array
+
+    def put_arrays(
+        self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        return self.put_bytes(key, buf.getvalue(), if_absent=if_absent)
+        return self.put_bytes(key, buf.getvalue(), if_absent=if_absent, if_match=if_match)
 
     def get_arrays(self, key: str) -> dict[str, np.ndarray]:
-        with np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+        return self.get_arrays_with_etag(key)[0]
+
+    def get_arrays_with_etag(self, key: str) -> tuple[dict[str, np.ndarray], str]:
+        body, etag = self.get_bytes_with_etag(key)
+        with np.load(io.BytesIO(body), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}, etag
 
 
 class MultipartUpload:

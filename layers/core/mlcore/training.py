@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from . import models, optimizers
-from .schemas import AggregateTask, Hyperparameters, InitTask, RoundState, WorkerResult, WorkerTask
+from .schemas import AggregateTask, FailedShard, Hyperparameters, InitTask, RoundState, WorkerResult, WorkerTask
 from .storage import AlreadyExists, NotFound, S3Store
 
 
@@ -20,8 +20,29 @@ def round_key(run_id: str, round_: int) -> str:
     return f"runs/{run_id}/rounds/round-{round_:05d}.json"
 
 
+def context_key(run_id: str) -> str:
+    return f"runs/{run_id}/context.json"
+
+
+def shards_key(run_id: str) -> str:
+    return f"runs/{run_id}/shards.json"
+
+
+def handover(round_: int, done: bool, rounds_per_execution: int | None) -> bool:
+    """Whether the execution that reached ``round_`` hands the run over to a new execution."""
+    return not done and rounds_per_execution is not None and round_ % rounds_per_execution == 0
+
+
 def gradient_key(run_id: str, round_: int, shard: int) -> str:
     return f"scratch/{run_id}/gradients/round-{round_:05d}/shard-{shard:05d}.npy"
+
+
+SHARD_CACHE: dict[str, tuple[str, np.ndarray]] = {}  # per warm container: shard key -> (ETag, rows)
+
+
+def load_shard(store: S3Store, key: str) -> np.ndarray:
+    """A worker's shard, kept across invocations of a warm container and re-read only if its ETag changed."""
+    return store.get_array_cached(key, SHARD_CACHE)
 
 
 def load_params(store: S3Store, key: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -37,6 +58,11 @@ def init_run(store: S3Store, task: InitTask) -> RoundState:
     arrays = {"theta": np.zeros(shape), **optimizers.init_state(task.hyperparameters.optimizer, shape[0] * shape[1])}
     with contextlib.suppress(AlreadyExists):  # a replayed init leaves round 0 as it was
         store.put_arrays(key, arrays, if_absent=True)
+    if task.context is not None:
+        with contextlib.suppress(AlreadyExists):
+            store.put_json(context_key(task.run_id), task.context, if_absent=True)
+        with contextlib.suppress(AlreadyExists):  # the items of a Distributed Map (ItemReader: a JSON array)
+            store.put_json(shards_key(task.run_id), task.context["data"]["shards"], if_absent=True)
     return RoundState(run_id=task.run_id, round=0, params_key=key)
 
 
@@ -45,16 +71,44 @@ def compute_gradient(store: S3Store, task: WorkerTask, shard: np.ndarray | None 
 
     The parameters are the ``(n_features + 1, k)`` matrix (last row: intercepts)."""
     theta, _ = load_params(store, task.params_key)
-    data = store.get_array(task.shard.key) if shard is None else shard
+    data = load_shard(store, task.shard.key) if shard is None else shard
     X, y = data[:, :-1], data[:, -1]
     if X.shape[1] + 1 != theta.shape[0]:
         raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
     loss_sum, grad = models.loss_grad_sums(task.model, theta.ravel(), X, y)
     key = gradient_key(task.run_id, task.round, task.shard.index)
     store.put_array(key, grad)
+    update = None
+    hp = task.hyperparameters
+    if hp is not None and hp.worker_mode == "local_steps":
+        update = key.replace("/gradients/", "/updates/")
+        store.put_array(update, local_steps(hp, theta, X, y, task.shard.index, task.round) - theta.ravel())
     return WorkerResult(
-        shard=task.shard.index, round=task.round, rows=int(X.shape[0]), loss_sum=loss_sum, gradient_key=key
+        shard=task.shard.index,
+        round=task.round,
+        rows=int(X.shape[0]),
+        loss_sum=loss_sum,
+        gradient_key=key,
+        update_key=update,
     )
+
+
+def local_steps(
+    hp: Hyperparameters, theta: np.ndarray, X: np.ndarray, y: np.ndarray, shard: int, round_: int
+) -> np.ndarray:
+    """``steps_per_invocation`` plain SGD steps on minibatches of one shard (pure; seeded by shard and round)."""
+    k = theta.shape[1]
+    local = theta.ravel().copy()
+    rng = np.random.default_rng([shard, round_])
+    for _ in range(hp.steps_per_invocation):
+        rows = slice(None)
+        if 0 < hp.batch_size < X.shape[0]:
+            rows = np.sort(rng.choice(X.shape[0], size=hp.batch_size, replace=False))
+        Xb, yb = X[rows], y[rows]
+        loss_sum, grad_sum = models.loss_grad_sums(hp.model, local, Xb, yb)
+        _, grad = models.regularized_objective(loss_sum, grad_sum, len(yb), local, hp.l2, k)
+        local = local - learning_rate(hp, round_) * grad
+    return local
 
 
 def average_gradients(store: S3Store, results: list[WorkerResult]) -> tuple[float, np.ndarray, int]:
@@ -64,6 +118,36 @@ def average_gradients(store: S3Store, results: list[WorkerResult]) -> tuple[floa
     loss_sum = sum(r.loss_sum for r in by_shard.values())
     grad_sum = sum(store.get_array(r.gradient_key) for r in sorted(by_shard.values(), key=lambda r: r.shard))
     return loss_sum, np.asarray(grad_sum, dtype=np.float64), rows
+
+
+def learning_rate(hp: Hyperparameters, update: int) -> float:
+    """The scheduled learning rate of update number ``update`` (0-based)."""
+    return optimizers.scheduled_rate(
+        hp.lr_schedule, hp.learning_rate, update, decay_rate=hp.lr_decay_rate, decay_steps=hp.lr_decay_steps
+    )
+
+
+def usable_results(results: list, round_: int, hp: Hyperparameters) -> tuple[list, list[int], list[int]]:
+    """The results of this round, the shards whose results belong to another round (late or duplicated
+    deliveries: ignored), and the shards that failed after their retries.
+
+    Raises when more shards failed than ``tolerated_failure_percentage`` allows, or none returned.
+    """
+    ignored = sorted({r.shard for r in results if r.round != round_})
+    current = [r for r in results if r.round == round_]
+    failures = {r.shard: r.error for r in current if isinstance(r, FailedShard)}
+    failed = sorted(failures)
+    returned = [r for r in current if not isinstance(r, FailedShard) and r.shard not in failed]
+    shards = {r.shard for r in current}
+    if failed and (not returned or 100.0 * len(failed) / len(shards) > hp.tolerated_failure_percentage):
+        raise RuntimeError(
+            f"shards {failed} of {len(shards)} failed in round {round_} "
+            f"({', '.join(sorted({str(e) for e in failures.values()}))}), over the tolerated "
+            f"{hp.tolerated_failure_percentage:g}%"
+        )
+    if not returned:
+        raise ValueError(f"no results of round {round_} to aggregate")
+    return returned, ignored, failed
 
 
 def should_stop(
@@ -97,29 +181,43 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         pass
     started = time.perf_counter()
     hp = task.hyperparameters
-    stale = [r.shard for r in task.results if r.round != task.round]
-    if stale:
-        raise ValueError(f"results for shards {stale} belong to another round than {task.round}")
+    results, ignored, failed = usable_results(task.results, task.round, hp)
     theta, opt_state = load_params(store, task.params_key)
-    loss_sum, grad_sum, rows = average_gradients(store, task.results)
+    loss_sum, grad_sum, rows = average_gradients(store, results)
     loss, grad = models.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
     grad_norm = float(np.linalg.norm(grad))
     initial = grad_norm if task.round == 0 else _initial_grad_norm(store, task.run_id)
-    new_theta, new_state = optimizers.step(
-        hp.optimizer,
-        theta.ravel(),
-        grad,
-        opt_state,
-        learning_rate=hp.learning_rate,
-        t=task.round + 1,
-        momentum=hp.momentum,
-    )
+    if hp.worker_mode == "local_steps":  # average of the shards' local changes, weighted by rows
+        unique = sorted({r.shard: r for r in results}.values(), key=lambda r: r.shard)
+        missing = [r.shard for r in unique if not r.update_key]
+        if missing:
+            raise ValueError(f"results for shards {missing} carry no local update (worker_mode local_steps)")
+        update = sum(store.get_array(r.update_key) * r.rows for r in unique) / rows
+        new_theta, new_state = theta.ravel() + update, opt_state
+    else:
+        new_theta, new_state = optimizers.step(
+            hp.optimizer,
+            theta.ravel(),
+            grad,
+            opt_state,
+            learning_rate=learning_rate(hp, task.round),
+            t=task.round + 1,
+            momentum=hp.momentum,
+        )
     next_key = params_key(task.run_id, task.round + 1)
     reason = should_stop(hp, task.round, grad_norm, loss, initial)
     if reason == "diverged":
         raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
+    validation_loss, best = None, None
+    if task.validation is not None:
+        validation_loss = validation_objective(store, task.validation.key, hp, theta)
+        best = _best_so_far(store, task.run_id, task.round, validation_loss)
+        if reason is None and hp.patience is not None and task.round - best["round"] >= hp.patience:
+            reason = "early_stopping"
     with contextlib.suppress(AlreadyExists):  # the step for this round is already stored: never overwrite it
         store.put_arrays(next_key, {"theta": new_theta.reshape(theta.shape), **new_state}, if_absent=True)
+    if reason == "early_stopping":  # the model is the one with the best validation loss
+        next_key = params_key(task.run_id, best["round"])
     state = RoundState(
         run_id=task.run_id,
         round=task.round + 1,
@@ -128,14 +226,20 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         reason=reason,
         loss=loss,
         grad_norm=grad_norm,
+        handover=handover(task.round + 1, reason is not None, task.rounds_per_execution),
     )
     summary = {
         "round": task.round,
         "loss": loss,
         "grad_norm": grad_norm,
         "rows": rows,
-        "shards": len(task.results),
+        "shards": len({r.shard for r in results}),
+        "ignored_shards": ignored,
+        "failed_shards": failed,
+        "validation_loss": validation_loss,
+        "best_validation": best,
         "seconds": time.perf_counter() - started,
+        "finished_at": time.time(),
         "state": state.model_dump(),
     }
     try:
@@ -143,6 +247,38 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     except AlreadyExists:
         return RoundState.model_validate(store.get_json(summary_key)["state"])
     return state
+
+
+def validation_objective(store: S3Store, key: str, hp: Hyperparameters, theta: np.ndarray) -> float:
+    """Mean loss (plus the L2 term, as the training loss) of the validation block at ``theta``."""
+    block = _validation_block(store, key)
+    loss_sum, _ = models.loss_grad_sums(hp.model, theta.ravel(), block[:, :-1], block[:, -1])
+    loss, _ = models.regularized_objective(
+        loss_sum, np.zeros(theta.size), block.shape[0], theta.ravel(), hp.l2, theta.shape[1]
+    )
+    return loss
+
+
+_validation_cache: dict[str, np.ndarray] = {}
+
+
+def _validation_block(store: S3Store, key: str) -> np.ndarray:
+    """Validation rows, kept per warm container (the key is per run and its object immutable)."""
+    if key not in _validation_cache:
+        _validation_cache.clear()
+        _validation_cache[key] = store.get_array(key)
+    return _validation_cache[key]
+
+
+def _best_so_far(store: S3Store, run_id: str, round_: int, validation_loss: float) -> dict:
+    """The round with the lowest validation loss up to this one (carried in the rounds' records)."""
+    best = {"round": round_, "loss": validation_loss}
+    if round_ > 0:
+        with contextlib.suppress(NotFound):
+            previous = store.get_json(round_key(run_id, round_ - 1)).get("best_validation")
+            if previous is not None and previous["loss"] <= validation_loss:
+                best = previous
+    return best
 
 
 def _initial_grad_norm(store: S3Store, run_id: str) -> float:

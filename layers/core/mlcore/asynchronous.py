@@ -1,0 +1,247 @@
+"""Asynchronous training: no barrier per step.
+
+The run's parameters live in one S3 object, the *head*
+(``runs/<run>/async/head.npz``: ``theta``, the optimizer state and a ``version``
+counter). A worker reads the head, computes a (minibatch) gradient on its
+shard, and applies it with a compare-and-swap: the new head is written with
+``If-Match: <ETag of the head it read>``. If another worker got there first,
+the write fails (nothing is applied), the worker re-reads the head and applies
+its gradient to the newer parameters, as long as the gradient's staleness
+(head version minus the version it was computed at) is at most
+``max_staleness``; a staler gradient is recomputed at the latest parameters.
+So every accepted submission is applied exactly once, and none is lost.
+
+Step Functions runs a Map of workers, each submitting ``steps_per_invocation``
+updates per call; after each pass the aggregator records progress (loss,
+staleness, conflicts), snapshots the head as ``runs/<run>/params/round-NNNNN.npz``
+and decides whether to stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import models, optimizers
+from .schemas import (
+    AsyncProgressTask,
+    AsyncWorkerResult,
+    AsyncWorkerTask,
+    Hyperparameters,
+    InitTask,
+    RoundState,
+)
+from .storage import AlreadyExists, Conflict, NotFound, S3Store
+from .training import (
+    _initial_grad_norm,
+    handover,
+    init_run,
+    learning_rate,
+    load_params,
+    load_shard,
+    params_key,
+    round_key,
+    should_stop,
+    usable_results,
+)
+
+GradientFn = Callable[[np.ndarray], tuple[float, np.ndarray]]
+MAX_CONFLICTS = 1000  # per submission: beyond this the call fails (and Step Functions retries it)
+
+
+def head_key(run_id: str) -> str:
+    return f"runs/{run_id}/async/head.npz"
+
+
+@dataclass(frozen=True)
+class Head:
+    theta: np.ndarray  # (n_features + 1, k)
+    state: dict[str, np.ndarray]
+    version: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One accepted submission."""
+
+    version: int  # the version it created
+    staleness: int  # versions between the parameters it was computed at and those it was applied to
+    recomputed: int
+    conflicts: int
+    loss: float
+    grad_norm: float
+
+
+def read_head(store: S3Store, key: str) -> Head:
+    arrays, etag = store.get_arrays_with_etag(key)
+    theta = arrays.pop("theta")
+    version = int(arrays.pop("version"))
+    return Head(theta=theta, state=arrays, version=version, etag=etag)
+
+
+def init_async_run(store: S3Store, task: InitTask) -> RoundState:
+    """Round 0 as in sync mode, plus the head at version 0 (a replay leaves both as they were)."""
+    state = init_run(store, task)
+    theta, opt_state = load_params(store, state.params_key)
+    with contextlib.suppress(AlreadyExists):
+        store.put_arrays(head_key(task.run_id), {"theta": theta, "version": np.int64(0), **opt_state}, if_absent=True)
+    return state
+
+
+def submit(
+    store: S3Store, key: str, gradient: GradientFn, hp: Hyperparameters, *, compare_and_swap: bool = True
+) -> Applied:
+    """Compute ``gradient`` at the latest parameters and apply it exactly once.
+
+    ``gradient(theta)`` returns ``(loss, flat gradient)``. With
+    ``compare_and_swap=False`` the write is unconditional (last writer wins):
+    the baseline that loses concurrent updates, kept for comparison.
+    """
+    head = read_head(store, key)
+    loss, grad = gradient(head.theta)
+    computed_at, recomputed, conflicts = head.version, 0, 0
+    while True:
+        staleness = head.version - computed_at
+        if staleness > hp.max_staleness:
+            loss, grad = gradient(head.theta)
+            computed_at, staleness, recomputed = head.version, 0, recomputed + 1
+        if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
+            raise FloatingPointError(f"training diverged at version {head.version} (loss {loss})")
+        theta, state = optimizers.step(
+            hp.optimizer,
+            head.theta.ravel(),
+            grad,
+            head.state,
+            learning_rate=learning_rate(hp, head.version),
+            t=head.version + 1,
+            momentum=hp.momentum,
+        )
+        arrays = {"theta": theta.reshape(head.theta.shape), "version": np.int64(head.version + 1), **state}
+        try:
+            store.put_arrays(key, arrays, if_match=head.etag if compare_and_swap else None)
+        except Conflict:
+            conflicts += 1
+            if conflicts > MAX_CONFLICTS:
+                raise
+            head = read_head(store, key)
+            continue
+        return Applied(
+            version=head.version + 1,
+            staleness=staleness,
+            recomputed=recomputed,
+            conflicts=conflicts,
+            loss=float(loss),
+            grad_norm=float(np.linalg.norm(grad)),
+        )
+
+
+def minibatch(rows: int, batch_size: int, rng: np.random.Generator) -> np.ndarray | slice:
+    if batch_size <= 0 or batch_size >= rows:
+        return slice(None)
+    return np.sort(rng.choice(rows, size=batch_size, replace=False))
+
+
+def run_async_steps(store: S3Store, task: AsyncWorkerTask, shard: np.ndarray | None = None) -> AsyncWorkerResult:
+    """One worker call: ``steps_per_invocation`` submissions of minibatch gradients of its shard."""
+    hp = task.hyperparameters
+    data = load_shard(store, task.shard.key) if shard is None else shard
+    X, y = data[:, :-1], data[:, -1]
+    rng = np.random.default_rng([task.shard.index, task.round])
+    key = head_key(task.run_id)
+    applied: list[Applied] = []
+    for _ in range(hp.steps_per_invocation):
+        rows = minibatch(X.shape[0], hp.batch_size, rng)
+        Xb, yb = X[rows], y[rows]
+
+        def gradient(theta: np.ndarray, Xb=Xb, yb=yb) -> tuple[float, np.ndarray]:
+            if Xb.shape[1] + 1 != theta.shape[0]:
+                raise ValueError(
+                    f"shard {task.shard.key} has {Xb.shape[1]} features, parameters expect {theta.shape[0] - 1}"
+                )
+            loss_sum, grad_sum = models.loss_grad_sums(hp.model, theta.ravel(), Xb, yb)
+            return models.regularized_objective(loss_sum, grad_sum, len(yb), theta.ravel(), hp.l2, theta.shape[1])
+
+        applied.append(submit(store, key, gradient, hp))
+    return AsyncWorkerResult(
+        shard=task.shard.index,
+        round=task.round,
+        rows=int(X.shape[0]),
+        submitted=len(applied),
+        batch_loss_sum=sum(a.loss for a in applied),
+        grad_norm=applied[-1].grad_norm,
+        staleness_max=max(a.staleness for a in applied),
+        staleness_sum=sum(a.staleness for a in applied),
+        recomputed=sum(a.recomputed for a in applied),
+        conflicts=sum(a.conflicts for a in applied),
+        versions=[a.version for a in applied],
+    )
+
+
+def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
+    """After a pass of the workers: record it, snapshot the head as round ``r + 1``, decide whether to stop.
+
+    Idempotent per (run, round) like ``training.aggregate``. Results of another
+    round (a late or duplicated delivery) are ignored and recorded.
+    """
+    summary_key = round_key(task.run_id, task.round)
+    try:
+        return RoundState.model_validate(store.get_json(summary_key)["state"])
+    except NotFound:
+        pass
+    started = time.perf_counter()
+    hp = task.hyperparameters
+    returned, ignored, failed = usable_results(task.results, task.round, hp)
+    results = list({r.shard: r for r in returned}.values())
+    submitted = sum(r.submitted for r in results)
+    if submitted == 0:
+        raise ValueError(f"no updates were submitted in round {task.round}")
+    loss = sum(r.batch_loss_sum for r in results) / submitted
+    grad_norm = float(np.mean([r.grad_norm for r in results if r.submitted]))
+    initial = grad_norm if task.round == 0 else _initial_grad_norm(store, task.run_id)
+    reason = should_stop(hp, task.round, grad_norm, loss, initial)
+    if reason == "diverged":
+        raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
+    head = read_head(store, head_key(task.run_id))
+    next_key = params_key(task.run_id, task.round + 1)
+    with contextlib.suppress(AlreadyExists):
+        store.put_arrays(
+            next_key, {"theta": head.theta, "version": np.int64(head.version), **head.state}, if_absent=True
+        )
+    state = RoundState(
+        run_id=task.run_id,
+        round=task.round + 1,
+        params_key=next_key,
+        done=reason is not None,
+        reason=reason,
+        loss=loss,
+        grad_norm=grad_norm,
+        handover=handover(task.round + 1, reason is not None, task.rounds_per_execution),
+    )
+    summary = {
+        "round": task.round,
+        "mode": "async",
+        "loss": loss,
+        "grad_norm": grad_norm,
+        "rows": sum(r.rows for r in results),
+        "shards": len(results),
+        "version": head.version,
+        "updates": submitted,
+        "staleness_max": max(r.staleness_max for r in results),
+        "staleness_mean": sum(r.staleness_sum for r in results) / submitted,
+        "recomputed": sum(r.recomputed for r in results),
+        "conflicts": sum(r.conflicts for r in results),
+        "ignored_shards": ignored,
+        "failed_shards": failed,
+        "seconds": time.perf_counter() - started,
+        "state": state.model_dump(),
+    }
+    try:
+        store.put_json(summary_key, summary, if_absent=True)
+    except AlreadyExists:
+        return RoundState.model_validate(store.get_json(summary_key)["state"])
+    return state

@@ -1,0 +1,46 @@
+"""Make moto's ``arn:aws:states:::states:startExecution`` integration behave as on AWS.
+
+moto 5.x's interpreter passes the state's parameters (``StateMachineArn``, ``Name``,
+``Input``: the API's PascalCase member names, as AWS documents them) straight to
+boto3's ``start_execution``, which expects ``stateMachineArn``/``name``/``input``,
+and returns boto3's response (``executionArn``, a ``datetime`` ``startDate``) where
+AWS returns ``ExecutionArn``/``StartDate``. ``start_execution_integration`` maps both
+for the duration of the context. Pinned to moto 5.x.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Iterator
+from unittest import mock
+
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn as sfn_task
+
+Task = sfn_task.StateTaskServiceSfn
+
+
+@contextlib.contextmanager
+def start_execution_integration() -> Iterator[None]:
+    normalise, evaluate = Task._normalise_parameters, Task._eval_service_task
+
+    def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+        normalise(self, parameters, boto_service_name, service_action_name)
+        for key in list(parameters):
+            parameters[key[0].lower() + key[1:]] = parameters.pop(key)
+
+    def eval_service_task(self, env, *args, **kwargs):
+        evaluate(self, env, *args, **kwargs)
+        response = env.stack.pop()
+        env.stack.append(
+            {
+                key[0].upper() + key[1:]: value.isoformat() if isinstance(value, datetime.datetime) else value
+                for key, value in response.items()
+            }
+        )
+
+    with (
+        mock.patch.object(Task, "_normalise_parameters", normalise_parameters),
+        mock.patch.object(Task, "_eval_service_task", eval_service_task),
+    ):
+        yield

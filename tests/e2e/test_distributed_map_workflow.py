@@ -1,0 +1,42 @@
+"""More shards than inline_map_max_shards: the gradients run in a Distributed Map whose items are read
+from runs/<run>/shards.json (ItemReader), with exactly the parameters of the inline Map."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from mllocal.template import ROOT
+
+SMALL = b"".join((ROOT / "data" / "housing.csv").read_bytes().splitlines(keepends=True)[:401])
+
+
+def _history(cloud, arn):
+    pages = cloud.sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+    return [e for page in pages for e in page["events"]]
+
+
+def test_distributed_map_above_the_inline_threshold_matches_the_inline_map(cloud):
+    resp = cloud.request("POST", "/datasets/housing", SMALL, headers={"Content-Type": "text/csv"})
+    assert resp["statusCode"] == 201, resp
+    thetas, histories = {}, {}
+    for name, threshold in (("run-inline", 40), ("run-distributed", 2)):
+        request = {
+            "dataset": "housing",
+            "target": "price_k",
+            "model_name": name,
+            "n_shards": 3,
+            "inline_map_max_shards": threshold,
+            "hyperparameters": {"max_epochs": 3, "tolerance": 0.0},
+        }
+        arn = cloud.start("TrainingStateMachine", request, name=name)
+        execution = cloud.wait(arn)
+        assert execution["status"] == "SUCCEEDED", execution
+        key = f"runs/{name}/params/round-00003.npz"
+        thetas[name] = np.load(io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read()))[
+            "theta"
+        ]
+        histories[name] = {e["type"] for e in _history(cloud, arn)}
+    assert "MapRunStarted" in histories["run-distributed"] and "MapRunStarted" not in histories["run-inline"]
+    np.testing.assert_array_equal(thetas["run-distributed"], thetas["run-inline"])

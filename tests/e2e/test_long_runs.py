@@ -1,0 +1,85 @@
+"""Long runs through the real state machine: a run continues from its checkpoint in new executions
+(Standard Workflows' history limit), and a failed run resumes from its last round; both reach exactly
+the parameters of an uninterrupted run (sync mode, fixed seed)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from mllocal.cloud import LocalCloud
+from mllocal.template import ROOT, local_stack
+
+SMALL = b"".join((ROOT / "data" / "housing.csv").read_bytes().splitlines(keepends=True)[:401])
+ROUNDS = 7
+
+
+def _request(**extra) -> dict:
+    return {
+        "dataset": "housing",
+        "target": "price_k",
+        "model_name": "long",
+        "n_shards": 2,
+        "seed": 5,
+        "hyperparameters": {"max_epochs": ROUNDS, "tolerance": 0.0},
+        **extra,
+    }
+
+
+def _theta(cloud, run_id, round_):
+    key = f"runs/{run_id}/params/round-{round_:05d}.npz"
+    return np.load(io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read()))["theta"]
+
+
+def _follow(cloud, arn) -> list[dict]:
+    """The executions of a run, following each hand-over to the next."""
+    chain = [cloud.wait(arn, timeout=300)]
+    while chain[-1]["status"] == "SUCCEEDED" and "continued_as" in json.loads(chain[-1]["output"]):
+        chain.append(cloud.wait(json.loads(chain[-1]["output"])["continued_as"], timeout=300))
+    return chain
+
+
+def test_long_run_continues_in_new_executions_and_a_failed_run_resumes_to_the_same_parameters():
+    broken = {"on": True}
+
+    def fail_round_4(spec, event):
+        if spec.logical_id == "AggregatorFunction" and "results" in event and event["round"] == 4 and broken["on"]:
+            event["params_key"] = "runs/missing.npz"  # a non-retried failure: the execution fails
+
+    with LocalCloud(local_stack(overrides={"LogLevel": "WARNING"}), hook=fail_round_4) as cloud:
+        resp = cloud.request("POST", "/datasets/housing", SMALL, headers={"Content-Type": "text/csv"})
+        assert resp["statusCode"] == 201, resp
+
+        broken["on"] = False
+        reference = _follow(cloud, cloud.start("TrainingStateMachine", _request(), name="run-00000000000a"))
+        assert [e["status"] for e in reference] == ["SUCCEEDED"]
+        expected = _theta(cloud, "run-00000000000a", ROUNDS)
+
+        # 3 rounds per execution: rounds 0-2, 3-5, then 6 and the evaluation
+        arn = cloud.start("TrainingStateMachine", _request(rounds_per_execution=3), name="run-00000000000b")
+        chain = _follow(cloud, arn)
+        assert [e["name"] for e in chain] == ["run-00000000000b", "run-00000000000b-r3", "run-00000000000b-r6"]
+        assert [e["status"] for e in chain] == ["SUCCEEDED"] * 3
+        assert json.loads(chain[-1]["output"])["rounds"] == ROUNDS
+        np.testing.assert_array_equal(_theta(cloud, "run-00000000000b", ROUNDS), expected)
+        described = json.loads(cloud.request("GET", "/training-runs/run-00000000000b")["body"])
+        assert described["status"] == "SUCCEEDED" and described["model"]["rounds"] == ROUNDS
+        assert described["rounds_completed"] == ROUNDS
+
+        # fails in round 4, then resumes from its checkpoint (the last stored round)
+        broken["on"] = True
+        failed = cloud.run("TrainingStateMachine", _request(), name="run-00000000000c")
+        assert failed["status"] == "FAILED" and failed["error"] == "NotFound", failed
+        broken["on"] = False
+        resp = cloud.request("POST", "/training-runs/run-00000000000c/resume")
+        assert resp["statusCode"] == 202, resp
+        resumed = json.loads(resp["body"])
+        assert resumed["resumed_from_round"] == 4
+        arn = cloud.sfn.describe_execution(executionArn=failed["executionArn"])["executionArn"]
+        execution = cloud.wait(arn.rsplit(":", 1)[0] + ":" + resumed["execution"], timeout=300)
+        assert execution["status"] == "SUCCEEDED", execution
+        np.testing.assert_array_equal(_theta(cloud, "run-00000000000c", ROUNDS), expected)
+
+        assert cloud.request("POST", "/training-runs/run-0000000000ff/resume")["statusCode"] == 404

@@ -1,0 +1,138 @@
+"""Asynchronous mode against moto S3 with real threads: compare-and-swap on the parameter version
+applies every accepted submission exactly once; a last-writer-wins baseline loses updates."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from mlcore import asynchronous
+from mlcore.schemas import AsyncProgressTask, AsyncWorkerResult, Hyperparameters, InitTask
+from mlcore.storage import Conflict, S3Store
+from tests.conftest import load_event
+
+WORKERS = 8
+SUBMISSIONS = 5
+N_PARAMS = 6
+LR = 0.01
+
+
+def _race(cloud, *, compare_and_swap: bool, max_staleness: int = 8):
+    """8 threads x 5 submissions of known gradients; every thread's first gradient is computed at the
+    same version (a barrier), so they all collide on their first write."""
+    store = S3Store(cloud.stack.bucket)
+    hp = Hyperparameters(optimizer="sgd", learning_rate=LR, max_staleness=max_staleness)
+    init = InitTask(action="init", run_id="run-race", n_features=N_PARAMS - 1, hyperparameters=hp, mode="async")
+    asynchronous.init_async_run(store, init)
+    key = asynchronous.head_key("run-race")
+    barrier = threading.Barrier(WORKERS)
+    applied: list[list[asynchronous.Applied]] = [[] for _ in range(WORKERS)]
+    used: list[list[np.ndarray]] = [[] for _ in range(WORKERS)]
+    errors: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            for s in range(SUBMISSIONS):
+                calls = {"n": 0, "last": None}
+
+                def gradient(theta, w=w, s=s, calls=calls):
+                    if s == 0 and calls["n"] == 0:
+                        barrier.wait(timeout=30)
+                    calls["n"] += 1
+                    # a distinct gradient per (worker, submission, recomputation), independent of theta
+                    grad = np.random.default_rng([w, s, calls["n"]]).normal(size=N_PARAMS)
+                    calls["last"] = grad
+                    return float(np.dot(grad, grad)), grad
+
+                applied[w].append(asynchronous.submit(store, key, gradient, hp, compare_and_swap=compare_and_swap))
+                used[w].append(calls["last"])
+        except BaseException as err:  # surfaced by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    head = asynchronous.read_head(store, key)
+    flat = [a for per_worker in applied for a in per_worker]
+    return head, flat, sum(g for per_worker in used for g in per_worker)
+
+
+def test_compare_and_swap_applies_every_accepted_submission_exactly_once(cloud):
+    head, applied, grad_sum = _race(cloud, compare_and_swap=True)
+    accepted = WORKERS * SUBMISSIONS
+    assert len(applied) == accepted
+    # one version per accepted submission: no update lost, none applied twice
+    assert head.version == accepted
+    assert sorted(a.version for a in applied) == list(range(1, accepted + 1))
+    # SGD from zero: the final parameters are exactly -lr times the sum of the applied gradients
+    np.testing.assert_allclose(head.theta.ravel(), -LR * grad_sum, rtol=1e-10, atol=1e-12)
+    # the first wave collided: 7 of 8 writes lost a compare-and-swap and were retried on newer parameters
+    assert sum(a.conflicts for a in applied) >= WORKERS - 1
+    assert max(a.staleness for a in applied) >= 1
+
+
+def test_last_writer_wins_loses_updates(cloud):
+    head, applied, grad_sum = _race(cloud, compare_and_swap=False)
+    accepted = WORKERS * SUBMISSIONS
+    assert len(applied) == accepted
+    # the 8 writes of the first wave all built on version 0: 7 updates were overwritten
+    assert head.version <= accepted - (WORKERS - 1)
+    assert not np.allclose(head.theta.ravel(), -LR * grad_sum)
+
+
+def test_too_stale_gradients_are_recomputed_not_dropped(cloud):
+    head, applied, grad_sum = _race(cloud, compare_and_swap=True, max_staleness=2)
+    accepted = WORKERS * SUBMISSIONS
+    assert head.version == accepted
+    assert max(a.staleness for a in applied) <= 2
+    assert sum(a.recomputed for a in applied) > 0  # 8 writers on one version: some were more than 2 behind
+    np.testing.assert_allclose(head.theta.ravel(), -LR * grad_sum, rtol=1e-10, atol=1e-12)
+
+
+def test_a_write_conditioned_on_an_old_etag_is_a_conflict(cloud):
+    store = S3Store(cloud.stack.bucket)
+    first = store.put_bytes("scratch/cas", b"a")
+    second = store.put_bytes("scratch/cas", b"b", if_match=first)
+    with pytest.raises(Conflict):
+        store.put_bytes("scratch/cas", b"c", if_match=first)
+    assert store.get_bytes_with_etag("scratch/cas") == (b"b", second)
+
+
+def _ok(cloud, function, event):
+    payload, error = cloud.invoke(function, event)
+    assert error is None, payload
+    return payload
+
+
+def test_async_handlers_record_progress_and_ignore_late_results(cloud):
+    _ok(cloud, "IngestFunction", load_event("ingest_api"))
+    prepared = _ok(cloud, "PreprocessFunction", load_event("preprocess"))
+    hp = {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 5, "steps_per_invocation": 3, "max_epochs": 5}
+    init = {**load_event("aggregator_init"), "mode": "async", "hyperparameters": hp}
+    _ok(cloud, "AggregatorFunction", init)
+    results = [
+        _ok(
+            cloud,
+            "GradientWorkerFunction",
+            {"action": "async_steps", "run_id": "run-example", "round": 0, "shard": shard, "hyperparameters": hp},
+        )
+        for shard in prepared["data"]["shards"]
+    ]
+    assert [r["submitted"] for r in results] == [3, 3]
+    assert sorted(v for r in results for v in r["versions"]) == list(range(1, 7))
+    late = AsyncWorkerResult.model_validate({**results[0], "shard": 7, "round": 4}).model_dump()
+    event = {"action": "async_progress", "run_id": "run-example", "round": 0, "hyperparameters": hp}
+    state = _ok(cloud, "AggregatorFunction", {**event, "results": [*results, late, results[1]]})
+    assert state["round"] == 1 and state["done"] is False
+    assert state["params_key"] == "runs/run-example/params/round-00001.npz"
+    summary = S3Store(cloud.stack.bucket).get_json("runs/run-example/rounds/round-00000.json")
+    assert (summary["version"], summary["updates"], summary["ignored_shards"]) == (6, 6, [7])
+    assert summary["staleness_max"] == 0 and summary["mode"] == "async"
+    # a replay of the same round returns the stored state
+    assert _ok(cloud, "AggregatorFunction", {**event, "results": results}) == state
+    AsyncProgressTask.model_validate({**event, "results": results})
