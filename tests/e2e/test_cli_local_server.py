@@ -106,7 +106,7 @@ def test_api_errors_are_one_line_and_a_nonzero_exit(server, capsys):
     assert _sml(server, "runs", "run-000000000000") == 1
     err = capsys.readouterr().err.strip()
     assert err == "error: HTTP 404: training run 'run-000000000000' does not exist"
-    assert _sml(server, "train", "--dataset", "x", "--target", "y", "--model-name", "m", "--shards", "99") == 1
+    assert _sml(server, "train", "--dataset", "x", "--target", "y", "--model-name", "m", "--shards", "5000") == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: HTTP 422: invalid request: body/n_shards") and "\n" not in err
     assert sml(["--url", "http://127.0.0.1:9", "runs"]) == 1

@@ -112,8 +112,11 @@ def run_cost(
 
 def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, Any]]:
     """The most recent runs, newest first."""
-    executions = [e for e in sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=limit)["executions"]
-                  if RUN_ID.match(e["name"])]  # continuations and resumptions belong to their run
+    executions = [
+        e
+        for e in sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=limit)["executions"]
+        if RUN_ID.match(e["name"])
+    ]  # continuations and resumptions belong to their run
     return [
         {
             "run_id": e["name"],
