@@ -90,7 +90,7 @@ e2e: venv
 packaging: build
 	$(BIN)/python -m pytest tests/packaging -q
 
-test: lint validate build
+test: lint validate security build
 	$(BIN)/python -m pytest tests -q
 
 bench-preprocess: venv
