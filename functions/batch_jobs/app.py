@@ -7,7 +7,7 @@ import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
 from mlcore import batch
-from mlcore.api import register_error_handlers
+from mlcore.api import register_error_handlers, resolve
 from mlcore.batch import BatchJobRequest
 from mlcore.config import Settings
 from mlcore.observability import logger, metrics, tracer
@@ -26,7 +26,7 @@ def _arn() -> str:
     return os.environ["BATCH_STATE_MACHINE_ARN"]
 
 
-@app.post("/batch-jobs")
+@app.post("/batch-jobs", responses={202: {"description": "The batch job started"}})
 def start_job(request: BatchJobRequest) -> Response[dict]:
     started = batch.start(S3Store(Settings.from_env().bucket), _sfn(), _arn(), request)
     metrics.add_metric(name="BatchJobsStarted", unit="Count", value=1)
@@ -42,4 +42,4 @@ def describe_job(job_id: str) -> dict:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
-    return app.resolve(event, context)
+    return resolve(app, event, context)

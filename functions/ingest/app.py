@@ -11,22 +11,23 @@ from typing import Literal
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlcore import datasets, urlfetch
-from mlcore.api import register_error_handlers
+from mlcore.api import register_error_handlers, resolve
 from mlcore.config import Settings
 from mlcore.errors import InvalidInput
 from mlcore.observability import logger, metrics, tracer
 from mlcore.storage import S3Store
 
 app = APIGatewayRestResolver(enable_validation=True)
+UPLOAD_CONTENT_TYPES = ("application/json", *datasets.CONTENT_TYPES)
 register_error_handlers(app)
 
 
 class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: str = Field(pattern=datasets.DATASET_NAME.pattern, description="data set name")
     format: Literal["csv", "jsonl"] = "csv"
 
 
@@ -49,7 +50,7 @@ def _store() -> S3Store:
     return S3Store(Settings.from_env().bucket)
 
 
-@app.post("/datasets")
+@app.post("/datasets", responses={201: {"description": "An upload URL; the upload registers the data set"}})
 def start_upload(request: UploadRequest) -> Response[dict]:
     result = datasets.start_upload(_store(), request.name, request.format)
     return Response(status_code=201, content_type="application/json", body=result)
@@ -65,7 +66,14 @@ def _register_request(body: str) -> RegisterRequest:
         ) from None
 
 
-@app.post("/datasets/<name>")
+@app.post(
+    "/datasets/<name>",
+    responses={
+        200: {"description": "These bytes are already a version: nothing was written"},
+        201: {"description": "A new data set version"},
+        202: {"description": "URL ingestion started"},
+    },
+)
 def upload(name: str) -> Response[dict]:
     event = app.current_event
     body = event.body or ""
@@ -106,4 +114,5 @@ def lambda_handler(event: dict, context) -> dict:
         key = s3_event.detail["object"]["key"]
         logger.info("registering upload", extra={"key": key})
         return datasets.ingest_upload(_store(), key)
-    return app.resolve(event, context)
+    # files arrive as text/csv or JSON Lines; the handlers check size and encoding with messages of their own
+    return resolve(app, event, context, content_types=UPLOAD_CONTENT_TYPES, decode=False)

@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import BaseModel, Field
 
 from mlcore import registry
-from mlcore.api import register_error_handlers
+from mlcore.api import register_error_handlers, resolve
 from mlcore.config import Settings
 from mlcore.observability import logger, metrics, tracer
 from mlcore.storage import S3Store
@@ -76,4 +76,4 @@ def rollback(name: ModelName) -> AliasDocument:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
-    return app.resolve(event, context)
+    return resolve(app, event, context)

@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, Field
 
 from mlcore import serving
-from mlcore.api import check_body, register_error_handlers
+from mlcore.api import register_error_handlers, resolve
 from mlcore.config import Settings
 from mlcore.observability import logger, metrics, tracer
 from mlcore.storage import S3Store
@@ -54,5 +54,4 @@ def predict(
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
-    event, rejected = check_body(event, serving.MAX_BODY_BYTES)
-    return rejected or app.resolve(event, context)
+    return resolve(app, event, context, max_bytes=serving.MAX_BODY_BYTES)

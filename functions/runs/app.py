@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mlcore import runs
-from mlcore.api import register_error_handlers
+from mlcore.api import register_error_handlers, resolve
 from mlcore.config import Settings
 from mlcore.observability import logger, metrics, tracer
 from mlcore.schemas import TrainingRequest
@@ -29,7 +29,7 @@ def _lambda():
     return boto3.client("lambda")
 
 
-@app.post("/training-runs")
+@app.post("/training-runs", responses={202: {"description": "The training run started"}})
 def start_run(request: TrainingRequest) -> Response[dict]:
     settings = Settings.from_env()
     started = runs.start(S3Store(settings.bucket), _sfn(), settings.training_state_machine_arn, request)
@@ -42,7 +42,7 @@ def list_runs() -> dict:
     return {"runs": runs.list_runs(_sfn(), Settings.from_env().training_state_machine_arn)}
 
 
-@app.post("/training-runs/<run_id>/resume")
+@app.post("/training-runs/<run_id>/resume", responses={202: {"description": "The run continues"}})
 def resume_run(run_id: str) -> Response[dict]:
     settings = Settings.from_env()
     resumed = runs.resume(S3Store(settings.bucket), _sfn(), settings.training_state_machine_arn, run_id)
@@ -82,4 +82,4 @@ def run_cost(
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
-    return app.resolve(event, context)
+    return resolve(app, event, context)

@@ -19,6 +19,23 @@ from .template import ROOT, local_stack
 OUTPUT = ROOT / "docs" / "openapi.json"
 TITLE = "Serverless ML API"
 API_KEY_SCHEME = {"apiKey": {"type": "apiKey", "name": "x-api-key", "in": "header"}}
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["message"],
+    "properties": {"message": {"type": "string", "title": "Message"}},
+}
+# Answers any route can give besides its own: from the handlers' one error mapping (mlcore.api) and from
+# API Gateway itself (key, throttling).
+COMMON_RESPONSES = {
+    "400": "Invalid input: the message names the problem",
+    "403": "Missing or invalid API key (API Gateway)",
+    "404": "The data set, run, job or model does not exist",
+    "409": "Conflicts with the current state (e.g. a promotion that does not beat production)",
+    "413": "Request body too large",
+    "415": "Unsupported Content-Type for the request body",
+    "429": "Throttled by the usage plan (API Gateway)",
+}
 
 
 def _resolver(logical_id: str, code_dir: Path):
@@ -32,7 +49,7 @@ def build() -> dict[str, Any]:
     from mlcore import __version__
 
     doc: dict[str, Any] = {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",  # what Powertools generates (pydantic JSON Schema: tuples use prefixItems)
         "info": {"title": TITLE, "version": __version__},
         "paths": {},
         "components": {"schemas": {}, "securitySchemes": API_KEY_SCHEME},
@@ -47,10 +64,19 @@ def build() -> dict[str, Any]:
                 if method in doc["paths"].get(path, {}):
                     raise ValueError(f"{method.upper()} {path} is served by two functions")
                 operation["x-function"] = logical_id
+                for code, description in COMMON_RESPONSES.items():
+                    operation["responses"].setdefault(
+                        code,
+                        {
+                            "description": description,
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                        },
+                    )
                 doc["paths"].setdefault(path, {})[method] = operation
         for name, schema in part.get("components", {}).get("schemas", {}).items():
             if doc["components"]["schemas"].setdefault(name, schema) != schema:
                 raise ValueError(f"two functions define different schemas named {name!r}")
+    doc["components"]["schemas"]["Error"] = ERROR_SCHEMA
     doc["paths"] = dict(sorted(doc["paths"].items()))
     doc["components"]["schemas"] = dict(sorted(doc["components"]["schemas"].items()))
     return doc

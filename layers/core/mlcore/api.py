@@ -5,6 +5,7 @@ import binascii
 import json
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from .errors import ConflictError, InvalidInput, NotFoundError
 
@@ -18,6 +19,15 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     def _missing(err: NotFoundError) -> Response:
         return Response(status_code=404, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})
 
+    @app.exception_handler(RequestValidationError)
+    def _unprocessable(err: RequestValidationError) -> Response:
+        # Powertools' default drops "msg", which its own OpenAPI schema (ValidationError) requires; pydantic's
+        # messages name the problem ("Field required") and echo no input values, so they are kept.
+        detail = [{"loc": list(e["loc"]), "msg": str(e.get("msg", "")), "type": e["type"]} for e in err.errors()]
+        return Response(
+            status_code=422, content_type=content_types.APPLICATION_JSON, body={"statusCode": 422, "detail": detail}
+        )
+
     @app.exception_handler(ConflictError)
     def _conflict(err: ConflictError) -> Response:
         return Response(status_code=409, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})
@@ -30,6 +40,40 @@ def _error(status: int, message: str) -> dict:
         "body": json.dumps({"message": message}),
         "isBase64Encoded": False,
     }
+
+
+JSON_ONLY = ("application/json",)
+DEFAULT_MAX_BODY = 1_048_576
+
+
+def _content_type(event: dict) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == "content-type" and value:
+            return value.split(";")[0].strip().lower()
+    return None
+
+
+def guard(
+    event: dict,
+    *,
+    max_bytes: int | None = DEFAULT_MAX_BODY,
+    content_types: tuple[str, ...] = JSON_ONLY,
+    decode: bool = True,
+) -> tuple[dict, dict | None]:
+    """Checks before routing: a body's media type is one the route reads (415 otherwise, instead of the
+    resolver failing on e.g. multipart without a boundary), then ``check_body`` when ``decode``."""
+    media = _content_type(event)
+    if event.get("body") and media is not None and media not in content_types:
+        return event, _error(415, f"unsupported Content-Type {media!r}; send {' or '.join(content_types)}")
+    if decode or media in (None, *JSON_ONLY):  # JSON is always text: decode base64 and check UTF-8 here
+        return check_body(event, max_bytes if max_bytes is not None else 10 * DEFAULT_MAX_BODY)
+    return event, None
+
+
+def resolve(app: APIGatewayRestResolver, event: dict, context, **checks) -> dict:
+    """``guard`` the event, then route it: the one entry point of every API function."""
+    event, rejected = guard(event, **checks)
+    return rejected or app.resolve(event, context)
 
 
 def check_body(event: dict, max_bytes: int) -> tuple[dict, dict | None]:
