@@ -209,6 +209,40 @@ def cmd_predict(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "watch":
+        return watch_batch(client, args.model)
+    input_key = args.target
+    if args.file:  # upload the rows as a data set version and predict over its stored file
+        data = Path(args.file).read_bytes()
+        content_type = "application/x-ndjson" if args.file.endswith((".jsonl", ".ndjson")) else "text/csv"
+        stored = client.post(f"/datasets/batch-{Path(args.file).stem}", data, content_type=content_type)
+        input_key = stored["key"]
+    if not input_key:
+        raise ApiError("batch start needs the input's key in the data bucket, or --file")
+    body = {"model": args.model, "input_key": input_key}
+    if args.version:
+        body["version"] = args.version
+    started = client.post("/batch-jobs", body)
+    err_console.print(f"started batch job [bold]{started['job_id']}[/bold] over {input_key}")
+    if args.watch:
+        return watch_batch(client, started["job_id"])
+    _print_json(started)
+    return 0
+
+
+def watch_batch(client: Client, job_id: str, poll: float = 1.0) -> int:
+    with err_console.status(f"batch job {job_id} running"):
+        job = client.get(f"/batch-jobs/{job_id}")
+        while job["status"] not in TERMINAL:
+            time.sleep(poll)
+            job = client.get(f"/batch-jobs/{job_id}")
+    if job["status"] != "SUCCEEDED":
+        raise ApiError(f"batch job {job_id} {job['status']}: {job.get('error')}: {job.get('cause')}")
+    _print_json(job)
+    return 0
+
+
 def cmd_report(client: Client, args: argparse.Namespace) -> int:
     from .report import build_report
 
@@ -300,6 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--out", help="CSV file for the predictions (default: stdout)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("batch", help="start a batch inference job over a file, or follow one")
+    p.add_argument("action", choices=["start", "watch"])
+    p.add_argument("model", help="start: the model name; watch: the job id")
+    p.add_argument("target", nargs="?", help="start: the input's key in the data bucket")
+    p.add_argument("--file", help="start: upload this CSV / JSON Lines file and predict its rows")
+    p.add_argument("--version", type=int, help="start: this model version instead of production")
+    p.add_argument("--watch", action="store_true", help="start: follow the job until it ends")
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("cost", help="what a run cost, and what a bigger one would (--rows/--shards/--rounds)")
     p.add_argument("run_id")

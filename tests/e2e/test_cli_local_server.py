@@ -76,6 +76,15 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
     assert lines[0] == "prediction" and len(lines) == 3
     assert float(lines[1]) < float(lines[2])  # the bigger, newer house costs more
 
+    assert _sml(server, "batch", "start", "houses", "--file", str(instances), "--watch") == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["status"] == "SUCCEEDED" and job["summary"]["rows"] == 2 and job["summary"]["failures"] == 0
+
+    assert _sml(server, "models", "list") == 0
+    assert "houses" in capsys.readouterr().out
+    assert _sml(server, "models", "rollback", "houses") == 1  # only one version: nothing to roll back to
+    assert capsys.readouterr().err.startswith("error: HTTP 4")
+
     assert _sml(server, "runs") == 0
     assert run_id in capsys.readouterr().out
 
