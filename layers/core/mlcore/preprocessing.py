@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -296,22 +296,30 @@ def rows_to_drop(
     return mask
 
 
-def _fit_numeric(name: str, values: np.ndarray, rules: ColumnSpec, spec: PreprocessingSpec) -> NumericColumn:
-    x = _numeric(name, values)
-    observed = x[~np.isnan(x)]
-    if observed.size == 0:
-        raise InvalidInput(f"column {name!r} has no values in the training split")
+def numeric_fill(
+    name: str, rules: ColumnSpec, spec: PreprocessingSpec, mean: Callable[[], float], median: Callable[[], float]
+) -> tuple[str, float | None]:
+    """The imputation rule of a numeric column and its fill value (None: rows without a value are dropped).
+
+    One rule for the in-memory and the streaming fit, which only differ in how they get a mean or a median."""
     impute = rules.impute or spec.numeric_impute
     if impute == "most_frequent":
         raise InvalidInput(f"column {name!r}: impute 'most_frequent' is for categorical columns")
     if impute == "constant":
         if isinstance(rules.fill_value, str):
             raise InvalidInput(f"column {name!r}: a numeric fill_value is needed, got {rules.fill_value!r}")
-        fill: float | None = float(rules.fill_value)
-    elif impute == "drop_rows":
-        fill = None
-    else:
-        fill = float(np.median(observed) if impute == "median" else observed.mean())
+        return impute, float(rules.fill_value)
+    if impute == "drop_rows":
+        return impute, None
+    return impute, float(mean() if impute == "mean" else median())
+
+
+def _fit_numeric(name: str, values: np.ndarray, rules: ColumnSpec, spec: PreprocessingSpec) -> NumericColumn:
+    x = _numeric(name, values)
+    observed = x[~np.isnan(x)]
+    if observed.size == 0:
+        raise InvalidInput(f"column {name!r} has no values in the training split")
+    impute, fill = numeric_fill(name, rules, spec, observed.mean, lambda: np.median(observed))
     shaped = _shape(name, np.where(np.isnan(x), fill if fill is not None else np.nan, x), rules.clip, rules.transform)
     shaped = shaped[~np.isnan(shaped)]
     standardize = spec.standardize if rules.standardize is None else rules.standardize

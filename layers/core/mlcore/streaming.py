@@ -40,6 +40,7 @@ from .preprocessing import (
     _numeric,
     _shape,
     _text,
+    numeric_fill,
     resolve_kinds,
     rows_to_drop,
 )
@@ -122,19 +123,9 @@ class _Numeric:
     def fit(self, rules, spec: PreprocessingSpec) -> NumericColumn:
         if self.count == 0:
             raise InvalidInput(f"column {self.name!r} has no values in the training split")
-        impute = rules.impute or spec.numeric_impute
-        if impute == "most_frequent":
-            raise InvalidInput(f"column {self.name!r}: impute 'most_frequent' is for categorical columns")
-        if impute == "constant":
-            if isinstance(rules.fill_value, str):
-                raise InvalidInput(f"column {self.name!r}: a numeric fill_value is needed, got {rules.fill_value!r}")
-            fill: float | None = float(rules.fill_value)
-        elif impute == "drop_rows":
-            fill = None
-        elif impute == "mean":
-            fill = self.raw_sum / self.count
-        else:
-            fill = float(np.median(self.sample))
+        impute, fill = numeric_fill(
+            self.name, rules, spec, lambda: self.raw_sum / self.count, lambda: np.median(self.sample)
+        )
         n, s1, s2 = self.count, self.sum, self.sumsq
         if fill is not None and self.missing:
             shaped_fill = float(_shape(self.name, np.array([fill]), self.clip, self.transform)[0])
