@@ -90,7 +90,7 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
 
     report = tmp_path / "report"
     assert _sml(server, "report", run_id, "--out", str(report)) == 0
-    for name in ("loss.png", "timing.png"):
+    for name in ("loss.png", "timing.png", "residuals.png"):
         width, height = _png_size(report / name)
         assert width > 300 and height > 200
     page = (report / "report.html").read_text()

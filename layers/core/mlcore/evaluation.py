@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import models, registry
 from .metrics import classification_metrics, regression_metrics
 from .preprocessing import Preprocessor
 from .schemas import EvaluateTask, RegisteredModel
 from .storage import S3Store
 from .training import load_params, training_curve
+
+RESIDUAL_SAMPLE = 200
 
 
 def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel:
@@ -16,15 +20,21 @@ def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel
     test = store.get_array(manifest["test"]["key"]).astype("float64")
     X, y = test[:, :-1], test[:, -1]
     model = task.request.hyperparameters.model
+    residual_sample = None
     if model in models.CLASSIFIERS:
         test_metrics = classification_metrics(y, models.predict_proba(model, theta.ravel(), X))
     else:
-        test_metrics = regression_metrics(y, models.predict(model, theta.ravel(), X))
+        predicted = models.predict(model, theta.ravel(), X)
+        test_metrics = regression_metrics(y, predicted)
+        # (true, predicted) pairs of up to RESIDUAL_SAMPLE test rows, for residual plots in reports
+        rows = np.linspace(0, len(y) - 1, num=min(RESIDUAL_SAMPLE, len(y)), dtype=np.int64)
+        residual_sample = [[float(y[i]), float(predicted[i])] for i in rows]
     metrics = {
         "test": test_metrics,
         "final_train_loss": task.train.loss,
         "stop_reason": task.train.reason,
         "rounds": task.train.round,
+        "residual_sample": residual_sample,
         "reference": _reference(store, manifest, model, task.request.hyperparameters.l2, test, test_metrics),
     }
     artifact = registry.register(
