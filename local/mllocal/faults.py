@@ -6,7 +6,9 @@ logical id (or ``"*"`` for all), e.g. ``{"GradientWorkerFunction": {"failure_rat
 
 - ``failure_rate``: the invocation fails before the handler runs with a Lambda service fault
   (``Lambda.ServiceException``, which the state machines retry with backoff);
-- ``duplicate_rate``: the handler runs twice for the same event (at-least-once delivery).
+- ``duplicate_rate``: the handler runs twice for the same event (at-least-once delivery);
+- ``timeout_rate``: the handler runs, then the invocation fails as a Lambda timeout
+  (``Sandbox.Timedout``): its side effects happened but its answer is lost, and the step is retried.
 
 Draws come from a seeded generator, so a run with faults is reproducible.
 """
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .lambdas import LambdaServiceError
+from .lambdas import TIMEOUT, LambdaServiceError
 from .template import FunctionSpec
 
 
@@ -32,7 +34,7 @@ class FaultInjector:
 
     def __post_init__(self) -> None:
         for name, rates in self.settings.items():
-            unknown = set(rates) - {"failure_rate", "duplicate_rate"}
+            unknown = set(rates) - {"failure_rate", "duplicate_rate", "timeout_rate"}
             if unknown:
                 raise ValueError(f"fault settings for {name}: unknown keys {sorted(unknown)}")
             for key, rate in rates.items():
@@ -49,18 +51,18 @@ class FaultInjector:
         return {**self.settings.get("*", {}), **self.settings.get(spec.logical_id, {})}
 
     def _count(self, spec: FunctionSpec, kind: str) -> None:
-        counts = self.injected.setdefault(spec.logical_id, {"failures": 0, "duplicates": 0})
+        counts = self.injected.setdefault(spec.logical_id, {"failures": 0, "duplicates": 0, "timeouts": 0})
         counts[kind] += 1
 
-    def __call__(self, spec: FunctionSpec, event: Any) -> int:
+    def __call__(self, spec: FunctionSpec, event: Any) -> int | str:
         rates = self._rates(spec)
         with self._lock:
             fail = self._rng.random() < rates.get("failure_rate", 0.0)
             duplicate = self._rng.random() < rates.get("duplicate_rate", 0.0)
-            if fail:
-                self._count(spec, "failures")
-            elif duplicate:
-                self._count(spec, "duplicates")
+            timeout = self._rng.random() < rates.get("timeout_rate", 0.0)
+            kind = "failures" if fail else "timeouts" if timeout else "duplicates" if duplicate else None
+            if kind:
+                self._count(spec, kind)
         if fail:
             raise LambdaServiceError(f"injected transient fault in {spec.logical_id}")
-        return 2 if duplicate else 1
+        return TIMEOUT if timeout else 2 if duplicate else 1

@@ -32,6 +32,9 @@ from .template import FunctionSpec
 _import_lock = threading.Lock()
 
 
+TIMEOUT = "timeout"  # what a hook returns to make an invocation time out after its handler ran
+
+
 class LambdaServiceError(JsonRESTError):
     """A transient fault of the Lambda service itself (HTTP 500), seen by Step Functions as
     ``Lambda.ServiceException``. A fault-injection hook raises it to fail an invocation
@@ -108,8 +111,9 @@ def route_lambdas(
 
     Yields a dict of invocation counts per logical id. ``hook(spec, event)``
     runs before each invocation; it may raise ``LambdaServiceError`` to inject a
-    transient service fault, or return a number of deliveries > 1 to run the
-    handler that many times (at-least-once delivery; the last answer is returned).
+    transient service fault, return a number of deliveries > 1 to run the
+    handler that many times (at-least-once delivery; the last answer is returned),
+    or return ``TIMEOUT`` to run it and then report Lambda's timeout error.
     """
     by_name = {s.name: s for s in functions.values()} | {s.arn: s for s in functions.values()}
     counts: dict[str, int] = {s.logical_id: 0 for s in functions.values()}
@@ -122,9 +126,14 @@ def route_lambdas(
         event = json.loads(body) if body else {}
         with lock:
             counts[spec.logical_id] += 1
-        deliveries = (hook(spec, event) if hook is not None else None) or 1
-        for _ in range(deliveries):
+        decision = hook(spec, event) if hook is not None else None
+        for _ in range(1 if decision in (None, TIMEOUT) else int(decision)):
             payload, error = invoke(spec, event)
+        if decision == TIMEOUT:  # the handler ran (its side effects stay) but its answer is lost
+            payload, error = (
+                {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {spec.timeout:.2f} seconds"},
+                "Unhandled",
+            )
         if error:
             response_headers["x-amz-function-error"] = error
         return json.dumps(payload).encode()

@@ -52,6 +52,18 @@ def test_twenty_percent_worker_failures_reach_the_same_parameters(clean):
     assert model["metrics"] == clean[1]["metrics"]
 
 
+def test_timed_out_workers_and_aggregations_are_retried_to_the_same_parameters(clean):
+    faults = FaultInjector(
+        {"GradientWorkerFunction": {"timeout_rate": 0.2}, "AggregatorFunction": {"timeout_rate": 0.2}}, seed=5
+    )
+    theta, model, info = _train(faults)
+    assert faults.injected["GradientWorkerFunction"]["timeouts"] >= 5
+    assert faults.injected["AggregatorFunction"]["timeouts"] >= 1
+    np.testing.assert_array_equal(theta, clean[0])
+    assert model["metrics"] == clean[1]["metrics"]
+    assert info["param_versions"] == 13  # a timed-out aggregation's step is not applied again
+
+
 def test_duplicated_aggregator_and_worker_deliveries_change_nothing(clean):
     faults = FaultInjector(
         {"AggregatorFunction": {"duplicate_rate": 0.5}, "GradientWorkerFunction": {"duplicate_rate": 0.3}}, seed=3
