@@ -22,7 +22,13 @@ from pathlib import Path
 from .harness import Summary, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["benchmarks.bandwidth", "benchmarks.quality", "benchmarks.preprocess", "benchmarks.scaling"]
+MODULES = [
+    "benchmarks.bandwidth",
+    "benchmarks.quality",
+    "benchmarks.async_baseline",
+    "benchmarks.preprocess",
+    "benchmarks.scaling",
+]
 
 
 def machine() -> dict[str, str]:

@@ -1,0 +1,100 @@
+"""Asynchronous SGD with compare-and-swap against the last-writer-wins baseline of LambdaML-style
+asynchronous mode: 8 concurrent workers on moto S3, the real `mlcore.asynchronous.submit`."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+from sklearn.preprocessing import StandardScaler
+
+from mlcore import asynchronous, models
+from mlcore.schemas import Hyperparameters, InitTask
+from mlcore.storage import S3Store
+from mllocal.cloud import LocalCloud
+from mllocal.template import local_stack
+
+from .harness import Figure
+
+WORKERS = 8
+L2 = 1e-3
+
+
+def _objective(theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
+    loss_sum, grad_sum = models.loss_grad_sums("linear_regression", theta, X, y)
+    return models.regularized_objective(loss_sum, grad_sum, len(y), theta, L2)[0]
+
+
+def race(compare_and_swap: bool, submissions: int) -> dict[str, float]:
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    shards = np.array_split(np.arange(len(y)), WORKERS)
+    hp = Hyperparameters(optimizer="sgd", learning_rate=0.05, l2=L2, max_staleness=WORKERS)
+    with LocalCloud(local_stack(overrides={"LogLevel": "ERROR"})) as cloud:
+        store = S3Store(cloud.stack.bucket)
+        asynchronous.init_async_run(
+            store, InitTask(action="init", run_id="race", n_features=X.shape[1], hyperparameters=hp, mode="async")
+        )
+        key = asynchronous.head_key("race")
+        errors: list[BaseException] = []
+
+        def worker(w: int) -> None:
+            rng = np.random.default_rng(w)
+            rows = shards[w]
+            try:
+                for _ in range(submissions):
+                    batch = rng.choice(rows, size=min(16, len(rows)), replace=False)
+
+                    def gradient(theta, batch=batch):
+                        loss_sum, grad_sum = models.loss_grad_sums(
+                            "linear_regression", theta.ravel(), X[batch], y[batch]
+                        )
+                        return models.regularized_objective(loss_sum, grad_sum, len(batch), theta.ravel(), L2)
+
+                    asynchronous.submit(store, key, gradient, hp, compare_and_swap=compare_and_swap)
+            except BaseException as err:  # reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(WORKERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        head = asynchronous.read_head(store, key)
+    exact = Ridge(alpha=L2 * len(y)).fit(X, y)
+    optimum = _objective(np.append(exact.coef_, exact.intercept_), X, y)
+    accepted = WORKERS * submissions
+    return {
+        "accepted": accepted,
+        "applied": int(head.version),
+        "lost": accepted - int(head.version),
+        "ratio": _objective(head.theta.ravel(), X, y) / optimum,
+    }
+
+
+def collect(quick: bool) -> list[Figure]:
+    submissions = 10 if quick else 50
+    cas, lww = race(True, submissions), race(False, submissions)
+    total = WORKERS * submissions
+    return [
+        Figure(
+            "async",
+            f"updates lost of {total} accepted, {WORKERS} workers (compare-and-swap)",
+            cas["lost"],
+            "updates",
+            "last writer wins",
+            lww["lost"],
+        ),
+        Figure(
+            "async",
+            "final objective / exact optimum, diabetes (compare-and-swap)",
+            cas["ratio"],
+            "ratio",
+            "last writer wins",
+            lww["ratio"],
+        ),
+    ]
