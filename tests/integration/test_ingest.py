@@ -109,7 +109,8 @@ def test_presigned_upload_then_notification_registers_the_version(cloud):
     assert (status["status"], status["version"]) == ("ready", result["version"])
     assert keys(cloud, "uploads/") == []
     resp = cloud.request("POST", "/datasets", {"name": "..bad"})
-    assert resp["statusCode"] == 400 and "invalid data set name" in json.loads(resp["body"])["message"]
+    detail = json.loads(resp["body"])["detail"]  # the name's pattern is part of the documented request schema
+    assert resp["statusCode"] == 422 and detail[0]["loc"] == ["body", "name"] and "pattern" in detail[0]["msg"]
     assert cloud.request("POST", "/datasets", {"name": "x", "format": "xml"})["statusCode"] == 422
 
 
