@@ -212,7 +212,8 @@ def plot(series, path: Path, fixed_rows: int, fixed_shards: int) -> None:
         xs = [p[0] for p in series[axis]]
         ax.plot(xs, [p[1] * 1000 for p in series[axis]], "o-", label="time per round (ms)")
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set_xticks(xs, [f"{x:,}" for x in xs])
+        ax.minorticks_off()
         ax.set_xlabel(label)
         ax.set_ylabel("ms per round")
         ax2 = ax.twinx()
