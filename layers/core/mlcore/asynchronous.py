@@ -38,12 +38,12 @@ from .schemas import (
 from .storage import AlreadyExists, Conflict, NotFound, S3Store
 from .training import (
     _initial_grad_norm,
-    handover,
     init_run,
     learning_rate,
     load_params,
     load_shard,
     params_key,
+    record_round,
     round_key,
     should_stop,
     usable_results,
@@ -212,36 +212,25 @@ def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
         store.put_arrays(
             next_key, {"theta": head.theta, "version": np.int64(head.version), **head.state}, if_absent=True
         )
-    state = RoundState(
-        run_id=task.run_id,
-        round=task.round + 1,
-        params_key=next_key,
-        done=reason is not None,
-        reason=reason,
-        loss=loss,
-        grad_norm=grad_norm,
-        handover=handover(task.round + 1, reason is not None, task.rounds_per_execution),
+    return record_round(
+        store,
+        task,
+        next_key,
+        reason,
+        loss,
+        grad_norm,
+        {
+            "mode": "async",
+            "rows": sum(r.rows for r in results),
+            "shards": len(results),
+            "version": head.version,
+            "updates": submitted,
+            "staleness_max": max(r.staleness_max for r in results),
+            "staleness_mean": sum(r.staleness_sum for r in results) / submitted,
+            "recomputed": sum(r.recomputed for r in results),
+            "conflicts": sum(r.conflicts for r in results),
+            "ignored_shards": ignored,
+            "failed_shards": failed,
+            "seconds": time.perf_counter() - started,
+        },
     )
-    summary = {
-        "round": task.round,
-        "mode": "async",
-        "loss": loss,
-        "grad_norm": grad_norm,
-        "rows": sum(r.rows for r in results),
-        "shards": len(results),
-        "version": head.version,
-        "updates": submitted,
-        "staleness_max": max(r.staleness_max for r in results),
-        "staleness_mean": sum(r.staleness_sum for r in results) / submitted,
-        "recomputed": sum(r.recomputed for r in results),
-        "conflicts": sum(r.conflicts for r in results),
-        "ignored_shards": ignored,
-        "failed_shards": failed,
-        "seconds": time.perf_counter() - started,
-        "state": state.model_dump(),
-    }
-    try:
-        store.put_json(summary_key, summary, if_absent=True)
-    except AlreadyExists:
-        return RoundState.model_validate(store.get_json(summary_key)["state"])
-    return state

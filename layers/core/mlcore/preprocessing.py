@@ -333,10 +333,10 @@ def _fit_numeric(name: str, values: np.ndarray, rules: ColumnSpec, spec: Preproc
     )
 
 
-def _fit_text(name: str, values: np.ndarray, rules: ColumnSpec, spec: PreprocessingSpec, kind: str):
+def fit_text_counts(name: str, counts: Counter, rules: ColumnSpec, spec: PreprocessingSpec, kind: str):
+    """A categorical or hashed column from its training value counts (shared with the streaming fit)."""
     if rules.clip is not None or rules.transform != "none" or rules.standardize:
         raise InvalidInput(f"column {name!r}: clip, transform and standardize apply to numeric columns only")
-    counts = Counter(v for v in _categorical(values) if v is not None)
     if not counts:
         raise InvalidInput(f"column {name!r} has no values in the training split")
     impute = rules.impute or spec.categorical_impute
@@ -375,7 +375,11 @@ def fit(
         if kind == "numeric":
             fitted.append(_fit_numeric(name, columns[name], rules, spec))
         elif kind in ("categorical", "hashed"):
-            fitted.append(_fit_text(name, columns[name], rules, spec, kind))
+            fitted.append(
+                fit_text_counts(
+                    name, Counter(v for v in _categorical(columns[name]) if v is not None), rules, spec, kind
+                )
+            )
         else:
             raise InvalidInput(f"column {name!r}: unknown kind {kind!r}")
     if not fitted:

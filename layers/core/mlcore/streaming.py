@@ -31,21 +31,20 @@ from . import models
 from .errors import InvalidInput
 from .prepare import encode_target, processed_prefix
 from .preprocessing import (
-    CategoricalColumn,
-    HashedColumn,
     NumericColumn,
     PreprocessingSpec,
     Preprocessor,
     _categorical,
     _numeric,
     _shape,
-    _text,
+    fit_text_counts,
     numeric_fill,
     resolve_kinds,
     rows_to_drop,
 )
 from .schemas import Block, PreprocessResult, Shard, TrainingRequest
 from .storage import S3Store
+from .tabular import to_columns
 
 STREAM_THRESHOLD_BYTES = 64 * 1024 * 1024
 CHUNK_ROWS = 50_000
@@ -63,17 +62,6 @@ def _chunks(store: S3Store, key: str, kinds: dict[str, str], chunk_rows: int) ->
         raise InvalidInput(f"the file could not be read in chunks: {err}") from None
     finally:
         body.close()
-
-
-def _columns(frame: pd.DataFrame, kinds: dict[str, str]) -> dict[str, np.ndarray]:
-    return {
-        name: (
-            frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-            if kinds[name] == "numeric"
-            else frame[name].astype(object).where(frame[name].notna(), None).to_numpy(dtype=object)
-        )
-        for name in frame.columns
-    }
 
 
 def _split(n_rows: int, start: int, request: TrainingRequest) -> np.ndarray:
@@ -141,28 +129,6 @@ class _Numeric:
         )
 
 
-def _fit_text(name: str, counts: Counter, rules, spec: PreprocessingSpec, kind: str):
-    if rules.clip is not None or rules.transform != "none" or rules.standardize:
-        raise InvalidInput(f"column {name!r}: clip, transform and standardize apply to numeric columns only")
-    if not counts:
-        raise InvalidInput(f"column {name!r} has no values in the training split")
-    impute = rules.impute or spec.categorical_impute
-    if impute in ("mean", "median"):
-        raise InvalidInput(f"column {name!r}: impute {impute!r} is for numeric columns")
-    ranked = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    fill = {"most_frequent": ranked[0], "drop_rows": None}.get(impute, _text(rules.fill_value))
-    if kind == "hashed":
-        return HashedColumn(name=name, fill=fill, buckets=rules.hash_buckets)
-    if rules.max_categories is not None:
-        return CategoricalColumn(name=name, fill=fill, categories=sorted(ranked[: rules.max_categories]))
-    if len(counts) > spec.max_categories:
-        raise InvalidInput(
-            f"column {name!r} has {len(counts)} categories, more than the limit "
-            f"of {spec.max_categories}; drop it, hash it or cap it (max_categories) in the preprocessing spec"
-        )
-    return CategoricalColumn(name=name, fill=fill, categories=sorted(counts))
-
-
 def _npy_header(rows: int, cols: int) -> bytes:
     """The .npy v1 header of a C-ordered float32 (rows, cols) array."""
     header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}"
@@ -204,7 +170,7 @@ def preprocess_streaming(
     # pass 1: statistics of the training rows
     start = 0
     for frame in _chunks(store, meta["key"], kinds, chunk_rows):
-        columns = _columns(frame, kinds)
+        columns = to_columns(frame, kinds)
         keep, split = rows(columns, start)
         start += len(frame)
         dropped += int((~keep).sum())
@@ -238,7 +204,9 @@ def preprocess_streaming(
     for name, kind in resolved.items():
         rules = spec.rules(name)
         fitted.append(
-            numeric[name].fit(rules, spec) if kind == "numeric" else _fit_text(name, counters[name], rules, spec, kind)
+            numeric[name].fit(rules, spec)
+            if kind == "numeric"
+            else fit_text_counts(name, counters[name], rules, spec, kind)
         )
     if not fitted:
         raise InvalidInput("the data set has no feature columns besides the target")
@@ -256,7 +224,7 @@ def preprocess_streaming(
     def transformed() -> Iterator[tuple[int, np.ndarray]]:
         start = 0
         for frame in _chunks(store, meta["key"], kinds, chunk_rows):
-            columns = _columns(frame, kinds)
+            columns = to_columns(frame, kinds)
             keep, split = rows(columns, start)
             start += len(frame)
             kept = {n: v[keep] for n, v in columns.items()}

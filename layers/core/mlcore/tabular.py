@@ -152,9 +152,11 @@ def column_kinds(frame: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def to_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Column arrays as the numpy preprocessing expects them (numeric: float64 with NaN; else object)."""
-    kinds = column_kinds(frame)
+def to_columns(frame: pd.DataFrame, kinds: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Column arrays as the numpy preprocessing expects them (numeric: float64 with NaN; else object).
+
+    ``kinds`` fixes the columns' kinds (the streaming path reads every chunk with the first pass's)."""
+    kinds = column_kinds(frame) if kinds is None else kinds
     return {
         name: (
             frame[name].to_numpy(dtype=np.float64, na_value=np.nan)

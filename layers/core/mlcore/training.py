@@ -218,6 +218,31 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         store.put_arrays(next_key, {"theta": new_theta.reshape(theta.shape), **new_state}, if_absent=True)
     if reason == "early_stopping":  # the model is the one with the best validation loss
         next_key = params_key(task.run_id, best["round"])
+    return record_round(
+        store,
+        task,
+        next_key,
+        reason,
+        loss,
+        grad_norm,
+        {
+            "rows": rows,
+            "shards": len({r.shard for r in results}),
+            "ignored_shards": ignored,
+            "failed_shards": failed,
+            "validation_loss": validation_loss,
+            "best_validation": best,
+            "seconds": time.perf_counter() - started,
+            "finished_at": time.time(),
+        },
+    )
+
+
+def record_round(
+    store: S3Store, task, next_key: str, reason: str | None, loss: float, grad_norm: float, fields: dict
+) -> RoundState:
+    """Store round ``task.round``'s summary create-only and return the state the loop carries on with;
+    if a concurrent or replayed aggregation stored it first, that one is returned (applied once)."""
     state = RoundState(
         run_id=task.run_id,
         round=task.round + 1,
@@ -228,20 +253,8 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
         grad_norm=grad_norm,
         handover=handover(task.round + 1, reason is not None, task.rounds_per_execution),
     )
-    summary = {
-        "round": task.round,
-        "loss": loss,
-        "grad_norm": grad_norm,
-        "rows": rows,
-        "shards": len({r.shard for r in results}),
-        "ignored_shards": ignored,
-        "failed_shards": failed,
-        "validation_loss": validation_loss,
-        "best_validation": best,
-        "seconds": time.perf_counter() - started,
-        "finished_at": time.time(),
-        "state": state.model_dump(),
-    }
+    summary_key = round_key(task.run_id, task.round)
+    summary = {"round": task.round, "loss": loss, "grad_norm": grad_norm, **fields, "state": state.model_dump()}
     try:
         store.put_json(summary_key, summary, if_absent=True)
     except AlreadyExists:
