@@ -83,3 +83,32 @@ def test_unzipped_size(function_id, built_functions, request):
         + " + ".join(f"{name} {size:,}" for name, size in parts.items())
     )
     assert total < limit, f"{function_id} is {total:,} bytes unzipped with its layers, over our limit of {limit:,}"
+
+
+def test_layers_ship_current_bytecode(built_functions):
+    """Every module of every layer has checked-hash python3.12 bytecode compiled from exactly its source.
+
+    Lambda's file system is read-only: without shipped bytecode every cold start compiles numpy, pydantic
+    and Powertools again. A stale or missing .pyc, or one for another Python, would silently be ignored.
+    """
+    import importlib.util
+    import sys
+
+    assert sys.implementation.cache_tag == "cpython-312", "run the packaging tests with python3.12"
+    layers = {layer for fn in built_functions.values() for layer in fn.layer_dirs}
+    problems, checked = [], 0
+    for layer in sorted(layers):
+        for py in sorted((layer / "python").rglob("*.py")):
+            pyc = Path(importlib.util.cache_from_source(str(py)))
+            if not pyc.is_file():
+                problems.append(f"{py.relative_to(layer)}: no {pyc.name}")
+                continue
+            header = pyc.read_bytes()[:16]
+            flags = int.from_bytes(header[4:8], "little")
+            if header[:4] != importlib.util.MAGIC_NUMBER or flags != 0b11:
+                problems.append(f"{py.relative_to(layer)}: not checked-hash bytecode of this Python (flags {flags})")
+            elif header[8:16] != importlib.util.source_hash(py.read_bytes()):
+                problems.append(f"{py.relative_to(layer)}: compiled from other source")
+            checked += 1
+    assert checked > 500, f"only {checked} modules in the layers"
+    assert not problems, problems[:20]

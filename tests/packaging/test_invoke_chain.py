@@ -35,6 +35,8 @@ LEAN = {
         "BatchJobsFunction",
     )
 } | {"EvaluateFunction": ("pandas",)}
+# Predict is latency-bound: no X-Ray SDK (no Tracer) and no boto3 (botocore's S3 client is all it needs).
+LEAN["PredictFunction"] += ("aws_xray_sdk", "boto3")
 
 
 @pytest.fixture(scope="module")

