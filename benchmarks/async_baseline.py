@@ -72,7 +72,7 @@ def race(compare_and_swap: bool, submissions: int) -> dict[str, float]:
         "accepted": accepted,
         "applied": int(head.version),
         "lost": accepted - int(head.version),
-        "ratio": _objective(head.theta.ravel(), X, y) / optimum,
+        "ratio": _objective(head.model.ravel(), X, y) / optimum,
     }
 
 

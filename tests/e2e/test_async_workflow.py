@@ -59,7 +59,12 @@ def test_async_training_runs_end_to_end_and_applies_every_update_once(cloud):
     head = np.load(io.BytesIO(_get(cloud, "runs/run-async/async/head.npz")), allow_pickle=False)
     final = np.load(io.BytesIO(_get(cloud, "runs/run-async/params/round-00012.npz")), allow_pickle=False)
     assert int(head["version"]) == 480
-    np.testing.assert_array_equal(head["theta"], final["theta"])
+    # the registered model is the head's running average of the parameters (averaging, the default)
+    np.testing.assert_array_equal(final["theta"], head["average"])
+    np.testing.assert_array_equal(final["iterate"], head["theta"])
+    artifact = json.loads(_get(cloud, model["artifact_key"]))
+    np.testing.assert_allclose(artifact["model"]["coefficients"], head["average"][:-1])
+    np.testing.assert_allclose(artifact["model"]["intercept"], head["average"][-1])
 
     # close to scikit-learn's least squares on the same split and features
     frame = read_csv(HOUSING)
@@ -68,6 +73,6 @@ def test_async_training_runs_end_to_end_and_applies_every_update_once(cloud):
     ref_r2 = reference.score(test[:, :-1].astype(float), test[:, -1])
     assert abs(model["metrics"]["r2"] - ref_r2) < 0.02, [r["loss"] for r in rounds]
 
-    artifact = json.loads(_get(cloud, model["artifact_key"]))
     assert artifact["hyperparameters"]["max_staleness"] == 4
+    assert artifact["hyperparameters"]["averaging"] is True and artifact["hyperparameters"]["averaging_power"] == 3
     assert artifact["training_curve"][-1]["version"] == 480

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from mlcore import asynchronous
+from mlcore import asynchronous, optimizers
 from mlcore.schemas import AsyncProgressTask, AsyncWorkerResult, Hyperparameters, InitTask
 from mlcore.storage import Conflict, S3Store
 from tests.conftest import load_event
@@ -59,11 +59,13 @@ def _race(cloud, *, compare_and_swap: bool, max_staleness: int = 8):
     assert not errors, errors
     head = asynchronous.read_head(store, key)
     flat = [a for per_worker in applied for a in per_worker]
-    return head, flat, sum(g for per_worker in used for g in per_worker)
+    pairs = [(a.version, g) for w in range(WORKERS) for a, g in zip(applied[w], used[w], strict=True)]
+    by_version = sorted(pairs, key=lambda pair: pair[0])
+    return head, flat, sum(g for per_worker in used for g in per_worker), by_version
 
 
 def test_compare_and_swap_applies_every_accepted_submission_exactly_once(cloud):
-    head, applied, grad_sum = _race(cloud, compare_and_swap=True)
+    head, applied, grad_sum, _ = _race(cloud, compare_and_swap=True)
     accepted = WORKERS * SUBMISSIONS
     assert len(applied) == accepted
     # one version per accepted submission: no update lost, none applied twice
@@ -76,8 +78,20 @@ def test_compare_and_swap_applies_every_accepted_submission_exactly_once(cloud):
     assert max(a.staleness for a in applied) >= 1
 
 
+def test_the_heads_average_folds_in_every_applied_update_exactly_once(cloud):
+    head, _, _, by_version = _race(cloud, compare_and_swap=True)
+    assert [v for v, _ in by_version] == list(range(1, WORKERS * SUBMISSIONS + 1))
+    # SGD from zero: the parameters after version v are -lr times the gradients of versions 1..v
+    iterates = -LR * np.cumsum([g for _, g in by_version], axis=0)
+    expected = None
+    for version, theta in enumerate(iterates, start=1):
+        expected = optimizers.iterate_average(expected, theta, version, power=Hyperparameters().averaging_power)
+    np.testing.assert_allclose(head.average.ravel(), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(head.theta.ravel(), iterates[-1], rtol=1e-10, atol=1e-12)
+
+
 def test_last_writer_wins_loses_updates(cloud):
-    head, applied, grad_sum = _race(cloud, compare_and_swap=False)
+    head, applied, grad_sum, _ = _race(cloud, compare_and_swap=False)
     accepted = WORKERS * SUBMISSIONS
     assert len(applied) == accepted
     # the 8 writes of the first wave all built on version 0: 7 updates were overwritten
@@ -86,7 +100,7 @@ def test_last_writer_wins_loses_updates(cloud):
 
 
 def test_too_stale_gradients_are_recomputed_not_dropped(cloud):
-    head, applied, grad_sum = _race(cloud, compare_and_swap=True, max_staleness=2)
+    head, applied, grad_sum, _ = _race(cloud, compare_and_swap=True, max_staleness=2)
     accepted = WORKERS * SUBMISSIONS
     assert head.version == accepted
     assert max(a.staleness for a in applied) <= 2

@@ -17,6 +17,7 @@ class FakeStore:
     def __init__(self, documents: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None):
         self.documents = dict(documents or {})
         self.arrays = dict(arrays or {})
+        self.archives: dict[str, dict[str, np.ndarray]] = {}  # what put_arrays stores (.npz on S3)
         self.reads: Counter[str] = Counter()
         self.writes: Counter[str] = Counter()
 
@@ -44,13 +45,35 @@ class FakeStore:
         return self.get_json(key), self.etag(key)
 
     def list_keys(self, prefix: str) -> list[str]:
-        return sorted(k for k in [*self.documents, *self.arrays] if k.startswith(prefix))
+        return sorted(k for k in [*self.documents, *self.arrays, *self.archives] if k.startswith(prefix))
 
     def get_array(self, key: str) -> np.ndarray:
         self.reads[key] += 1
         if key not in self.arrays:
             raise NotFound(key)
         return self.arrays[key].copy()
+
+    def put_arrays(
+        self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        from mlcore.storage import AlreadyExists, Conflict
+
+        if if_absent and key in self.archives:
+            raise AlreadyExists(key)
+        if if_match is not None and (key not in self.archives or if_match != self.etag(key)):
+            raise Conflict(key)
+        self.writes[key] += 1
+        self.archives[key] = {name: np.array(a, copy=True) for name, a in arrays.items()}
+        return self.etag(key)
+
+    def get_arrays_with_etag(self, key: str) -> tuple[dict[str, np.ndarray], str]:
+        self.reads[key] += 1
+        if key not in self.archives:
+            raise NotFound(key)
+        return {name: a.copy() for name, a in self.archives[key].items()}, self.etag(key)
+
+    def get_arrays(self, key: str) -> dict[str, np.ndarray]:
+        return self.get_arrays_with_etag(key)[0]
 
 
 class FakeClock:

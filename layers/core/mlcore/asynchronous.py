@@ -1,9 +1,10 @@
 """Asynchronous training: no barrier per step.
 
 The run's parameters live in one S3 object, the *head*
-(``runs/<run>/async/head.npz``: ``theta``, the optimizer state and a ``version``
-counter). A worker reads the head, computes a (minibatch) gradient on its
-shard, and applies it with a compare-and-swap: the new head is written with
+(``runs/<run>/async/head.npz``: ``theta``, the optimizer state, a ``version``
+counter and, with ``averaging``, the running ``average`` of the parameters).
+A worker reads the head, computes a (minibatch) gradient on its shard, and
+applies it with a compare-and-swap: the new head is written with
 ``If-Match: <ETag of the head it read>``. If another worker got there first,
 the write fails (nothing is applied), the worker re-reads the head and applies
 its gradient to the newer parameters, as long as the gradient's staleness
@@ -11,10 +12,18 @@ its gradient to the newer parameters, as long as the gradient's staleness
 ``max_staleness``; a staler gradient is recomputed at the latest parameters.
 So every accepted submission is applied exactly once, and none is lost.
 
+Minibatch SGD's last iterate keeps bouncing around the optimum by an amount that
+grows with the learning rate and the gradients' noise (and staleness adds to it).
+With ``averaging`` (the default) every write also folds the new parameters into
+the average (``optimizers.iterate_average``: Polyak-Ruppert averaging with
+polynomial decay), in the same compare-and-swap, so the average too counts every
+accepted update exactly once; the average is the run's model.
+
 Step Functions runs a Map of workers, each submitting ``steps_per_invocation``
 updates per call; after each pass the aggregator records progress (loss,
 staleness, conflicts), snapshots the head as ``runs/<run>/params/round-NNNNN.npz``
-and decides whether to stop.
+(``theta``: the model, i.e. the average with ``averaging``; ``iterate``: the last
+parameters) and decides whether to stop. Evaluate registers that ``theta``.
 """
 
 from __future__ import annotations
@@ -59,10 +68,16 @@ def head_key(run_id: str) -> str:
 
 @dataclass(frozen=True)
 class Head:
-    theta: np.ndarray  # (n_features + 1, k)
-    state: dict[str, np.ndarray]
+    theta: np.ndarray  # (n_features + 1, k): the parameters after ``version`` updates
+    state: dict[str, np.ndarray]  # the optimizer's
     version: int
     etag: str
+    average: np.ndarray | None = None  # with ``averaging``: the running average of the parameters
+
+    @property
+    def model(self) -> np.ndarray:
+        """The parameters the run serves: the average with ``averaging``, else the last iterate."""
+        return self.theta if self.average is None else self.average
 
 
 @dataclass(frozen=True)
@@ -81,15 +96,19 @@ def read_head(store: S3Store, key: str) -> Head:
     arrays, etag = store.get_arrays_with_etag(key)
     theta = arrays.pop("theta")
     version = int(arrays.pop("version"))
-    return Head(theta=theta, state=arrays, version=version, etag=etag)
+    average = arrays.pop("average", None)
+    return Head(theta=theta, state=arrays, version=version, etag=etag, average=average)
 
 
 def init_async_run(store: S3Store, task: InitTask) -> RoundState:
     """Round 0 as in sync mode, plus the head at version 0 (a replay leaves both as they were)."""
     state = init_run(store, task)
     theta, opt_state = load_params(store, state.params_key)
+    average = {"average": theta} if task.hyperparameters.averaging else {}
     with contextlib.suppress(AlreadyExists):
-        store.put_arrays(head_key(task.run_id), {"theta": theta, "version": np.int64(0), **opt_state}, if_absent=True)
+        store.put_arrays(
+            head_key(task.run_id), {"theta": theta, "version": np.int64(0), **average, **opt_state}, if_absent=True
+        )
     return state
 
 
@@ -122,6 +141,14 @@ def submit(
             momentum=hp.momentum,
         )
         arrays = {"theta": theta.reshape(head.theta.shape), "version": np.int64(head.version + 1), **state}
+        if hp.averaging:  # in the same write as the step: the average counts every applied update once
+            arrays["average"] = optimizers.iterate_average(
+                head.average,
+                arrays["theta"],
+                head.version + 1,
+                burn_in=hp.averaging_burn_in,
+                power=hp.averaging_power,
+            )
         try:
             store.put_arrays(key, arrays, if_match=head.etag if compare_and_swap else None)
         except Conflict:
@@ -185,6 +212,9 @@ def run_async_steps(store: S3Store, task: AsyncWorkerTask, shard: np.ndarray | N
 def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
     """After a pass of the workers: record it, snapshot the head as round ``r + 1``, decide whether to stop.
 
+    The snapshot's ``theta`` is the head's model (the average with ``averaging``), what Evaluate
+    registers; ``iterate`` holds the last parameters.
+
     Idempotent per (run, round) like ``training.aggregate``. Results of another
     round (a late or duplicated delivery) are ignored and recorded.
     """
@@ -210,7 +240,9 @@ def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
     next_key = params_key(task.run_id, task.round + 1)
     with contextlib.suppress(AlreadyExists):
         store.put_arrays(
-            next_key, {"theta": head.theta, "version": np.int64(head.version), **head.state}, if_absent=True
+            next_key,
+            {"theta": head.model, "iterate": head.theta, "version": np.int64(head.version), **head.state},
+            if_absent=True,
         )
     return record_round(
         store,
@@ -225,6 +257,7 @@ def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
             "shards": len(results),
             "version": head.version,
             "updates": submitted,
+            "averaged_updates": max(head.version - hp.averaging_burn_in, 0) if hp.averaging else 0,
             "staleness_max": max(r.staleness_max for r in results),
             "staleness_mean": sum(r.staleness_sum for r in results) / submitted,
             "recomputed": sum(r.recomputed for r in results),

@@ -69,3 +69,23 @@ def step(
         v_hat = v / (1.0 - beta2**t)
         return theta - learning_rate * m_hat / (np.sqrt(v_hat) + eps), {"m": m, "v": v}
     raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+
+
+def iterate_average(
+    average: np.ndarray | None, theta: np.ndarray, update: int, *, burn_in: int = 0, power: float = 0.0
+) -> np.ndarray:
+    """The running average of the iterates once ``theta`` (the parameters after update number
+    ``update``, 1-based) is folded in: Polyak-Ruppert averaging with polynomial decay.
+
+    The ``n = update - burn_in``-th iterate after the burn-in enters with weight
+    ``(power + 1) / (n + power)``, so the average of ``n`` iterates weighs iterate ``j`` in proportion
+    to ``Γ(j + power) / Γ(j) ≈ j^power``: ``power = 0`` is the plain mean of the iterates after the
+    burn-in; a positive power lets the early iterates fade without knowing the run's length.
+    Until the burn-in ends (``n <= 1``), or with no average yet (``None``), the average is the iterate itself.
+    """
+    if update < 1 or burn_in < 0 or power < 0:
+        raise ValueError(f"need update >= 1, burn_in >= 0, power >= 0; got {update}, {burn_in}, {power}")
+    n = update - burn_in
+    if n <= 1 or average is None:
+        return np.array(theta, dtype=np.float64, copy=True)
+    return average + (power + 1.0) / (n + power) * (theta - average)

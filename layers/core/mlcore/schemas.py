@@ -43,6 +43,22 @@ class Hyperparameters(Strict):
     max_staleness: int = Field(
         8, ge=0, description="async: a gradient computed more than this many versions ago is recomputed"
     )
+    averaging: bool = Field(
+        True,
+        description="async: the model (snapshotted, evaluated, registered) is the running average of the "
+        "parameters after each update, kept in the head and updated by the same compare-and-swap write "
+        "(Polyak-Ruppert averaging); false: the last parameters",
+    )
+    averaging_burn_in: int = Field(
+        0, ge=0, description="async: updates before the average starts (until then it is the parameters themselves)"
+    )
+    averaging_power: float = Field(
+        3.0,
+        ge=0,
+        le=100,
+        description="async: the n-th update after the burn-in weighs about n^power in the average "
+        "(polynomial-decay averaging), so early parameters fade without knowing the run's length; 0: the plain mean",
+    )
     patience: int | None = Field(
         None,
         ge=1,
@@ -108,6 +124,17 @@ class TrainingRequest(Strict):
     def _target_matches_spec(self) -> TrainingRequest:
         if self.preprocessing and self.preprocessing.target not in (None, self.target):
             raise ValueError(f"preprocessing.target {self.preprocessing.target!r} differs from target {self.target!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _average_starts(self) -> TrainingRequest:
+        hp = self.hyperparameters
+        updates = hp.max_epochs * self.n_shards * hp.steps_per_invocation
+        if self.mode == "async" and hp.averaging and hp.averaging_burn_in >= updates:
+            raise ValueError(
+                f"averaging_burn_in={hp.averaging_burn_in} is not below the run's at most {updates} updates "
+                f"(max_epochs x n_shards x steps_per_invocation): the average would never start"
+            )
         return self
 
     @model_validator(mode="after")

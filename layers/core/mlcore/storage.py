@@ -1,19 +1,21 @@
 """The one storage adapter: every S3 read and write in the project goes through here.
 
-Arrays are stored as ``.npy``/``.npz`` (loaded with ``allow_pickle=False``) and
-documents as JSON; nothing is ever unpickled.
+Arrays are stored as ``.npy`` (read as views over the received bytes, object dtypes refused)
+and ``.npz`` (loaded with ``allow_pickle=False``), documents as JSON; nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 from functools import lru_cache
 from typing import Any
 
 import botocore.session
 import numpy as np
 from botocore.exceptions import ClientError
+from numpy.lib import format as npformat
 
 
 @lru_cache(maxsize=1)
@@ -235,7 +237,8 @@ class S3Store:
         return self.put_bytes(key, buf.getvalue(), if_absent=if_absent)
 
     def get_array(self, key: str) -> np.ndarray:
-        return np.load(io.BytesIO(self.get_bytes(key)), allow_pickle=False)
+        """The ``.npy`` object as a read-only array over the received bytes (``npy_view``: no copy)."""
+        return npy_view(self.get_bytes(key))
 
     def get_array_cached(self, key: str, cache: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
         """``get_array`` through ``cache`` (key -> (ETag, array)): a warm container re-reads nothing
@@ -244,8 +247,7 @@ class S3Store:
         body, etag = self.get_bytes_if_changed(key, cached[0] if cached else None)
         if body is None and cached is not None:
             return cached[1]
-        array = np.load(io.BytesIO(body), allow_pickle=False)
-        array.setflags(write=False)
+        array = npy_view(body)
         cache.clear()  # one shard per worker at a time: keep the memory of one
         cache[key] = (etag, array)
         return array
@@ -264,6 +266,38 @@ class S3Store:
         body, etag = self.get_bytes_with_etag(key)
         with np.load(io.BytesIO(body), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}, etag
+
+
+def npy_view(body: bytes) -> np.ndarray:
+    """The array of a ``.npy`` file held in ``body``, without copying its payload.
+
+    ``np.load`` of ``io.BytesIO(body)`` copies the payload into a new array (twice the memory at the peak);
+    here the header is parsed with ``numpy.lib.format`` (a literal, never unpickled) and the array is
+    ``np.frombuffer`` over ``body`` itself: read-only, since ``bytes`` are immutable, and alive as long
+    as the array is. Object dtypes (which ``.npy`` can only hold pickled) are refused, as are
+    truncated payloads; Fortran-ordered arrays come back as Fortran-ordered views.
+    """
+    stream = io.BytesIO(body)
+    try:
+        version = npformat.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran_order, dtype = npformat.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = npformat.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported (1.0 and 2.0 are)")
+    except ValueError as err:
+        raise ValueError(f"not a readable .npy array: {err}") from None
+    if dtype.hasobject:
+        raise ValueError(f"refusing a .npy array of dtype {dtype}: object arrays are stored pickled (never loaded)")
+    count = math.prod(shape)
+    offset = stream.tell()
+    if len(body) - offset < count * dtype.itemsize:
+        raise ValueError(
+            f"truncated .npy array: {shape} {dtype} needs {count * dtype.itemsize} bytes, {len(body) - offset} left"
+        )
+    flat = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
 
 
 class MultipartUpload:
