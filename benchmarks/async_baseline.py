@@ -3,8 +3,6 @@ asynchronous mode: 8 concurrent workers on moto S3, the real `mlcore.asynchronou
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
@@ -16,7 +14,7 @@ from mlcore.storage import S3Store
 from mllocal.cloud import LocalCloud
 from mllocal.template import local_stack
 
-from .harness import Figure
+from .harness import Figure, run_concurrently
 
 WORKERS = 8
 L2 = 1e-3
@@ -38,32 +36,20 @@ def race(compare_and_swap: bool, submissions: int) -> dict[str, float]:
             store, InitTask(action="init", run_id="race", n_features=X.shape[1], hyperparameters=hp, mode="async")
         )
         key = asynchronous.head_key("race")
-        errors: list[BaseException] = []
 
         def worker(w: int) -> None:
             rng = np.random.default_rng(w)
             rows = shards[w]
-            try:
-                for _ in range(submissions):
-                    batch = rng.choice(rows, size=min(16, len(rows)), replace=False)
+            for _ in range(submissions):
+                batch = rng.choice(rows, size=min(16, len(rows)), replace=False)
 
-                    def gradient(theta, batch=batch):
-                        loss_sum, grad_sum = models.loss_grad_sums(
-                            "linear_regression", theta.ravel(), X[batch], y[batch]
-                        )
-                        return models.regularized_objective(loss_sum, grad_sum, len(batch), theta.ravel(), L2)
+                def gradient(theta, batch=batch):
+                    loss_sum, grad_sum = models.loss_grad_sums("linear_regression", theta.ravel(), X[batch], y[batch])
+                    return models.regularized_objective(loss_sum, grad_sum, len(batch), theta.ravel(), L2)
 
-                    asynchronous.submit(store, key, gradient, hp, compare_and_swap=compare_and_swap)
-            except BaseException as err:  # reported below
-                errors.append(err)
+                asynchronous.submit(store, key, gradient, hp, compare_and_swap=compare_and_swap)
 
-        threads = [threading.Thread(target=worker, args=(w,)) for w in range(WORKERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        run_concurrently(worker, [(w,) for w in range(WORKERS)])
         head = asynchronous.read_head(store, key)
     exact = Ridge(alpha=L2 * len(y)).fit(X, y)
     optimum = _objective(np.append(exact.coef_, exact.intercept_), X, y)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,3 +67,22 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def run_concurrently(target: Callable[..., object], args: list[tuple]) -> None:
+    """``target(*a)`` for every ``a`` in ``args``, each in its own thread; the first error is re-raised."""
+    errors: list[BaseException] = []
+
+    def run(*a) -> None:
+        try:
+            target(*a)
+        except BaseException as err:  # re-raised below, in the caller's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=a) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

@@ -13,7 +13,6 @@ Rows are shuffled before they are cut into shards, as Preprocess does.
 
 from __future__ import annotations
 
-import threading
 import warnings
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from mlcore import models, optimizers
 from mlcore.schemas import Hyperparameters
 
-from .harness import Figure
+from .harness import Figure, run_concurrently
 
 L2 = 1e-3
 SHARDS = 4
@@ -183,23 +182,14 @@ def async_sgd(case: Case, hp: Hyperparameters, passes: int, workers: int = SHARD
         # each worker keeps its shard in memory across its calls, as a warm container does
         data = [np.hstack([case.X_train[rows], case.y_train[rows, None]]) for rows in shard_rows(case, workers)]
         shards = [Shard(index=i, key=f"shards/{i}.npy", rows=len(d)) for i, d in enumerate(data)]
-        results, errors = [], []
+        results = []
 
         def work(shard: Shard, round_: int) -> None:
             task = AsyncWorkerTask(action="async_steps", run_id=run, round=round_, shard=shard, hyperparameters=hp)
-            try:
-                results.append(asynchronous.run_async_steps(store, task, shard=data[shard.index]))
-            except BaseException as err:  # re-raised below
-                errors.append(err)
+            results.append(asynchronous.run_async_steps(store, task, shard=data[shard.index]))
 
         for round_ in range(passes):
-            threads = [threading.Thread(target=work, args=(s, round_)) for s in shards]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            if errors:
-                raise errors[0]
+            run_concurrently(work, [(s, round_) for s in shards])
         head = asynchronous.read_head(store, asynchronous.head_key(run))
         s3_client.cache_clear()
     return AsyncRun(
