@@ -15,6 +15,7 @@ import boto3
 from moto import mock_aws
 
 from . import apigw, lambdas
+from .permissions import enforce_s3_permissions
 from .s3atomic import atomic_conditional_writes
 from .sfn_tasks import start_execution_integration
 from .template import REGION, FunctionSpec, LocalStack, local_stack
@@ -45,6 +46,8 @@ class LocalCloud:
         self._mock.start()
         self._atomic = atomic_conditional_writes()
         self._atomic.__enter__()
+        self._permissions = enforce_s3_permissions()
+        self._permissions.__enter__()
         self._sfn_tasks = start_execution_integration()
         self._sfn_tasks.__enter__()
         from mlcore.storage import s3_client
@@ -104,6 +107,7 @@ class LocalCloud:
 
         self._routes.__exit__(*exc)
         self._atomic.__exit__(*exc)
+        self._permissions.__exit__(*exc)
         self._sfn_tasks.__exit__(*exc)
         self._mock.stop()
         s3_client.cache_clear()

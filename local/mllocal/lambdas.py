@@ -27,6 +27,7 @@ from unittest import mock
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.exceptions import JsonRESTError
 
+from . import permissions
 from .template import FunctionSpec
 
 _import_lock = threading.Lock()
@@ -94,7 +95,8 @@ def invoke(spec: FunctionSpec, event: Any) -> tuple[Any, str | None]:
         timeout_s=spec.timeout,
     )
     try:
-        return load_handler(spec)(event, context), None
+        with permissions.acting_as(spec):
+            return load_handler(spec)(event, context), None
     except Exception as err:
         return {
             "errorType": type(err).__name__,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,39 @@ for _tag in (
     _CfnLoader.add_constructor(f"!{_tag}", _intrinsic(_tag))
 
 
+# What the SAM policy templates used for S3 grant on objects (bucket-level actions do not matter locally).
+S3_POLICY_TEMPLATES = {
+    "S3ReadPolicy": ("s3:GetObject",),
+    "S3WritePolicy": ("s3:PutObject",),
+    "S3CrudPolicy": ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
+    "S3FullAccessPolicy": ("s3:*",),
+}
+
+
+def s3_grants(policies: list[Any], resolve: Callable[[Any], Any]) -> tuple[tuple[str, str], ...]:
+    """(action pattern, object ARN pattern) pairs a function's ``Policies`` allow on S3 objects."""
+    grants: list[tuple[str, str]] = []
+    for policy in policies:
+        if not isinstance(policy, dict):
+            continue  # a managed policy by name: none of ours grants S3
+        for name, body in policy.items():
+            if name in S3_POLICY_TEMPLATES:
+                bucket = resolve(body["BucketName"])
+                grants += [(action, f"arn:aws:s3:::{bucket}/*") for action in S3_POLICY_TEMPLATES[name]]
+            elif name == "Statement":
+                for statement in body if isinstance(body, list) else [body]:
+                    actions = [a for a in _as_list(statement.get("Action")) if a.startswith("s3:")]
+                    if statement.get("Effect") != "Allow" or not actions:
+                        continue  # only S3 statements are resolved: others may name resources run locally without ARNs
+                    resources = _as_list(resolve(statement.get("Resource")))
+                    grants += [(a, r) for a in actions for r in resources if r.startswith("arn:aws:s3:::")]
+    return tuple(grants)
+
+
+def _as_list(value: Any) -> list[str]:
+    return [] if value is None else [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
 @dataclass
 class FunctionSpec:
     logical_id: str
@@ -68,6 +103,12 @@ class FunctionSpec:
     timeout: int
     api_routes: list[tuple[str, str]] = field(default_factory=list)  # (METHOD, /path/{param})
     s3_created_prefixes: list[str] = field(default_factory=list)  # EventBridge "Object Created" key prefixes
+    s3_grants: tuple[tuple[str, str], ...] = ()  # (action pattern, object ARN pattern) from its Policies
+
+    def allowed(self, action: str, bucket: str, key: str) -> bool:
+        """Whether the template's policies let this function do ``action`` (e.g. ``s3:PutObject``) on the object."""
+        arn = f"arn:aws:s3:::{bucket}/{key}"
+        return any(fnmatchcase(action, a) and fnmatchcase(arn, r) for a, r in self.s3_grants)
 
     @property
     def arn(self) -> str:
@@ -196,6 +237,7 @@ def local_stack(stack_name: str = "serverless-ml-local", overrides: dict[str, st
                     for rule in ev["Properties"]["Pattern"].get("detail", {}).get("object", {}).get("key", [])
                     if isinstance(rule, dict) and "prefix" in rule
                 ],
+                s3_grants=s3_grants(props.get("Policies", []), resolve),
             )
         elif res["Type"] == "AWS::Serverless::StateMachine":
             definition = (ROOT / props["DefinitionUri"]).read_text()
