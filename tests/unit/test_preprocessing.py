@@ -204,3 +204,33 @@ def test_serving_lists_and_training_arrays_give_the_same_matrix(prep, train_colu
 def test_numeric_scale_must_be_positive():
     with pytest.raises(ValueError, match="greater than 0"):
         NumericColumn(name="x", fill=0.0, mean=0.0, scale=0.0)
+
+
+def test_moments_in_chunks_with_constants_equal_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 3.0, size=100_001)
+    moments = preprocessing.Moments()
+    for chunk in np.array_split(x, 7):
+        moments.add(chunk)
+    moments.add(np.empty(0))
+    moments.add_constant(-2.5, 10)
+    reference = np.concatenate([x, np.full(10, -2.5)])
+    assert moments.n == reference.size
+    assert moments.mean == pytest.approx(reference.mean(), rel=1e-13)
+    assert moments.std == pytest.approx(reference.std(), rel=1e-13)
+
+
+def test_huge_values_standardize_without_overflow():
+    """Values near 1e200: x² overflows float64, so a sum-of-squares std is inf and zeroes the column."""
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0] * 8) * 1e200
+    with np.errstate(all="raise"):  # any overflow fails the test
+        prep = preprocessing.fit({"a": values, "y": np.arange(40.0)}, {"a": "numeric", "y": "numeric"}, "y")
+        moments = preprocessing.Moments()
+        for chunk in np.array_split(values, 3):  # as the streaming path sees them
+            moments.add(chunk)
+    column = prep.columns[0]
+    assert column.mean == pytest.approx(3e200, rel=1e-14)
+    assert column.scale == pytest.approx(np.sqrt(2.0) * 1e200, rel=1e-14)
+    assert (moments.mean, moments.std) == pytest.approx((column.mean, column.scale), rel=1e-14)
+    expected = (np.arange(1, 6) - 3) / np.sqrt(2)
+    np.testing.assert_allclose(prep.transform({"a": values[:5]})[:, 0], expected, rtol=1e-12, atol=1e-12)

@@ -314,20 +314,79 @@ def numeric_fill(
     return impute, float(mean() if impute == "mean" else median())
 
 
+class Moments:
+    """Count, mean and standard deviation of finite values arriving in chunks (or all at once).
+
+    Chan et al.'s pairwise update of (count, mean, sum of squared deviations), kept relative to the largest
+    magnitude seen so far: neither sums nor squares overflow for any finite float64 input (a column of
+    values near 1e200 standardizes correctly), and there is no E[x²] - E[x]² cancellation.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._c = 0.0  # the largest |x| seen: the mean and squared deviations below are in units of it
+        self._mean = 0.0
+        self._m2 = 0.0
+
+    def add(self, x: np.ndarray) -> None:
+        if x.size:
+            self._merge(x.size, float(np.abs(x).max()), lambda c: self._chunk(x / c))
+
+    def add_constant(self, value: float, count: int) -> None:
+        """``count`` copies of ``value`` (a fill for missing values) without materializing them."""
+        if count:
+            self._merge(count, abs(value), lambda c: (value / c, 0.0))
+
+    @staticmethod
+    def _chunk(y: np.ndarray) -> tuple[float, float]:
+        mean = float(y.mean())
+        return mean, float(np.square(y - mean).sum())
+
+    def _merge(self, count: int, magnitude: float, stats: Callable[[float], tuple[float, float]]) -> None:
+        c = max(self._c, magnitude)
+        if c == 0.0:  # zeros so far: mean and deviations stay 0
+            self.n += count
+            return
+        if self._c and c != self._c:
+            ratio = self._c / c
+            self._mean, self._m2 = self._mean * ratio, self._m2 * ratio * ratio
+        self._c = c
+        mean, m2 = stats(c)
+        n = self.n + count
+        delta = mean - self._mean
+        self._mean += delta * count / n
+        self._m2 += m2 + delta * delta * self.n * count / n
+        self.n = n
+
+    @property
+    def mean(self) -> float:
+        return self._mean * self._c
+
+    @property
+    def std(self) -> float:
+        return self._c * float(np.sqrt(self._m2 / self.n)) if self.n else 0.0
+
+    def standardization(self) -> tuple[float, float]:
+        """(mean, scale) for standardizing: a constant column keeps scale 1 (no division by ~0)."""
+        mean, std = self.mean, self.std
+        return mean, (std if std > 1e-12 * max(1.0, abs(mean)) else 1.0)
+
+
 def _fit_numeric(name: str, values: np.ndarray, rules: ColumnSpec, spec: PreprocessingSpec) -> NumericColumn:
     x = _numeric(name, values)
     observed = x[~np.isnan(x)]
     if observed.size == 0:
         raise InvalidInput(f"column {name!r} has no values in the training split")
-    impute, fill = numeric_fill(name, rules, spec, observed.mean, lambda: np.median(observed))
+    raw = Moments()
+    raw.add(observed)
+    impute, fill = numeric_fill(name, rules, spec, lambda: raw.mean, lambda: np.median(observed))
     shaped = _shape(name, np.where(np.isnan(x), fill if fill is not None else np.nan, x), rules.clip, rules.transform)
-    shaped = shaped[~np.isnan(shaped)]
     standardize = spec.standardize if rules.standardize is None else rules.standardize
     mean, scale = 0.0, 1.0
     if standardize:
-        mean = float(shaped.mean())
-        std = float(shaped.std())
-        scale = std if std > 1e-12 * max(1.0, abs(mean)) else 1.0  # a constant column: no division by ~0
+        moments = Moments()
+        moments.add(shaped[~np.isnan(shaped)])
+        mean, scale = moments.standardization()
     return NumericColumn(
         name=name, fill=fill, impute=impute, clip=rules.clip, transform=rules.transform, mean=mean, scale=scale
     )

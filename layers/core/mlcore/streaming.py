@@ -20,7 +20,7 @@ size is ``test_fraction`` of the rows in expectation rather than exactly as in t
 
 from __future__ import annotations
 
-import math
+import copy
 from collections import Counter
 from collections.abc import Iterator
 
@@ -31,6 +31,7 @@ from . import models
 from .errors import InvalidInput
 from .prepare import encode_target, processed_prefix
 from .preprocessing import (
+    Moments,
     NumericColumn,
     PreprocessingSpec,
     Preprocessor,
@@ -76,10 +77,8 @@ def _split(n_rows: int, start: int, request: TrainingRequest) -> np.ndarray:
 class _Numeric:
     def __init__(self, name: str, clip, transform: str, seed: int):
         self.name, self.clip, self.transform = name, clip, transform
-        self.count = 0
-        self.raw_sum = 0.0
-        self.sum = 0.0
-        self.sumsq = 0.0
+        self.raw = Moments()  # of the observed values (mean imputation)
+        self.shaped = Moments()  # of the clipped and transformed values (standardization)
         self.missing = 0
         self.sample = np.empty(0)
         self.seen = 0
@@ -91,11 +90,8 @@ class _Numeric:
         observed = x[~missing]
         if observed.size == 0:
             return
-        shaped = _shape(self.name, observed, self.clip, self.transform)
-        self.count += observed.size
-        self.raw_sum += float(observed.sum())
-        self.sum += float(shaped.sum())
-        self.sumsq += float(np.square(shaped).sum())
+        self.raw.add(observed)
+        self.shaped.add(_shape(self.name, observed, self.clip, self.transform))
         # reservoir sampling (Algorithm R, vectorized per chunk): a uniform sample of the observed values
         room = RESERVOIR - self.sample.size
         if room > 0:
@@ -109,21 +105,14 @@ class _Numeric:
         self.seen += observed.size
 
     def fit(self, rules, spec: PreprocessingSpec) -> NumericColumn:
-        if self.count == 0:
+        if self.raw.n == 0:
             raise InvalidInput(f"column {self.name!r} has no values in the training split")
-        impute, fill = numeric_fill(
-            self.name, rules, spec, lambda: self.raw_sum / self.count, lambda: np.median(self.sample)
-        )
-        n, s1, s2 = self.count, self.sum, self.sumsq
+        impute, fill = numeric_fill(self.name, rules, spec, lambda: self.raw.mean, lambda: np.median(self.sample))
+        shaped = copy.copy(self.shaped)  # plus the fills of the missing values, which the transform will see
         if fill is not None and self.missing:
-            shaped_fill = float(_shape(self.name, np.array([fill]), self.clip, self.transform)[0])
-            n, s1, s2 = n + self.missing, s1 + self.missing * shaped_fill, s2 + self.missing * shaped_fill**2
+            shaped.add_constant(float(_shape(self.name, np.array([fill]), self.clip, self.transform)[0]), self.missing)
         standardize = spec.standardize if rules.standardize is None else rules.standardize
-        mean, scale = 0.0, 1.0
-        if standardize:
-            mean = s1 / n
-            std = math.sqrt(max(s2 / n - mean * mean, 0.0))
-            scale = std if std > 1e-7 * max(1.0, abs(mean)) else 1.0  # float sums: a looser constant test
+        mean, scale = shaped.standardization() if standardize else (0.0, 1.0)
         return NumericColumn(
             name=self.name, fill=fill, impute=impute, clip=self.clip, transform=self.transform, mean=mean, scale=scale
         )
