@@ -44,7 +44,7 @@ from .schemas import (
     InitTask,
     RoundState,
 )
-from .storage import AlreadyExists, Conflict, NotFound, S3Store
+from .storage import AlreadyExists, Conflict, S3Store
 from .training import (
     _initial_grad_norm,
     init_run,
@@ -53,7 +53,7 @@ from .training import (
     load_shard,
     params_key,
     record_round,
-    round_key,
+    recorded_round,
     should_stop,
     usable_results,
 )
@@ -218,11 +218,8 @@ def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
     Idempotent per (run, round) like ``training.aggregate``. Results of another
     round (a late or duplicated delivery) are ignored and recorded.
     """
-    summary_key = round_key(task.run_id, task.round)
-    try:
-        return RoundState.model_validate(store.get_json(summary_key)["state"])
-    except NotFound:
-        pass
+    if (replayed := recorded_round(store, task.run_id, task.round)) is not None:
+        return replayed
     started = time.perf_counter()
     hp = task.hyperparameters
     returned, ignored, failed = usable_results(task.results, task.round, hp)

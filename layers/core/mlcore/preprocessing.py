@@ -328,6 +328,12 @@ class Moments:
         self._mean = 0.0
         self._m2 = 0.0
 
+    @classmethod
+    def of(cls, x: np.ndarray) -> Moments:
+        moments = cls()
+        moments.add(x)
+        return moments
+
     def add(self, x: np.ndarray) -> None:
         if x.size:
             self._merge(x.size, float(np.abs(x).max()), lambda c: self._chunk(x / c))
@@ -377,16 +383,12 @@ def _fit_numeric(name: str, values: np.ndarray, rules: ColumnSpec, spec: Preproc
     observed = x[~np.isnan(x)]
     if observed.size == 0:
         raise InvalidInput(f"column {name!r} has no values in the training split")
-    raw = Moments()
-    raw.add(observed)
-    impute, fill = numeric_fill(name, rules, spec, lambda: raw.mean, lambda: np.median(observed))
+    impute, fill = numeric_fill(name, rules, spec, lambda: Moments.of(observed).mean, lambda: np.median(observed))
     shaped = _shape(name, np.where(np.isnan(x), fill if fill is not None else np.nan, x), rules.clip, rules.transform)
     standardize = spec.standardize if rules.standardize is None else rules.standardize
     mean, scale = 0.0, 1.0
     if standardize:
-        moments = Moments()
-        moments.add(shaped[~np.isnan(shaped)])
-        mean, scale = moments.standardization()
+        mean, scale = Moments.of(shaped[~np.isnan(shaped)]).standardization()
     return NumericColumn(
         name=name, fill=fill, impute=impute, clip=rules.clip, transform=rules.transform, mean=mean, scale=scale
     )

@@ -174,11 +174,8 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     with a create-only write, and a replay returns that summary without
     stepping again.
     """
-    summary_key = round_key(task.run_id, task.round)
-    try:
-        return RoundState.model_validate(store.get_json(summary_key)["state"])
-    except NotFound:
-        pass
+    if (replayed := recorded_round(store, task.run_id, task.round)) is not None:
+        return replayed
     started = time.perf_counter()
     hp = task.hyperparameters
     results, ignored, failed = usable_results(task.results, task.round, hp)
@@ -238,6 +235,14 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     )
 
 
+def recorded_round(store: S3Store, run_id: str, round_: int) -> RoundState | None:
+    """The state a round's stored summary carries on with, or None if the round was not applied yet."""
+    try:
+        return RoundState.model_validate(store.get_json(round_key(run_id, round_))["state"])
+    except NotFound:
+        return None
+
+
 def record_round(
     store: S3Store, task, next_key: str, reason: str | None, loss: float, grad_norm: float, fields: dict
 ) -> RoundState:
@@ -258,7 +263,7 @@ def record_round(
     try:
         store.put_json(summary_key, summary, if_absent=True)
     except AlreadyExists:
-        return RoundState.model_validate(store.get_json(summary_key)["state"])
+        return recorded_round(store, task.run_id, task.round)
     return state
 
 
