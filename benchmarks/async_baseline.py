@@ -8,9 +8,10 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
-from mlcore import asynchronous, models
-from mlcore.schemas import Hyperparameters, InitTask
-from mlcore.storage import S3Store
+from mlcore.infra.storage import S3Store
+from mlcore.math import linear
+from mlcore.steps import asynchronous
+from mlcore.steps.schemas import Hyperparameters, InitTask
 from mllocal.cloud import LocalCloud
 from mllocal.template import local_stack
 
@@ -21,8 +22,8 @@ L2 = 1e-3
 
 
 def _objective(theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
-    loss_sum, grad_sum = models.loss_grad_sums("linear_regression", theta, X, y)
-    return models.regularized_objective(loss_sum, grad_sum, len(y), theta, L2)[0]
+    loss_sum, grad_sum = linear.loss_grad_sums("linear_regression", theta, X, y)
+    return linear.regularized_objective(loss_sum, grad_sum, len(y), theta, L2)[0]
 
 
 def race(compare_and_swap: bool, submissions: int) -> dict[str, float]:
@@ -44,8 +45,8 @@ def race(compare_and_swap: bool, submissions: int) -> dict[str, float]:
                 batch = rng.choice(rows, size=min(16, len(rows)), replace=False)
 
                 def gradient(theta, batch=batch):
-                    loss_sum, grad_sum = models.loss_grad_sums("linear_regression", theta.ravel(), X[batch], y[batch])
-                    return models.regularized_objective(loss_sum, grad_sum, len(batch), theta.ravel(), L2)
+                    loss_sum, grad_sum = linear.loss_grad_sums("linear_regression", theta.ravel(), X[batch], y[batch])
+                    return linear.regularized_objective(loss_sum, grad_sum, len(batch), theta.ravel(), L2)
 
                 asynchronous.submit(store, key, gradient, hp, compare_and_swap=compare_and_swap)
 

@@ -93,8 +93,8 @@ class FileStore:
 
 def measure(csv: Path, shards: int) -> dict:
     """Runs in the subprocess: the whole streaming preprocess, then its peak RSS."""
-    from mlcore import streaming
-    from mlcore.schemas import TrainingRequest
+    from mlcore.steps.preparation import streaming
+    from mlcore.steps.schemas import TrainingRequest
 
     kinds = {"id": "categorical", "age": "numeric", "bmi": "numeric", "income": "numeric"}
     kinds |= {"city": "categorical", "smoker": "categorical", "y": "numeric"}

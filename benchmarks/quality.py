@@ -22,8 +22,8 @@ from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier, SGDRe
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from mlcore import models, optimizers
-from mlcore.schemas import Hyperparameters
+from mlcore.math import linear, optimizers
+from mlcore.steps.schemas import Hyperparameters
 
 from .harness import Figure, run_concurrently
 
@@ -86,13 +86,13 @@ def cases(synthetic_rows: int) -> list[Case]:
 def objective(case: Case, theta: np.ndarray) -> float:
     """The training objective (mean loss + L2 term) at ``theta``, in float64."""
     X, y = case.X_train.astype(np.float64), case.y_train.astype(np.float64)
-    loss_sum, grad_sum = models.loss_grad_sums(case.model, theta.ravel(), X, y)
-    return models.regularized_objective(loss_sum, grad_sum, len(y), theta.ravel(), L2, case.k)[0]
+    loss_sum, grad_sum = linear.loss_grad_sums(case.model, theta.ravel(), X, y)
+    return linear.regularized_objective(loss_sum, grad_sum, len(y), theta.ravel(), L2, case.k)[0]
 
 
 def test_metric(case: Case, theta: np.ndarray) -> float:
     """Test R² (regression) or accuracy (classification)."""
-    predicted = models.predict(case.model, theta.ravel(), case.X_test.astype(np.float64))
+    predicted = linear.predict(case.model, theta.ravel(), case.X_test.astype(np.float64))
     if case.model == "linear_regression":
         y = case.y_test.astype(np.float64)
         return float(1 - np.sum((predicted - y) ** 2) / np.sum((y - y.mean()) ** 2))
@@ -128,8 +128,8 @@ def distributed_gd(case: Case, epochs: int, shards: int = SHARDS) -> np.ndarray:
     theta = np.zeros((case.X_train.shape[1] + 1) * case.k)
     state = optimizers.init_state("momentum", theta.size)
     for t in range(1, epochs + 1):
-        sums = [models.loss_grad_sums(case.model, theta, X, y) for X, y in parts]
-        _, grad = models.regularized_objective(
+        sums = [linear.loss_grad_sums(case.model, theta, X, y) for X, y in parts]
+        _, grad = linear.regularized_objective(
             sum(s[0] for s in sums), sum(s[1] for s in sums), len(case.y_train), theta, L2, case.k
         )
         theta, state = optimizers.step("momentum", theta, grad, state, learning_rate=case.lr, t=t)
@@ -165,9 +165,9 @@ def async_sgd(case: Case, hp: Hyperparameters, passes: int, workers: int = SHARD
     import boto3
     from moto import mock_aws
 
-    from mlcore import asynchronous
-    from mlcore.schemas import AsyncWorkerTask, InitTask, Shard
-    from mlcore.storage import S3Store, s3_client
+    from mlcore.infra.storage import S3Store, s3_client
+    from mlcore.steps import asynchronous
+    from mlcore.steps.schemas import AsyncWorkerTask, InitTask, Shard
     from mllocal.s3atomic import atomic_conditional_writes
 
     run = "run-quality"

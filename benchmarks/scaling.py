@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcore import cost
+from mlcore.math import cost
 from mllocal.cloud import LocalCloud
 from mllocal.template import local_stack
 

@@ -26,10 +26,10 @@ RUNTIME = ROOT / ".aws-sam" / "lambda-runtime"  # boto3 & co., as the packaging 
 
 def _register_housing_model(cloud) -> list[dict]:
     """A model fit in closed form on data/housing.csv (no training workflow needed), registered on moto."""
-    from mlcore import registry
-    from mlcore.prepare import build_matrices
-    from mlcore.storage import S3Store
-    from mlcore.tabular import column_kinds, read_csv, to_columns
+    from mlcore.infra.storage import S3Store
+    from mlcore.serving import registry
+    from mlcore.steps.preparation.in_memory import build_matrices
+    from mlcore.steps.tabular import column_kinds, read_csv, to_columns
 
     frame = read_csv((ROOT / "data" / "housing.csv").read_bytes())
     prep, train, _, _, _ = build_matrices(to_columns(frame), column_kinds(frame), "price_k", 0.2, 0)

@@ -5,7 +5,7 @@
    wine (multiclass) data sets and a synthetic regression set (100,000 x 28; --full: 1,000,000 x 28):
    sync (the aggregator's math: row-weighted shard gradients, one optimizer step per round) and async
    (the real compare-and-swap workers, 4 threads against moto S3; the model is the head's average).
-2. GradientWorker compute (models.loss_grad_sums) vs bare numpy X.T @ (X @ w - y) on one float32 shard.
+2. GradientWorker compute (linear.loss_grad_sums) vs bare numpy X.T @ (X @ w - y) on one float32 shard.
 3. Shard load through S3Store (moto) vs np.load of the same bytes: the transfer alone, the decode alone
    (our zero-copy .npy view vs np.load(BytesIO)), and both together, with tracemalloc's peak memory.
 4. Per-round orchestration time of the local run (moto's Step Functions interpreter, real handlers).
@@ -68,8 +68,8 @@ def bench_compute_and_load(full: bool) -> None:
     import boto3
     from moto import mock_aws
 
-    from mlcore import models
-    from mlcore.storage import S3Store, npy_view, s3_client
+    from mlcore.infra.storage import S3Store, npy_view, s3_client
+    from mlcore.math import linear
 
     rows = 1_000_000 if full else 100_000
     rng = np.random.default_rng(0)
@@ -77,7 +77,7 @@ def bench_compute_and_load(full: bool) -> None:
     X, y = shard[:, :-1], shard[:, -1]
     theta = rng.normal(size=29)
     w = theta[:-1].astype(np.float32)
-    ours = _best(lambda: models.loss_grad_sums("linear_regression", theta, X, y))
+    ours = _best(lambda: linear.loss_grad_sums("linear_regression", theta, X, y))
     bare = _best(lambda: X.T @ (X @ w - y))
     print(f"\n2. gradient of a {rows:,} x 28 float32 shard (best of 5)")
     print(f"   GradientWorker math {ours * 1e3:8.1f} ms   bare numpy X.T @ (X @ w - y) {bare * 1e3:8.1f} ms   "

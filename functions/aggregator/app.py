@@ -5,11 +5,11 @@ from typing import Annotated
 from aws_lambda_powertools.utilities.parser import event_parser
 from pydantic import Field, RootModel
 
-from mlcore import asynchronous, training
-from mlcore.config import Settings
-from mlcore.observability import logger, tracer
-from mlcore.schemas import AggregateTask, AsyncProgressTask, InitTask
-from mlcore.storage import S3Store
+from mlcore.infra.observability import logger, tracer
+from mlcore.infra.settings import Settings
+from mlcore.infra.storage import S3Store
+from mlcore.steps import asynchronous, training
+from mlcore.steps.schemas import AggregateTask, AsyncProgressTask, InitTask
 
 
 class AggregatorEvent(

@@ -6,12 +6,12 @@ from functools import lru_cache
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
-from mlcore import batch
-from mlcore.api import register_error_handlers, resolve
-from mlcore.batch import BatchJobRequest
-from mlcore.config import Settings
-from mlcore.observability import logger, metrics, tracer
-from mlcore.storage import S3Store
+from mlcore.infra.http import register_error_handlers, resolve
+from mlcore.infra.observability import logger, metrics, tracer
+from mlcore.infra.settings import Settings
+from mlcore.infra.storage import S3Store
+from mlcore.serving import batch
+from mlcore.serving.batch import BatchJobRequest
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)

@@ -4,12 +4,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from mlcore import batch, serving
-from mlcore.config import Settings
-from mlcore.observability import logger, tracer
-from mlcore.storage import S3Store
+from mlcore.infra.observability import logger, tracer
+from mlcore.infra.settings import Settings
+from mlcore.infra.storage import S3Store
+from mlcore.serving import batch, online
 
-cache = serving.ModelCache()
+cache = online.ModelCache()
 
 
 class Plan(BaseModel):

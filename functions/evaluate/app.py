@@ -2,11 +2,11 @@
 
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from mlcore import evaluation
-from mlcore.config import Settings
-from mlcore.observability import logger, tracer
-from mlcore.schemas import EvaluateTask
-from mlcore.storage import S3Store
+from mlcore.infra.observability import logger, tracer
+from mlcore.infra.settings import Settings
+from mlcore.infra.storage import S3Store
+from mlcore.steps import evaluation
+from mlcore.steps.schemas import EvaluateTask
 
 
 @logger.inject_lambda_context(correlation_id_path="run_id")

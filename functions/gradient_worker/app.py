@@ -6,11 +6,11 @@ from typing import Annotated
 from aws_lambda_powertools.utilities.parser import event_parser
 from pydantic import Field, RootModel
 
-from mlcore import asynchronous, training
-from mlcore.config import Settings
-from mlcore.observability import logger, tracer
-from mlcore.schemas import AsyncWorkerTask, WorkerTask
-from mlcore.storage import S3Store
+from mlcore.infra.observability import logger, tracer
+from mlcore.infra.settings import Settings
+from mlcore.infra.storage import S3Store
+from mlcore.steps import asynchronous, training
+from mlcore.steps.schemas import AsyncWorkerTask, WorkerTask
 
 
 class WorkerEvent(RootModel[Annotated[WorkerTask | AsyncWorkerTask, Field(union_mode="left_to_right")]]):

@@ -13,21 +13,22 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mlcore import datasets, urlfetch
-from mlcore.api import register_error_handlers, resolve
-from mlcore.config import Settings
-from mlcore.errors import InvalidInput
-from mlcore.observability import logger, metrics, tracer
-from mlcore.storage import S3Store
+from mlcore.infra import urlfetch
+from mlcore.infra.errors import InvalidInput
+from mlcore.infra.http import register_error_handlers, resolve
+from mlcore.infra.observability import logger, metrics, tracer
+from mlcore.infra.settings import Settings
+from mlcore.infra.storage import S3Store
+from mlcore.steps import ingestion
 
 app = APIGatewayRestResolver(enable_validation=True)
-UPLOAD_CONTENT_TYPES = ("application/json", *datasets.CONTENT_TYPES)
+UPLOAD_CONTENT_TYPES = ("application/json", *ingestion.CONTENT_TYPES)
 register_error_handlers(app)
 
 
 class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=datasets.DATASET_NAME.pattern, description="data set name")
+    name: str = Field(pattern=ingestion.DATASET_NAME.pattern, description="data set name")
     format: Literal["csv", "jsonl"] = "csv"
 
 
@@ -52,7 +53,7 @@ def _store() -> S3Store:
 
 @app.post("/datasets", responses={201: {"description": "An upload URL; the upload registers the data set"}})
 def start_upload(request: UploadRequest) -> Response[dict]:
-    result = datasets.start_upload(_store(), request.name, request.format)
+    result = ingestion.start_upload(_store(), request.name, request.format)
     return Response(status_code=201, content_type="application/json", body=result)
 
 
@@ -83,18 +84,18 @@ def upload(name: str) -> Response[dict]:
         if request.url is not None:
             settings = Settings.from_env()
             policy = urlfetch.UrlPolicy.from_settings(settings.url_allow_networks, settings.url_allow_http)
-            result = datasets.ingest_url(S3Store(settings.bucket), name, request.url, policy, request.format)
+            result = ingestion.ingest_url(S3Store(settings.bucket), name, request.url, policy, request.format)
             return Response(status_code=202, content_type="application/json", body=result)
-        result = datasets.register_object(_store(), name, request.s3_key)
+        result = ingestion.register_object(_store(), name, request.s3_key)
     else:
         data = base64.b64decode(body) if event.is_base64_encoded else body.encode()
-        if len(data) > datasets.MAX_BODY_BYTES:
+        if len(data) > ingestion.MAX_BODY_BYTES:
             raise BadRequestError(
-                f"request body is {len(data)} bytes, over the {datasets.MAX_BODY_BYTES} byte limit "
+                f"request body is {len(data)} bytes, over the {ingestion.MAX_BODY_BYTES} byte limit "
                 "for direct upload; use POST /datasets for an upload URL instead"
             )
-        fmt = datasets.format_of_content_type(content_type)
-        result = datasets.ingest(_store(), name, data, source="api", fmt=fmt)
+        fmt = ingestion.format_of_content_type(content_type)
+        result = ingestion.ingest(_store(), name, data, source="api", fmt=fmt)
     return Response(status_code=201 if result["created"] else 200, content_type="application/json", body=result)
 
 
@@ -102,7 +103,7 @@ def upload(name: str) -> Response[dict]:
 def describe(name: str) -> dict:
     version = app.current_event.get_query_string_value("version")
     store = _store()
-    return datasets.describe(store, name, version) if version else datasets.status(store, name)
+    return ingestion.describe(store, name, version) if version else ingestion.status(store, name)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
@@ -113,6 +114,6 @@ def lambda_handler(event: dict, context) -> dict:
         s3_event = EventBridgeEvent(event)
         key = s3_event.detail["object"]["key"]
         logger.info("registering upload", extra={"key": key})
-        return datasets.ingest_upload(_store(), key)
+        return ingestion.ingest_upload(_store(), key)
     # files arrive as text/csv or JSON Lines; the handlers check size and encoding with messages of their own
     return resolve(app, event, context, content_types=UPLOAD_CONTENT_TYPES, decode=False)

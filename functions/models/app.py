@@ -6,11 +6,11 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import BaseModel, Field
 
-from mlcore import registry
-from mlcore.api import register_error_handlers, resolve
-from mlcore.config import Settings
-from mlcore.observability import logger, metrics, tracer
-from mlcore.storage import S3Store
+from mlcore.infra.http import register_error_handlers, resolve
+from mlcore.infra.observability import logger, metrics, tracer
+from mlcore.infra.settings import Settings
+from mlcore.infra.storage import S3Store
+from mlcore.serving import registry
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)

@@ -6,21 +6,21 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, Field
 
-from mlcore import serving
-from mlcore.api import register_error_handlers, resolve
-from mlcore.config import Settings
-from mlcore.observability import logger, metrics
-from mlcore.storage import S3Store
+from mlcore.infra.http import register_error_handlers, resolve
+from mlcore.infra.observability import logger, metrics
+from mlcore.infra.settings import Settings
+from mlcore.infra.storage import S3Store
+from mlcore.serving import online
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)
-cache = serving.ModelCache()
+cache = online.ModelCache()
 
 
 class PredictRequest(BaseModel):
     instances: list[dict[str, Any] | list[Any]] = Field(
         min_length=1,
-        max_length=serving.MAX_INSTANCES,
+        max_length=online.MAX_INSTANCES,
         description="objects keyed by feature name, or lists of values in schema order",
     )
 
@@ -41,11 +41,11 @@ def predict(
     version: Annotated[int | None, Query(ge=1, description="serve this version instead of an alias")] = None,
     alias: Annotated[
         Literal["production", "latest"], Query(description="alias to serve when no version is given")
-    ] = serving.DEFAULT_ALIAS,
+    ] = online.DEFAULT_ALIAS,
 ) -> PredictResponse:
     store = S3Store(Settings.from_env().bucket)
     artifact = cache.get_version(store, name, version) if version else cache.get(store, name, alias)
-    result = serving.predict(artifact, body.instances)
+    result = online.predict(artifact, body.instances)
     metrics.add_metric(name="Predictions", unit="Count", value=len(body.instances))
     return PredictResponse(**result)
 
@@ -55,4 +55,4 @@ def predict(
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
-    return resolve(app, event, context, max_bytes=serving.MAX_BODY_BYTES)
+    return resolve(app, event, context, max_bytes=online.MAX_BODY_BYTES)

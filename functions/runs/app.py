@@ -8,12 +8,12 @@ import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from mlcore import runs
-from mlcore.api import register_error_handlers, resolve
-from mlcore.config import Settings
-from mlcore.observability import logger, metrics, tracer
-from mlcore.schemas import TrainingRequest
-from mlcore.storage import S3Store
+from mlcore.infra.http import register_error_handlers, resolve
+from mlcore.infra.observability import logger, metrics, tracer
+from mlcore.infra.settings import Settings
+from mlcore.infra.storage import S3Store
+from mlcore.steps import runs
+from mlcore.steps.schemas import TrainingRequest
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)

@@ -50,7 +50,7 @@ class LocalCloud:
         self._permissions.__enter__()
         self._sfn_tasks = start_execution_integration()
         self._sfn_tasks.__enter__()
-        from mlcore.storage import s3_client
+        from mlcore.infra.storage import s3_client
 
         s3_client.cache_clear()
         lambdas.reset_containers()  # a new environment starts with cold functions
@@ -103,7 +103,7 @@ class LocalCloud:
             )
 
     def __exit__(self, *exc) -> None:
-        from mlcore.storage import s3_client
+        from mlcore.infra.storage import s3_client
 
         self._routes.__exit__(*exc)
         self._atomic.__exit__(*exc)

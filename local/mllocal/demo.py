@@ -29,9 +29,9 @@ def sklearn_reference(
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import mean_squared_error, r2_score
 
-    from mlcore.prepare import build_matrices
-    from mlcore.preprocessing import PreprocessingSpec
-    from mlcore.tabular import column_kinds, read_csv, to_columns
+    from mlcore.math.preprocessing import PreprocessingSpec
+    from mlcore.steps.preparation.in_memory import build_matrices
+    from mlcore.steps.tabular import column_kinds, read_csv, to_columns
 
     frame = read_csv(csv)
     _, train, test, _, _ = build_matrices(

@@ -9,8 +9,8 @@ import json
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from mlcore.prepare import build_matrices
-from mlcore.tabular import column_kinds, read_csv, to_columns
+from mlcore.steps.preparation.in_memory import build_matrices
+from mlcore.steps.tabular import column_kinds, read_csv, to_columns
 from mllocal.template import ROOT
 from tests.conftest import keys
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from mlcore import registry, serving
-from mlcore.storage import S3Store
+from mlcore.infra.storage import S3Store
+from mlcore.serving import online, registry
 from tests.integration.test_predict import model  # noqa: F401  (fixture: housing-sample version 1 on moto)
 
 HEADER = "id,area_m2,bedrooms,age_years,distance_km,lot_m2,neighborhood\n"
@@ -71,7 +71,7 @@ def test_batch_job_predicts_in_input_order_and_reports_bad_rows(cloud, model):  
     assert [p["row"] for p in predictions] == good
     artifact = registry.load_version(S3Store(cloud.stack.bucket), "housing-sample", 1)
     rows = text.splitlines()[1:]
-    expected = serving.predict(artifact, [_row_instance(rows[i]) for i in good])["predictions"]
+    expected = online.predict(artifact, [_row_instance(rows[i]) for i in good])["predictions"]
     assert [p["prediction"] for p in predictions] == pytest.approx(expected, rel=1e-12)
     errors = lines(summary["errors_key"])
     assert errors == [{"row": r, "error": reason} for r, (_, reason) in sorted(BAD.items())]

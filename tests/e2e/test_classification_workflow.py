@@ -10,8 +10,8 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.linear_model import LogisticRegression
 
-from mlcore.prepare import build_matrices
-from mlcore.tabular import column_kinds, read_csv, to_columns
+from mlcore.steps.preparation.in_memory import build_matrices
+from mlcore.steps.tabular import column_kinds, read_csv, to_columns
 
 
 def _csv(loader, labels) -> bytes:

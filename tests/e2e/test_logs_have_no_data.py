@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mlcore.observability import logger
+from mlcore.infra.observability import logger
 from mllocal.cloud import LocalCloud
 from mllocal.template import local_stack
 

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from mlcore.prepare import split_indices
+from mlcore.steps.preparation.in_memory import split_indices
 from mllocal.template import ROOT
 from tests.conftest import keys
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from mlcore.prepare import build_matrices
-from mlcore.tabular import column_kinds, read_csv, to_columns
+from mlcore.steps.preparation.in_memory import build_matrices
+from mlcore.steps.tabular import column_kinds, read_csv, to_columns
 from mllocal.cloud import LocalCloud
 from mllocal.lambdas import LambdaServiceError
 from mllocal.template import ROOT, local_stack
@@ -94,7 +94,7 @@ def test_training_matches_sklearn_and_serves_the_model(cloud):
     assert resp["statusCode"] == 200
     artifact = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=model["artifact_key"])["Body"].read())
     assert artifact["hyperparameters"]["n_shards"] == 4 and len(artifact["training_curve"]) == rounds
-    from mlcore.registry import ModelArtifact
+    from mlcore.serving.registry import ModelArtifact
 
     expected = ModelArtifact.model_validate(artifact).predict({k: [v] for k, v in instance.items()})[0]
     assert json.loads(resp["body"])["predictions"] == [pytest.approx(expected, rel=1e-12)]

@@ -8,9 +8,10 @@ import threading
 import numpy as np
 import pytest
 
-from mlcore import asynchronous, optimizers
-from mlcore.schemas import AsyncProgressTask, AsyncWorkerResult, Hyperparameters, InitTask
-from mlcore.storage import Conflict, S3Store
+from mlcore.infra.storage import Conflict, S3Store
+from mlcore.math import optimizers
+from mlcore.steps import asynchronous
+from mlcore.steps.schemas import AsyncProgressTask, AsyncWorkerResult, Hyperparameters, InitTask
 from tests.conftest import load_event
 
 WORKERS = 8

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlcore import datasets
+from mlcore.steps import ingestion
 from tests.conftest import keys, load_event
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -56,7 +56,7 @@ def test_bad_files_through_s3_uploads_leave_a_failed_status_and_nothing_in_raw(c
 
 
 def test_a_file_over_the_limit_is_refused_before_it_is_read(cloud, monkeypatch):
-    monkeypatch.setattr(datasets, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(ingestion, "MAX_FILE_BYTES", 100)
     body = b"x,y\n" + b"1,2\n" * 30
     cloud.s3.put_object(Bucket=cloud.stack.bucket, Key="uploads/big/big.csv", Body=body)
     event = load_event("ingest_s3_upload")
@@ -77,11 +77,11 @@ def _ingest(cloud, name: str, file: str, bypass: bool) -> None:
         return
     # a raw version that ingest would have refused: the Preprocess step checks again
     version = hashlib.sha256(data).hexdigest()[:16]
-    meta = {"dataset": name, "version": version, "key": datasets.data_key(name, version), "rows": 0, "sha256": ""}
+    meta = {"dataset": name, "version": version, "key": ingestion.data_key(name, version), "rows": 0, "sha256": ""}
     cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=meta["key"], Body=data)
-    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=datasets.meta_key(name, version), Body=json.dumps(meta))
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=ingestion.meta_key(name, version), Body=json.dumps(meta))
     body = json.dumps({"dataset": name, "version": version})
-    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=datasets.latest_key(name), Body=body)
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=ingestion.latest_key(name), Body=body)
 
 
 @pytest.mark.parametrize("case", PREPROCESS_CASES, ids=lambda c: f"{c['file']}:{c['error'][:40]}")

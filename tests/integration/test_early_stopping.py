@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlcore import training
-from mlcore.schemas import AggregateTask, Block, Hyperparameters, InitTask, Shard, WorkerTask
-from mlcore.storage import S3Store
+from mlcore.infra.storage import S3Store
+from mlcore.steps import training
+from mlcore.steps.schemas import AggregateTask, Block, Hyperparameters, InitTask, Shard, WorkerTask
 
 
 def _run(cloud, patience, rounds=8):

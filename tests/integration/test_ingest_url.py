@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from mlcore import datasets
+from mlcore.steps import ingestion
 from tests.conftest import keys, load_event
 
 CSV = load_event("ingest_api")["body"].encode()
@@ -113,10 +113,10 @@ def test_redirects_to_private_destinations_are_refused_at_that_hop(cloud, server
 
 
 def test_size_limit_aborts_the_stream(cloud, server, allow_local, monkeypatch):
-    monkeypatch.setattr(datasets, "MAX_FILE_BYTES", 5000)
+    monkeypatch.setattr(ingestion, "MAX_FILE_BYTES", 5000)
     status, body = _post(cloud, f"{server}/chunked.csv")
     assert (status, body["message"]) == (400, "the file is over the 5000 byte limit")
-    monkeypatch.setattr(datasets, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(ingestion, "MAX_FILE_BYTES", 1000)
     status, body = _post(cloud, f"{server}/data.csv")
     assert (status, body["message"]) == (400, f"the file is {len(CSV)} bytes, over the 1000 byte limit")
     _nothing_written(cloud)

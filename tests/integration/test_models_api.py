@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from mlcore import registry, serving
-from mlcore.storage import S3Store
+from mlcore.infra.storage import S3Store
+from mlcore.serving import online, registry
 from mllocal import apigw
 from tests.integration.test_predict import model  # noqa: F401  (fixture: version 1 registered by the real steps)
 
@@ -86,9 +86,9 @@ def test_registry_api_errors_are_4xx(cloud, model, method, path, body, status): 
 
 def test_oversized_and_base64_bodies(cloud, model):  # noqa: F811
     path = "/models/housing-sample/predict"
-    big = json.dumps({"instances": [ROW], "pad": "x" * serving.MAX_BODY_BYTES})
+    big = json.dumps({"instances": [ROW], "pad": "x" * online.MAX_BODY_BYTES})
     status, body = _call(cloud, "POST", path, big)
-    assert status == 413 and str(serving.MAX_BODY_BYTES) in body["message"]
+    assert status == 413 and str(online.MAX_BODY_BYTES) in body["message"]
 
     event_body = base64.b64encode(json.dumps({"instances": [ROW, ROW]}).encode()).decode()
     event = apigw.proxy_event("POST", path, "/models/{name}/predict", {"name": "housing-sample"}, body=event_body)
@@ -97,7 +97,7 @@ def test_oversized_and_base64_bodies(cloud, model):  # noqa: F811
     assert error is None and payload["statusCode"] == 200, payload
     assert len(json.loads(payload["body"])["predictions"]) == 2
 
-    event["body"] = base64.b64encode(b"x" * (serving.MAX_BODY_BYTES + 3)).decode()
+    event["body"] = base64.b64encode(b"x" * (online.MAX_BODY_BYTES + 3)).decode()
     payload, _ = cloud.invoke("PredictFunction", event)
     assert payload["statusCode"] == 413
     event["body"] = "!!not base64!!"
@@ -122,7 +122,7 @@ def test_wrong_types_are_4xx(cloud, model, instances, status, words):  # noqa: F
 
 
 def test_conditional_writes_on_s3(cloud):
-    from mlcore.storage import AlreadyExists, Conflict
+    from mlcore.infra.storage import AlreadyExists, Conflict
 
     store = S3Store(cloud.stack.bucket)
     etag = store.put_json("models/x/aliases/production.json", {"version": 1}, if_absent=True)

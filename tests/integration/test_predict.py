@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mlcore.registry import ModelArtifact
+from mlcore.serving.registry import ModelArtifact
 from tests.conftest import load_event
 
 

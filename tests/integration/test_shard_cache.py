@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlcore import training
-from mlcore.storage import S3Store
+from mlcore.infra.storage import S3Store
+from mlcore.steps import training
 
 
 def test_a_shard_is_read_once_while_its_etag_is_unchanged(cloud, monkeypatch):

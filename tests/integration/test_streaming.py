@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcore import prepare, streaming
-from mlcore.errors import InvalidInput
-from mlcore.schemas import TrainingRequest
-from mlcore.storage import S3Store
+from mlcore.infra.errors import InvalidInput
+from mlcore.infra.storage import S3Store
+from mlcore.steps.preparation import in_memory, streaming
+from mlcore.steps.schemas import TrainingRequest
 from tests.conftest import keys
 
 
@@ -50,7 +50,7 @@ def test_streaming_pass_statistics_and_shards(cloud, ingested):
     request = TrainingRequest.model_validate(
         {"dataset": "big", "target": "y", "model_name": "big", "n_shards": 3, "seed": 4, "preprocessing": SPEC}
     )
-    result = prepare.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
+    result = in_memory.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
     manifest = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=result.manifest_key)["Body"].read())
     assert manifest["streaming"]["chunk_rows"] == 700
     shards = [_load(cloud, s.key) for s in result.shards]
@@ -89,7 +89,7 @@ def test_streaming_failure_writes_nothing(cloud, ingested):
         {"dataset": "big", "target": "y", "model_name": "big", "preprocessing": {"columns": {"id": {"drop": False}}}}
     )
     with pytest.raises(InvalidInput, match="^column 'id' has 2400|^column 'id' has \\d+ categories"):
-        prepare.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
+        in_memory.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
     assert keys(cloud, "processed/") == []
 
 
@@ -110,7 +110,7 @@ def test_streaming_classification_maps_labels_to_class_indices(cloud, monkeypatc
             "hyperparameters": {"model": "softmax_regression"},
         }
     )
-    result = prepare.preprocess(S3Store(cloud.stack.bucket), request, "run-cls", stream_threshold=0)
+    result = in_memory.preprocess(S3Store(cloud.stack.bucket), request, "run-cls", stream_threshold=0)
     assert (result.classes, result.n_outputs) == (["high", "low", "mid"], 3)
     train = np.vstack([_load(cloud, s.key) for s in result.shards])
     scaled = train[:, 0]  # standardization keeps the order of x: largest is "high" (0), smallest "low" (1)

@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 
-from mlcore import serving
-from mlcore.metrics import regression_metrics
-from mlcore.registry import ModelArtifact
+from mlcore.math.metrics import regression_metrics
+from mlcore.serving import online
+from mlcore.serving.registry import ModelArtifact
 
 pytestmark = pytest.mark.packaging
 
@@ -215,7 +215,7 @@ def test_predict(invoke, load_event, bucket, chain):
     assert len(body["predictions"]) == 2
     doc = bucket.json(registered["artifact_key"])
     instances = json.loads(event["body"])["instances"]
-    expected = serving.predict(ModelArtifact.model_validate(doc), instances)["predictions"]
+    expected = online.predict(ModelArtifact.model_validate(doc), instances)["predictions"]
     assert body["predictions"] == pytest.approx(expected, rel=1e-12)
     # and by hand, from the artifact's numbers alone
     columns = doc["preprocessor"]["columns"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcore.storage import NotFound
+from mlcore.infra.storage import NotFound
 
 
 class FakeStore:
@@ -28,7 +28,7 @@ class FakeStore:
         return self.documents[key]
 
     def put_json(self, key: str, doc: Any, *, if_absent: bool = False, if_match: str | None = None) -> str:
-        from mlcore.storage import AlreadyExists, Conflict
+        from mlcore.infra.storage import AlreadyExists, Conflict
 
         if if_absent and key in self.documents:
             raise AlreadyExists(key)
@@ -56,7 +56,7 @@ class FakeStore:
     def put_arrays(
         self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
-        from mlcore.storage import AlreadyExists, Conflict
+        from mlcore.infra.storage import AlreadyExists, Conflict
 
         if if_absent and key in self.archives:
             raise AlreadyExists(key)

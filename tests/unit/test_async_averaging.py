@@ -12,8 +12,9 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
-from mlcore import asynchronous, models, optimizers, training
-from mlcore.schemas import (
+from mlcore.math import linear, optimizers
+from mlcore.steps import asynchronous, training
+from mlcore.steps.schemas import (
     AsyncProgressTask,
     AsyncWorkerTask,
     Hyperparameters,
@@ -95,8 +96,8 @@ def _diabetes_shards(n_shards: int = 4):
 
 
 def _objective(theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
-    loss_sum, grad_sum = models.loss_grad_sums("linear_regression", theta.ravel(), X, y)
-    return models.regularized_objective(loss_sum, grad_sum, len(y), theta.ravel(), L2)[0]
+    loss_sum, grad_sum = linear.loss_grad_sums("linear_regression", theta.ravel(), X, y)
+    return linear.regularized_objective(loss_sum, grad_sum, len(y), theta.ravel(), L2)[0]
 
 
 def _run(hp: Hyperparameters, passes: int, run_id: str = "run-avg"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlcore import batch
-from mlcore.errors import InvalidInput
+from mlcore.infra.errors import InvalidInput
+from mlcore.serving import batch
 
 from .test_serving import make_artifact
 

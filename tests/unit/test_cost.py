@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlcore import cost
+from mlcore.math import cost
 
 
 def _measured() -> cost.Usage:

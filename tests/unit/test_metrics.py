@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
-from mlcore.metrics import regression_metrics
+from mlcore.math.metrics import regression_metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from mlcore import models
+from mlcore.math import linear
 
 
 def central_differences(f, theta: np.ndarray, h: float = 1e-6) -> np.ndarray:
@@ -31,12 +31,12 @@ def problem():
 def test_predict_is_x_dot_w_plus_intercept():
     X = np.array([[1.0, 2.0], [3.0, -1.0]])
     theta = np.array([0.5, -1.0, 2.0])
-    np.testing.assert_array_equal(models.predict("linear_regression", theta, X), [0.5 - 2.0 + 2.0, 1.5 + 1.0 + 2.0])
+    np.testing.assert_array_equal(linear.predict("linear_regression", theta, X), [0.5 - 2.0 + 2.0, 1.5 + 1.0 + 2.0])
 
 
 def test_loss_sum_is_half_squared_residual_norm(problem):
     X, y, theta = problem
-    loss_sum, _ = models.loss_grad_sums("linear_regression", theta, X, y)
+    loss_sum, _ = linear.loss_grad_sums("linear_regression", theta, X, y)
     expected = 0.5 * np.linalg.norm(X @ theta[:-1] + theta[-1] - y) ** 2
     assert isinstance(loss_sum, float)
     assert loss_sum == pytest.approx(expected, rel=1e-12)
@@ -44,8 +44,8 @@ def test_loss_sum_is_half_squared_residual_norm(problem):
 
 def test_gradient_sum_matches_central_differences(problem):
     X, y, theta = problem
-    _, grad = models.loss_grad_sums("linear_regression", theta, X, y)
-    numeric = central_differences(lambda t: models.loss_grad_sums("linear_regression", t, X, y)[0], theta)
+    _, grad = linear.loss_grad_sums("linear_regression", theta, X, y)
+    numeric = central_differences(lambda t: linear.loss_grad_sums("linear_regression", t, X, y)[0], theta)
     assert grad.dtype == np.float64
     assert grad.shape == theta.shape
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-5)
@@ -53,7 +53,7 @@ def test_gradient_sum_matches_central_differences(problem):
 
 def test_gradient_sum_has_closed_form(problem):
     X, y, theta = problem
-    _, grad = models.loss_grad_sums("linear_regression", theta, X, y)
+    _, grad = linear.loss_grad_sums("linear_regression", theta, X, y)
     residual = X @ theta[:-1] + theta[-1] - y
     np.testing.assert_allclose(grad, np.append(X.T @ residual, residual.sum()), rtol=1e-12)
 
@@ -61,15 +61,15 @@ def test_gradient_sum_has_closed_form(problem):
 def test_inputs_are_not_mutated(problem):
     X, y, theta = problem
     copies = X.copy(), y.copy(), theta.copy()
-    models.loss_grad_sums("linear_regression", theta, X, y)
+    linear.loss_grad_sums("linear_regression", theta, X, y)
     for original, copy in zip((X, y, theta), copies, strict=True):
         np.testing.assert_array_equal(original, copy)
 
 
 def test_float32_shard_is_close_to_float64(problem):
     X, y, theta = problem
-    loss64, grad64 = models.loss_grad_sums("linear_regression", theta, X, y)
-    loss32, grad32 = models.loss_grad_sums("linear_regression", theta, X.astype(np.float32), y.astype(np.float32))
+    loss64, grad64 = linear.loss_grad_sums("linear_regression", theta, X, y)
+    loss32, grad32 = linear.loss_grad_sums("linear_regression", theta, X.astype(np.float32), y.astype(np.float32))
     assert isinstance(loss32, float)
     assert grad32.dtype == np.float64
     assert loss32 == pytest.approx(loss64, rel=1e-5)
@@ -77,8 +77,8 @@ def test_float32_shard_is_close_to_float64(problem):
 
 
 def _objective(theta, X, y, l2):
-    loss_sum, grad_sum = models.loss_grad_sums("linear_regression", theta, X, y)
-    return models.regularized_objective(loss_sum, grad_sum, X.shape[0], theta, l2)
+    loss_sum, grad_sum = linear.loss_grad_sums("linear_regression", theta, X, y)
+    return linear.regularized_objective(loss_sum, grad_sum, X.shape[0], theta, l2)
 
 
 def test_regularized_gradient_matches_central_differences(problem):
@@ -104,16 +104,16 @@ def test_intercept_is_not_penalized(problem):
 
 def test_regularized_objective_does_not_mutate_gradient_sum(problem):
     X, y, theta = problem
-    loss_sum, grad_sum = models.loss_grad_sums("linear_regression", theta, X, y)
+    loss_sum, grad_sum = linear.loss_grad_sums("linear_regression", theta, X, y)
     kept = grad_sum.copy()
-    models.regularized_objective(loss_sum, grad_sum, X.shape[0], theta, 0.5)
+    linear.regularized_objective(loss_sum, grad_sum, X.shape[0], theta, 0.5)
     np.testing.assert_array_equal(grad_sum, kept)
 
 
 @pytest.mark.parametrize("rows", [0, -3])
 def test_regularized_objective_rejects_no_rows(rows):
     with pytest.raises(ValueError, match="^cannot average over zero rows$"):
-        models.regularized_objective(0.0, np.zeros(3), rows, np.zeros(3), 0.1)
+        linear.regularized_objective(0.0, np.zeros(3), rows, np.zeros(3), 0.1)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -125,13 +125,13 @@ def test_uneven_shards_sum_to_the_full_data_gradient(problem, dtype):
     l2 = 0.3
     bounds = [0, 1, 8, 9, 40, 60]  # shards of 1, 7, 1, 31 and 20 rows
     shards = [(X[a:b], y[a:b]) for a, b in itertools.pairwise(bounds)]
-    sums = [models.loss_grad_sums("linear_regression", theta, Xs, ys) for Xs, ys in shards]
+    sums = [linear.loss_grad_sums("linear_regression", theta, Xs, ys) for Xs, ys in shards]
     loss_sum = sum(s[0] for s in sums)
     grad_sum = sum(s[1] for s in sums)
     rows = sum(Xs.shape[0] for Xs, _ in shards)
     assert rows == 60
 
-    loss, grad = models.regularized_objective(loss_sum, grad_sum, rows, theta, l2)
+    loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta, l2)
     full_loss, full_grad = _objective(theta, X, y, l2)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
     assert loss == pytest.approx(full_loss, rel=rtol)

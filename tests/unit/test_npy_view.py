@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npformat
 
-from mlcore.storage import npy_view
+from mlcore.infra.storage import npy_view
 
 RNG = np.random.default_rng(3)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression, Ridge
 
-from mlcore import models, optimizers
+from mlcore.math import linear, optimizers
 
 THETA0 = np.array([1.0, -2.0])
 G1 = np.array([0.5, -1.0])
@@ -125,8 +125,8 @@ def gradient_descent(X, y, l2, optimizer="momentum", learning_rate=0.1, max_step
     theta = np.zeros(X.shape[1] + 1)
     state = optimizers.init_state(optimizer, theta.size)
     for t in range(1, max_steps + 1):
-        loss_sum, grad_sum = models.loss_grad_sums("linear_regression", theta, X, y)
-        _, grad = models.regularized_objective(loss_sum, grad_sum, X.shape[0], theta, l2)
+        loss_sum, grad_sum = linear.loss_grad_sums("linear_regression", theta, X, y)
+        _, grad = linear.regularized_objective(loss_sum, grad_sum, X.shape[0], theta, l2)
         if np.linalg.norm(grad) < 1e-11:
             return theta, t
         theta, state = optimizers.step(optimizer, theta, grad, state, learning_rate=learning_rate, t=t)

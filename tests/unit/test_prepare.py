@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlcore import prepare
-from mlcore.errors import InvalidInput
+from mlcore.infra.errors import InvalidInput
+from mlcore.steps.preparation import in_memory
 
 
 @pytest.mark.parametrize(("n_rows", "fraction", "n_test"), [(100, 0.2, 20), (7, 0.3, 2), (10, 0.25, 2), (3, 0.2, 1)])
 def test_split_is_disjoint_and_complete(n_rows, fraction, n_test):
-    train, test = prepare.split_indices(n_rows, fraction, seed=5)
+    train, test = in_memory.split_indices(n_rows, fraction, seed=5)
     assert len(test) == n_test == round(n_rows * fraction)
     assert len(train) == n_rows - n_test
     assert not set(train.tolist()) & set(test.tolist())
@@ -19,9 +19,9 @@ def test_split_is_disjoint_and_complete(n_rows, fraction, n_test):
 
 
 def test_split_is_deterministic_per_seed():
-    a = prepare.split_indices(50, 0.2, seed=11)
-    b = prepare.split_indices(50, 0.2, seed=11)
-    c = prepare.split_indices(50, 0.2, seed=12)
+    a = in_memory.split_indices(50, 0.2, seed=11)
+    b = in_memory.split_indices(50, 0.2, seed=11)
+    c = in_memory.split_indices(50, 0.2, seed=12)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert set(a[1].tolist()) != set(c[1].tolist())
@@ -34,7 +34,7 @@ def test_split_too_small(n_rows, fraction):
     with pytest.raises(
         InvalidInput, match=rf"^{n_rows} usable rows are too few to split with test_fraction={fraction}$"
     ):
-        prepare.split_indices(n_rows, fraction, seed=0)
+        in_memory.split_indices(n_rows, fraction, seed=0)
 
 
 @pytest.fixture
@@ -58,13 +58,13 @@ def test_target_not_in_data_set(data):
     with pytest.raises(
         InvalidInput, match=r"^target column 'price' is not in the data set \(columns: x1, x2, city, y\)$"
     ):
-        prepare.build_matrices(columns, kinds, "price", 0.2, 0)
+        in_memory.build_matrices(columns, kinds, "price", 0.2, 0)
 
 
 def test_non_numeric_target(data):
     columns, kinds = data
     with pytest.raises(InvalidInput, match="^target column 'city' must be numeric for regression$"):
-        prepare.build_matrices(columns, kinds, "city", 0.2, 0)
+        in_memory.build_matrices(columns, kinds, "city", 0.2, 0)
 
 
 def test_infinite_or_empty_target(data):
@@ -72,14 +72,14 @@ def test_infinite_or_empty_target(data):
     y = columns["y"].copy()
     y[4] = np.inf
     with pytest.raises(InvalidInput, match="^target column 'y' contains infinite values$"):
-        prepare.build_matrices({**columns, "y": y}, kinds, "y", 0.2, 0)
+        in_memory.build_matrices({**columns, "y": y}, kinds, "y", 0.2, 0)
     with pytest.raises(InvalidInput, match="^target column 'y' has no values$"):
-        prepare.build_matrices({**columns, "y": np.full(40, np.nan)}, kinds, "y", 0.2, 0)
+        in_memory.build_matrices({**columns, "y": np.full(40, np.nan)}, kinds, "y", 0.2, 0)
 
 
 def test_rows_with_missing_target_are_dropped_and_counted(data):
     columns, kinds = data
-    prep, train, test, dropped, _ = prepare.build_matrices(columns, kinds, "y", 0.2, seed=1)
+    prep, train, test, dropped, _ = in_memory.build_matrices(columns, kinds, "y", 0.2, seed=1)
     assert dropped == 3
     assert train.shape[0] + test.shape[0] == 37
     assert test.shape[0] == round(37 * 0.2)
@@ -94,14 +94,14 @@ def test_rows_with_missing_target_are_dropped_and_counted(data):
 def test_statistics_are_fitted_on_training_rows_only(data):
     columns, kinds = data
     seed = 4
-    prep, train, test, _, _ = prepare.build_matrices(columns, kinds, "y", 0.25, seed)
+    prep, train, test, _, _ = in_memory.build_matrices(columns, kinds, "y", 0.25, seed)
     # Standardized training features: mean 0, std 1 (float32 blocks).
     np.testing.assert_allclose(train[:, :2].mean(axis=0), [0.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(train[:, :2].std(axis=0), [1.0, 1.0], rtol=1e-5)
 
     # The same statistics computed independently from the training rows.
     keep = ~np.isnan(columns["y"])
-    train_idx, test_idx = prepare.split_indices(int(keep.sum()), 0.25, seed)
+    train_idx, test_idx = in_memory.split_indices(int(keep.sum()), 0.25, seed)
     x2_train = columns["x2"][keep][train_idx]
     x2 = prep.columns[1]
     assert x2.name == "x2"
@@ -120,15 +120,15 @@ def test_statistics_are_fitted_on_training_rows_only(data):
 
 def test_validation_rows_come_out_of_the_training_rows(data):
     columns, kinds = data
-    plain = prepare.build_matrices(columns, kinds, "y", 0.2, 0)
-    held = prepare.build_matrices(columns, kinds, "y", 0.2, 0, validation_fraction=0.25)
+    plain = in_memory.build_matrices(columns, kinds, "y", 0.2, 0)
+    held = in_memory.build_matrices(columns, kinds, "y", 0.2, 0, validation_fraction=0.25)
     assert held.validation.shape[0] + held.train.shape[0] == plain.train.shape[0]
     assert held.test.shape == plain.test.shape  # the test split does not move
     with pytest.raises(InvalidInput, match="too few for validation_fraction"):
-        prepare.build_matrices(columns, kinds, "y", 0.2, 0, validation_fraction=0.001)
+        in_memory.build_matrices(columns, kinds, "y", 0.2, 0, validation_fraction=0.001)
 
 
 def test_values_beyond_float32_are_refused_not_stored_as_inf():
     columns = {"x": np.arange(10, dtype=float), "y": np.array([1.0] * 9 + [1e300])}
     with pytest.raises(InvalidInput, match=r"values of y exceed the float32 range"):
-        prepare.build_matrices(columns, {"x": "numeric", "y": "numeric"}, "y", 0.2, 0)
+        in_memory.build_matrices(columns, {"x": "numeric", "y": "numeric"}, "y", 0.2, 0)

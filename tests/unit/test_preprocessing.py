@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from mlcore import preprocessing
-from mlcore.errors import InvalidInput
-from mlcore.preprocessing import CategoricalColumn, NumericColumn, Preprocessor
+from mlcore.infra.errors import InvalidInput
+from mlcore.math import preprocessing
+from mlcore.math.preprocessing import CategoricalColumn, NumericColumn, Preprocessor
 
 NAN = np.nan
 

@@ -11,9 +11,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlcore.errors import InvalidInput
-from mlcore.prepare import build_matrices
-from mlcore.tabular import column_kinds, read_csv, to_columns
+from mlcore.infra.errors import InvalidInput
+from mlcore.steps.preparation.in_memory import build_matrices
+from mlcore.steps.tabular import column_kinds, read_csv, to_columns
 
 numbers = st.one_of(
     st.none(),

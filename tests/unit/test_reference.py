@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlcore import models
-from mlcore.reference import differences, estimator, reference_metrics
+from mlcore.math import linear
+from mlcore.math.reference import differences, estimator, reference_metrics
 
 
 def _data(model: str, n: int = 200, d: int = 4, seed: int = 0):
@@ -27,7 +27,7 @@ def _data(model: str, n: int = 200, d: int = 4, seed: int = 0):
 def test_reference_optimum_is_a_stationary_point_of_our_objective(model, l2):
     data = _data(model)
     X, y = data[:, :-1], data[:, -1]
-    est = estimator(model, l2, X.shape[0]).fit(X, y.astype(int) if model in models.CLASSIFIERS else y)
+    est = estimator(model, l2, X.shape[0]).fit(X, y.astype(int) if model in linear.CLASSIFIERS else y)
     coef = np.atleast_2d(est.coef_)
     intercept = np.atleast_1d(est.intercept_)
     if model == "softmax_regression":
@@ -36,8 +36,8 @@ def test_reference_optimum_is_a_stationary_point_of_our_objective(model, l2):
     else:
         theta = np.append(coef.ravel(), intercept)
         k = 1
-    loss_sum, grad_sum = models.loss_grad_sums(model, theta.ravel(), X, y)
-    _, grad = models.regularized_objective(loss_sum, grad_sum, X.shape[0], theta.ravel(), l2, k)
+    loss_sum, grad_sum = linear.loss_grad_sums(model, theta.ravel(), X, y)
+    _, grad = linear.regularized_objective(loss_sum, grad_sum, X.shape[0], theta.ravel(), l2, k)
     assert np.abs(grad).max() < 1e-4
 
 

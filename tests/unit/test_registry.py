@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlcore import registry
-from mlcore.errors import ConflictError, InvalidInput, NotFoundError
+from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
+from mlcore.serving import registry
 
 from .fakes import FakeStore
 from .test_serving import make_artifact
@@ -95,7 +95,7 @@ def test_promote_errors():
 
 
 def test_a_promotion_and_a_rollback_are_served_within_the_ttl():
-    from mlcore import serving
+    from mlcore.serving import online
 
     from .fakes import FakeClock
 
@@ -103,15 +103,15 @@ def test_a_promotion_and_a_rollback_are_served_within_the_ttl():
     registry.register(store, "run-1", fields(r2=0.5))
     registry.register(store, "run-2", fields(r2=0.4))
     clock = FakeClock()
-    cache = serving.ModelCache(ttl=serving.ALIAS_TTL_SECONDS, clock=clock)
+    cache = online.ModelCache(ttl=online.ALIAS_TTL_SECONDS, clock=clock)
     assert cache.get(store, "houses", "production").version == 1
     registry.promote(store, "houses", 2, force=True)
-    clock.advance(serving.ALIAS_TTL_SECONDS)
+    clock.advance(online.ALIAS_TTL_SECONDS)
     assert cache.get(store, "houses", "production").version == 1  # cached alias, at most the TTL old
     clock.advance(0.001)
     assert cache.get(store, "houses", "production").version == 2
     registry.rollback(store, "houses")
-    clock.advance(serving.ALIAS_TTL_SECONDS + 0.001)
+    clock.advance(online.ALIAS_TTL_SECONDS + 0.001)
     assert cache.get(store, "houses", "production").version == 1
 
 

@@ -7,8 +7,9 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from mlcore import optimizers, training
-from mlcore.schemas import Hyperparameters
+from mlcore.math import optimizers
+from mlcore.steps import training
+from mlcore.steps.schemas import Hyperparameters
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mlcore import schemas
-from mlcore.schemas import Hyperparameters, TrainingRequest
+from mlcore.steps import schemas
+from mlcore.steps.schemas import Hyperparameters, TrainingRequest
 
 BASE = {"dataset": "houses", "target": "price", "model_name": "houses-v1"}
 

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from mlcore import registry, serving
-from mlcore.errors import InvalidInput, NotFoundError
-from mlcore.preprocessing import CategoricalColumn, NumericColumn, Preprocessor
-from mlcore.registry import LinearWeights, ModelArtifact
+from mlcore.infra.errors import InvalidInput, NotFoundError
+from mlcore.math.preprocessing import CategoricalColumn, NumericColumn, Preprocessor
+from mlcore.serving import online, registry
+from mlcore.serving.registry import LinearWeights, ModelArtifact
 
 from .fakes import FakeClock, FakeStore
 
@@ -54,9 +54,9 @@ def test_objects_and_lists_give_the_same_columns(artifact):
     objects = [{"sqft": 160, "city": "a"}, {"city": None, "sqft": None}, {"sqft": 80.5, "city": "zzz"}]
     lists = [[160, "a"], [None, None], [80.5, "zzz"]]
     expected = {"sqft": [160, None, 80.5], "city": ["a", None, "zzz"]}
-    assert serving.instances_to_columns(artifact, objects) == expected
-    assert serving.instances_to_columns(artifact, lists) == expected
-    assert serving.instances_to_columns(artifact, [objects[0], lists[1]]) == {"sqft": [160, None], "city": ["a", None]}
+    assert online.instances_to_columns(artifact, objects) == expected
+    assert online.instances_to_columns(artifact, lists) == expected
+    assert online.instances_to_columns(artifact, [objects[0], lists[1]]) == {"sqft": [160, None], "city": ["a", None]}
 
 
 @pytest.mark.parametrize(
@@ -97,25 +97,25 @@ def test_objects_and_lists_give_the_same_columns(artifact):
 )
 def test_invalid_instances_name_the_field(artifact, instances, message):
     with pytest.raises(InvalidInput) as info:
-        serving.instances_to_columns(artifact, instances)
+        online.instances_to_columns(artifact, instances)
     assert str(info.value) == message
 
 
 def test_instance_limit(artifact):
-    at_limit = [[1.0, "a"]] * serving.MAX_INSTANCES
-    assert len(serving.instances_to_columns(artifact, at_limit)["sqft"]) == serving.MAX_INSTANCES
+    at_limit = [[1.0, "a"]] * online.MAX_INSTANCES
+    assert len(online.instances_to_columns(artifact, at_limit)["sqft"]) == online.MAX_INSTANCES
     with pytest.raises(InvalidInput) as info:
-        serving.instances_to_columns(artifact, [*at_limit, [1.0, "a"]])
-    assert str(info.value) == f"at most {serving.MAX_INSTANCES} instances per request, got {serving.MAX_INSTANCES + 1}"
+        online.instances_to_columns(artifact, [*at_limit, [1.0, "a"]])
+    assert str(info.value) == f"at most {online.MAX_INSTANCES} instances per request, got {online.MAX_INSTANCES + 1}"
 
 
 def test_huge_integer_is_invalid_input(artifact):
     with pytest.raises(InvalidInput, match=r"instances\[0\]\.sqft"):
-        serving.instances_to_columns(artifact, [[10**400, "a"]])
+        online.instances_to_columns(artifact, [[10**400, "a"]])
 
 
 def test_predict_applies_the_saved_transform(artifact):
-    result = serving.predict(artifact, [{"sqft": 160, "city": "c"}, [None, None], [120.0, "unknown"]])
+    result = online.predict(artifact, [{"sqft": 160, "city": "c"}, [None, None], [120.0, "unknown"]])
     assert result["model"] == "houses"
     assert result["version"] == 1
     assert result["target"] == "price"
@@ -153,7 +153,7 @@ V2 = registry.version_key("houses", 2)
 
 def test_alias_is_reread_only_after_the_ttl(store):
     clock = FakeClock()
-    cache = serving.ModelCache(ttl=30.0, clock=clock)
+    cache = online.ModelCache(ttl=30.0, clock=clock)
     assert cache.get(store, "houses").version == 1
     assert store.reads == {ALIAS: 1, V1: 1}
 
@@ -176,7 +176,7 @@ def test_alias_is_reread_only_after_the_ttl(store):
 
 def test_artifacts_are_cached_per_version(store):
     clock = FakeClock()
-    cache = serving.ModelCache(ttl=30.0, clock=clock)
+    cache = online.ModelCache(ttl=30.0, clock=clock)
     first = cache.get(store, "houses")
     publish(store, make_artifact(2))
     clock.advance(31.0)
@@ -191,14 +191,14 @@ def test_artifacts_are_cached_per_version(store):
 
 def test_models_are_cached_separately(store):
     publish(store, make_artifact(1, name="flats", intercept=5.0))
-    cache = serving.ModelCache(clock=FakeClock())
+    cache = online.ModelCache(clock=FakeClock())
     assert cache.get(store, "houses").model.intercept == [1.0]
     assert cache.get(store, "flats").model.intercept == [5.0]
     assert cache.get(store, "houses").name == "houses"
 
 
 def test_missing_model_and_bad_name(store):
-    cache = serving.ModelCache(clock=FakeClock())
+    cache = online.ModelCache(clock=FakeClock())
     with pytest.raises(NotFoundError, match="^model 'nope' has no 'latest' version$"):
         cache.get(store, "nope")
     with pytest.raises(InvalidInput, match=r"^invalid model name '\.\./etc'$"):
@@ -212,7 +212,7 @@ def test_missing_model_and_bad_name(store):
 def test_alias_pointing_at_a_missing_version(store):
     store.documents[ALIAS] = {"name": "houses", "alias": "latest", "version": 9}
     with pytest.raises(NotFoundError, match="^model 'houses' has no version 9$"):
-        serving.ModelCache(clock=FakeClock()).get(store, "houses")
+        online.ModelCache(clock=FakeClock()).get(store, "houses")
 
 
 def test_artifact_json_round_trip_predicts_the_same(artifact):
@@ -223,11 +223,11 @@ def test_artifact_json_round_trip_predicts_the_same(artifact):
 
 
 def test_vectorized_predict_equals_the_object_path(artifact):
-    """serving.predict (float arrays, one transform) gives exactly what the artifact gives from raw lists."""
+    """online.predict (float arrays, one transform) gives exactly what the artifact gives from raw lists."""
     rng = np.random.default_rng(0)
     instances = [
         [None if rng.random() < 0.2 else float(rng.normal(120, 40)), rng.choice(["a", "b", "c", "zz", None])]
         for _ in range(300)
     ]
-    columns = serving.instances_to_columns(artifact, instances)
-    assert serving.predict(artifact, instances)["predictions"] == artifact.predict(columns)
+    columns = online.instances_to_columns(artifact, instances)
+    assert online.predict(artifact, instances)["predictions"] == artifact.predict(columns)

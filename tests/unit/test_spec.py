@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mlcore import prepare, preprocessing
-from mlcore.errors import InvalidInput
-from mlcore.preprocessing import HashedColumn, PreprocessingSpec, Preprocessor, hash_bucket
-from mlcore.schemas import TrainingRequest
+from mlcore.infra.errors import InvalidInput
+from mlcore.math import preprocessing
+from mlcore.math.preprocessing import HashedColumn, PreprocessingSpec, Preprocessor, hash_bucket
+from mlcore.steps.preparation import in_memory
+from mlcore.steps.schemas import TrainingRequest
 
 NAN = np.nan
 
@@ -77,7 +78,7 @@ def test_hash_is_stable_across_processes():
 
 def test_train_and_serve_transforms_agree_on_the_same_rows():
     """The rows as training sees them (numpy, NaN/None) and as Predict gets them (JSON lists, ints)."""
-    prepared = prepare.build_matrices(COLUMNS, KINDS, "y", 0.34, 0, spec=SPEC)
+    prepared = in_memory.build_matrices(COLUMNS, KINDS, "y", 0.34, 0, spec=SPEC)
     restored = Preprocessor.model_validate(json.loads(json.dumps(prepared.preprocessor.model_dump())))
     assert restored == prepared.preprocessor and restored.spec == SPEC
     served = restored.transform(
@@ -99,7 +100,7 @@ def test_train_and_serve_transforms_agree_on_the_same_rows():
 
 def test_drop_rows_removes_rows_at_training_and_requires_the_value_at_serving():
     spec = PreprocessingSpec.model_validate({"columns": {"rooms": {"impute": "drop_rows"}}})
-    prepared = prepare.build_matrices(COLUMNS, KINDS, "y", 0.34, 0, spec=spec)
+    prepared = in_memory.build_matrices(COLUMNS, KINDS, "y", 0.34, 0, spec=spec)
     assert prepared.dropped == 1
     assert prepared.train.shape[0] + prepared.test.shape[0] == 5
     rooms = prepared.preprocessor.columns[1]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlcore import tabular
-from mlcore.errors import InvalidInput
+from mlcore.infra.errors import InvalidInput
+from mlcore.steps import tabular
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from mlcore import models, training
-from mlcore.schemas import Hyperparameters, WorkerResult
+from mlcore.math import linear
+from mlcore.steps import training
+from mlcore.steps.schemas import Hyperparameters, WorkerResult
 
 from .fakes import FakeStore
 
@@ -51,14 +52,14 @@ def test_average_gradients_counts_each_shard_once():
     store = FakeStore()
     results = []
     for index, (a, b) in enumerate([(0, 5), (5, 6), (6, 23)]):
-        loss_sum, grad = models.loss_grad_sums("linear_regression", theta, X[a:b], y[a:b])
+        loss_sum, grad = linear.loss_grad_sums("linear_regression", theta, X[a:b], y[a:b])
         key = training.gradient_key("run", 3, index)
         store.arrays[key] = grad
         results.append(WorkerResult(shard=index, round=3, rows=b - a, loss_sum=loss_sum, gradient_key=key))
     # a redelivered result (same shard twice) and an arbitrary order
     delivered = [results[2], results[0], results[2], results[1], results[0]]
     loss_sum, grad_sum, rows = training.average_gradients(store, delivered)
-    full_loss, full_grad = models.loss_grad_sums("linear_regression", theta, X, y)
+    full_loss, full_grad = linear.loss_grad_sums("linear_regression", theta, X, y)
     assert rows == 23
     assert loss_sum == pytest.approx(full_loss, rel=1e-12)
     assert grad_sum.dtype == np.float64

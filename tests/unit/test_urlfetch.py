@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from mlcore.errors import InvalidInput
-from mlcore.urlfetch import UrlPolicy, check_url
+from mlcore.infra.errors import InvalidInput
+from mlcore.infra.urlfetch import UrlPolicy, check_url
 
 
 def policy(*addresses, **kwargs):

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidInput
+from mlcore.infra.errors import InvalidInput
 
 MAX_COLUMNS = 1000
 FORMATS = ("csv", "jsonl")

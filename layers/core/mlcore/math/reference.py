@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from . import models
-from .metrics import classification_metrics, regression_metrics
+from mlcore.math import linear
+from mlcore.math.metrics import classification_metrics, regression_metrics
 
 
 def estimator(model: str, l2: float, n_rows: int):
-    if model in models.CLASSIFIERS:
+    if model in linear.CLASSIFIERS:
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(C=1.0 / (l2 * n_rows) if l2 > 0 else np.inf, tol=1e-8, max_iter=5000)
@@ -31,7 +31,7 @@ def reference_metrics(model: str, l2: float, train: np.ndarray, test: np.ndarray
     X, y = train[:, :-1].astype(np.float64), train[:, -1].astype(np.float64)
     X_test, y_test = test[:, :-1].astype(np.float64), test[:, -1].astype(np.float64)
     est = estimator(model, l2, X.shape[0])
-    if model in models.CLASSIFIERS:
+    if model in linear.CLASSIFIERS:
         est.fit(X, y.astype(np.int64))
         proba = np.zeros((X_test.shape[0], max(n_classes, int(est.classes_.max()) + 1)))
         proba[:, est.classes_.astype(np.int64)] = est.predict_proba(X_test)  # classes absent from train: 0

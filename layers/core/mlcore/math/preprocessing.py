@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .errors import InvalidInput
+from mlcore.infra.errors import InvalidInput
 
 MAX_CATEGORIES = 50
 MAX_HASH_BUCKETS = 1024

@@ -25,10 +25,10 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from . import registry, serving
-from .errors import InvalidInput, NotFoundError
-from .registry import ModelArtifact
-from .storage import NotFound, S3Store
+from mlcore.infra.errors import InvalidInput, NotFoundError
+from mlcore.infra.storage import NotFound, S3Store
+from mlcore.serving import online, registry
+from mlcore.serving.registry import ModelArtifact
 
 JOB_ID = re.compile(r"^batch-[0-9a-f]{12}$")
 MAX_BATCH_ROWS = 10_000
@@ -191,7 +191,7 @@ def _parse_json_row(artifact: ModelArtifact, line: str, row: int) -> dict[str, A
     if not isinstance(instance, dict | list):
         raise InvalidInput(f"row {row} must be an object keyed by feature name or a list in schema order")
     try:
-        columns = serving.instances_to_columns(artifact, [instance])
+        columns = online.instances_to_columns(artifact, [instance])
     except InvalidInput as err:
         message = str(err)
         if message.startswith("instances[0]."):
@@ -203,7 +203,7 @@ def _parse_json_row(artifact: ModelArtifact, line: str, row: int) -> dict[str, A
 
 
 def predict_chunk(
-    store: S3Store, cache: serving.ModelCache, job_id: str, first_row: int, start: int, end: int
+    store: S3Store, cache: online.ModelCache, job_id: str, first_row: int, start: int, end: int
 ) -> dict[str, Any]:
     """Predict rows ``first_row...`` read from bytes [start, end) of the input; bad rows go to errors."""
     prefix = job_prefix(job_id)
@@ -231,7 +231,7 @@ def predict_chunk(
         row += 1
     lines: list[str] = []
     if valid:
-        result = serving.predict(artifact, valid)
+        result = online.predict(artifact, valid)
         probabilities = result.get("probabilities")
         for i, (r, p) in enumerate(zip(valid_rows, result["predictions"], strict=True)):
             line: dict[str, Any] = {"row": r, "prediction": p}

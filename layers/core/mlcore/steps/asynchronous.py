@@ -35,8 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import models, optimizers
-from .schemas import (
+from mlcore.infra.storage import AlreadyExists, Conflict, S3Store
+from mlcore.math import linear, optimizers
+from mlcore.steps.schemas import (
     AsyncProgressTask,
     AsyncWorkerResult,
     AsyncWorkerTask,
@@ -44,8 +45,7 @@ from .schemas import (
     InitTask,
     RoundState,
 )
-from .storage import AlreadyExists, Conflict, S3Store
-from .training import (
+from mlcore.steps.training import (
     _initial_grad_norm,
     init_run,
     learning_rate,
@@ -190,8 +190,8 @@ def run_async_steps(store: S3Store, task: AsyncWorkerTask, shard: np.ndarray | N
                 raise ValueError(
                     f"shard {task.shard.key} has {Xb.shape[1]} features, parameters expect {theta.shape[0] - 1}"
                 )
-            loss_sum, grad_sum = models.loss_grad_sums(hp.model, theta.ravel(), Xb, yb)
-            return models.regularized_objective(loss_sum, grad_sum, len(yb), theta.ravel(), hp.l2, theta.shape[1])
+            loss_sum, grad_sum = linear.loss_grad_sums(hp.model, theta.ravel(), Xb, yb)
+            return linear.regularized_objective(loss_sum, grad_sum, len(yb), theta.ravel(), hp.l2, theta.shape[1])
 
         applied.append(submit(store, key, gradient, hp))
     return AsyncWorkerResult(

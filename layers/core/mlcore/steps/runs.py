@@ -10,18 +10,19 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import cost, datasets, training
-from .errors import NotFoundError
-from .schemas import TrainingRequest
-from .storage import NotFound, S3Store
-from .training import training_curve
+from mlcore.infra.errors import NotFoundError
+from mlcore.infra.storage import NotFound, S3Store
+from mlcore.math import cost
+from mlcore.steps import ingestion, training
+from mlcore.steps.schemas import TrainingRequest
+from mlcore.steps.training import training_curve
 
 RUN_ID = re.compile(r"^run-[0-9a-f]{12}$")
 
 
 def start(store: S3Store, sfn, state_machine_arn: str, request: TrainingRequest) -> dict[str, Any]:
     """Check the data set exists, then start one execution named after the new run id."""
-    meta = datasets.describe(store, request.dataset, request.version)
+    meta = ingestion.describe(store, request.dataset, request.version)
     request = request.model_copy(update={"version": meta["version"]})  # pin the version the run trains on
     run_id = f"run-{uuid.uuid4().hex[:12]}"
     sfn.start_execution(stateMachineArn=state_machine_arn, name=run_id, input=request.model_dump_json())

@@ -6,12 +6,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import datasets, models
-from .errors import InvalidInput
-from .preprocessing import PreprocessingSpec, Preprocessor, fit, rows_to_drop
-from .schemas import Block, PreprocessResult, Shard, TrainingRequest
-from .storage import S3Store
-from .tabular import column_kinds, read_table, to_columns
+from mlcore.infra.errors import InvalidInput
+from mlcore.infra.storage import S3Store
+from mlcore.math import linear
+from mlcore.math.preprocessing import PreprocessingSpec, Preprocessor, fit, rows_to_drop
+from mlcore.steps import ingestion
+from mlcore.steps.schemas import Block, PreprocessResult, Shard, TrainingRequest
+from mlcore.steps.tabular import column_kinds, read_table, to_columns
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -85,7 +86,7 @@ def build_matrices(
     without it); rows it says to drop are removed before the split."""
     if target not in columns:
         raise InvalidInput(f"target column {target!r} is not in the data set (columns: {', '.join(columns)})")
-    classifier = model in models.CLASSIFIERS
+    classifier = model in linear.CLASSIFIERS
     keep, y_all, classes = encode_target(columns[target], kinds[target], target, classifier)
     if not keep.any():
         raise InvalidInput(f"target column {target!r} has no values")
@@ -95,7 +96,7 @@ def build_matrices(
         raise InvalidInput("no rows are left after dropping those the preprocessing spec requires values for")
     if classes is not None:
         try:
-            models.n_outputs(model, len(classes))
+            linear.n_outputs(model, len(classes))
         except ValueError as err:
             raise InvalidInput(f"target column {target!r}: {err}") from None
     columns = {name: values[keep] for name, values in columns.items()}
@@ -129,9 +130,9 @@ def preprocess(
 ) -> PreprocessResult:
     """In memory for data sets up to ``stream_threshold`` bytes; above it, two streaming passes
     in bounded memory (``mlcore.streaming``)."""
-    from . import streaming
+    from mlcore.steps.preparation import streaming
 
-    meta = datasets.describe(store, request.dataset, request.version)
+    meta = ingestion.describe(store, request.dataset, request.version)
     threshold = streaming.STREAM_THRESHOLD_BYTES if stream_threshold is None else stream_threshold
     if meta.get("bytes", 0) > threshold and meta.get("format", "csv") == "csv":
         return streaming.preprocess_streaming(store, request, run_id, meta)
@@ -192,7 +193,7 @@ def preprocess(
         manifest_key=manifest_key,
         shards=shards,
         n_features=len(prep.feature_names),
-        n_outputs=models.n_outputs(request.hyperparameters.model, len(prep.classes or ())),
+        n_outputs=linear.n_outputs(request.hyperparameters.model, len(prep.classes or ())),
         classes=prep.classes,
         validation=validation_block,
         train_rows=int(train.shape[0]),

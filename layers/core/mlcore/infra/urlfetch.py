@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from .errors import InvalidInput
+from mlcore.infra.errors import InvalidInput
 
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 1024 * 1024

@@ -13,8 +13,8 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from .errors import InvalidInput, NotFoundError
-from .storage import AlreadyExists, NotFound, S3Store
+from mlcore.infra.errors import InvalidInput, NotFoundError
+from mlcore.infra.storage import AlreadyExists, NotFound, S3Store
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 UPLOAD_PREFIX = "uploads/"
@@ -75,7 +75,7 @@ def ingest(store: S3Store, name: str, data: bytes, source: str, fmt: str = "csv"
     nothing. The metadata document is written last, so a version is visible
     (``describe`` finds it) only once its data is complete.
     """
-    from .tabular import profile, read_table  # pandas: only the functions that parse files load it
+    from mlcore.steps.tabular import profile, read_table  # pandas: only the functions that parse files load it
 
     validate_name(name)
     frame = read_table(data, fmt)
@@ -144,7 +144,7 @@ def ingest_upload(store: S3Store, key: str) -> dict:
 def ingest_url(store: S3Store, name: str, url: str, policy, fmt: str | None = None) -> dict:
     """Stream an HTTPS URL into ``uploads/<name>/`` (multipart, bounded memory); the object-created
     notification then validates and registers it, as for a presigned upload (status ``pending``)."""
-    from . import urlfetch
+    from mlcore.infra import urlfetch
 
     validate_name(name)
     fmt = fmt or format_of_key(url.split("?")[0])

@@ -7,7 +7,7 @@ import json
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from .errors import ConflictError, InvalidInput, NotFoundError
+from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
 
 
 def register_error_handlers(app: APIGatewayRestResolver) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import models, registry
-from .metrics import classification_metrics, regression_metrics
-from .preprocessing import Preprocessor
-from .schemas import EvaluateTask, RegisteredModel
-from .storage import S3Store
-from .training import load_params, training_curve
+from mlcore.infra.storage import S3Store
+from mlcore.math import linear
+from mlcore.math.metrics import classification_metrics, regression_metrics
+from mlcore.math.preprocessing import Preprocessor
+from mlcore.serving import registry
+from mlcore.steps.schemas import EvaluateTask, RegisteredModel
+from mlcore.steps.training import load_params, training_curve
 
 RESIDUAL_SAMPLE = 200
 
@@ -21,10 +22,10 @@ def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel
     X, y = test[:, :-1], test[:, -1]
     model = task.request.hyperparameters.model
     residual_sample = None
-    if model in models.CLASSIFIERS:
-        test_metrics = classification_metrics(y, models.predict_proba(model, theta.ravel(), X))
+    if model in linear.CLASSIFIERS:
+        test_metrics = classification_metrics(y, linear.predict_proba(model, theta.ravel(), X))
     else:
-        predicted = models.predict(model, theta.ravel(), X)
+        predicted = linear.predict(model, theta.ravel(), X)
         test_metrics = regression_metrics(y, predicted)
         # (true, predicted) pairs of up to RESIDUAL_SAMPLE test rows, for residual plots in reports
         rows = np.linspace(0, len(y) - 1, num=min(RESIDUAL_SAMPLE, len(y)), dtype=np.int64)
@@ -77,7 +78,7 @@ def _reference(store: S3Store, manifest: dict, model: str, l2: float, test, test
     """The same metrics for a scikit-learn fit on the same training shards (see ``reference``)."""
     import numpy as np
 
-    from .reference import differences, reference_metrics
+    from mlcore.math.reference import differences, reference_metrics
 
     train = np.concatenate([store.get_array(s["key"]) for s in manifest["shards"]]).astype("float64")
     n_classes = len(manifest["preprocessor"].get("classes") or [])

@@ -27,10 +27,10 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from . import models
-from .errors import InvalidInput
-from .prepare import encode_target, processed_prefix
-from .preprocessing import (
+from mlcore.infra.errors import InvalidInput
+from mlcore.infra.storage import S3Store
+from mlcore.math import linear
+from mlcore.math.preprocessing import (
     Moments,
     NumericColumn,
     PreprocessingSpec,
@@ -43,9 +43,9 @@ from .preprocessing import (
     resolve_kinds,
     rows_to_drop,
 )
-from .schemas import Block, PreprocessResult, Shard, TrainingRequest
-from .storage import S3Store
-from .tabular import to_columns
+from mlcore.steps.preparation.in_memory import encode_target, processed_prefix
+from mlcore.steps.schemas import Block, PreprocessResult, Shard, TrainingRequest
+from mlcore.steps.tabular import to_columns
 
 STREAM_THRESHOLD_BYTES = 64 * 1024 * 1024
 CHUNK_ROWS = 50_000
@@ -138,7 +138,7 @@ def preprocess_streaming(
         raise InvalidInput(f"target column {target!r} is not in the data set (columns: {', '.join(kinds)})")
     spec = request.preprocessing or PreprocessingSpec()
     resolved, dropped_columns = resolve_kinds(kinds, target, spec)
-    classifier = request.hyperparameters.model in models.CLASSIFIERS
+    classifier = request.hyperparameters.model in linear.CLASSIFIERS
     numeric = {
         n: _Numeric(n, spec.rules(n).clip, spec.rules(n).transform, request.seed)
         for n, k in resolved.items()
@@ -186,7 +186,7 @@ def preprocess_streaming(
     if classifier:
         classes = sorted(labels, key=float) if kinds[target] == "numeric" else sorted(labels)
         try:
-            models.n_outputs(request.hyperparameters.model, len(classes))
+            linear.n_outputs(request.hyperparameters.model, len(classes))
         except ValueError as err:
             raise InvalidInput(f"target column {target!r}: {err}") from None
     fitted = []
@@ -261,7 +261,7 @@ def preprocess_streaming(
         manifest_key=manifest_key,
         shards=shards,
         n_features=len(prep.feature_names),
-        n_outputs=models.n_outputs(request.hyperparameters.model, len(classes or ())),
+        n_outputs=linear.n_outputs(request.hyperparameters.model, len(classes or ())),
         classes=classes,
         validation=validation_block,
         train_rows=counts[TRAIN],

@@ -24,10 +24,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import __version__, models
-from .errors import ConflictError, InvalidInput, NotFoundError
-from .preprocessing import Preprocessor
-from .storage import AlreadyExists, Conflict, NotFound, S3Store
+from mlcore import __version__
+from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
+from mlcore.infra.storage import AlreadyExists, Conflict, NotFound, S3Store
+from mlcore.math import linear
+from mlcore.math.preprocessing import Preprocessor
 
 FORMAT_VERSION = 1
 ALIASES = ("latest", "production")
@@ -42,7 +43,7 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 class LinearWeights(BaseModel):
     """Weights of a linear model: ``coefficients`` is (n_features x k), ``intercept`` has k entries."""
 
-    type: Literal[models.MODEL_TYPES]  # type: ignore[valid-type]
+    type: Literal[linear.MODEL_TYPES]  # type: ignore[valid-type]
     coefficients: list[list[float]]
     intercept: list[float]
 
@@ -69,17 +70,17 @@ class ModelArtifact(BaseModel):
 
     @property
     def is_classifier(self) -> bool:
-        return self.model.type in models.CLASSIFIERS
+        return self.model.type in linear.CLASSIFIERS
 
     def predict(self, instances: dict[str, list[Any]] | dict[str, np.ndarray]) -> list[Any]:
         """Predicted values (regression) or class labels (classification)."""
-        out = models.predict(self.model.type, self.theta, self.preprocessor.transform(instances))
+        out = linear.predict(self.model.type, self.theta, self.preprocessor.transform(instances))
         if self.is_classifier:
             return [self.preprocessor.classes[i] for i in out]
         return out.tolist()
 
     def predict_proba(self, instances: dict[str, list[Any]] | dict[str, np.ndarray]) -> np.ndarray:
-        return models.predict_proba(self.model.type, self.theta, self.preprocessor.transform(instances))
+        return linear.predict_proba(self.model.type, self.theta, self.preprocessor.transform(instances))
 
 
 def version_key(name: str, version: int) -> str:

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .models import MODEL_TYPES
-from .optimizers import LR_SCHEDULES, OPTIMIZERS
-from .preprocessing import PreprocessingSpec
+from mlcore.math.linear import MODEL_TYPES
+from mlcore.math.optimizers import LR_SCHEDULES, OPTIMIZERS
+from mlcore.math.preprocessing import PreprocessingSpec
 
 MAX_INLINE_SHARDS = 40  # inline Map concurrency limit
 MAX_SHARDS = 1000  # beyond inline_map_max_shards: a Distributed Map reading the shard list from S3

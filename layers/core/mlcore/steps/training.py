@@ -7,9 +7,17 @@ import time
 
 import numpy as np
 
-from . import models, optimizers
-from .schemas import AggregateTask, FailedShard, Hyperparameters, InitTask, RoundState, WorkerResult, WorkerTask
-from .storage import AlreadyExists, NotFound, S3Store
+from mlcore.infra.storage import AlreadyExists, NotFound, S3Store
+from mlcore.math import linear, optimizers
+from mlcore.steps.schemas import (
+    AggregateTask,
+    FailedShard,
+    Hyperparameters,
+    InitTask,
+    RoundState,
+    WorkerResult,
+    WorkerTask,
+)
 
 
 def params_key(run_id: str, round_: int) -> str:
@@ -75,7 +83,7 @@ def compute_gradient(store: S3Store, task: WorkerTask, shard: np.ndarray | None 
     X, y = data[:, :-1], data[:, -1]
     if X.shape[1] + 1 != theta.shape[0]:
         raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
-    loss_sum, grad = models.loss_grad_sums(task.model, theta.ravel(), X, y)
+    loss_sum, grad = linear.loss_grad_sums(task.model, theta.ravel(), X, y)
     key = gradient_key(task.run_id, task.round, task.shard.index)
     store.put_array(key, grad)
     update = None
@@ -105,8 +113,8 @@ def local_steps(
         if 0 < hp.batch_size < X.shape[0]:
             rows = np.sort(rng.choice(X.shape[0], size=hp.batch_size, replace=False))
         Xb, yb = X[rows], y[rows]
-        loss_sum, grad_sum = models.loss_grad_sums(hp.model, local, Xb, yb)
-        _, grad = models.regularized_objective(loss_sum, grad_sum, len(yb), local, hp.l2, k)
+        loss_sum, grad_sum = linear.loss_grad_sums(hp.model, local, Xb, yb)
+        _, grad = linear.regularized_objective(loss_sum, grad_sum, len(yb), local, hp.l2, k)
         local = local - learning_rate(hp, round_) * grad
     return local
 
@@ -181,7 +189,7 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     results, ignored, failed = usable_results(task.results, task.round, hp)
     theta, opt_state = load_params(store, task.params_key)
     loss_sum, grad_sum, rows = average_gradients(store, results)
-    loss, grad = models.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
+    loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
     grad_norm = float(np.linalg.norm(grad))
     initial = grad_norm if task.round == 0 else _initial_grad_norm(store, task.run_id)
     if hp.worker_mode == "local_steps":  # average of the shards' local changes, weighted by rows
@@ -270,8 +278,8 @@ def record_round(
 def validation_objective(store: S3Store, key: str, hp: Hyperparameters, theta: np.ndarray) -> float:
     """Mean loss (plus the L2 term, as the training loss) of the validation block at ``theta``."""
     block = _validation_block(store, key)
-    loss_sum, _ = models.loss_grad_sums(hp.model, theta.ravel(), block[:, :-1], block[:, -1])
-    loss, _ = models.regularized_objective(
+    loss_sum, _ = linear.loss_grad_sums(hp.model, theta.ravel(), block[:, :-1], block[:, -1])
+    loss, _ = linear.regularized_objective(
         loss_sum, np.zeros(theta.size), block.shape[0], theta.ravel(), hp.l2, theta.shape[1]
     )
     return loss

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from . import models, registry
-from .errors import InvalidInput
-from .registry import ModelArtifact
-from .storage import S3Store
+from mlcore.infra.errors import InvalidInput
+from mlcore.infra.storage import S3Store
+from mlcore.math import linear
+from mlcore.serving import registry
+from mlcore.serving.registry import ModelArtifact
 
 MAX_INSTANCES = 1000
 MAX_BODY_BYTES = 1_048_576  # 1 MiB of request body (API Gateway allows 10 MB, Lambda 6 MB)
@@ -128,11 +129,11 @@ def predict(artifact: ModelArtifact, instances: list[Instance]) -> dict[str, Any
     kind = artifact.model.type
     result: dict[str, Any] = {"model": artifact.name, "version": artifact.version, "target": artifact.target}
     if artifact.is_classifier:
-        proba = models.predict_proba(kind, artifact.theta, X)
+        proba = linear.predict_proba(kind, artifact.theta, X)
         labels = artifact.preprocessor.classes
-        result["predictions"] = [labels[i] for i in models.predict(kind, artifact.theta, X)]
+        result["predictions"] = [labels[i] for i in linear.predict(kind, artifact.theta, X)]
         result["classes"] = labels
         result["probabilities"] = proba.tolist()
     else:
-        result["predictions"] = models.predict(kind, artifact.theta, X).tolist()
+        result["predictions"] = linear.predict(kind, artifact.theta, X).tolist()
     return result

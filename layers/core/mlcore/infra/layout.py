@@ -1,0 +1,175 @@
+"""The data bucket's layout: every key and prefix the product reads or writes is built here, and only here.
+
+| prefix       | holds                                                         | written by (template.yaml Policies) |
+| ------------ | ------------------------------------------------------------- | ----------------------------------- |
+| `uploads/`   | files waiting to be registered (presigned PUT, URL ingestion) | the uploader, Ingest                |
+| `raw/`       | data set versions (data, `dataset.json`) and `latest.json`    | Ingest                              |
+| `datasets/`  | the state of a data set's latest asynchronous ingestion       | Ingest                              |
+| `processed/` | a run's shards, held-out blocks, shard list and manifest      | Preprocess                          |
+| `runs/`      | a run's parameters per round, round summaries, context        | Aggregator                          |
+|              | the async head (`runs/<run>/async/head.npz`)                  | Aggregator, GradientWorker          |
+|              | the run's registered model (`runs/<run>/model.json`)          | Evaluate                            |
+| `scratch/`   | per-round gradients and local updates of the workers          | GradientWorker                      |
+| `models/`    | model versions and the `latest` alias                         | Evaluate                            |
+|              | the `production` alias (promote, rollback)                    | Evaluate, Models                    |
+| `batch/`     | batch jobs: request, chunk plan, parts, outputs, summary      | BatchJobs, BatchPredict             |
+
+Names of data sets and models become one key segment each, so they may not contain ``/`` (``NAME``).
+"""
+
+from __future__ import annotations
+
+import re
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # data set and model names
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+UPLOADS = "uploads/"
+RAW = "raw/"
+DATASETS = "datasets/"
+PROCESSED = "processed/"
+RUNS = "runs/"
+SCRATCH = "scratch/"
+MODELS = "models/"
+BATCH = "batch/"
+INTERNAL_PREFIXES = (RAW, DATASETS, PROCESSED, RUNS, SCRATCH, MODELS, BATCH, UPLOADS)
+
+
+def is_internal(key: str) -> bool:
+    """Whether ``key`` lies under a prefix the product manages (never a user's input file)."""
+    return key.startswith(INTERNAL_PREFIXES)
+
+
+# -- data sets: uploads/, raw/, datasets/ -------------------------------------------------------------------
+def upload_key(name: str, upload_id: str, fmt: str) -> str:
+    return f"{UPLOADS}{name}/{upload_id}.{fmt}"
+
+
+def upload_dataset(key: str) -> str | None:
+    """The data set an upload key belongs to (``uploads/<dataset>/<file>``), or None for any other key."""
+    parts = key.split("/")
+    return parts[1] if len(parts) >= 3 and parts[0] + "/" == UPLOADS else None
+
+
+def dataset_data_key(name: str, version: str, fmt: str) -> str:
+    return f"{RAW}{name}/{version}/data.{fmt}"
+
+
+def dataset_meta_key(name: str, version: str) -> str:
+    return f"{RAW}{name}/{version}/dataset.json"
+
+
+def dataset_latest_key(name: str) -> str:
+    return f"{RAW}{name}/latest.json"
+
+
+def dataset_status_key(name: str) -> str:
+    return f"{DATASETS}{name}/status.json"
+
+
+# -- a training run's prepared data: processed/ -------------------------------------------------------------
+def shard_key(run_id: str, index: int) -> str:
+    return f"{PROCESSED}{run_id}/shards/shard-{index:05d}.npy"
+
+
+def shard_list_key(run_id: str) -> str:
+    """The run's shards as one JSON array: the items of the Distributed Map (its ItemReader)."""
+    return f"{PROCESSED}{run_id}/shards.json"
+
+
+def held_out_key(run_id: str, split: str) -> str:
+    """A block of rows held out of training: ``split`` is ``test`` or ``validation``."""
+    return f"{PROCESSED}{run_id}/{split}.npy"
+
+
+def manifest_key(run_id: str) -> str:
+    return f"{PROCESSED}{run_id}/manifest.json"
+
+
+# -- a training run's state: runs/, scratch/ ----------------------------------------------------------------
+def params_key(run_id: str, round_: int) -> str:
+    return f"{RUNS}{run_id}/params/round-{round_:05d}.npz"
+
+
+def rounds_prefix(run_id: str) -> str:
+    return f"{RUNS}{run_id}/rounds/"
+
+
+def round_key(run_id: str, round_: int) -> str:
+    return f"{rounds_prefix(run_id)}round-{round_:05d}.json"
+
+
+def context_key(run_id: str) -> str:
+    return f"{RUNS}{run_id}/context.json"
+
+
+def async_head_key(run_id: str) -> str:
+    return f"{RUNS}{run_id}/async/head.npz"
+
+
+def run_model_key(run_id: str) -> str:
+    return f"{RUNS}{run_id}/model.json"
+
+
+def gradient_key(run_id: str, round_: int, shard: int) -> str:
+    return f"{SCRATCH}{run_id}/gradients/round-{round_:05d}/shard-{shard:05d}.npy"
+
+
+def local_update_key(run_id: str, round_: int, shard: int) -> str:
+    return f"{SCRATCH}{run_id}/updates/round-{round_:05d}/shard-{shard:05d}.npy"
+
+
+# -- the registry: models/ ----------------------------------------------------------------------------------
+def versions_prefix(name: str) -> str:
+    return f"{MODELS}{name}/versions/"
+
+
+def version_key(name: str, version: int) -> str:
+    return f"{versions_prefix(name)}{version:06d}/model.json"
+
+
+def version_of_key(key: str) -> int:
+    """The version number in a key under ``versions_prefix``."""
+    return int(key.split("/")[3])
+
+
+def alias_key(name: str, alias: str) -> str:
+    return f"{MODELS}{name}/aliases/{alias}.json"
+
+
+def model_of_alias_key(key: str, alias: str) -> str | None:
+    """The model whose ``alias`` document ``key`` is, or None for any other key."""
+    parts = key.split("/")
+    return parts[1] if len(parts) == 4 and key == alias_key(parts[1], alias) else None
+
+
+# -- batch inference: batch/ --------------------------------------------------------------------------------
+def job_key(job_id: str) -> str:
+    return f"{BATCH}{job_id}/job.json"
+
+
+def job_header_key(job_id: str) -> str:
+    return f"{BATCH}{job_id}/header.json"
+
+
+def job_chunks_key(job_id: str) -> str:
+    """The chunk plan: the items of the batch workflow's Distributed Map."""
+    return f"{BATCH}{job_id}/chunks.json"
+
+
+def job_part_prefix(job_id: str, kind: str) -> str:
+    """Per-chunk files of one ``kind`` (``parts``: predictions, ``errors``, ``stats``), listed in row order."""
+    return f"{BATCH}{job_id}/{kind}/"
+
+
+def job_part_key(job_id: str, kind: str, first_row: int) -> str:
+    extension = "json" if kind == "stats" else "jsonl"
+    return f"{job_part_prefix(job_id, kind)}{first_row:012d}.{extension}"
+
+
+def job_output_key(job_id: str, name: str) -> str:
+    return f"{BATCH}{job_id}/output/{name}"
+
+
+def job_summary_key(job_id: str) -> str:
+    return f"{BATCH}{job_id}/summary.json"
