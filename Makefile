@@ -17,12 +17,13 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo local bench bench-quick bench-preprocess bench-serving bench-training openapi security test lint validate build unit integration e2e packaging clean
+.PHONY: help venv demo local bench bench-quick bench-preprocess bench-serving bench-training openapi security test lint typecheck validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
 	@echo "make local  - serve the whole API on http://127.0.0.1:3000 (moto, real handlers and state machines)"
-	@echo "make test   - ruff, sam validate --lint, ASL check, sam build, and all pytest suites"
+	@echo "make test   - ruff, mypy, sam validate --lint, ASL check, sam build, and all pytest suites"
+	@echo "make typecheck - mypy over mlcore, mllocal, mlclient and every functions/*/app.py ([tool.mypy])"
 	@echo "make bench  - every benchmark, repeated; writes docs/benchmarks.md and docs/*.png"
 	@echo "make build  - sam build"
 	@echo "make bench-preprocess - peak memory and rows/s of the streaming Preprocess on 200k and 2M rows"
@@ -65,6 +66,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# one run: [tool.mypy] files and explicit_package_bases name each handler functions.<name>.app
+typecheck: venv
+	$(BIN)/mypy
+
 validate: venv
 	$(SAM) validate --lint
 	$(BIN)/python -m mllocal.lint_asl
@@ -90,7 +95,7 @@ e2e: venv
 packaging: build
 	$(BIN)/python -m pytest tests/packaging -q
 
-test: lint validate security build
+test: lint typecheck validate security build
 	$(BIN)/python -m pytest tests -q
 
 bench-preprocess: venv

@@ -1,5 +1,5 @@
 """Asynchronous SGD with compare-and-swap against the last-writer-wins baseline of LambdaML-style
-asynchronous mode: 8 concurrent workers on moto S3, the real `mlcore.asynchronous.submit`."""
+asynchronous mode: 8 concurrent workers on moto S3, the real `mlcore.steps.asynchronous.submit`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
+from mlcore.infra import layout
 from mlcore.infra.storage import S3Store
 from mlcore.math import linear
 from mlcore.steps import asynchronous
@@ -36,7 +37,7 @@ def race(compare_and_swap: bool, submissions: int) -> dict[str, float]:
         asynchronous.init_async_run(
             store, InitTask(action="init", run_id="race", n_features=X.shape[1], hyperparameters=hp, mode="async")
         )
-        key = asynchronous.head_key("race")
+        key = layout.async_head_key("race")
 
         def worker(w: int) -> None:
             rng = np.random.default_rng(w)

@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import readme
 from .harness import Summary, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def render(
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `make bench{' -- --quick' if quick else ''}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
+        f"Written by `make bench{'-quick' if quick else ''}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
         f"in {seconds:.0f} s; every figure is min / median / max over {repeat} run(s), with the reference "
         "measured in the same run. `spread` is (max - min) / median: differences smaller than it are noise.",
         "",
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     plots = sorted(p.name for p in args.out.parent.glob("*.png"))
     text = render(summaries, machine(), repeat, args.quick, time.perf_counter() - started, plots, analyses)
     args.out.write_text(text)
+    if args.out.resolve() == readme.PAGE and not args.quick:
+        readme.main()  # the README's headline figures come from the page just written
     print(text)
     return 0
 

@@ -1,6 +1,6 @@
 """Peak memory and throughput of the streaming Preprocess path (`make bench-preprocess`).
 
-Generates a synthetic CSV of each size, then runs ``mlcore.streaming.preprocess_streaming`` on it in a
+Generates a synthetic CSV of each size, then runs ``mlcore.steps.preparation.streaming.preprocess_streaming`` on it in a
 fresh subprocess against a file-system stand-in for S3 (so the "bucket" does not sit in the measured
 process's memory), and prints the subprocess's peak RSS (``resource.getrusage``) and rows per second.
 
@@ -99,7 +99,7 @@ def measure(csv: Path, shards: int) -> dict:
     kinds = {"id": "categorical", "age": "numeric", "bmi": "numeric", "income": "numeric"}
     kinds |= {"city": "categorical", "smoker": "categorical", "y": "numeric"}
     root = csv.parent
-    meta = {"dataset": "bench", "version": csv.stem, "key": csv.name, "format": "csv", "rows": None}
+    meta = {"dataset": "bench", "version": csv.stem, "key": csv.name, "format": "csv", "rows": None, "sha256": None}
     meta["columns"] = [{"name": n, "kind": k} for n, k in kinds.items()]
     request = TrainingRequest.model_validate(
         {"dataset": "bench", "target": "y", "model_name": "bench", "n_shards": shards, "preprocessing": SPEC}

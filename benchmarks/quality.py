@@ -3,7 +3,7 @@ data sets and a synthetic linear regression set (rows x 28):
 
 - sync: what the training workflow computes (per-shard sums, row-weighted average, one momentum step
   per round, 4 shards), beside scikit-learn's SGD estimators for the same number of epochs;
-- async: the real compare-and-swap workers (`mlcore.asynchronous.run_async_steps`, minibatch SGD) as
+- async: the real compare-and-swap workers (`mlcore.steps.asynchronous.run_async_steps`, minibatch SGD) as
   4 threads against moto S3, in passes as the workflow's Map runs them (each pass one worker call of
   `steps_per_invocation` updates per shard); the model is the head's running average of the parameters
   (`averaging`), shown beside the last parameters of the same run (what the model was without it).
@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier, SGDRe
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from mlcore.infra import layout
 from mlcore.math import linear, optimizers
 from mlcore.steps.schemas import Hyperparameters
 
@@ -190,7 +191,7 @@ def async_sgd(case: Case, hp: Hyperparameters, passes: int, workers: int = SHARD
 
         for round_ in range(passes):
             run_concurrently(work, [(s, round_) for s in shards])
-        head = asynchronous.read_head(store, asynchronous.head_key(run))
+        head = asynchronous.read_head(store, layout.async_head_key(run))
         s3_client.cache_clear()
     return AsyncRun(
         model=head.model.ravel(),

@@ -4,7 +4,7 @@ A round on AWS runs its workers in parallel, so its wall time is the orchestrati
 on the real state machine in moto's interpreter: round wall time minus the slowest worker) plus the
 slowest worker (the real GradientWorker handler, timed in process on a shard of that size, S3 load
 included) plus the aggregation (the real Aggregator handler over that many gradients). Cost per round
-prices those invocations at the template's memory sizes (mlcore.cost).
+prices those invocations at the template's memory sizes (mlcore.math.cost).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcore.infra import layout
 from mlcore.math import cost
 from mllocal.cloud import LocalCloud
 from mllocal.template import local_stack
@@ -71,7 +72,7 @@ def round_compute(rows: int, shards: int) -> dict[str, float]:
             block = rng.standard_normal((len(part), FEATURES + 1), dtype=np.float32)
             buf = __import__("io").BytesIO()
             np.save(buf, block, allow_pickle=False)
-            cloud.s3.put_object(Bucket=bucket, Key=f"processed/bench/shards/shard-{index:05d}.npy", Body=buf.getvalue())
+            cloud.s3.put_object(Bucket=bucket, Key=layout.shard_key("bench", index), Body=buf.getvalue())
         hp = {"optimizer": "momentum"}
         state, _ = cloud.invoke(
             "AggregatorFunction", {"action": "init", "run_id": "bench", "n_features": FEATURES, "hyperparameters": hp}
@@ -79,10 +80,11 @@ def round_compute(rows: int, shards: int) -> dict[str, float]:
         results, worker_seconds = [], []
         for index, part in enumerate(np.array_split(np.arange(rows), shards)):
             event = {
+                "action": "gradient",
                 "run_id": "bench",
                 "round": 0,
                 "params_key": state["params_key"],
-                "shard": {"index": index, "key": f"processed/bench/shards/shard-{index:05d}.npy", "rows": len(part)},
+                "shard": {"index": index, "key": layout.shard_key("bench", index), "rows": len(part)},
             }
             started = time.perf_counter()
             result, error = cloud.invoke("GradientWorkerFunction", event)
@@ -93,6 +95,7 @@ def round_compute(rows: int, shards: int) -> dict[str, float]:
         _, error = cloud.invoke(
             "AggregatorFunction",
             {
+                "action": "aggregate",
                 "run_id": "bench",
                 "round": 0,
                 "params_key": state["params_key"],

@@ -146,6 +146,7 @@ def _peak(fn) -> int:
 
 
 def bench_orchestration(full: bool) -> None:
+    from mlcore.infra import layout
     from mllocal.cloud import LocalCloud
     from mllocal.template import ROOT, local_stack
 
@@ -165,7 +166,7 @@ def bench_orchestration(full: bool) -> None:
             started = time.perf_counter()
             execution = cloud.run("TrainingStateMachine", request, name="run-bench")
             wall = time.perf_counter() - started
-            keys = [f"runs/run-bench/rounds/round-{r:05d}.json" for r in range(rounds)]
+            keys = [layout.round_key("run-bench", r) for r in range(rounds)]
             aggregate = sum(json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=k)["Body"].read())["seconds"]
                             for k in keys)  # fmt: skip
             per_round = f"{wall / rounds:6.3f} s per round (aggregation itself {aggregate / rounds * 1e3:.1f} ms)"

@@ -1,21 +1,14 @@
-"""Shared fixtures: the template's resources on moto with the real handlers (mllocal.LocalCloud)."""
+"""Shared fixtures: the template's resources on moto with the real handlers (mllocal.LocalCloud), a small
+housing sample, and a model registered by the real steps. Plain helpers are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
+from mlcore.serving.registry import ModelArtifact
 from mllocal.cloud import LocalCloud
 from mllocal.template import local_stack
-
-ROOT = Path(__file__).resolve().parents[1]
-EVENTS = ROOT / "events"
-
-
-def load_event(name: str) -> dict:
-    return json.loads((EVENTS / f"{name}.json").read_text())
+from tests.helpers import HOUSING_CSV, first_rows, load_event
 
 
 @pytest.fixture
@@ -24,11 +17,31 @@ def cloud():
         yield c
 
 
-def keys(cloud: LocalCloud, prefix: str = "") -> list[str]:
-    pages = cloud.s3.get_paginator("list_objects_v2").paginate(Bucket=cloud.stack.bucket, Prefix=prefix)
-    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+@pytest.fixture(scope="session")
+def housing_sample() -> bytes:
+    """The header and the first 400 rows of data/housing.csv."""
+    return first_rows(HOUSING_CSV, 400)
 
 
-def versions(cloud: LocalCloud, key: str) -> int:
-    resp = cloud.s3.list_object_versions(Bucket=cloud.stack.bucket, Prefix=key)
-    return len([v for v in resp.get("Versions", []) if v["Key"] == key])
+@pytest.fixture
+def model(cloud) -> ModelArtifact:
+    """Version 1 of 'housing-sample', registered on moto by the real steps from the committed events."""
+    for name, function in (
+        ("ingest_api", "IngestFunction"),
+        ("preprocess", "PreprocessFunction"),
+        ("aggregator_init", "AggregatorFunction"),
+    ):
+        _, error = cloud.invoke(function, load_event(name))
+        assert error is None
+    results = []
+    for index in (0, 1):
+        event = load_event("gradient_worker")
+        event["shard"] = {"index": index, "key": f"processed/run-example/shards/shard-{index:05d}.npy", "rows": 15}
+        results.append(cloud.invoke("GradientWorkerFunction", event)[0])
+    event = load_event("aggregator")
+    event["results"] = results
+    cloud.invoke("AggregatorFunction", event)
+    registered, error = cloud.invoke("EvaluateFunction", load_event("evaluate"))
+    assert error is None
+    doc = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=registered["artifact_key"])["Body"].read()
+    return ModelArtifact.model_validate_json(doc)

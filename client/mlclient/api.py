@@ -84,7 +84,7 @@ def put_presigned(
         def __init__(self) -> None:
             self.offset = 0
 
-        def read(self, size: int = -1) -> bytes:
+        def read(self, size: int | None = -1) -> bytes:
             size = chunk if size is None or size < 0 else min(size, chunk)
             part = data[self.offset : self.offset + size]
             self.offset += len(part)
@@ -92,7 +92,7 @@ def put_presigned(
                 progress(len(part))
             return part
 
-    req = urllib.request.Request(url, data=Body(), method="PUT")  # type: ignore[arg-type]
+    req = urllib.request.Request(url, data=Body(), method="PUT")
     req.add_header("Content-Length", str(len(data)))
     try:
         with urllib.request.urlopen(req, timeout=timeout):

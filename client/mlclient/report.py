@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ def loss_figure(curve: list[dict[str, Any]], path: Path) -> Path:
     rounds = [r["round"] for r in curve]
     ax.plot(rounds, [r["loss"] for r in curve], label="train loss")
     if any(r.get("validation_loss") is not None for r in curve):
-        ax.plot(rounds, [r.get("validation_loss") for r in curve], label="validation loss")
+        # a round without a validation loss is a gap in the line (matplotlib draws None as NaN)
+        validation = [math.nan if r.get("validation_loss") is None else r["validation_loss"] for r in curve]
+        ax.plot(rounds, validation, label="validation loss")
     ax.set_xlabel("round")
     ax.set_ylabel("objective")
     if all(r["loss"] > 0 for r in curve):

@@ -1,38 +1,29 @@
-"""Aggregator: initializes a run's parameters, then per round averages gradients and steps."""
-
-from typing import Annotated
+"""Aggregator: initializes a run's parameters, then per round averages gradients and steps (sync) or
+records the workers' progress (async)."""
 
 from aws_lambda_powertools.utilities.parser import event_parser
-from pydantic import Field, RootModel
+from pydantic import TypeAdapter
 
-from mlcore.infra.observability import logger, tracer
+from mlcore.infra.observability import TRAINING_RUN, logger, tracer
 from mlcore.infra.settings import Settings
-from mlcore.infra.storage import S3Store
 from mlcore.steps import asynchronous, training
-from mlcore.steps.schemas import AggregateTask, AsyncProgressTask, InitTask
+from mlcore.steps.schemas import AggregateTask, AggregatorEvent, AsyncProgressTask, InitTask
 
 
-class AggregatorEvent(
-    RootModel[Annotated[InitTask | AggregateTask | AsyncProgressTask, Field(union_mode="left_to_right")]]
-):
-    pass
-
-
-@logger.inject_lambda_context(correlation_id_path="run_id")
+@logger.inject_lambda_context(correlation_id_path=TRAINING_RUN)
 @tracer.capture_lambda_handler
-@event_parser(model=AggregatorEvent)
-def lambda_handler(event: AggregatorEvent, context) -> dict:
-    store = S3Store(Settings.from_env().bucket)
-    task = event.root
-    if isinstance(task, InitTask):
-        init = asynchronous.init_async_run if task.mode == "async" else training.init_run
-        return init(store, task).model_dump()
-    if isinstance(task, AsyncProgressTask):
-        state = asynchronous.progress(store, task)
+@event_parser(model=TypeAdapter(AggregatorEvent))
+def lambda_handler(event: InitTask | AggregateTask | AsyncProgressTask, context) -> dict:
+    store = Settings.from_env().store()
+    if isinstance(event, InitTask):
+        init = asynchronous.init_async_run if event.mode == "async" else training.init_run
+        return init(store, event).model_dump()
+    if isinstance(event, AsyncProgressTask):
+        state = asynchronous.progress(store, event)
     else:
-        state = training.aggregate(store, task)
+        state = training.aggregate(store, event)
     logger.info(
         "round aggregated",
-        extra={"round": task.round, "loss": state.loss, "grad_norm": state.grad_norm, "done": state.done},
+        extra={"round": event.round, "loss": state.loss, "grad_norm": state.grad_norm, "done": state.done},
     )
     return state.model_dump()

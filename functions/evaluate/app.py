@@ -2,17 +2,18 @@
 
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from mlcore.infra.observability import logger, tracer
+from mlcore.infra.observability import TRAINING_RUN, logger, tracer
 from mlcore.infra.settings import Settings
-from mlcore.infra.storage import S3Store
+from mlcore.serving import registry
 from mlcore.steps import evaluation
 from mlcore.steps.schemas import EvaluateTask
 
 
-@logger.inject_lambda_context(correlation_id_path="run_id")
+@logger.inject_lambda_context(correlation_id_path=TRAINING_RUN)
 @tracer.capture_lambda_handler
 @event_parser(model=EvaluateTask)
 def lambda_handler(event: EvaluateTask, context) -> dict:
-    registered = evaluation.evaluate_and_register(S3Store(Settings.from_env().bucket), event)
-    logger.info("model registered", extra={"model": registered.model_name, "version": registered.version})
-    return registered.model_dump()
+    store = Settings.from_env().store()
+    artifact = registry.register(store, event.run_id, evaluation.evaluate(store, event))
+    logger.info("model registered", extra={"model": artifact.name, "version": artifact.version})
+    return registry.registered(artifact, rounds=event.train.round).model_dump()

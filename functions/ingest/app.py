@@ -13,12 +13,11 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mlcore.infra import urlfetch
+from mlcore.infra import layout, urlfetch
 from mlcore.infra.errors import InvalidInput
-from mlcore.infra.http import register_error_handlers, resolve
-from mlcore.infra.observability import logger, metrics, tracer
+from mlcore.infra.http import accepted, register_error_handlers, resolve
+from mlcore.infra.observability import API_REQUEST_OR_S3_EVENT, logger, metrics, tracer
 from mlcore.infra.settings import Settings
-from mlcore.infra.storage import S3Store
 from mlcore.steps import ingestion
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -28,7 +27,7 @@ register_error_handlers(app)
 
 class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=ingestion.DATASET_NAME.pattern, description="data set name")
+    name: str = Field(pattern=layout.NAME.pattern, description="data set name")
     format: Literal["csv", "jsonl"] = "csv"
 
 
@@ -47,13 +46,9 @@ class RegisterRequest(BaseModel):
         return self
 
 
-def _store() -> S3Store:
-    return S3Store(Settings.from_env().bucket)
-
-
 @app.post("/datasets", responses={201: {"description": "An upload URL; the upload registers the data set"}})
 def start_upload(request: UploadRequest) -> Response[dict]:
-    result = ingestion.start_upload(_store(), request.name, request.format)
+    result = ingestion.start_upload(Settings.from_env().store(), request.name, request.format)
     return Response(status_code=201, content_type="application/json", body=result)
 
 
@@ -84,9 +79,10 @@ def upload(name: str) -> Response[dict]:
         if request.url is not None:
             settings = Settings.from_env()
             policy = urlfetch.UrlPolicy.from_settings(settings.url_allow_networks, settings.url_allow_http)
-            result = ingestion.ingest_url(S3Store(settings.bucket), name, request.url, policy, request.format)
-            return Response(status_code=202, content_type="application/json", body=result)
-        result = ingestion.register_object(_store(), name, request.s3_key)
+            result = ingestion.ingest_url(settings.store(), name, request.url, policy, request.format)
+            return accepted(result)
+        assert request.s3_key is not None  # RegisterRequest holds exactly one of url and s3_key
+        result = ingestion.register_object(Settings.from_env().store(), name, request.s3_key)
     else:
         data = base64.b64decode(body) if event.is_base64_encoded else body.encode()
         if len(data) > ingestion.MAX_BODY_BYTES:
@@ -95,18 +91,18 @@ def upload(name: str) -> Response[dict]:
                 "for direct upload; use POST /datasets for an upload URL instead"
             )
         fmt = ingestion.format_of_content_type(content_type)
-        result = ingestion.ingest(_store(), name, data, source="api", fmt=fmt)
+        result = ingestion.ingest(Settings.from_env().store(), name, data, source="api", fmt=fmt)
     return Response(status_code=201 if result["created"] else 200, content_type="application/json", body=result)
 
 
 @app.get("/datasets/<name>")
 def describe(name: str) -> dict:
     version = app.current_event.get_query_string_value("version")
-    store = _store()
+    store = Settings.from_env().store()
     return ingestion.describe(store, name, version) if version else ingestion.status(store, name)
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context(correlation_id_path=API_REQUEST_OR_S3_EVENT)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
@@ -114,6 +110,6 @@ def lambda_handler(event: dict, context) -> dict:
         s3_event = EventBridgeEvent(event)
         key = s3_event.detail["object"]["key"]
         logger.info("registering upload", extra={"key": key})
-        return ingestion.ingest_upload(_store(), key)
+        return ingestion.ingest_upload(Settings.from_env().store(), key)
     # files arrive as text/csv or JSON Lines; the handlers check size and encoding with messages of their own
     return resolve(app, event, context, content_types=UPLOAD_CONTENT_TYPES, decode=False)

@@ -6,16 +6,16 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import BaseModel, Field
 
+from mlcore.infra import layout
 from mlcore.infra.http import register_error_handlers, resolve
-from mlcore.infra.observability import logger, metrics, tracer
+from mlcore.infra.observability import API_REQUEST, logger, metrics, tracer
 from mlcore.infra.settings import Settings
-from mlcore.infra.storage import S3Store
 from mlcore.serving import registry
 
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app)
 
-ModelName = Annotated[str, Path(pattern=registry.MODEL_NAME.pattern)]
+ModelName = Annotated[str, Path(pattern=layout.NAME.pattern)]
 
 
 class ModelSummary(BaseModel):
@@ -38,41 +38,39 @@ class AliasDocument(BaseModel):
     history: list[dict[str, Any]] = []
 
 
-def _store() -> S3Store:
-    return S3Store(Settings.from_env().bucket)
-
-
 @app.get("/models")
 def list_models() -> list[ModelSummary]:
-    return [ModelSummary(**m) for m in registry.list_models(_store())]
+    return [ModelSummary(**m) for m in registry.list_models(Settings.from_env().store())]
 
 
 @app.get("/models/<name>")
 def describe_model(name: ModelName) -> dict[str, Any]:
-    return registry.describe_model(_store(), name)
+    return registry.describe_model(Settings.from_env().store(), name)
 
 
 @app.get("/models/<name>/versions/<version>")
 def describe_version(name: ModelName, version: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
     """Metrics, hyperparameters, feature schema and preprocessing, lineage and training curve of one version."""
-    return registry.load_version(_store(), registry.check_name(name), version).model_dump(mode="json")
+    return registry.load_version(Settings.from_env().store(), registry.check_name(name), version).model_dump(
+        mode="json"
+    )
 
 
 @app.post("/models/<name>/promote")
 def promote(name: ModelName, body: PromoteRequest) -> AliasDocument:
-    doc = registry.promote(_store(), registry.check_name(name), body.version, force=body.force)
+    doc = registry.promote(Settings.from_env().store(), registry.check_name(name), body.version, force=body.force)
     metrics.add_metric(name="Promotions", unit="Count", value=1)
     return AliasDocument(**doc)
 
 
 @app.post("/models/<name>/rollback")
 def rollback(name: ModelName) -> AliasDocument:
-    doc = registry.rollback(_store(), registry.check_name(name))
+    doc = registry.rollback(Settings.from_env().store(), registry.check_name(name))
     metrics.add_metric(name="Rollbacks", unit="Count", value=1)
     return AliasDocument(**doc)
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context(correlation_id_path=API_REQUEST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:

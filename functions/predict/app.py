@@ -6,10 +6,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, Field
 
+from mlcore.infra import layout
 from mlcore.infra.http import register_error_handlers, resolve
-from mlcore.infra.observability import logger, metrics
+from mlcore.infra.observability import API_REQUEST, logger, metrics
 from mlcore.infra.settings import Settings
-from mlcore.infra.storage import S3Store
 from mlcore.serving import online
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -36,14 +36,14 @@ class PredictResponse(BaseModel):
 
 @app.post("/models/<name>/predict")
 def predict(
-    name: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")],
+    name: Annotated[str, Path(pattern=layout.NAME.pattern)],
     body: PredictRequest,
     version: Annotated[int | None, Query(ge=1, description="serve this version instead of an alias")] = None,
     alias: Annotated[
         Literal["production", "latest"], Query(description="alias to serve when no version is given")
     ] = online.DEFAULT_ALIAS,
 ) -> PredictResponse:
-    store = S3Store(Settings.from_env().bucket)
+    store = Settings.from_env().store()
     artifact = cache.get_version(store, name, version) if version else cache.get(store, name, alias)
     result = online.predict(artifact, body.instances)
     metrics.add_metric(name="Predictions", unit="Count", value=len(body.instances))
@@ -52,7 +52,7 @@ def predict(
 
 # No Powertools Tracer here: its X-Ray SDK would add ~0.3 s to every cold start of the latency-bound
 # function; Lambda's active tracing still records each invocation's segment.
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context(correlation_id_path=API_REQUEST)
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
     return resolve(app, event, context, max_bytes=online.MAX_BODY_BYTES)

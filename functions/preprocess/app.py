@@ -6,22 +6,16 @@ Returns the workflow's state from here on: the run id, the validated request
 
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from mlcore.infra.observability import logger, tracer
+from mlcore.infra.observability import TRAINING_RUN, logger, tracer
 from mlcore.infra.settings import Settings
-from mlcore.infra.storage import S3Store
-from mlcore.steps.preparation import in_memory
-from mlcore.steps.schemas import Strict, TrainingRequest
+from mlcore.steps.preparation import dispatch
+from mlcore.steps.schemas import PreprocessTask
 
 
-class PreprocessTask(Strict):
-    run_id: str
-    request: TrainingRequest
-
-
-@logger.inject_lambda_context(correlation_id_path="run_id")
+@logger.inject_lambda_context(correlation_id_path=TRAINING_RUN)
 @tracer.capture_lambda_handler
 @event_parser(model=PreprocessTask)
 def lambda_handler(event: PreprocessTask, context) -> dict:
-    result = in_memory.preprocess(S3Store(Settings.from_env().bucket), event.request, event.run_id)
+    result = dispatch.preprocess(Settings.from_env().store(), event.request, event.run_id)
     logger.info("preprocessed", extra={"shards": len(result.shards), "train_rows": result.train_rows})
     return {"run_id": event.run_id, "request": event.request.model_dump(), "data": result.model_dump()}

@@ -44,10 +44,11 @@ def proxy_event(
     if isinstance(body, dict):
         body = json.dumps(body)
     elif isinstance(body, bytes):
+        raw = body
         try:
-            body = body.decode("utf-8")
+            body = raw.decode("utf-8")
         except UnicodeDecodeError:
-            body, is_base64 = base64.b64encode(body).decode(), True
+            body, is_base64 = base64.b64encode(raw).decode(), True
     request_id = str(uuid.uuid4())
     return {
         "resource": resource,

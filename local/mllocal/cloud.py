@@ -8,29 +8,33 @@ import time
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from moto import mock_aws
+from moto.core.config import DefaultConfig
 
 from . import apigw, lambdas
 from .permissions import enforce_s3_permissions
 from .s3atomic import atomic_conditional_writes
 from .sfn_tasks import start_execution_integration
-from .template import REGION, FunctionSpec, LocalStack, local_stack
+from .template import REGION, LocalStack, local_stack
 
-MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef
+
+MOTO_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
 class LocalCloud:
     """``with LocalCloud() as cloud:`` — everything in the template, in process, no AWS account."""
 
-    def __init__(self, stack: LocalStack | None = None, hook: Callable[[FunctionSpec, Any], None] | None = None):
+    def __init__(self, stack: LocalStack | None = None, hook: lambdas.Hook | None = None):
         self.stack = stack or local_stack()
         self.hook = hook
         self._mock = mock_aws(config=MOTO_CONFIG)
-        self._routes = None
+        self._routes: AbstractContextManager[dict[str, int]] | None = None
         self.invocations: dict[str, int] = {}
         self.state_machine_arns: dict[str, str] = {}
 
@@ -105,7 +109,8 @@ class LocalCloud:
     def __exit__(self, *exc) -> None:
         from mlcore.infra.storage import s3_client
 
-        self._routes.__exit__(*exc)
+        if self._routes is not None:
+            self._routes.__exit__(*exc)
         self._atomic.__exit__(*exc)
         self._permissions.__exit__(*exc)
         self._sfn_tasks.__exit__(*exc)
@@ -120,7 +125,7 @@ class LocalCloud:
             input=json.dumps(payload),
         )["executionArn"]
 
-    def wait(self, execution_arn: str, timeout: float = 900.0, poll: float = 0.05) -> dict:
+    def wait(self, execution_arn: str, timeout: float = 900.0, poll: float = 0.05) -> DescribeExecutionOutputTypeDef:
         deadline = time.monotonic() + timeout
         while True:
             desc = self.sfn.describe_execution(executionArn=execution_arn)
@@ -130,7 +135,9 @@ class LocalCloud:
                 raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")
             time.sleep(poll)
 
-    def run(self, state_machine: str, payload: dict, name: str | None = None, timeout: float = 900.0) -> dict:
+    def run(
+        self, state_machine: str, payload: dict, name: str | None = None, timeout: float = 900.0
+    ) -> DescribeExecutionOutputTypeDef:
         return self.wait(self.start(state_machine, payload, name), timeout)
 
     def object_created(self, key: str, body: bytes) -> list[tuple[Any, str | None]]:

@@ -109,7 +109,7 @@ def run(
             out(f"{name.upper():<12}{ours:>14.4f}{ref:>28.4f}{ours - ref:>14.4f}")
         out("")
 
-        instance = {c["name"]: None for c in hp["preprocessor"]["columns"]}
+        instance: dict[str, float | str | None] = {c["name"]: None for c in hp["preprocessor"]["columns"]}
         row = csv.decode().splitlines()[1].split(",")
         header = csv.decode().splitlines()[0].split(",")
         for name, value in zip(header, row, strict=True):

@@ -1,6 +1,6 @@
 """Fault injection for the local run: transient failures and duplicate deliveries per function.
 
-A ``FaultInjector`` is the ``hook`` of ``LocalCloud``/``route_lambdas``. Settings per function
+A ``FaultInjector`` is the ``hook`` (``lambdas.Hook``) of ``LocalCloud``/``route_lambdas``. Settings per function
 logical id (or ``"*"`` for all), e.g. ``{"GradientWorkerFunction": {"failure_rate": 0.2},
 "AggregatorFunction": {"duplicate_rate": 0.5}}``:
 
@@ -20,7 +20,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .lambdas import TIMEOUT, LambdaServiceError
 from .template import FunctionSpec
@@ -54,7 +54,7 @@ class FaultInjector:
         counts = self.injected.setdefault(spec.logical_id, {"failures": 0, "duplicates": 0, "timeouts": 0})
         counts[kind] += 1
 
-    def __call__(self, spec: FunctionSpec, event: Any) -> int | str:
+    def __call__(self, spec: FunctionSpec, event: Any) -> int | Literal["timeout"]:
         rates = self._rates(spec)
         with self._lock:
             fail = self._rng.random() < rates.get("failure_rate", 0.0)

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Final, Literal
 from unittest import mock
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -33,7 +33,11 @@ from .template import FunctionSpec
 _import_lock = threading.Lock()
 
 
-TIMEOUT = "timeout"  # what a hook returns to make an invocation time out after its handler ran
+TIMEOUT: Final = "timeout"  # what a hook returns to make an invocation time out after its handler ran
+
+# ``hook(spec, event)``, run before each invocation (see ``route_lambdas``): None or a number of
+# deliveries, or TIMEOUT; it may raise ``LambdaServiceError``. ``faults.FaultInjector`` is one.
+type Hook = Callable[[FunctionSpec, Any], int | Literal["timeout"] | None]
 
 
 class LambdaServiceError(JsonRESTError):
@@ -80,6 +84,8 @@ def load_handler(spec: FunctionSpec) -> Callable[[dict, Any], Any]:
         if module is None:
             file = spec.code_uri / f"{module_name.replace('.', '/')}.py"
             loader_spec = importlib.util.spec_from_file_location(unique, file)
+            if loader_spec is None or loader_spec.loader is None:
+                raise ImportError(f"cannot load the handler module {file}", name=unique, path=str(file))
             module = importlib.util.module_from_spec(loader_spec)
             sys.modules[unique] = module
             loader_spec.loader.exec_module(module)
@@ -106,9 +112,7 @@ def invoke(spec: FunctionSpec, event: Any) -> tuple[Any, str | None]:
 
 
 @contextlib.contextmanager
-def route_lambdas(
-    functions: dict[str, FunctionSpec], hook: Callable[[FunctionSpec, Any], int | None] | None = None
-) -> Iterator[dict[str, int]]:
+def route_lambdas(functions: dict[str, FunctionSpec], hook: Hook | None = None) -> Iterator[dict[str, int]]:
     """Patch moto so invoking any of ``functions`` (by name or ARN) runs its real handler.
 
     Yields a dict of invocation counts per logical id. ``hook(spec, event)``
@@ -121,7 +125,14 @@ def route_lambdas(
     counts: dict[str, int] = {s.logical_id: 0 for s in functions.values()}
     lock = threading.Lock()
 
-    def routed(self, function_name, qualifier, body, headers, response_headers):
+    def routed(
+        self: LambdaSimpleBackend,
+        function_name: str,
+        qualifier: str | None,
+        body: str | bytes | None,
+        headers: Any,
+        response_headers: dict[str, str],
+    ) -> bytes:
         spec = by_name.get(function_name) or by_name.get(function_name.split(":")[-1])
         if spec is None:
             raise KeyError(f"no handler for Lambda function {function_name!r}")

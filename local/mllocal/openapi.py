@@ -39,7 +39,10 @@ COMMON_RESPONSES = {
 
 
 def _resolver(logical_id: str, code_dir: Path):
-    spec = importlib.util.spec_from_file_location(f"_openapi_{logical_id}", code_dir / "app.py")
+    name, file = f"_openapi_{logical_id}", code_dir / "app.py"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the handler module {file}", name=name, path=str(file))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.app

@@ -47,7 +47,11 @@ def check(action: str, bucket: str, key: str) -> None:
         )
 
 
-def _guarded(original: Callable, action: str, targets: Callable[..., list[tuple[str, str]]]) -> Callable:
+# the objects (bucket, key) that a call of an S3Backend method writes or deletes, from its arguments
+type Targets = Callable[..., list[tuple[str, str]]]
+
+
+def _guarded(original: Callable, action: str, targets: Targets) -> Callable:
     @functools.wraps(original)
     def method(self, *args, **kwargs):
         for bucket, key in targets(self, *args, **kwargs):
@@ -61,7 +65,9 @@ def _key(_backend: S3Backend, bucket_name: str, key_name: str, *_, **__) -> list
     return [(bucket_name, key_name)]
 
 
-def _copy_destination(_backend: S3Backend, src_key, dest_bucket_name: str, dest_key_name: str, *_, **__):
+def _copy_destination(
+    _backend: S3Backend, src_key: object, dest_bucket_name: str, dest_key_name: str, *_, **__
+) -> list[tuple[str, str]]:
     return [(dest_bucket_name, dest_key_name)]
 
 
@@ -74,7 +80,8 @@ def _upload_key(backend: S3Backend, bucket_name: str, multipart_id: str, *_, **_
     return [(bucket_name, multipart.key_name)] if multipart is not None else []
 
 
-_GUARDS = {  # moto's S3Backend method: (IAM action, the objects it acts on, from its arguments)
+# moto's S3Backend method: (IAM action, the objects it acts on, from its arguments)
+_GUARDS: dict[str, tuple[str, Targets]] = {
     "put_object": ("s3:PutObject", _key),
     "create_multipart_upload": ("s3:PutObject", _key),
     "upload_part": ("s3:PutObject", _upload_key),

@@ -21,6 +21,7 @@ from .faults import FaultInjector
 from .template import local_stack
 
 LOCAL_API_KEY = "local-api-key"
+BODY_TIMEOUT_SECONDS = 5.0  # how long the server waits for a declared request body
 
 
 LOCAL_S3_PATH = "/_local_s3/"
@@ -45,22 +46,42 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
         server_version = "serverless-ml-local"
         protocol_version = "HTTP/1.1"
 
+        timeout = BODY_TIMEOUT_SECONDS  # socket timeout: a body declared but never sent ends in a 400
+
+        def _body(self) -> bytes | None:
+            """The request body, or None after answering 400 for a Content-Length the body does not match."""
+            declared = self.headers.get("Content-Length") or "0"
+            try:
+                length = int(declared)
+                body = self.rfile.read(length) if length > 0 else b""
+            except (ValueError, TimeoutError):
+                length, body = -1, b""
+            if length < 0 or len(body) < length:
+                self.close_connection = True
+                message = f"the request body does not match its Content-Length ({declared!r})"
+                self._send(400, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode())
+                return None
+            return body
+
         def _serve(self) -> None:
             url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
+            body = self._body()
+            if body is None:
+                return
             if url.path.startswith(LOCAL_S3_PATH):  # a presigned upload, rewritten to this server
                 if self.command != "PUT":
                     self._send(405, {}, b"")
                     return
-                cloud.object_created(unquote(url.path[len(LOCAL_S3_PATH) :]), body or b"")
+                cloud.object_created(unquote(url.path[len(LOCAL_S3_PATH) :]), body)
                 self._send(200, {}, b"")
                 return
             headers = {k: v for k, v in self.headers.items()}
             if api_key is not None and self.headers.get("x-api-key") != api_key:
                 self._send(403, {"Content-Type": "application/json"}, json.dumps({"message": "Forbidden"}).encode())
                 return
-            resp = cloud.request(self.command, url.path, body, headers=headers, query=dict(parse_qsl(url.query)))
+            resp = cloud.request(
+                self.command, url.path, body or None, headers=headers, query=dict(parse_qsl(url.query))
+            )
             out_headers = dict(resp.get("headers") or {})
             for key, values in (resp.get("multiValueHeaders") or {}).items():
                 out_headers[key] = ", ".join(values)

@@ -21,18 +21,22 @@ class _CfnLoader(yaml.SafeLoader):
     """YAML loader that understands CloudFormation's short-form intrinsic tags."""
 
 
-def _intrinsic(tag: str):
+def _intrinsic(tag: str) -> Callable[[_CfnLoader, yaml.Node], dict[str, Any]]:
     name = "Ref" if tag == "Ref" else f"Fn::{tag}"
 
-    def construct(loader: yaml.Loader, node: yaml.Node) -> dict[str, Any]:
+    def construct(loader: _CfnLoader, node: yaml.Node) -> dict[str, Any]:
         if isinstance(node, yaml.ScalarNode):
             value: Any = loader.construct_scalar(node)
             if tag == "GetAtt":
                 value = value.split(".", 1)
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
-        else:
+        elif isinstance(node, yaml.MappingNode):
             value = loader.construct_mapping(node, deep=True)
+        else:
+            raise yaml.constructor.ConstructorError(
+                problem=f"unexpected {type(node).__name__}", problem_mark=node.start_mark
+            )
         return {name: value}
 
     return construct

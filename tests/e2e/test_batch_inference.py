@@ -9,7 +9,6 @@ import pytest
 
 from mlcore.infra.storage import S3Store
 from mlcore.serving import online, registry
-from tests.integration.test_predict import model  # noqa: F401  (fixture: housing-sample version 1 on moto)
 
 HEADER = "id,area_m2,bedrooms,age_years,distance_km,lot_m2,neighborhood\n"
 GOOD = ["{i},{a},3,10,1.5,300,harbor", "{i},{a},2,,2.0,150,riverside", '{i},{a},4,5,3.0,200,"hills, north"']
@@ -44,7 +43,13 @@ def _call(cloud, method, path, body=None):
     return response["statusCode"], json.loads(response["body"])
 
 
-def test_batch_job_predicts_in_input_order_and_reports_bad_rows(cloud, model):  # noqa: F811
+def _lines(cloud, key) -> list:
+    body = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read().decode()
+    return [json.loads(x) for x in body.splitlines()]
+
+
+def _run_csv_job(cloud) -> tuple[str, list[int], dict]:
+    """A 23-row CSV job in chunks of 7, waited for: the input, its good rows and the job's summary."""
     text, good = _csv()
     cloud.s3.put_object(Bucket=cloud.stack.bucket, Key="uploads/batch/in.csv", Body=text.encode())
     status, started = _call(
@@ -55,29 +60,35 @@ def test_batch_job_predicts_in_input_order_and_reports_bad_rows(cloud, model):  
     arn = cloud.state_machine_arns["BatchInferenceStateMachine"].replace(":stateMachine:", ":execution:")
     execution = cloud.wait(f"{arn}:{job_id}")
     assert execution["status"] == "SUCCEEDED", execution
-    assert cloud.invocations["BatchPredictFunction"] == 1 + 4 + 1  # plan, ceil(23 / 7) chunks, finalize
-
     status, job = _call(cloud, "GET", f"/batch-jobs/{job_id}")
     assert status == 200 and job["status"] == "SUCCEEDED"
-    summary = job["summary"]
+    return text, good, job["summary"]
+
+
+def test_batch_job_is_summarized_over_its_chunks(cloud, model):
+    _, _, summary = _run_csv_job(cloud)
+    assert cloud.invocations["BatchPredictFunction"] == 1 + 4 + 1  # plan, ceil(23 / 7) chunks, finalize
     assert (summary["rows"], summary["predicted"], summary["failures"], summary["chunks"]) == (23, 20, 3, 4)
     assert summary["duration_s"] >= 0
 
-    def lines(key):
-        body = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read().decode()
-        return [json.loads(x) for x in body.splitlines()]
 
-    predictions = lines(summary["predictions_key"])
+def test_batch_job_predicts_in_input_order(cloud, model):
+    text, good, summary = _run_csv_job(cloud)
+    predictions = _lines(cloud, summary["predictions_key"])
     assert [p["row"] for p in predictions] == good
     artifact = registry.load_version(S3Store(cloud.stack.bucket), "housing-sample", 1)
     rows = text.splitlines()[1:]
     expected = online.predict(artifact, [_row_instance(rows[i]) for i in good])["predictions"]
     assert [p["prediction"] for p in predictions] == pytest.approx(expected, rel=1e-12)
-    errors = lines(summary["errors_key"])
+
+
+def test_batch_job_reports_bad_rows(cloud, model):
+    _, _, summary = _run_csv_job(cloud)
+    errors = _lines(cloud, summary["errors_key"])
     assert errors == [{"row": r, "error": reason} for r, (_, reason) in sorted(BAD.items())]
 
 
-def test_batch_job_request_errors(cloud, model):  # noqa: F811
+def test_batch_job_request_errors(cloud, model):
     cloud.s3.put_object(Bucket=cloud.stack.bucket, Key="uploads/batch/in.csv", Body=b"a\n1\n")
     cases = [
         ({"model": "nope", "input_key": "uploads/batch/in.csv"}, 404, "nope"),
@@ -103,7 +114,7 @@ def test_batch_job_request_errors(cloud, model):  # noqa: F811
     assert job["status"] == "FAILED" and "area_m2" in (job.get("cause") or ""), job
 
 
-def test_json_lines_job(cloud, model):  # noqa: F811
+def test_json_lines_job(cloud, model):
     good = {
         "area_m2": 100.0,
         "bedrooms": 3,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 import struct
 
 import pytest
 
 from mlclient.cli import main as sml
-from mllocal.server import LocalApi
+from mllocal.server import BODY_TIMEOUT_SECONDS, LocalApi
 from mllocal.template import ROOT
 
 SAMPLE = ROOT / "data" / "housing.csv"
@@ -102,21 +103,48 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
     assert "this run" in out and "what if: 100 rounds x 16 shards, 1000000 rows" in out
 
 
-def test_upload_through_a_presigned_url_and_the_object_created_notification(server, capsys):
+def test_an_upload_through_a_presigned_url_is_registered_by_the_object_created_notification(server, capsys):
     assert _sml(server, "upload", str(SAMPLE), "--dataset", "big", "--via-s3") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["status"] == "ready" and doc["rows"] == 3000 and doc["dataset"] == "big"
+
+
+def test_uploading_a_missing_file_exits_2(server, capsys):
     bad = SAMPLE.parent / "does-not-exist.csv"
     assert _sml(server, "upload", str(bad)) == 2
     assert "No such file" in capsys.readouterr().err
 
 
-def test_api_errors_are_one_line_and_a_nonzero_exit(server, capsys):
-    assert _sml(server, "runs", "run-000000000000") == 1
-    err = capsys.readouterr().err.strip()
-    assert err == "error: HTTP 404: training run 'run-000000000000' does not exist"
-    assert _sml(server, "train", "--dataset", "x", "--target", "y", "--model-name", "m", "--shards", "5000") == 1
-    err = capsys.readouterr().err.strip()
+def _failing_calls(server, capsys) -> list[tuple[int, str]]:
+    """An unknown run (404), an invalid request (422) and an unreachable server: exit codes and stderr."""
+    calls = [
+        lambda: _sml(server, "runs", "run-000000000000"),
+        lambda: _sml(server, "train", "--dataset", "x", "--target", "y", "--model-name", "m", "--shards", "5000"),
+        lambda: sml(["--url", "http://127.0.0.1:9", "runs"]),
+    ]
+    results = []
+    for call in calls:
+        code = call()
+        results.append((code, capsys.readouterr().err))
+    return results
+
+
+def test_api_errors_exit_1(server, capsys):
+    assert [code for code, _ in _failing_calls(server, capsys)] == [1, 1, 1]
+
+
+def test_api_errors_are_one_line(server, capsys):
+    (_, not_found), (_, invalid), (_, unreachable) = _failing_calls(server, capsys)
+    assert not_found.strip() == "error: HTTP 404: training run 'run-000000000000' does not exist"
+    err = invalid.strip()
     assert err.startswith("error: HTTP 422: invalid request: body/n_shards") and "\n" not in err
-    assert sml(["--url", "http://127.0.0.1:9", "runs"]) == 1
-    assert capsys.readouterr().err.startswith("error: cannot reach http://127.0.0.1:9")
+    assert unreachable.startswith("error: cannot reach http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("declared", ["1", "-5", "abc"])
+def test_a_body_that_does_not_match_its_content_length_is_a_400_not_a_hung_server(server, declared):
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=BODY_TIMEOUT_SECONDS * 3) as conn:
+        conn.sendall(f"GET /training-runs HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode())
+        answer = conn.makefile("rb").readline()
+    assert answer.startswith(b"HTTP/1.1 400"), answer

@@ -1,5 +1,5 @@
-"""More shards than inline_map_max_shards: the gradients run in a Distributed Map whose items are read
-from runs/<run>/shards.json (ItemReader), with exactly the parameters of the inline Map."""
+"""More shards than inline_map_max_shards: the gradients run in a Distributed Map whose items are read from
+the shard list Preprocess wrote, processed/<run>/shards.json (ItemReader), with the inline Map's parameters."""
 
 from __future__ import annotations
 
@@ -7,18 +7,14 @@ import io
 
 import numpy as np
 
-from mllocal.template import ROOT
-
-SMALL = b"".join((ROOT / "data" / "housing.csv").read_bytes().splitlines(keepends=True)[:401])
-
 
 def _history(cloud, arn):
     pages = cloud.sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
     return [e for page in pages for e in page["events"]]
 
 
-def test_distributed_map_above_the_inline_threshold_matches_the_inline_map(cloud):
-    resp = cloud.request("POST", "/datasets/housing", SMALL, headers={"Content-Type": "text/csv"})
+def test_distributed_map_above_the_inline_threshold_matches_the_inline_map(cloud, housing_sample):
+    resp = cloud.request("POST", "/datasets/housing", housing_sample, headers={"Content-Type": "text/csv"})
     assert resp["statusCode"] == 201, resp
     thetas, histories = {}, {}
     for name, threshold in (("run-inline", 40), ("run-distributed", 2)):

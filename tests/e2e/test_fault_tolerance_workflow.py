@@ -8,9 +8,7 @@ import json
 import pytest
 
 from mllocal.cloud import LocalCloud
-from mllocal.template import ROOT, local_stack
-
-SMALL = b"".join((ROOT / "data" / "housing.csv").read_bytes().splitlines(keepends=True)[:401])
+from mllocal.template import local_stack
 
 
 def _broken_shard(spec, event):
@@ -20,9 +18,9 @@ def _broken_shard(spec, event):
 
 
 @pytest.mark.parametrize(("tolerated", "status"), [(25, "SUCCEEDED"), (0, "FAILED")])
-def test_a_failed_shard_is_tolerated_only_within_the_percentage(tolerated, status):
+def test_a_failed_shard_is_tolerated_only_within_the_percentage(tolerated, status, housing_sample):
     with LocalCloud(local_stack(overrides={"LogLevel": "WARNING"}), hook=_broken_shard) as cloud:
-        resp = cloud.request("POST", "/datasets/housing", SMALL, headers={"Content-Type": "text/csv"})
+        resp = cloud.request("POST", "/datasets/housing", housing_sample, headers={"Content-Type": "text/csv"})
         assert resp["statusCode"] == 201, resp
         request = {
             "dataset": "housing",

@@ -10,9 +10,8 @@ import pytest
 
 from mllocal.cloud import LocalCloud
 from mllocal.faults import FaultInjector
-from mllocal.template import ROOT, local_stack
+from mllocal.template import local_stack
 
-ROWS = b"".join((ROOT / "data" / "housing.csv").read_bytes().splitlines(keepends=True)[:401])
 REQUEST = {
     "dataset": "h",
     "target": "price_k",
@@ -23,9 +22,9 @@ REQUEST = {
 }
 
 
-def _train(faults: FaultInjector | None = None) -> tuple[np.ndarray, dict, dict]:
+def _train(rows: bytes, faults: FaultInjector | None = None) -> tuple[np.ndarray, dict, dict]:
     with LocalCloud(local_stack(overrides={"LogLevel": "ERROR"}), hook=faults) as cloud:
-        resp = cloud.request("POST", "/datasets/h", ROWS, headers={"Content-Type": "text/csv"})
+        resp = cloud.request("POST", "/datasets/h", rows, headers={"Content-Type": "text/csv"})
         execution = cloud.run(
             "TrainingStateMachine", {**REQUEST, "version": json.loads(resp["body"])["version"]}, name="run-faulty"
         )
@@ -38,13 +37,13 @@ def _train(faults: FaultInjector | None = None) -> tuple[np.ndarray, dict, dict]
 
 
 @pytest.fixture(scope="module")
-def clean():
-    return _train()
+def clean(housing_sample):
+    return _train(housing_sample)
 
 
-def test_twenty_percent_worker_failures_reach_the_same_parameters(clean):
+def test_twenty_percent_worker_failures_reach_the_same_parameters(clean, housing_sample):
     faults = FaultInjector({"GradientWorkerFunction": {"failure_rate": 0.2}}, seed=11)
-    theta, model, info = _train(faults)
+    theta, model, info = _train(housing_sample, faults)
     failures = faults.injected["GradientWorkerFunction"]["failures"]
     assert failures >= 5  # 48 worker calls at 20%: the retries really ran
     assert info["calls"]["GradientWorkerFunction"] == clean[2]["calls"]["GradientWorkerFunction"] + failures
@@ -52,11 +51,12 @@ def test_twenty_percent_worker_failures_reach_the_same_parameters(clean):
     assert model["metrics"] == clean[1]["metrics"]
 
 
-def test_timed_out_workers_and_aggregations_are_retried_to_the_same_parameters(clean):
+def test_timed_out_invocations_are_retried_to_the_same_parameters(clean, housing_sample):
+    """Timed-out GradientWorker and Aggregator invocations."""
     faults = FaultInjector(
         {"GradientWorkerFunction": {"timeout_rate": 0.2}, "AggregatorFunction": {"timeout_rate": 0.2}}, seed=5
     )
-    theta, model, info = _train(faults)
+    theta, model, info = _train(housing_sample, faults)
     assert faults.injected["GradientWorkerFunction"]["timeouts"] >= 5
     assert faults.injected["AggregatorFunction"]["timeouts"] >= 1
     np.testing.assert_array_equal(theta, clean[0])
@@ -64,11 +64,12 @@ def test_timed_out_workers_and_aggregations_are_retried_to_the_same_parameters(c
     assert info["param_versions"] == 13  # a timed-out aggregation's step is not applied again
 
 
-def test_duplicated_aggregator_and_worker_deliveries_change_nothing(clean):
+def test_duplicated_deliveries_change_nothing(clean, housing_sample):
+    """Duplicated Aggregator and GradientWorker deliveries."""
     faults = FaultInjector(
         {"AggregatorFunction": {"duplicate_rate": 0.5}, "GradientWorkerFunction": {"duplicate_rate": 0.3}}, seed=3
     )
-    theta, model, info = _train(faults)
+    theta, model, info = _train(housing_sample, faults)
     assert faults.injected["AggregatorFunction"]["duplicates"] >= 3
     np.testing.assert_array_equal(theta, clean[0])
     assert model["metrics"] == clean[1]["metrics"]

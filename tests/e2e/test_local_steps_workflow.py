@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 
-from mllocal.template import ROOT
-
-SMALL = b"".join((ROOT / "data" / "housing.csv").read_bytes().splitlines(keepends=True)[:401])
-
 
 def _curve(cloud, name, hp) -> list[float]:
     request = {"dataset": "housing", "target": "price_k", "model_name": name, "n_shards": 2, "hyperparameters": hp}
@@ -20,8 +16,8 @@ def _curve(cloud, name, hp) -> list[float]:
     return [r["loss"] for r in artifact["training_curve"]]
 
 
-def test_local_steps_reach_the_loss_of_gradient_mode_in_fewer_rounds(cloud):
-    resp = cloud.request("POST", "/datasets/housing", SMALL, headers={"Content-Type": "text/csv"})
+def test_local_steps_reach_the_loss_of_gradient_mode_in_fewer_rounds(cloud, housing_sample):
+    resp = cloud.request("POST", "/datasets/housing", housing_sample, headers={"Content-Type": "text/csv"})
     assert resp["statusCode"] == 201, resp
     common = {"optimizer": "sgd", "learning_rate": 0.1, "tolerance": 0.0}
     gradient = _curve(cloud, "run-gradient", {**common, "max_epochs": 30})

@@ -8,11 +8,11 @@ import io
 import json
 
 import numpy as np
+import pytest
 
 from mllocal.cloud import LocalCloud
-from mllocal.template import ROOT, local_stack
+from mllocal.template import local_stack
 
-SMALL = b"".join((ROOT / "data" / "housing.csv").read_bytes().splitlines(keepends=True)[:401])
 ROUNDS = 7
 
 
@@ -41,45 +41,63 @@ def _follow(cloud, arn) -> list[dict]:
     return chain
 
 
-def test_long_run_continues_in_new_executions_and_a_failed_run_resumes_to_the_same_parameters():
-    broken = {"on": True}
+class Switch:
+    """Whether the hook breaks round 4 of the runs started while it is on."""
+
+    on = False
+
+
+@pytest.fixture(scope="module")
+def long_runs(housing_sample):
+    """One local cloud for the module: the data set, a hook that can break round 4, and the parameters of
+    an uninterrupted reference run."""
+    broken = Switch()
 
     def fail_round_4(spec, event):
-        if spec.logical_id == "AggregatorFunction" and "results" in event and event["round"] == 4 and broken["on"]:
+        if spec.logical_id == "AggregatorFunction" and "results" in event and event["round"] == 4 and broken.on:
             event["params_key"] = "runs/missing.npz"  # a non-retried failure: the execution fails
 
     with LocalCloud(local_stack(overrides={"LogLevel": "WARNING"}), hook=fail_round_4) as cloud:
-        resp = cloud.request("POST", "/datasets/housing", SMALL, headers={"Content-Type": "text/csv"})
+        resp = cloud.request("POST", "/datasets/housing", housing_sample, headers={"Content-Type": "text/csv"})
         assert resp["statusCode"] == 201, resp
-
-        broken["on"] = False
         reference = _follow(cloud, cloud.start("TrainingStateMachine", _request(), name="run-00000000000a"))
         assert [e["status"] for e in reference] == ["SUCCEEDED"]
-        expected = _theta(cloud, "run-00000000000a", ROUNDS)
+        yield cloud, broken, _theta(cloud, "run-00000000000a", ROUNDS)
 
-        # 3 rounds per execution: rounds 0-2, 3-5, then 6 and the evaluation
-        arn = cloud.start("TrainingStateMachine", _request(rounds_per_execution=3), name="run-00000000000b")
-        chain = _follow(cloud, arn)
-        assert [e["name"] for e in chain] == ["run-00000000000b", "run-00000000000b-r3", "run-00000000000b-r6"]
-        assert [e["status"] for e in chain] == ["SUCCEEDED"] * 3
-        assert json.loads(chain[-1]["output"])["rounds"] == ROUNDS
-        np.testing.assert_array_equal(_theta(cloud, "run-00000000000b", ROUNDS), expected)
-        described = json.loads(cloud.request("GET", "/training-runs/run-00000000000b")["body"])
-        assert described["status"] == "SUCCEEDED" and described["model"]["rounds"] == ROUNDS
-        assert described["rounds_completed"] == ROUNDS
 
-        # fails in round 4, then resumes from its checkpoint (the last stored round)
-        broken["on"] = True
+def test_long_run_continues_in_new_executions_to_the_same_parameters(long_runs):
+    cloud, _, expected = long_runs
+    # 3 rounds per execution: rounds 0-2, 3-5, then 6 and the evaluation
+    arn = cloud.start("TrainingStateMachine", _request(rounds_per_execution=3), name="run-00000000000b")
+    chain = _follow(cloud, arn)
+    assert [e["name"] for e in chain] == ["run-00000000000b", "run-00000000000b-r3", "run-00000000000b-r6"]
+    assert [e["status"] for e in chain] == ["SUCCEEDED"] * 3
+    assert json.loads(chain[-1]["output"])["rounds"] == ROUNDS
+    np.testing.assert_array_equal(_theta(cloud, "run-00000000000b", ROUNDS), expected)
+    described = json.loads(cloud.request("GET", "/training-runs/run-00000000000b")["body"])
+    assert described["status"] == "SUCCEEDED" and described["model"]["rounds"] == ROUNDS
+    assert described["rounds_completed"] == ROUNDS
+
+
+def test_a_failed_run_resumes_from_its_last_round_to_the_same_parameters(long_runs):
+    cloud, broken, expected = long_runs
+    # fails in round 4, then resumes from its checkpoint (the last stored round)
+    broken.on = True
+    try:
         failed = cloud.run("TrainingStateMachine", _request(), name="run-00000000000c")
-        assert failed["status"] == "FAILED" and failed["error"] == "NotFound", failed
-        broken["on"] = False
-        resp = cloud.request("POST", "/training-runs/run-00000000000c/resume")
-        assert resp["statusCode"] == 202, resp
-        resumed = json.loads(resp["body"])
-        assert resumed["resumed_from_round"] == 4
-        arn = cloud.sfn.describe_execution(executionArn=failed["executionArn"])["executionArn"]
-        execution = cloud.wait(arn.rsplit(":", 1)[0] + ":" + resumed["execution"], timeout=300)
-        assert execution["status"] == "SUCCEEDED", execution
-        np.testing.assert_array_equal(_theta(cloud, "run-00000000000c", ROUNDS), expected)
+    finally:
+        broken.on = False
+    assert failed["status"] == "FAILED" and failed["error"] == "NotFound", failed
+    resp = cloud.request("POST", "/training-runs/run-00000000000c/resume")
+    assert resp["statusCode"] == 202, resp
+    resumed = json.loads(resp["body"])
+    assert resumed["resumed_from_round"] == 4
+    arn = cloud.sfn.describe_execution(executionArn=failed["executionArn"])["executionArn"]
+    execution = cloud.wait(arn.rsplit(":", 1)[0] + ":" + resumed["execution"], timeout=300)
+    assert execution["status"] == "SUCCEEDED", execution
+    np.testing.assert_array_equal(_theta(cloud, "run-00000000000c", ROUNDS), expected)
 
-        assert cloud.request("POST", "/training-runs/run-0000000000ff/resume")["statusCode"] == 404
+
+def test_resuming_an_unknown_run_is_404(long_runs):
+    cloud, _, _ = long_runs
+    assert cloud.request("POST", "/training-runs/run-0000000000ff/resume")["statusCode"] == 404

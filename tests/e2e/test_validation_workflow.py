@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import json
 
-from mllocal.template import ROOT
 
-SMALL = b"".join((ROOT / "data" / "housing.csv").read_bytes().splitlines(keepends=True)[:401])
-
-
-def test_validation_loss_is_recorded_per_round(cloud):
-    resp = cloud.request("POST", "/datasets/housing", SMALL, headers={"Content-Type": "text/csv"})
+def test_validation_loss_is_recorded_per_round(cloud, housing_sample):
+    resp = cloud.request("POST", "/datasets/housing", housing_sample, headers={"Content-Type": "text/csv"})
     assert resp["statusCode"] == 201, resp
     request = {
         "dataset": "housing",

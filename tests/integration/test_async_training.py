@@ -8,11 +8,12 @@ import threading
 import numpy as np
 import pytest
 
+from mlcore.infra import layout
 from mlcore.infra.storage import Conflict, S3Store
 from mlcore.math import optimizers
 from mlcore.steps import asynchronous
 from mlcore.steps.schemas import AsyncProgressTask, AsyncWorkerResult, Hyperparameters, InitTask
-from tests.conftest import load_event
+from tests.helpers import load_event
 
 WORKERS = 8
 SUBMISSIONS = 5
@@ -27,7 +28,7 @@ def _race(cloud, *, compare_and_swap: bool, max_staleness: int = 8):
     hp = Hyperparameters(optimizer="sgd", learning_rate=LR, max_staleness=max_staleness)
     init = InitTask(action="init", run_id="run-race", n_features=N_PARAMS - 1, hyperparameters=hp, mode="async")
     asynchronous.init_async_run(store, init)
-    key = asynchronous.head_key("run-race")
+    key = layout.async_head_key("run-race")
     barrier = threading.Barrier(WORKERS)
     applied: list[list[asynchronous.Applied]] = [[] for _ in range(WORKERS)]
     used: list[list[np.ndarray]] = [[] for _ in range(WORKERS)]
@@ -65,7 +66,8 @@ def _race(cloud, *, compare_and_swap: bool, max_staleness: int = 8):
     return head, flat, sum(g for per_worker in used for g in per_worker), by_version
 
 
-def test_compare_and_swap_applies_every_accepted_submission_exactly_once(cloud):
+def test_conditional_writes_apply_every_accepted_submission_exactly_once(cloud):
+    """Compare-and-swap on the head's ETag."""
     head, applied, grad_sum, _ = _race(cloud, compare_and_swap=True)
     accepted = WORKERS * SUBMISSIONS
     assert len(applied) == accepted
@@ -124,7 +126,8 @@ def _ok(cloud, function, event):
     return payload
 
 
-def test_async_handlers_record_progress_and_ignore_late_results(cloud):
+def _async_round_zero(cloud) -> tuple[dict, list[dict]]:
+    """The sample data set preprocessed, an async run initialized, each shard's worker run once."""
     _ok(cloud, "IngestFunction", load_event("ingest_api"))
     prepared = _ok(cloud, "PreprocessFunction", load_event("preprocess"))
     hp = {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 5, "steps_per_invocation": 3, "max_epochs": 5}
@@ -138,16 +141,39 @@ def test_async_handlers_record_progress_and_ignore_late_results(cloud):
         )
         for shard in prepared["data"]["shards"]
     ]
+    event = {"action": "async_progress", "run_id": "run-example", "round": 0, "hyperparameters": hp}
+    return event, results
+
+
+def _progress_with_a_late_result(cloud) -> tuple[dict, list[dict], dict, dict]:
+    """Round 0's progress from both workers, a late result of round 4 and a duplicate; the stored summary."""
+    event, results = _async_round_zero(cloud)
+    late = AsyncWorkerResult.model_validate({**results[0], "shard": 7, "round": 4}).model_dump()
+    state = _ok(cloud, "AggregatorFunction", {**event, "results": [*results, late, results[1]]})
+    summary = S3Store(cloud.stack.bucket).get_json("runs/run-example/rounds/round-00000.json")
+    return event, results, state, summary
+
+
+def test_async_workers_submit_their_steps_to_the_head(cloud):
+    _, results = _async_round_zero(cloud)
     assert [r["submitted"] for r in results] == [3, 3]
     assert sorted(v for r in results for v in r["versions"]) == list(range(1, 7))
-    late = AsyncWorkerResult.model_validate({**results[0], "shard": 7, "round": 4}).model_dump()
-    event = {"action": "async_progress", "run_id": "run-example", "round": 0, "hyperparameters": hp}
-    state = _ok(cloud, "AggregatorFunction", {**event, "results": [*results, late, results[1]]})
+
+
+def test_async_progress_records_the_round(cloud):
+    _, _, state, summary = _progress_with_a_late_result(cloud)
     assert state["round"] == 1 and state["done"] is False
     assert state["params_key"] == "runs/run-example/params/round-00001.npz"
-    summary = S3Store(cloud.stack.bucket).get_json("runs/run-example/rounds/round-00000.json")
-    assert (summary["version"], summary["updates"], summary["ignored_shards"]) == (6, 6, [7])
     assert summary["staleness_max"] == 0 and summary["mode"] == "async"
+
+
+def test_async_progress_ignores_late_results(cloud):
+    _, _, _, summary = _progress_with_a_late_result(cloud)
+    assert (summary["version"], summary["updates"], summary["ignored_shards"]) == (6, 6, [7])
+
+
+def test_a_replayed_async_progress_returns_the_stored_state(cloud):
+    event, results, state, _ = _progress_with_a_late_result(cloud)
     # a replay of the same round returns the stored state
     assert _ok(cloud, "AggregatorFunction", {**event, "results": results}) == state
     AsyncProgressTask.model_validate({**event, "results": results})

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlcore.infra import layout
 from mlcore.steps import ingestion
-from tests.conftest import keys, load_event
+from tests.helpers import keys, load_event
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 INGEST_CASES = json.loads((CORPUS / "ingest" / "cases.json").read_text())
@@ -40,7 +41,9 @@ def test_bad_files_through_the_api_are_400s_naming_the_problem(cloud):
     assert keys(cloud) == []
 
 
-def test_bad_files_through_s3_uploads_leave_a_failed_status_and_nothing_in_raw(cloud):
+def _upload_bad_files(cloud):
+    """Each ingest corpus file uploaded to uploads/bad/ and notified: (file, expected reason, Ingest's
+    result, the data set's status right after)."""
     event = load_event("ingest_s3_upload")
     for name, message in INGEST_CASES.items():
         key = f"uploads/bad/{name}"
@@ -49,9 +52,18 @@ def test_bad_files_through_s3_uploads_leave_a_failed_status_and_nothing_in_raw(c
         upload["detail"]["object"]["key"] = key
         result, error = cloud.invoke("IngestFunction", upload)
         assert error is None, result
+        yield name, message, result, json.loads(cloud.request("GET", "/datasets/bad")["body"])
+
+
+def test_bad_files_through_s3_uploads_leave_a_failed_status(cloud):
+    for name, message, result, status in _upload_bad_files(cloud):
         assert (result["status"], result["reason"]) == ("failed", message), name
-        status = json.loads(cloud.request("GET", "/datasets/bad")["body"])
         assert (status["status"], status["reason"]) == ("failed", message)
+
+
+def test_bad_files_through_s3_uploads_leave_nothing_in_raw(cloud):
+    for _ in _upload_bad_files(cloud):
+        pass
     assert keys(cloud, "raw/") == [] and keys(cloud, "uploads/") == []
 
 
@@ -77,25 +89,47 @@ def _ingest(cloud, name: str, file: str, bypass: bool) -> None:
         return
     # a raw version that ingest would have refused: the Preprocess step checks again
     version = hashlib.sha256(data).hexdigest()[:16]
-    meta = {"dataset": name, "version": version, "key": ingestion.data_key(name, version), "rows": 0, "sha256": ""}
+    meta = {
+        "dataset": name,
+        "version": version,
+        "key": layout.dataset_data_key(name, version, "csv"),
+        "rows": 0,
+        "sha256": "",
+        "format": "csv",
+        "bytes": len(data),
+    }
     cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=meta["key"], Body=data)
-    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=ingestion.meta_key(name, version), Body=json.dumps(meta))
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=layout.dataset_meta_key(name, version), Body=json.dumps(meta))
     body = json.dumps({"dataset": name, "version": version})
-    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=ingestion.latest_key(name), Body=body)
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=layout.dataset_latest_key(name), Body=body)
 
 
-@pytest.mark.parametrize("case", PREPROCESS_CASES, ids=lambda c: f"{c['file']}:{c['error'][:40]}")
-def test_preprocess_step_fails_with_the_reason_and_writes_nothing(cloud, case):
+def _preprocess_case(cloud, case) -> tuple[dict, str | None]:
     _ingest(cloud, "corpus", case["file"], case.get("bypass_ingest", False))
     event = load_event("preprocess")
     event["request"] = {"dataset": "corpus", "model_name": "corpus", "n_shards": 2, **case["request"]}
-    payload, error = cloud.invoke("PreprocessFunction", event)
+    return cloud.invoke("PreprocessFunction", event)
+
+
+def _case_id(case) -> str:
+    return f"{case['file']}:{case['error'][:40]}"
+
+
+@pytest.mark.parametrize("case", PREPROCESS_CASES, ids=_case_id)
+def test_preprocess_step_fails_with_the_reason(cloud, case):
+    payload, error = _preprocess_case(cloud, case)
     assert error == "Unhandled", payload
     assert payload["errorType"] == case.get("error_type", "InvalidInput")
     if payload["errorType"] == "InvalidInput":
         assert payload["errorMessage"] == case["error"]
     else:
         assert case["error"] in payload["errorMessage"]
+
+
+@pytest.mark.parametrize("case", PREPROCESS_CASES, ids=_case_id)
+def test_a_failed_preprocess_step_writes_nothing(cloud, case):
+    payload, error = _preprocess_case(cloud, case)
+    assert error == "Unhandled", payload
     assert keys(cloud, "processed/") == []
 
 

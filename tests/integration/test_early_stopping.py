@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlcore.infra import layout
 from mlcore.infra.storage import S3Store
 from mlcore.steps import training
 from mlcore.steps.schemas import AggregateTask, Block, Hyperparameters, InitTask, Shard, WorkerTask
@@ -39,15 +40,22 @@ def _run(cloud, patience, rounds=8):
     return store, state, training.training_curve(store, "run-es")
 
 
-def test_stops_when_the_validation_loss_stops_improving_and_keeps_the_best_parameters(cloud):
-    store, state, curve = _run(cloud, patience=2)
-    losses = [r["validation_loss"] for r in curve]
-    best = int(np.argmin(losses))
+def _best_round(curve) -> int:
+    return int(np.argmin([r["validation_loss"] for r in curve]))
+
+
+def test_stops_when_the_validation_loss_has_not_improved_for_patience_rounds(cloud):
+    _, state, curve = _run(cloud, patience=2)
+    best = _best_round(curve)
     assert state.reason == "early_stopping"
     assert len(curve) == best + 2 + 1  # two rounds without improvement after the best one
-    assert state.params_key == training.params_key("run-es", best)
     assert all(r["best_validation"]["round"] == min(r["round"], best) for r in curve)
     assert all(r["finished_at"] > 0 and r["seconds"] >= 0 for r in curve)  # wall time per round
+
+
+def test_early_stopping_keeps_the_best_parameters(cloud):
+    store, state, curve = _run(cloud, patience=2)
+    assert state.params_key == layout.params_key("run-es", _best_round(curve))
     theta = store.get_arrays(state.params_key)["theta"]
     assert abs(theta[0, 0] - 1.0) < abs(theta[0, 0] - 2.0)  # nearer the validation optimum than training's
 

@@ -6,7 +6,7 @@ import base64
 import copy
 import json
 
-from tests.conftest import keys, load_event
+from tests.helpers import keys, load_event
 
 
 def _api(cloud, body, name="housing-sample", content_type="text/csv"):
@@ -49,41 +49,58 @@ def test_api_event_stores_an_immutable_content_addressed_version(cloud):
     assert keys(cloud) == before  # nothing new written
 
 
-def test_describe_returns_latest_and_unknown_is_404(cloud):
+def test_describe_returns_the_latest_version(cloud):
     _, created = _api(cloud, load_event("ingest_api")["body"])
     resp = cloud.request("GET", "/datasets/housing-sample")
     assert resp["statusCode"] == 200
     assert json.loads(resp["body"])["version"] == created["version"]
+
+
+def test_describing_an_unknown_data_set_is_404(cloud):
     resp = cloud.request("GET", "/datasets/nope")
     assert resp["statusCode"] == 404
     assert json.loads(resp["body"]) == {"message": "data set 'nope' does not exist"}
 
 
-def test_s3_upload_notification_registers_the_same_version_and_removes_the_upload(cloud):
+def _notify_upload(cloud, csv: bytes):
+    """Put the committed upload event's object and deliver the event to Ingest."""
+    event = load_event("ingest_s3_upload")
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=event["detail"]["object"]["key"], Body=csv)
+    return cloud.invoke("IngestFunction", event)
+
+
+def test_s3_upload_notification_registers_the_same_version_as_the_api(cloud):
     csv = load_event("ingest_api")["body"].encode()
     _, via_api = _api(cloud, csv.decode())
-    event = load_event("ingest_s3_upload")
-    key = event["detail"]["object"]["key"]
-    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=key, Body=csv)
-    result, error = cloud.invoke("IngestFunction", event)
+    result, error = _notify_upload(cloud, csv)
     assert error is None, result
     assert result["version"] == via_api["version"] and result["created"] is False
+
+
+def test_s3_upload_notification_removes_the_upload(cloud):
+    csv = load_event("ingest_api")["body"].encode()
+    _api(cloud, csv.decode())
+    result, error = _notify_upload(cloud, csv)
+    assert error is None, result
     assert keys(cloud, "uploads/") == []
 
 
-def test_invalid_upload_notification_records_the_failure_and_writes_nothing(cloud):
+def test_invalid_upload_notification_records_the_failure(cloud):
     """Asynchronous: no exception (EventBridge would retry a deterministic failure), a failed status instead."""
-    event = load_event("ingest_s3_upload")
-    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=event["detail"]["object"]["key"], Body=b"a,b\n")
-    result, error = cloud.invoke("IngestFunction", event)
+    result, error = _notify_upload(cloud, b"a,b\n")
     assert error is None
     assert (result["status"], result["reason"]) == ("failed", "the file has a header but no data rows")
-    assert keys(cloud, "raw/") == [] and keys(cloud, "uploads/") == []
     resp = cloud.request("GET", "/datasets/housing-sample")
     assert resp["statusCode"] == 200
     body = json.loads(resp["body"])
     assert (body["status"], body["reason"]) == ("failed", "the file has a header but no data rows")
     assert "version" not in body
+
+
+def test_invalid_upload_notification_writes_nothing(cloud):
+    _, error = _notify_upload(cloud, b"a,b\n")
+    assert error is None
+    assert keys(cloud, "raw/") == [] and keys(cloud, "uploads/") == []
 
 
 def test_presigned_upload_then_notification_registers_the_version(cloud):
@@ -134,14 +151,22 @@ def test_registering_an_object_already_in_the_bucket(cloud):
         assert resp["statusCode"] == status and json.loads(resp["body"])["message"].startswith(message), resp
 
 
-def test_json_lines_and_the_column_profile(cloud):
+def _ingest_json_lines(cloud) -> dict:
     lines = b'{"area": 50.5, "city": "a", "price": 100}\n{"area": null, "city": "b", "price": 150}\n\n'
     lines += b'{"area": 70.5, "city": "a", "price": 200, "note": "x"}\n'
     resp = cloud.request("POST", "/datasets/lines", lines, headers={"Content-Type": "application/x-ndjson"})
     assert resp["statusCode"] == 201, resp
-    body = json.loads(resp["body"])
+    return json.loads(resp["body"])
+
+
+def test_json_lines_are_stored_as_a_jsonl_data_set(cloud):
+    body = _ingest_json_lines(cloud)
     assert (body["format"], body["rows"], body["n_columns"], body["status"]) == ("jsonl", 3, 4, "ready")
     assert body["key"].endswith("/data.jsonl")
+
+
+def test_json_lines_get_a_column_profile(cloud):
+    body = _ingest_json_lines(cloud)
     area, city, price, note = body["columns"]
     assert area == {"name": "area", "kind": "numeric", "missing": 1, "min": 50.5, "max": 70.5, "mean": 60.5}
     assert city == {"name": "city", "kind": "categorical", "missing": 0, "distinct": 2, "top": [["a", 2], ["b", 1]]}
@@ -150,6 +175,9 @@ def test_json_lines_and_the_column_profile(cloud):
     described = json.loads(cloud.request("GET", "/datasets/lines")["body"])
     assert described["columns"] == body["columns"] and described["status"] == "ready"
 
+
+def test_a_json_lines_data_set_is_preprocessed(cloud):
+    _ingest_json_lines(cloud)
     event = load_event("preprocess")
     event["request"] = {"dataset": "lines", "target": "price", "model_name": "m", "n_shards": 1, "test_fraction": 0.34}
     event["request"]["preprocessing"] = {"columns": {"note": {"drop": True}}}  # all missing in training rows
@@ -178,10 +206,14 @@ def test_unparseable_files_are_rejected_with_a_400_naming_the_problem(cloud):
     assert keys(cloud) == []
 
 
-def test_invalid_name_and_oversized_body_are_rejected(cloud):
+def test_invalid_name_is_rejected(cloud):
     status, body = _api(cloud, "a\n1\n", name="..bad")
     assert status == 400
     assert body["message"].startswith("invalid data set name '..bad'")
+    assert keys(cloud) == []
+
+
+def test_oversized_body_is_rejected(cloud):
     status, body = _api(cloud, "a\n" + "1\n" * (3 * 1024 * 1024))
     assert status == 400
     assert "over the 5242880 byte limit" in body["message"]

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from mlcore.steps import ingestion
-from tests.conftest import keys, load_event
+from tests.helpers import keys, load_event
 
 CSV = load_event("ingest_api")["body"].encode()
 

@@ -10,7 +10,6 @@ import pytest
 from mlcore.infra.storage import S3Store
 from mlcore.serving import online, registry
 from mllocal import apigw
-from tests.integration.test_predict import model  # noqa: F401  (fixture: version 1 registered by the real steps)
 
 ROW = [100.0, 3, 10, 1.5, 300, "harbor"]
 
@@ -30,29 +29,51 @@ def _register_copy(cloud, run_id: str, r2: float, intercept_shift: float = 0.0) 
     return registry.register(store, run_id, doc).version
 
 
-def test_list_show_promote_and_roll_back(cloud, model):  # noqa: F811
-    r2 = model.metrics["test"]["r2"]
+PREDICT = "/models/housing-sample/predict"
+
+
+def _register_worse(cloud, model) -> int:
+    """Version 2: test r2 0.5 below version 1's, predictions 1000 higher; production stays at 1."""
+    return _register_copy(cloud, "run-worse", model.metrics["test"]["r2"] - 0.5, intercept_shift=1000.0)
+
+
+def test_list_models_shows_the_version_behind_each_alias(cloud, model):
     assert _call(cloud, "GET", "/models") == (200, [{"name": "housing-sample", "latest": 1, "production": 1}])
-    worse = _register_copy(cloud, "run-worse", r2 - 0.5, intercept_shift=1000.0)
+    _register_worse(cloud, model)
     assert _call(cloud, "GET", "/models")[1] == [{"name": "housing-sample", "latest": 2, "production": 1}]
 
+
+def test_show_a_version_returns_its_artifact(cloud, model):
+    r2 = model.metrics["test"]["r2"]
+    worse = _register_worse(cloud, model)
     status, body = _call(cloud, "GET", f"/models/housing-sample/versions/{worse}")
     assert status == 200 and body["version"] == 2 and body["metrics"]["test"]["r2"] == pytest.approx(r2 - 0.5)
     assert {"hyperparameters", "feature_names", "preprocessor", "lineage", "training_curve"} <= set(body)
 
+
+def test_predict_serves_production_unless_an_alias_or_a_version_is_asked_for(cloud, model):
+    _register_worse(cloud, model)
     # Predict serves production (1) by default; latest and a pinned version on request
     row = {"instances": [ROW]}
-    v1 = _call(cloud, "POST", "/models/housing-sample/predict", row)[1]
+    v1 = _call(cloud, "POST", PREDICT, row)[1]
     assert v1["version"] == 1
-    latest = _call(cloud, "POST", "/models/housing-sample/predict", row, query={"alias": "latest"})[1]
+    latest = _call(cloud, "POST", PREDICT, row, query={"alias": "latest"})[1]
     assert latest["version"] == 2
     assert latest["predictions"][0] == pytest.approx(v1["predictions"][0] + 1000.0)
-    assert _call(cloud, "POST", "/models/housing-sample/predict", row, query={"version": "2"})[1]["version"] == 2
-    status, body = _call(cloud, "POST", "/models/housing-sample/predict", row, query={"alias": "staging"})
+    assert _call(cloud, "POST", PREDICT, row, query={"version": "2"})[1]["version"] == 2
+
+
+def test_predict_rejects_an_unknown_alias_or_version(cloud, model):
+    _register_worse(cloud, model)
+    row = {"instances": [ROW]}
+    status, body = _call(cloud, "POST", PREDICT, row, query={"alias": "staging"})
     assert status == 422 and "alias" in json.dumps(body)
-    status, body = _call(cloud, "POST", "/models/housing-sample/predict", row, query={"version": "9"})
+    status, body = _call(cloud, "POST", PREDICT, row, query={"version": "9"})
     assert (status, body) == (404, {"message": "model 'housing-sample' has no version 9"})
 
+
+def test_promoting_a_version_that_is_not_better_needs_force(cloud, model):
+    _register_worse(cloud, model)
     status, body = _call(cloud, "POST", "/models/housing-sample/promote", {"version": 2})
     assert status == 409 and "does not beat production version 1" in body["message"]
     status, body = _call(cloud, "POST", "/models/housing-sample/promote", {"version": 2, "force": True})
@@ -60,12 +81,19 @@ def test_list_show_promote_and_roll_back(cloud, model):  # noqa: F811
     status, body = _call(cloud, "GET", "/models/housing-sample")
     assert body["versions"] == [1, 2] and body["aliases"]["production"]["version"] == 2
 
+
+def test_rollback_walks_back_the_production_history(cloud, model):
+    _register_worse(cloud, model)
+    assert _call(cloud, "POST", "/models/housing-sample/promote", {"version": 2, "force": True})[0] == 200
     status, body = _call(cloud, "POST", "/models/housing-sample/rollback")
     assert (status, body["version"]) == (200, 1)
     status, body = _call(cloud, "POST", "/models/housing-sample/rollback")
     assert status == 409 and "no earlier production version" in body["message"]
 
-    better = _register_copy(cloud, "run-better", r2 + 0.01)
+
+def test_a_better_version_is_promoted_when_it_is_registered(cloud, model):
+    _register_worse(cloud, model)
+    better = _register_copy(cloud, "run-better", model.metrics["test"]["r2"] + 0.01)
     assert _call(cloud, "GET", "/models")[1] == [{"name": "housing-sample", "latest": better, "production": better}]
 
 
@@ -80,30 +108,40 @@ def test_list_show_promote_and_roll_back(cloud, model):  # noqa: F811
         ("POST", "/models/nope/rollback", None, 404),
     ],
 )
-def test_registry_api_errors_are_4xx(cloud, model, method, path, body, status):  # noqa: F811
+def test_registry_api_errors_are_4xx(cloud, model, method, path, body, status):
     assert _call(cloud, method, path, body)[0] == status
 
 
-def test_oversized_and_base64_bodies(cloud, model):  # noqa: F811
-    path = "/models/housing-sample/predict"
-    big = json.dumps({"instances": [ROW], "pad": "x" * online.MAX_BODY_BYTES})
-    status, body = _call(cloud, "POST", path, big)
-    assert status == 413 and str(online.MAX_BODY_BYTES) in body["message"]
-
-    event_body = base64.b64encode(json.dumps({"instances": [ROW, ROW]}).encode()).decode()
-    event = apigw.proxy_event("POST", path, "/models/{name}/predict", {"name": "housing-sample"}, body=event_body)
+def _invoke_base64(cloud, encoded: str) -> dict:
+    """Predict invoked with a base64-encoded body, as API Gateway sends binary media types."""
+    event = apigw.proxy_event("POST", PREDICT, "/models/{name}/predict", {"name": "housing-sample"}, body=encoded)
     event["isBase64Encoded"] = True
     payload, error = cloud.invoke("PredictFunction", event)
-    assert error is None and payload["statusCode"] == 200, payload
+    assert error is None, payload
+    return payload
+
+
+def test_an_oversized_body_is_413(cloud, model):
+    big = json.dumps({"instances": [ROW], "pad": "x" * online.MAX_BODY_BYTES})
+    status, body = _call(cloud, "POST", PREDICT, big)
+    assert status == 413 and str(online.MAX_BODY_BYTES) in body["message"]
+    payload = _invoke_base64(cloud, base64.b64encode(b"x" * (online.MAX_BODY_BYTES + 3)).decode())
+    assert payload["statusCode"] == 413
+
+
+def test_a_base64_encoded_body_is_decoded(cloud, model):
+    payload = _invoke_base64(cloud, base64.b64encode(json.dumps({"instances": [ROW, ROW]}).encode()).decode())
+    assert payload["statusCode"] == 200, payload
     assert len(json.loads(payload["body"])["predictions"]) == 2
 
-    event["body"] = base64.b64encode(b"x" * (online.MAX_BODY_BYTES + 3)).decode()
-    payload, _ = cloud.invoke("PredictFunction", event)
-    assert payload["statusCode"] == 413
-    event["body"] = "!!not base64!!"
-    payload, error = cloud.invoke("PredictFunction", event)
-    assert error is None and payload["statusCode"] == 400, payload
-    status, body = _call(cloud, "POST", path, b"\xff\xfe not utf-8")  # sent base64-encoded, as API Gateway does
+
+def test_a_body_that_is_not_base64_is_400(cloud, model):
+    payload = _invoke_base64(cloud, "!!not base64!!")
+    assert payload["statusCode"] == 400, payload
+
+
+def test_a_body_that_is_not_utf8_is_400(cloud, model):
+    status, body = _call(cloud, "POST", PREDICT, b"\xff\xfe not utf-8")  # sent base64-encoded, as API Gateway does
     assert status == 400 and "UTF-8" in body["message"]
 
 
@@ -116,7 +154,7 @@ def test_oversized_and_base64_bodies(cloud, model):  # noqa: F811
         ([[100.0, 3, 10, 1.5, 300, ["harbor"]]], 400, "instances[0].neighborhood"),
     ],
 )
-def test_wrong_types_are_4xx(cloud, model, instances, status, words):  # noqa: F811
+def test_wrong_types_are_4xx(cloud, model, instances, status, words):
     got_status, body = _call(cloud, "POST", "/models/housing-sample/predict", {"instances": instances})
     assert got_status == status and words in json.dumps(body), body
 

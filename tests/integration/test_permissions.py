@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from mllocal import lambdas, permissions
 from mllocal.template import local_stack
-from tests.conftest import keys, load_event
+from tests.helpers import keys, load_event
 
 
 @pytest.fixture(scope="module")
@@ -47,31 +47,55 @@ def _error(call) -> dict:
     return info.value.response["Error"]
 
 
-def test_writes_outside_the_grants_are_denied_and_leave_nothing(cloud):
+ALIAS = "models/m/aliases/production.json"
+VERSION = "models/m/versions/000001/model.json"
+
+
+def _writes_as_predict(cloud) -> list[dict]:
+    """Predict may write nothing: a PUT and a multipart upload of an alias, with their errors."""
     s3, bucket = cloud.s3, cloud.stack.bucket
-    predict, models = cloud.stack.functions["PredictFunction"], cloud.stack.functions["ModelsFunction"]
-    key = "models/m/aliases/production.json"
-    with permissions.acting_as(predict):
-        error = _error(lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"{}"))
-        assert error["Code"] == "AccessDenied"
-        assert error["Message"] == (
-            f"PredictFunction is not allowed s3:PutObject on arn:aws:s3:::{bucket}/{key} "
-            "by its Policies in template.yaml"
-        )
-        assert _error(lambda: s3.create_multipart_upload(Bucket=bucket, Key=key))["Code"] == "AccessDenied"
+    with permissions.acting_as(cloud.stack.functions["PredictFunction"]):
+        return [
+            _error(lambda: s3.put_object(Bucket=bucket, Key=ALIAS, Body=b"{}")),
+            _error(lambda: s3.create_multipart_upload(Bucket=bucket, Key=ALIAS)),
+        ]
+
+
+def _writes_as_models(cloud) -> list[dict]:
+    """Models may write aliases only: it writes one, then a version, a delete and a batch delete fail."""
+    s3, bucket = cloud.s3, cloud.stack.bucket
+    with permissions.acting_as(cloud.stack.functions["ModelsFunction"]):
+        s3.put_object(Bucket=bucket, Key=ALIAS, Body=b"{}")
+        return [
+            _error(lambda: s3.put_object(Bucket=bucket, Key=VERSION, Body=b"{}")),
+            _error(lambda: s3.delete_object(Bucket=bucket, Key=ALIAS)),
+            _error(lambda: s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": ALIAS}]})),
+        ]
+
+
+def test_writes_outside_the_grants_are_denied(cloud):
+    bucket = cloud.stack.bucket
+    put, multipart = _writes_as_predict(cloud)
+    assert put["Code"] == "AccessDenied"
+    assert put["Message"] == (
+        f"PredictFunction is not allowed s3:PutObject on arn:aws:s3:::{bucket}/{ALIAS} by its Policies in template.yaml"
+    )
+    assert multipart["Code"] == "AccessDenied"
+    assert [error["Code"] for error in _writes_as_models(cloud)] == ["AccessDenied"] * 3
+
+
+def test_denied_writes_leave_nothing(cloud):
+    s3, bucket = cloud.s3, cloud.stack.bucket
+    _writes_as_predict(cloud)
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    _writes_as_models(cloud)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [ALIAS]
 
-    with permissions.acting_as(models):
-        s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
-        version = "models/m/versions/000001/model.json"
-        assert _error(lambda: s3.put_object(Bucket=bucket, Key=version, Body=b"{}"))["Code"] == "AccessDenied"
-        assert _error(lambda: s3.delete_object(Bucket=bucket, Key=key))["Code"] == "AccessDenied"
-        assert _error(lambda: s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key}]}))["Code"] == (
-            "AccessDenied"
-        )
-    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key]
 
-    s3.delete_object(Bucket=bucket, Key=key)  # outside any function (test setup and teardown): not checked
+def test_calls_outside_any_function_are_not_checked(cloud):
+    s3, bucket = cloud.s3, cloud.stack.bucket
+    s3.put_object(Bucket=bucket, Key=ALIAS, Body=b"{}")
+    s3.delete_object(Bucket=bucket, Key=ALIAS)  # outside any function (test setup and teardown): not checked
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
 
 

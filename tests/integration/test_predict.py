@@ -1,4 +1,5 @@
-"""Predict handler through API Gateway REST proxy events, against a model registered on moto."""
+"""Predict handler through API Gateway REST proxy events, against a model registered on moto (the `model`
+fixture in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,30 +10,7 @@ import numpy as np
 import pytest
 
 from mlcore.serving.registry import ModelArtifact
-from tests.conftest import load_event
-
-
-@pytest.fixture
-def model(cloud):
-    for name, function in (
-        ("ingest_api", "IngestFunction"),
-        ("preprocess", "PreprocessFunction"),
-        ("aggregator_init", "AggregatorFunction"),
-    ):
-        _, error = cloud.invoke(function, load_event(name))
-        assert error is None
-    results = []
-    for index in (0, 1):
-        event = load_event("gradient_worker")
-        event["shard"] = {"index": index, "key": f"processed/run-example/shards/shard-{index:05d}.npy", "rows": 15}
-        results.append(cloud.invoke("GradientWorkerFunction", event)[0])
-    event = load_event("aggregator")
-    event["results"] = results
-    cloud.invoke("AggregatorFunction", event)
-    registered, error = cloud.invoke("EvaluateFunction", load_event("evaluate"))
-    assert error is None
-    doc = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=registered["artifact_key"])["Body"].read()
-    return ModelArtifact.model_validate_json(doc)
+from tests.helpers import load_event
 
 
 def _predict(cloud, body, name="housing-sample", raw=False):
@@ -86,18 +64,26 @@ def test_committed_event_predicts_both_instance_shapes(cloud, model):
     assert body["predictions"] == pytest.approx(_expected(model, rows), rel=1e-12)
 
 
-def test_object_and_list_instances_agree_and_unseen_category_is_all_zero(cloud, model):
-    obj = {
-        "area_m2": 100.0,
-        "bedrooms": 3,
-        "age_years": 10,
-        "distance_km": 1.5,
-        "lot_m2": 300,
-        "neighborhood": "downtown",
-    }
-    status, body = _predict(cloud, {"instances": [obj, list(obj.values())]})
+UNSEEN = {
+    "area_m2": 100.0,
+    "bedrooms": 3,
+    "age_years": 10,
+    "distance_km": 1.5,
+    "lot_m2": 300,
+    "neighborhood": "downtown",  # not a category of the training rows
+}
+
+
+def test_object_and_list_instances_agree(cloud, model):
+    status, body = _predict(cloud, {"instances": [UNSEEN, list(UNSEEN.values())]})
     assert status == 200
-    assert body["predictions"][0] == body["predictions"][1] == pytest.approx(_expected(model, [obj])[0])
+    assert body["predictions"][0] == body["predictions"][1]
+
+
+def test_an_unseen_category_is_all_zero(cloud, model):
+    status, body = _predict(cloud, {"instances": [UNSEEN]})
+    assert status == 200
+    assert body["predictions"][0] == pytest.approx(_expected(model, [UNSEEN])[0])
 
 
 BAD_REQUESTS = [
@@ -158,10 +144,13 @@ def test_bad_requests_get_a_4xx_naming_the_field(cloud, model):
         assert message in json.dumps(got), (message, got)
 
 
-def test_nan_and_malformed_json_are_4xx(cloud, model):
+def test_nan_is_400_naming_the_field(cloud, model):
     status, body = _predict(cloud, '{"instances": [[NaN, 2, 3, 4, 5, "harbor"]]}', raw=True)
     assert status == 400 and body["message"] == "instances[0].area_m2 must be finite, got nan"
-    status, body = _predict(cloud, '{"instances": [', raw=True)
+
+
+def test_malformed_json_is_422(cloud, model):
+    status, _ = _predict(cloud, '{"instances": [', raw=True)
     assert status == 422
 
 

@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from tests.conftest import keys, load_event
+from tests.helpers import keys, load_event
 
 
 def _body(resp):
     return resp["statusCode"], json.loads(resp["body"])
 
 
-def test_start_and_follow_a_run_to_a_registered_model(cloud):
+def test_a_started_run_can_be_followed_to_its_registered_model(cloud):
     cloud.invoke("IngestFunction", load_event("ingest_api"))
     status, started = _body(cloud.invoke("RunsFunction", load_event("runs"))[0])
     assert status == 202 and started["status"] == "RUNNING"
@@ -32,28 +32,42 @@ def test_start_and_follow_a_run_to_a_registered_model(cloud):
     assert run["model"]["model_name"] == "sample" and run["model"]["version"] == 1
 
 
-def test_invalid_requests_are_4xx_and_start_nothing(cloud):
-    status, body = _body(cloud.request("POST", "/training-runs", {"dataset": "nope", "target": "y", "model_name": "m"}))
+def _start_invalid_runs(cloud) -> list[tuple[int, dict]]:
+    """An unknown data set, too many shards, an unknown field."""
+    return [
+        _body(cloud.request("POST", "/training-runs", request))
+        for request in (
+            {"dataset": "nope", "target": "y", "model_name": "m"},
+            {"dataset": "x", "target": "y", "model_name": "m", "n_shards": 1001},
+            {"dataset": "x", "target": "y", "model_name": "m", "colour": 1},
+        )
+    ]
+
+
+def test_invalid_requests_are_4xx(cloud):
+    (status, body), (shards_status, shards_body), (field_status, field_body) = _start_invalid_runs(cloud)
     assert (status, body) == (404, {"message": "data set 'nope' does not exist"})
-    status, body = _body(
-        cloud.request("POST", "/training-runs", {"dataset": "x", "target": "y", "model_name": "m", "n_shards": 1001})
-    )
-    assert status == 422 and "n_shards" in json.dumps(body)
-    status, body = _body(
-        cloud.request("POST", "/training-runs", {"dataset": "x", "target": "y", "model_name": "m", "colour": 1})
-    )
-    assert status == 422 and "colour" in json.dumps(body)
+    assert shards_status == 422 and "n_shards" in json.dumps(shards_body)
+    assert field_status == 422 and "colour" in json.dumps(field_body)
+
+
+def test_invalid_requests_start_nothing(cloud):
+    _start_invalid_runs(cloud)
     assert (
         cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arns["TrainingStateMachine"])["executions"] == []
     )
     assert keys(cloud, "runs/") == []
+
+
+def test_an_unknown_run_is_404(cloud):
     status, body = _body(cloud.request("GET", "/training-runs/run-000000000000"))
     assert (status, body) == (404, {"message": "training run 'run-000000000000' does not exist"})
     status, _ = _body(cloud.request("GET", "/training-runs/..%2Fetc"))
     assert status == 404
 
 
-def test_list_runs_and_curve(cloud):
+def _finished_run(cloud) -> dict:
+    """The committed events' run (3 rounds over 2 shards), started through Runs and waited for."""
     cloud.invoke("IngestFunction", load_event("ingest_api"))
     _, started = _body(cloud.invoke("RunsFunction", load_event("runs"))[0])
     execution = cloud.wait(
@@ -61,9 +75,18 @@ def test_list_runs_and_curve(cloud):
         + f":{started['run_id']}"
     )
     assert execution["status"] == "SUCCEEDED"
+    return started
+
+
+def test_list_runs(cloud):
+    started = _finished_run(cloud)
     status, listed = _body(cloud.request("GET", "/training-runs"))
     assert status == 200 and [r["run_id"] for r in listed["runs"]] == [started["run_id"]]
     assert listed["runs"][0]["status"] == "SUCCEEDED"
+
+
+def test_a_run_is_described_with_its_curve_only_when_asked(cloud):
+    started = _finished_run(cloud)
     _, run = _body(cloud.request("GET", f"/training-runs/{started['run_id']}", query={"curve": "true"}))
     assert [r["round"] for r in run["curve"]] == [0, 1, 2]
     assert run["request"]["hyperparameters"]["max_epochs"] == 3
@@ -72,11 +95,8 @@ def test_list_runs_and_curve(cloud):
     assert "curve" not in run
 
 
-def test_cost_of_a_run_from_its_history_and_a_what_if(cloud):
-    cloud.invoke("IngestFunction", load_event("ingest_api"))
-    _, started = _body(cloud.invoke("RunsFunction", load_event("runs"))[0])
-    run_id = started["run_id"]
-    cloud.wait(cloud.state_machine_arns["TrainingStateMachine"].replace(":stateMachine:", ":execution:") + f":{run_id}")
+def test_cost_of_a_run_from_its_history(cloud):
+    run_id = _finished_run(cloud)["run_id"]
     status, doc = _body(cloud.request("GET", f"/training-runs/{run_id}/cost", query={"region": "us-east-1"}))
     assert status == 200, doc
     usage = doc["actual"]["usage"]
@@ -103,6 +123,11 @@ def test_cost_of_a_run_from_its_history_and_a_what_if(cloud):
         worker["billed_ms"] / 1000 * 1769 / 1024 * 0.0000166667 + 6 * 0.2 / 1e6
     )
 
+
+def test_cost_what_if_scales_the_run_to_another_size(cloud):
+    run_id = _finished_run(cloud)["run_id"]
+    _, doc = _body(cloud.request("GET", f"/training-runs/{run_id}/cost", query={"region": "us-east-1"}))
+    usage = doc["actual"]["usage"]
     _, bigger = _body(
         cloud.request("GET", f"/training-runs/{run_id}/cost", query={"rows": "3200", "shards": "4", "rounds": "30"})
     )
@@ -110,5 +135,8 @@ def test_cost_of_a_run_from_its_history_and_a_what_if(cloud):
     assert scaled["functions"]["GradientWorker"]["invocations"] == 120
     assert scaled["state_transitions"] == usage["state_transitions"] - 3 * (3 + 2) + 30 * (3 + 4)
     assert bigger["what_if"]["total"] > doc["actual"]["total"]
+
+
+def test_cost_of_an_unknown_run_is_404(cloud):
     status, _ = _body(cloud.request("GET", "/training-runs/run-000000000000/cost"))
     assert status == 404

@@ -11,9 +11,9 @@ import pytest
 
 from mlcore.infra.errors import InvalidInput
 from mlcore.infra.storage import S3Store
-from mlcore.steps.preparation import in_memory, streaming
+from mlcore.steps.preparation import dispatch, streaming
 from mlcore.steps.schemas import TrainingRequest
-from tests.conftest import keys
+from tests.helpers import keys
 
 
 def _csv(n=3000, seed=0):
@@ -46,14 +46,19 @@ def ingested(cloud, monkeypatch):
     return data
 
 
-def test_streaming_pass_statistics_and_shards(cloud, ingested):
+@pytest.fixture
+def streamed(cloud, ingested):
     request = TrainingRequest.model_validate(
         {"dataset": "big", "target": "y", "model_name": "big", "n_shards": 3, "seed": 4, "preprocessing": SPEC}
     )
-    result = in_memory.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
+    result = dispatch.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
     manifest = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=result.manifest_key)["Body"].read())
+    return request, result, manifest, [_load(cloud, s.key) for s in result.shards]
+
+
+def test_streaming_writes_float32_shards_of_the_planned_sizes(cloud, streamed):
+    _, result, manifest, shards = streamed
     assert manifest["streaming"]["chunk_rows"] == 700
-    shards = [_load(cloud, s.key) for s in result.shards]
     assert [s.shape[0] for s in shards] == [s.rows for s in result.shards]
     test = _load(cloud, manifest["test"]["key"])
     assert test.dtype == np.float32 and test.shape == (result.test_rows, result.n_features + 1)
@@ -61,13 +66,18 @@ def test_streaming_pass_statistics_and_shards(cloud, ingested):
     assert 450 < result.test_rows < 750  # each row in test with probability 0.2
     train = np.vstack(shards)
     assert train.dtype == np.float32 and np.isfinite(train).all()
-    # the statistics are exactly the training rows': standardized columns have mean 0 and std 1
+
+
+def test_streaming_statistics_are_the_training_rows(streamed):
+    request, _, manifest, shards = streamed
+    train = np.vstack(shards)
+    # standardized columns have mean 0 and std 1 over exactly the training rows
     np.testing.assert_allclose(train[:, :2].mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(train[:, :2].std(axis=0), 1, atol=1e-4)
 
     # same rows, same split, computed independently: the median fill is exact below the reservoir size
     frame = pd.read_csv(io.BytesIO(_csv()), skipinitialspace=True)
-    split = np.concatenate([streaming._split(len(c), s, request) for s, c in _chunked(frame, 700)])
+    split = np.concatenate([streaming.row_splits(len(c), s, request) for s, c in _chunked(frame, 700)])
     training = frame[split == streaming.TRAIN]
     x_col, income_col, city_col = manifest["preprocessor"]["columns"]
     assert x_col["fill"] == training["x"].median()
@@ -77,6 +87,40 @@ def test_streaming_pass_statistics_and_shards(cloud, ingested):
     assert income_col["mean"] == pytest.approx(np.log1p(training["income"]).mean(), rel=1e-12)
     assert city_col["fill"] == training["city"].mode()[0] and city_col["categories"] == ["a", "b", "c"]
     assert np.array_equal(np.sort(train[:, -1]), np.sort(training["y"].to_numpy(dtype=np.float32)))
+
+
+def test_both_paths_write_the_same_manifest_fields(cloud, streamed):
+    request, _, streamed_manifest, _ = streamed
+    in_memory = dispatch.preprocess(S3Store(cloud.stack.bucket), request, "run-memory")
+    manifest = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=in_memory.manifest_key)["Body"].read())
+    assert set(streamed_manifest) - set(manifest) == {"streaming"}
+    for field in ("dataset", "target", "dropped_columns", "spec", "classes", "feature_names", "schema", "format"):
+        assert streamed_manifest[field] == manifest[field], field
+    shard_list = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=in_memory.shards_key)["Body"].read()
+    assert json.loads(shard_list) == manifest["shards"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"target": "nope"}, "^target column 'nope' is not in the data set \\(columns: id, x, income, city, y\\)$"),
+        ({"n_shards": 1000, "test_fraction": 0.85}, "^n_shards=1000 is more than the \\d+ training rows$"),
+        ({"validation_fraction": 0.0001}, "^\\d+ training rows are too few for validation_fraction=0.0001$"),
+        (
+            {"target": "city", "hyperparameters": {"model": "logistic_regression"}},
+            "^target column 'city': logistic_regression needs exactly 2 classes, got 3; use softmax_regression$",
+        ),
+    ],
+)
+def test_both_paths_refuse_with_the_same_message(cloud, ingested, change, message):
+    request = TrainingRequest.model_validate(
+        {"dataset": "big", "target": "y", "model_name": "big", "preprocessing": SPEC, **change}
+    )
+    store = S3Store(cloud.stack.bucket)
+    for threshold in (0, dispatch.STREAM_THRESHOLD_BYTES):  # streaming, in memory
+        with pytest.raises(InvalidInput, match=message):
+            dispatch.preprocess(store, request, f"run-{threshold}", stream_threshold=threshold)
+    assert keys(cloud, "processed/") == []
 
 
 def _chunked(frame, size):
@@ -89,7 +133,7 @@ def test_streaming_failure_writes_nothing(cloud, ingested):
         {"dataset": "big", "target": "y", "model_name": "big", "preprocessing": {"columns": {"id": {"drop": False}}}}
     )
     with pytest.raises(InvalidInput, match="^column 'id' has 2400|^column 'id' has \\d+ categories"):
-        in_memory.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
+        dispatch.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
     assert keys(cloud, "processed/") == []
 
 
@@ -110,7 +154,7 @@ def test_streaming_classification_maps_labels_to_class_indices(cloud, monkeypatc
             "hyperparameters": {"model": "softmax_regression"},
         }
     )
-    result = in_memory.preprocess(S3Store(cloud.stack.bucket), request, "run-cls", stream_threshold=0)
+    result = dispatch.preprocess(S3Store(cloud.stack.bucket), request, "run-cls", stream_threshold=0)
     assert (result.classes, result.n_outputs) == (["high", "low", "mid"], 3)
     train = np.vstack([_load(cloud, s.key) for s in result.shards])
     scaled = train[:, 0]  # standardization keeps the order of x: largest is "high" (0), smallest "low" (1)

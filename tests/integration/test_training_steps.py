@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import keys, load_event, versions
+from tests.helpers import keys, load_event, versions
 
 
 def _ok(cloud, function, event):
@@ -31,12 +31,19 @@ def prepared(cloud):
     return _ok(cloud, "PreprocessFunction", load_event("preprocess"))
 
 
-def test_preprocess_writes_float32_shards_a_test_block_and_a_manifest(cloud, prepared):
+def _manifest(cloud, prepared) -> dict:
+    key = prepared["data"]["manifest_key"]
+    return json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read())
+
+
+def test_preprocess_reports_the_split(prepared):
     data = prepared["data"]
     assert [s["rows"] for s in data["shards"]] == [15, 15]
     assert (data["train_rows"], data["test_rows"], data["n_features"]) == (30, 10, 9)
-    manifest = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=data["manifest_key"])["Body"].read())
-    assert manifest["feature_names"] == [
+
+
+def test_preprocess_writes_a_manifest_of_the_features(cloud, prepared):
+    assert _manifest(cloud, prepared)["feature_names"] == [
         "area_m2",
         "bedrooms",
         "age_years",
@@ -47,24 +54,42 @@ def test_preprocess_writes_float32_shards_a_test_block_and_a_manifest(cloud, pre
         "neighborhood=old_town",
         "neighborhood=riverside",
     ]
-    shards = [_array(cloud, s["key"]) for s in data["shards"]]
+
+
+def test_preprocess_writes_float32_shards_standardized_on_the_training_rows(cloud, prepared):
+    shards = [_array(cloud, s["key"]) for s in prepared["data"]["shards"]]
     assert all(s.dtype == np.float32 and s.shape == (15, 10) for s in shards)
     train = np.vstack(shards)
     # statistics were fitted on the training rows: standardized numeric columns have mean 0, std 1
     np.testing.assert_allclose(train[:, :5].mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(train[:, :5].std(axis=0), 1, atol=1e-5)
     assert not np.isnan(train).any()
-    assert _array(cloud, manifest["test"]["key"]).shape == (10, 10)
+
+
+def test_preprocess_writes_the_test_block(cloud, prepared):
+    assert _array(cloud, _manifest(cloud, prepared)["test"]["key"]).shape == (10, 10)
+
+
+def test_preprocess_passes_the_validated_request_on(prepared):
     assert prepared["request"]["hyperparameters"]["max_epochs"] == 50  # validated request carried on
 
 
-def test_preprocess_rejects_a_missing_target_and_writes_nothing(cloud):
+def _preprocess_without_the_target(cloud):
     _ok(cloud, "IngestFunction", load_event("ingest_api"))
     event = load_event("preprocess")
     event["request"]["target"] = "price"
-    payload, error = cloud.invoke("PreprocessFunction", event)
+    return cloud.invoke("PreprocessFunction", event)
+
+
+def test_preprocess_rejects_a_missing_target(cloud):
+    payload, error = _preprocess_without_the_target(cloud)
     assert error == "Unhandled" and payload["errorType"] == "InvalidInput"
     assert payload["errorMessage"].startswith("target column 'price' is not in the data set (columns: area_m2,")
+
+
+def test_preprocess_with_a_missing_target_writes_nothing(cloud):
+    _, error = _preprocess_without_the_target(cloud)
+    assert error == "Unhandled"
     assert keys(cloud, "processed/") == []
 
 
@@ -102,7 +127,7 @@ def _round_zero(cloud):
     return event, results
 
 
-def test_aggregator_averages_by_rows_and_steps_once(cloud, prepared):
+def test_aggregator_averages_the_gradients_by_rows(cloud, prepared):
     event, results = _round_zero(cloud)
     state = _ok(cloud, "AggregatorFunction", event)
     grads = [_array(cloud, r["gradient_key"]) for r in results]
@@ -118,6 +143,10 @@ def test_aggregator_averages_by_rows_and_steps_once(cloud, prepared):
     np.testing.assert_allclose(params["theta"].ravel(), -0.1 * mean_grad, rtol=1e-12)
     np.testing.assert_allclose(params["velocity"], mean_grad, rtol=1e-12)
 
+
+def test_aggregator_steps_once_per_round(cloud, prepared):
+    event, results = _round_zero(cloud)
+    state = _ok(cloud, "AggregatorFunction", event)
     # a duplicated delivery (results in another order, repeated shard) changes nothing
     replay = copy.deepcopy(event)
     replay["results"] = [results[1], results[0], results[1]]
@@ -127,15 +156,23 @@ def test_aggregator_averages_by_rows_and_steps_once(cloud, prepared):
     assert versions(cloud, "runs/run-example/rounds/round-00000.json") == 1
 
 
-def test_aggregator_ignores_and_records_results_of_another_round(cloud, prepared):
+def _aggregate_with_a_late_result(cloud) -> tuple[dict, list[dict]]:
     event, results = _round_zero(cloud)
     late = {**results[1], "shard": 5, "round": 3}  # a late delivery from another round
     event["results"] = [*results, late]
-    state = _ok(cloud, "AggregatorFunction", event)
+    return _ok(cloud, "AggregatorFunction", event), results
+
+
+def test_aggregator_records_the_results_of_another_round_as_ignored(cloud, prepared):
+    _aggregate_with_a_late_result(cloud)
     summary = json.loads(
         cloud.s3.get_object(Bucket=cloud.stack.bucket, Key="runs/run-example/rounds/round-00000.json")["Body"].read()
     )
     assert (summary["ignored_shards"], summary["shards"], summary["rows"]) == ([5], 2, 30)
+
+
+def test_aggregator_leaves_the_results_of_another_round_out_of_the_step(cloud, prepared):
+    state, results = _aggregate_with_a_late_result(cloud)
     grads = [_array(cloud, r["gradient_key"]) for r in results]
     params = np.load(
         io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=state["params_key"])["Body"].read()),

@@ -12,6 +12,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
+from mlcore.infra import layout
 from mlcore.math import linear, optimizers
 from mlcore.steps import asynchronous, training
 from mlcore.steps.schemas import (
@@ -57,24 +58,34 @@ def test_during_the_burn_in_the_average_is_the_iterate():
     np.testing.assert_array_equal(fold(5, 0.0, 6), ITERATES[5])  # the first iterate after it starts the mean
 
 
-def test_average_does_not_modify_its_inputs_and_rejects_bad_arguments():
+def test_average_does_not_modify_its_inputs():
     average, theta = np.ones(3), np.zeros(3)
     out = optimizers.iterate_average(average, theta, 5, power=1.0)
     np.testing.assert_allclose(out, [1 - 2 / 6] * 3)
     np.testing.assert_array_equal(average, np.ones(3))
     np.testing.assert_array_equal(theta, np.zeros(3))
+
+
+def test_average_rejects_bad_arguments():
+    average, theta = np.ones(3), np.zeros(3)
     for update, burn_in, power in ((0, 0, 0.0), (3, -1, 0.0), (3, 0, -0.5)):
         with pytest.raises(ValueError):
             optimizers.iterate_average(average, theta, update, burn_in=burn_in, power=power)
 
 
-def test_averaging_hyperparameters_defaults_and_validation():
+def test_averaging_hyperparameter_defaults():
     hp = Hyperparameters()
     assert (hp.averaging, hp.averaging_burn_in, hp.averaging_power) == (True, 0, 3.0)
+
+
+def test_averaging_hyperparameter_bounds():
     for field, value in (("averaging_burn_in", -1), ("averaging_power", -0.1), ("averaging_power", 101)):
         with pytest.raises(ValidationError) as info:
             Hyperparameters(**{field: value})
         assert info.value.errors()[0]["loc"] == (field,)
+
+
+def test_a_burn_in_the_async_run_never_reaches_is_refused():
     base = {"dataset": "d", "target": "y", "model_name": "m", "n_shards": 2}
     hp = {"max_epochs": 3, "steps_per_invocation": 5, "averaging_burn_in": 30}  # 3 x 2 x 5 = 30 updates at most
     with pytest.raises(ValidationError, match="average would never start"):
@@ -110,7 +121,7 @@ def _run(hp: Hyperparameters, passes: int, run_id: str = "run-avg"):
             shard = Shard(index=i, key=f"shards/{i}.npy", rows=len(rows))
             task = AsyncWorkerTask(action="async_steps", run_id=run_id, round=r, shard=shard, hyperparameters=hp)
             asynchronous.run_async_steps(store, task, shard=rows)
-    return store, asynchronous.read_head(store, asynchronous.head_key(run_id)), X, y
+    return store, asynchronous.read_head(store, layout.async_head_key(run_id)), X, y
 
 
 def test_async_with_averaging_reaches_scikit_learns_optimum_on_diabetes():
@@ -132,7 +143,7 @@ def test_the_head_average_is_the_average_of_the_heads_iterates():
     store = FakeStore()
     init = InitTask(action="init", run_id="run-replay", n_features=X.shape[1], hyperparameters=hp, mode="async")
     asynchronous.init_async_run(store, init)
-    key = asynchronous.head_key("run-replay")
+    key = layout.async_head_key("run-replay")
     iterates = []
     for r in range(6):  # one submission per call, to see every version
         for i, rows in enumerate(shards):
@@ -165,7 +176,7 @@ def test_progress_snapshots_the_average_as_the_model_evaluate_reads():
     np.testing.assert_array_equal(theta, head.average)
     np.testing.assert_array_equal(rest["iterate"], head.theta)
     assert not np.allclose(theta, head.theta)
-    assert store.get_json(training.round_key("run-avg", 0))["averaged_updates"] == 40
+    assert store.get_json(layout.round_key("run-avg", 0))["averaged_updates"] == 40
 
 
 def test_without_averaging_the_model_is_the_last_iterate():

@@ -7,13 +7,19 @@ import pytest
 from mlcore.infra.errors import InvalidInput
 from mlcore.serving import batch
 
-from .test_serving import make_artifact
+from .helpers import make_artifact
+
+QUOTED = b'a,b\n1,"x\ny"\n2,z\n\n3,"q"\n'
 
 
-def test_records_keep_quoted_newlines_and_byte_offsets():
-    data = b'a,b\n1,"x\ny"\n2,z\n\n3,"q"\n'
-    records = list(batch._records(data))
+def test_records_keep_quoted_newlines():
+    records = list(batch._records(QUOTED))
     assert [r for _, r in records] == [b"a,b\n", b'1,"x\ny"\n', b"2,z\n", b"\n", b'3,"q"\n']
+
+
+def test_records_carry_their_byte_offsets():
+    data = QUOTED
+    records = list(batch._records(data))
     assert all(data[o : o + len(r)] == r for o, r in records)
 
 

@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from mlcore.math import linear, optimizers
 from mlcore.math.metrics import classification_metrics
 
-from .test_models import central_differences
+from .helpers import central_differences
 
 
 @pytest.mark.parametrize(("model", "k"), [("logistic_regression", 1), ("softmax_regression", 3)])

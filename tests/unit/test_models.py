@@ -9,14 +9,7 @@ import pytest
 
 from mlcore.math import linear
 
-
-def central_differences(f, theta: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    grad = np.zeros_like(theta)
-    for i in range(theta.size):
-        step = np.zeros_like(theta)
-        step[i] = h
-        grad[i] = (f(theta + step) - f(theta - step)) / (2.0 * h)
-    return grad
+from .helpers import central_differences
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput
-from mlcore.steps.preparation import in_memory
+from mlcore.steps.preparation import in_memory, shared
 
 
 @pytest.mark.parametrize(("n_rows", "fraction", "n_test"), [(100, 0.2, 20), (7, 0.3, 2), (10, 0.25, 2), (3, 0.2, 1)])
@@ -77,12 +78,17 @@ def test_infinite_or_empty_target(data):
         in_memory.build_matrices({**columns, "y": np.full(40, np.nan)}, kinds, "y", 0.2, 0)
 
 
-def test_rows_with_missing_target_are_dropped_and_counted(data):
+def test_rows_without_a_target_are_dropped(data):
     columns, kinds = data
-    prep, train, test, dropped, _ = in_memory.build_matrices(columns, kinds, "y", 0.2, seed=1)
+    _, train, test, dropped, _ = in_memory.build_matrices(columns, kinds, "y", 0.2, seed=1)
     assert dropped == 3
     assert train.shape[0] + test.shape[0] == 37
     assert test.shape[0] == round(37 * 0.2)
+
+
+def test_blocks_are_float32_features_then_the_raw_target(data):
+    columns, kinds = data
+    prep, train, test, _, _ = in_memory.build_matrices(columns, kinds, "y", 0.2, seed=1)
     assert train.dtype == test.dtype == np.float32
     assert train.shape[1] == test.shape[1] == len(prep.feature_names) + 1 == 2 + 3 + 1
     assert not np.isnan(train).any() and not np.isnan(test).any()
@@ -132,3 +138,23 @@ def test_values_beyond_float32_are_refused_not_stored_as_inf():
     columns = {"x": np.arange(10, dtype=float), "y": np.array([1.0] * 9 + [1e300])}
     with pytest.raises(InvalidInput, match=r"values of y exceed the float32 range"):
         in_memory.build_matrices(columns, {"x": "numeric", "y": "numeric"}, "y", 0.2, 0)
+
+
+@pytest.mark.parametrize(("rows", "n_shards"), [(10, 3), (7, 7), (1000, 16), (5, 1)])
+def test_the_shard_plan_splits_rows_as_evenly_as_numpy(rows, n_shards):
+    plan = shared.plan_shards("r", rows, n_shards)
+    assert [s.rows for s in plan] == [len(p) for p in np.array_split(np.arange(rows), n_shards)]
+    assert [s.key for s in plan] == [layout.shard_key("r", i) for i in range(n_shards)]
+
+
+def test_more_shards_than_training_rows_are_refused():
+    with pytest.raises(InvalidInput, match="^n_shards=6 is more than the 5 training rows$"):
+        shared.plan_shards("r", 5, 6)
+
+
+def test_a_failed_preparation_deletes_every_key_it_may_have_written():
+    plan = shared.plan_shards("r", 10, 2)
+    written = shared.written_keys("r", plan)
+    assert set(written) >= {s.key for s in plan} | {layout.manifest_key("r"), layout.shard_list_key("r")}
+    assert set(written) >= {layout.held_out_key("r", "test"), layout.held_out_key("r", "validation")}
+    assert all(k.startswith("processed/r/") for k in written)

@@ -66,12 +66,15 @@ def test_numeric_standardization_equals_standard_scaler_on_imputed_column(prep, 
     np.testing.assert_allclose(X[:, 0], scaler.transform(imputed[:, None])[:, 0], rtol=1e-14, atol=1e-15)
 
 
-def test_constant_column_gets_unit_scale_and_zero_output(prep, train_columns):
+def test_constant_column_gets_unit_scale_like_scikit_learn(prep):
+    # StandardScaler does the same for a zero-variance column.
+    assert prep.columns[1].scale == StandardScaler().fit(np.full((6, 1), 2.0)).scale_[0] == 1.0
+
+
+def test_constant_column_transforms_to_zeros(prep, train_columns):
     X = prep.transform(train_columns)
     assert np.isfinite(X).all()
     np.testing.assert_array_equal(X[:, 1], np.zeros(6))
-    # StandardScaler does the same for a zero-variance column.
-    assert StandardScaler().fit(np.full((6, 1), 2.0)).scale_[0] == 1.0
 
 
 def test_constant_column_with_rounding_noise_still_gets_unit_scale():
@@ -81,7 +84,7 @@ def test_constant_column_with_rounding_noise_still_gets_unit_scale():
     np.testing.assert_allclose(prep.transform({"x": np.full(3, 0.1)}), np.zeros((3, 1)), rtol=0, atol=1e-15)
 
 
-def test_categorical_one_hot_with_missing_and_unseen_values(prep):
+def test_one_hot_encoding_imputes_missing_categories_leaving_unseen_ones_all_zero(prep):
     X = prep.transform(
         {
             "sqft": np.array([4.0, 4.0, 4.0]),

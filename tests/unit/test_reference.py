@@ -41,15 +41,21 @@ def test_reference_optimum_is_a_stationary_point_of_our_objective(model, l2):
     assert np.abs(grad).max() < 1e-4
 
 
-def test_reference_metrics_and_differences():
+def test_reference_metrics_of_a_regression():
     train, test = _data("linear_regression"), _data("linear_regression", n=50, seed=1)
     ref = reference_metrics("linear_regression", 0.0, train, test)
     assert ref["estimator"].endswith("LinearRegression()") and ref["train_rows"] == 200
     assert set(ref["test"]) == {"r2", "rmse", "mae", "rows"}
+
+
+def test_differences_are_ours_minus_the_reference_per_metric():
     assert differences({"r2": 0.5, "rmse": 1.0, "rows": 50}, {"r2": 0.25, "rmse": 1.5, "rows": 50}) == {
         "r2": 0.25,
         "rmse": -0.5,
     }
+
+
+def test_reference_metrics_of_a_classifier():
     cls = reference_metrics(
         "softmax_regression", 0.01, _data("softmax_regression"), _data("softmax_regression", 60, 4, 2), 3
     )

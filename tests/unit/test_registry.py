@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from mlcore.infra import layout
 from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
-from mlcore.serving import registry
+from mlcore.serving import online, registry
 
-from .fakes import FakeStore
-from .test_serving import make_artifact
+from .fakes import FakeClock, FakeStore
+from .helpers import make_artifact
 
 
 def fields(r2: float | None = None, log_loss: float | None = None, classifier: bool = False) -> dict:
@@ -26,21 +27,43 @@ def fields(r2: float | None = None, log_loss: float | None = None, classifier: b
 
 
 def production(store: FakeStore, name: str = "houses") -> int:
-    return store.documents[registry.alias_key(name, "production")]["version"]
+    return store.documents[layout.alias_key(name, "production")]["version"]
 
 
-def test_first_version_is_production_and_better_r2_is_promoted_worse_is_not():
+def registered(*r2s: float) -> FakeStore:
+    """A store with one version per test r2, registered by run-1, run-2, ... in that order."""
+    store = FakeStore()
+    for i, r2 in enumerate(r2s, start=1):
+        registry.register(store, f"run-{i}", fields(r2=r2))
+    return store
+
+
+def test_the_first_version_is_production():
     store = FakeStore()
     assert registry.register(store, "run-1", fields(r2=0.80)).version == 1
     assert production(store) == 1
-    registry.register(store, "run-2", fields(r2=0.85))
-    assert production(store) == 2
+
+
+def test_a_better_r2_is_promoted():
+    assert production(registered(0.80, 0.85)) == 2
+
+
+def test_a_tie_or_a_worse_r2_is_not_promoted():
+    store = registered(0.80, 0.85)
     registry.register(store, "run-3", fields(r2=0.85))  # a tie does not beat production
     registry.register(store, "run-4", fields(r2=0.10))
     assert production(store) == 2
-    assert store.documents[registry.alias_key("houses", "latest")]["version"] == 4
+
+
+def test_latest_is_the_last_registered_version():
+    store = registered(0.80, 0.85, 0.85, 0.10)
+    assert store.documents[layout.alias_key("houses", "latest")]["version"] == 4
     assert registry.list_versions(store, "houses") == [1, 2, 3, 4]
     assert registry.list_models(store) == [{"name": "houses", "latest": 4, "production": 2}]
+
+
+def test_registering_the_same_run_again_is_idempotent():
+    store = registered(0.80, 0.85, 0.85, 0.10)
     # registering the same run again is idempotent and moves nothing
     assert registry.register(store, "run-2", fields(r2=0.99)).version == 2
     assert registry.list_versions(store, "houses") == [1, 2, 3, 4]
@@ -55,10 +78,8 @@ def test_classifiers_are_compared_on_log_loss_lower_is_better():
     assert production(store) == 3
 
 
-def test_promote_needs_force_when_not_better_and_rollback_walks_back_the_history():
-    store = FakeStore()
-    for i, r2 in enumerate((0.5, 0.7, 0.6), start=1):
-        registry.register(store, f"run-{i}", fields(r2=r2))
+def test_promoting_a_version_that_is_not_better_needs_force():
+    store = registered(0.5, 0.7, 0.6)
     assert production(store) == 2
     with pytest.raises(ConflictError, match=r"version 3 \(test r2 0.6\) does not beat production version 2"):
         registry.promote(store, "houses", 3)
@@ -67,6 +88,10 @@ def test_promote_needs_force_when_not_better_and_rollback_walks_back_the_history
     assert (doc["version"], doc["reason"]) == (3, "forced")
     assert [h["version"] for h in doc["history"]] == [1, 2]
 
+
+def test_rollback_walks_back_the_history():
+    store = registered(0.5, 0.7, 0.6)
+    registry.promote(store, "houses", 3, force=True)
     writes = sum(store.writes.values())
     assert registry.rollback(store, "houses")["version"] == 2
     assert sum(store.writes.values()) == writes + 1  # one PUT of the alias document: atomic
@@ -94,14 +119,8 @@ def test_promote_errors():
     assert described["versions"] == [1] and set(described["aliases"]) == {"latest", "production"}
 
 
-def test_a_promotion_and_a_rollback_are_served_within_the_ttl():
-    from mlcore.serving import online
-
-    from .fakes import FakeClock
-
-    store = FakeStore()
-    registry.register(store, "run-1", fields(r2=0.5))
-    registry.register(store, "run-2", fields(r2=0.4))
+def test_a_promotion_is_served_within_the_ttl():
+    store = registered(0.5, 0.4)
     clock = FakeClock()
     cache = online.ModelCache(ttl=online.ALIAS_TTL_SECONDS, clock=clock)
     assert cache.get(store, "houses", "production").version == 1
@@ -109,6 +128,14 @@ def test_a_promotion_and_a_rollback_are_served_within_the_ttl():
     clock.advance(online.ALIAS_TTL_SECONDS)
     assert cache.get(store, "houses", "production").version == 1  # cached alias, at most the TTL old
     clock.advance(0.001)
+    assert cache.get(store, "houses", "production").version == 2
+
+
+def test_a_rollback_is_served_within_the_ttl():
+    store = registered(0.5, 0.4)
+    registry.promote(store, "houses", 2, force=True)
+    clock = FakeClock()
+    cache = online.ModelCache(ttl=online.ALIAS_TTL_SECONDS, clock=clock)
     assert cache.get(store, "houses", "production").version == 2
     registry.rollback(store, "houses")
     clock.advance(online.ALIAS_TTL_SECONDS + 0.001)
@@ -124,14 +151,14 @@ class RacingStore(FakeStore):
         self.raced = False
 
     def put_json(self, key, doc, *, if_absent=False, if_match=None):
-        if key == registry.alias_key("houses", "production") and if_match is not None and not self.raced:
+        if key == layout.alias_key("houses", "production") and if_match is not None and not self.raced:
             self.raced = True
             current = self.documents[key]
             super().put_json(key, {**current, "version": self.rival, "history": [*current["history"], {"version": 1}]})
         return super().put_json(key, doc, if_absent=if_absent, if_match=if_match)
 
 
-def test_a_concurrent_promotion_is_not_lost_and_the_comparison_is_made_again():
+def test_a_promotion_that_loses_a_race_compares_again_with_the_winner():
     store = RacingStore(rival=3)
     store.raced = True  # no race while registering
     for i, r2 in enumerate((0.5, 0.7, 0.9), start=1):
@@ -152,4 +179,4 @@ def test_latest_only_moves_forward():
     registry.register(store, "run-1", fields(r2=0.5))
     registry.register(store, "run-2", fields(r2=0.5))
     registry._advance_latest(store, "houses", 1, "late registration")
-    assert store.documents[registry.alias_key("houses", "latest")]["version"] == 2
+    assert store.documents[layout.alias_key("houses", "latest")]["version"] == 2

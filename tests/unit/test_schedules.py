@@ -33,9 +33,12 @@ def test_scheduled_rate(schedule, t, expected):
     assert optimizers.scheduled_rate(schedule, 0.4, t, decay_rate=0.5, decay_steps=10) == pytest.approx(expected)
 
 
-def test_unknown_schedule_and_bad_arguments():
+def test_an_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="unknown learning-rate schedule 'cosine'"):
         optimizers.scheduled_rate("cosine", 0.1, 1)
+
+
+def test_decay_steps_below_one_are_refused():
     with pytest.raises(ValueError, match="decay_steps >= 1"):
         optimizers.scheduled_rate("step", 0.1, 1, decay_steps=0)
 

@@ -39,10 +39,6 @@ def test_more_shards_than_the_inline_map_takes_run_in_a_distributed_map():
         TrainingRequest(**BASE, inline_map_max_shards=41)
 
 
-def test_forty_shards_are_accepted_with_few_epochs():
-    assert TrainingRequest(**BASE, n_shards=40, hyperparameters={"max_epochs": 50}).n_shards == 40
-
-
 def test_history_event_limit_message():
     with pytest.raises(ValidationError) as info:
         TrainingRequest(**BASE, n_shards=40, rounds_per_execution=2000)

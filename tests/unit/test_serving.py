@@ -7,39 +7,13 @@ import math
 import numpy as np
 import pytest
 
+from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput, NotFoundError
-from mlcore.math.preprocessing import CategoricalColumn, NumericColumn, Preprocessor
-from mlcore.serving import online, registry
-from mlcore.serving.registry import LinearWeights, ModelArtifact
+from mlcore.serving import online
+from mlcore.serving.registry import ModelArtifact
 
 from .fakes import FakeClock, FakeStore
-
-PREP = Preprocessor(
-    target="price",
-    columns=[
-        NumericColumn(name="sqft", fill=100.0, mean=120.0, scale=40.0),
-        CategoricalColumn(name="city", fill="b", categories=["a", "b", "c"]),
-    ],
-)
-
-
-def make_artifact(version: int = 1, intercept: float = 7.0, name: str = "houses") -> ModelArtifact:
-    return ModelArtifact(
-        name=name,
-        version=version,
-        created_at="2025-01-01T00:00:00+00:00",
-        model=LinearWeights(
-            type="linear_regression", coefficients=[[2.0], [10.0], [20.0], [30.0]], intercept=[intercept]
-        ),
-        target="price",
-        feature_names=PREP.feature_names,
-        preprocessor=PREP,
-        hyperparameters={"optimizer": "momentum"},
-        metrics={"r2": 0.9},
-        training_curve=[{"round": 0, "loss": 1.0}],
-        lineage={"dataset": "houses", "version": "v1"},
-        library_versions={"numpy": np.__version__},
-    )
+from .helpers import make_artifact
 
 
 @pytest.fixture
@@ -130,9 +104,9 @@ def test_predict_applies_the_saved_transform(artifact):
 
 
 def publish(store: FakeStore, artifact: ModelArtifact, *, alias: bool = True) -> None:
-    store.documents[registry.version_key(artifact.name, artifact.version)] = artifact.model_dump(mode="json")
+    store.documents[layout.version_key(artifact.name, artifact.version)] = artifact.model_dump(mode="json")
     if alias:
-        store.documents[registry.alias_key(artifact.name, "latest")] = {
+        store.documents[layout.alias_key(artifact.name, "latest")] = {
             "name": artifact.name,
             "alias": "latest",
             "version": artifact.version,
@@ -146,9 +120,9 @@ def store() -> FakeStore:
     return s
 
 
-ALIAS = registry.alias_key("houses", "latest")
-V1 = registry.version_key("houses", 1)
-V2 = registry.version_key("houses", 2)
+ALIAS = layout.alias_key("houses", "latest")
+V1 = layout.version_key("houses", 1)
+V2 = layout.version_key("houses", 2)
 
 
 def test_alias_is_reread_only_after_the_ttl(store):
@@ -197,13 +171,23 @@ def test_models_are_cached_separately(store):
     assert cache.get(store, "houses").name == "houses"
 
 
-def test_missing_model_and_bad_name(store):
+def test_a_missing_model_is_not_found(store):
     cache = online.ModelCache(clock=FakeClock())
     with pytest.raises(NotFoundError, match="^model 'nope' has no 'latest' version$"):
         cache.get(store, "nope")
-    with pytest.raises(InvalidInput, match=r"^invalid model name '\.\./etc'$"):
+
+
+def test_a_bad_name_is_refused_before_anything_is_read(store):
+    cache = online.ModelCache(clock=FakeClock())
+    with pytest.raises(InvalidInput, match=r"^invalid model name '\.\./etc': use 1-64 letters"):
         cache.get(store, "../etc")
     assert not any("etc" in key for key in store.reads)
+
+
+def test_a_failed_lookup_is_not_cached(store):
+    cache = online.ModelCache(clock=FakeClock())
+    with pytest.raises(NotFoundError):
+        cache.get(store, "nope")
     # a failed lookup is not cached: once the model exists it is served
     publish(store, make_artifact(1, name="nope"))
     assert cache.get(store, "nope").name == "nope"

@@ -76,7 +76,7 @@ def test_hash_is_stable_across_processes():
     assert hash_bucket("email", "x@a", 1000) == int.from_bytes(digest, "big") % 1000
 
 
-def test_train_and_serve_transforms_agree_on_the_same_rows():
+def test_the_serving_transform_reproduces_the_training_rows():
     """The rows as training sees them (numpy, NaN/None) and as Predict gets them (JSON lists, ints)."""
     prepared = in_memory.build_matrices(COLUMNS, KINDS, "y", 0.34, 0, spec=SPEC)
     restored = Preprocessor.model_validate(json.loads(json.dumps(prepared.preprocessor.model_dump())))
@@ -98,11 +98,17 @@ def test_train_and_serve_transforms_agree_on_the_same_rows():
     }
 
 
-def test_drop_rows_removes_rows_at_training_and_requires_the_value_at_serving():
-    spec = PreprocessingSpec.model_validate({"columns": {"rooms": {"impute": "drop_rows"}}})
-    prepared = in_memory.build_matrices(COLUMNS, KINDS, "y", 0.34, 0, spec=spec)
+DROP_ROOMS = PreprocessingSpec.model_validate({"columns": {"rooms": {"impute": "drop_rows"}}})
+
+
+def test_drop_rows_removes_training_rows_without_the_value():
+    prepared = in_memory.build_matrices(COLUMNS, KINDS, "y", 0.34, 0, spec=DROP_ROOMS)
     assert prepared.dropped == 1
     assert prepared.train.shape[0] + prepared.test.shape[0] == 5
+
+
+def test_drop_rows_requires_the_value_at_serving():
+    prepared = in_memory.build_matrices(COLUMNS, KINDS, "y", 0.34, 0, spec=DROP_ROOMS)
     rooms = prepared.preprocessor.columns[1]
     assert rooms.fill is None
     cols = {n: COLUMNS[n][:2] for n in prepared.preprocessor.input_names}
@@ -172,10 +178,16 @@ def test_invalid_specs_are_rejected_when_parsed(column, message):
         PreprocessingSpec.model_validate({"columns": {"x": column}})
 
 
-def test_training_request_carries_the_spec_and_checks_its_target():
-    base = {"dataset": "d", "target": "y", "model_name": "m"}
-    assert TrainingRequest.model_validate(base).preprocessing is None
-    request = TrainingRequest.model_validate({**base, "preprocessing": SPEC.model_dump()})
+REQUEST = {"dataset": "d", "target": "y", "model_name": "m"}
+
+
+def test_training_request_carries_the_spec():
+    assert TrainingRequest.model_validate(REQUEST).preprocessing is None
+    request = TrainingRequest.model_validate({**REQUEST, "preprocessing": SPEC.model_dump()})
     assert request.preprocessing == SPEC
+
+
+def test_training_request_refuses_a_spec_for_another_target():
+    base = REQUEST
     with pytest.raises(ValidationError, match="preprocessing.target 'x' differs from target 'y'"):
         TrainingRequest.model_validate({**base, "preprocessing": {"target": "x"}})

@@ -65,9 +65,16 @@ def test_blank_line_before_the_header_is_not_a_crash():
     assert list(frame.columns) == ["a", "b"]
 
 
-def test_bom_and_spaces_are_stripped():
-    frame = tabular.read_csv("\ufeff a , b , city\n1, 2, paris\n3, 4,  rome\n".encode())
+PADDED = "\ufeff a , b , city\n1, 2, paris\n3, 4,  rome\n".encode()
+
+
+def test_a_byte_order_mark_is_stripped_from_the_header():
+    frame = tabular.read_csv(PADDED)
     assert list(frame.columns) == ["a", "b", "city"]
+
+
+def test_spaces_around_values_are_stripped():
+    frame = tabular.read_csv(PADDED)
     assert tabular.column_kinds(frame) == {"a": "numeric", "b": "numeric", "city": "categorical"}
     np.testing.assert_array_equal(frame["b"].to_numpy(), [2, 4])
     assert frame["city"].tolist() == ["paris", "rome"]
@@ -105,9 +112,12 @@ def test_to_columns_on_a_mixed_frame():
     np.testing.assert_array_equal(columns["score"], [10.0, np.nan, 30.0])
 
 
-def test_short_row_is_ragged_and_rejected_but_empty_fields_are_missing():
+def test_a_short_row_is_rejected_as_ragged():
     with pytest.raises(InvalidInput, match="^line 3 has 1 fields, fewer than the 3 in the header$"):
         tabular.read_csv(b"a,b,c\n1,2,3\n4\n")
+
+
+def test_empty_fields_are_missing_values():
     columns = tabular.to_columns(tabular.read_csv(b"a,b,c\n1,2,3\n4,,\n"))
     np.testing.assert_array_equal(columns["b"], [2.0, np.nan])
     np.testing.assert_array_equal(columns["c"], [3.0, np.nan])

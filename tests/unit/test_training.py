@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from mlcore.infra import layout
 from mlcore.math import linear
 from mlcore.steps import training
 from mlcore.steps.schemas import Hyperparameters, WorkerResult
@@ -53,7 +54,7 @@ def test_average_gradients_counts_each_shard_once():
     results = []
     for index, (a, b) in enumerate([(0, 5), (5, 6), (6, 23)]):
         loss_sum, grad = linear.loss_grad_sums("linear_regression", theta, X[a:b], y[a:b])
-        key = training.gradient_key("run", 3, index)
+        key = layout.gradient_key("run", 3, index)
         store.arrays[key] = grad
         results.append(WorkerResult(shard=index, round=3, rows=b - a, loss_sum=loss_sum, gradient_key=key))
     # a redelivered result (same shard twice) and an arbitrary order
@@ -64,9 +65,3 @@ def test_average_gradients_counts_each_shard_once():
     assert loss_sum == pytest.approx(full_loss, rel=1e-12)
     assert grad_sum.dtype == np.float64
     np.testing.assert_allclose(grad_sum, full_grad, rtol=1e-12)
-
-
-def test_keys_are_zero_padded():
-    assert training.params_key("r1", 7) == "runs/r1/params/round-00007.npz"
-    assert training.round_key("r1", 12) == "runs/r1/rounds/round-00012.json"
-    assert training.gradient_key("r1", 3, 2) == "scratch/r1/gradients/round-00003/shard-00002.npy"

@@ -14,7 +14,7 @@ def policy(*addresses, **kwargs):
     return UrlPolicy(resolver=lambda host, port: list(addresses), **kwargs)
 
 
-def test_public_https_is_allowed_and_pinned_to_the_checked_address():
+def test_public_https_is_pinned_to_the_checked_address():
     assert check_url("https://data.example.org/a/b.csv?x=1", policy("93.184.216.34")) == (
         "https",
         "data.example.org",
@@ -58,12 +58,18 @@ def test_bad_urls(url, message):
         check_url(url, policy("93.184.216.34"))
 
 
-def test_the_allowance_is_explicit_and_narrow():
+def test_an_allowed_network_admits_its_own_addresses_only():
     allowed = policy("127.0.0.1", allow_networks=(ipaddress.ip_network("127.0.0.1/32"),), allow_http=True)
     assert check_url("http://localhost:8080/x", allowed)[4] == "127.0.0.1"
     with pytest.raises(InvalidInput, match="169.254.169.254"):
         check_url("http://x/", policy("169.254.169.254", allow_networks=allowed.allow_networks, allow_http=True))
+
+
+def test_there_is_no_allowance_by_default():
     assert UrlPolicy.from_settings() == UrlPolicy()  # the default: no allowance
+
+
+def test_the_allowance_is_read_from_the_settings():
     assert UrlPolicy.from_settings("127.0.0.1/32, 10.0.0.0/8", True).allow_networks == (
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("10.0.0.0/8"),

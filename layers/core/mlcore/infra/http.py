@@ -33,6 +33,11 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         return Response(status_code=409, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})
 
 
+def accepted(body: dict) -> Response[dict]:
+    """202: the work started (a workflow execution); ``body`` says how to follow it."""
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
+
+
 def _error(status: int, message: str) -> dict:
     return {
         "statusCode": status,

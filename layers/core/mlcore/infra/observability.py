@@ -1,4 +1,4 @@
-"""Powertools objects, created once per container.
+"""Powertools objects, created once per container, and the correlation id of each kind of event.
 
 ``tracer`` is created on first use (PEP 562): the X-Ray SDK behind it costs ~0.3 s of import, so a
 latency-bound function (Predict) that never touches it does not pay for it at cold start.
@@ -7,9 +7,16 @@ latency-bound function (Predict) that never touches it does not pay for it at co
 from functools import cache
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging import correlation_paths
 
 logger = Logger()
 metrics = Metrics(namespace="ServerlessML")
+
+# Where each handler finds its correlation id (JMESPath into the event).
+API_REQUEST = correlation_paths.API_GATEWAY_REST
+API_REQUEST_OR_S3_EVENT = f"{correlation_paths.API_GATEWAY_REST} || {correlation_paths.EVENT_BRIDGE}"
+TRAINING_RUN = "run_id"  # every task of the training workflow carries its run id
+BATCH_JOB = "job_id"  # every step of the batch inference workflow carries its job id
 
 
 @cache

@@ -1,15 +1,20 @@
-"""Settings read from the environment, only by handlers (never by domain code)."""
+"""Configuration from the environment (the template's ``Globals`` and function ``Environment``), read by
+handlers only, never by domain code."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
+from mlcore.infra.storage import S3Store
+
 
 @dataclass(frozen=True)
 class Settings:
     bucket: str
     training_state_machine_arn: str = ""
+    batch_state_machine_arn: str = ""
+    region: str = "us-east-1"
     # URL ingestion allow-list (comma-separated CIDRs exempt from the public-address rule) and plain
     # http: for tests against a local server only; the template sets neither.
     url_allow_networks: str = ""
@@ -23,6 +28,12 @@ class Settings:
         return cls(
             bucket=bucket,
             training_state_machine_arn=os.environ.get("TRAINING_STATE_MACHINE_ARN", ""),
+            batch_state_machine_arn=os.environ.get("BATCH_STATE_MACHINE_ARN", ""),
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             url_allow_networks=os.environ.get("INGEST_URL_ALLOW_NETWORKS", ""),
             url_allow_http=os.environ.get("INGEST_URL_ALLOW_HTTP", "") == "true",
         )
+
+    def store(self) -> S3Store:
+        """The data bucket behind the storage port."""
+        return S3Store(self.bucket)

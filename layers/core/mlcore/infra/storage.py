@@ -1,4 +1,5 @@
-"""The one storage adapter: every S3 read and write in the project goes through here.
+"""The one storage adapter: every S3 read and write in the project goes through here (``S3Store``), behind the
+``ObjectStore`` port the domain code is written against.
 
 Arrays are stored as ``.npy`` (read as views over the received bytes, object dtypes refused)
 and ``.npz`` (loaded with ``allow_pickle=False``), documents as JSON; nothing is ever unpickled.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import botocore.session
 import numpy as np
@@ -45,6 +47,98 @@ _CONDITION_FAILED = ("PreconditionFailed", "ConditionalRequestConflict", "412")
 
 def _error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
+
+
+class Readable(Protocol):
+    """An object's body being read in pieces."""
+
+    def read(self, amt: int | None = None) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Multipart(Protocol):
+    """A multipart upload in progress: ``part`` in order, then ``complete`` (or ``abort``)."""
+
+    parts: list[dict[str, Any]]
+
+    def part(self, body: bytes) -> None: ...
+
+    def complete(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ObjectStore(Protocol):
+    """The object store the domain code is written against: ``S3Store`` on AWS (and on moto locally), the unit
+    tests' in-memory fake. Conditional writes raise ``AlreadyExists`` (``if_absent``) or ``Conflict``
+    (``if_match``); reads of a missing key raise ``NotFound``."""
+
+    bucket: str
+    MIN_PART_BYTES: int
+
+    def put_bytes(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+        if_match: str | None = None,
+    ) -> str: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def get_bytes_with_etag(self, key: str) -> tuple[bytes, str]: ...
+
+    def get_bytes_if_changed(self, key: str, etag: str | None) -> tuple[bytes | None, str]: ...
+
+    def get_range(self, key: str, start: int, end: int) -> bytes: ...
+
+    def head(self, key: str) -> dict[str, Any] | None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+    def open(self, key: str) -> Readable: ...
+
+    def start_multipart(
+        self, key: str, *, content_type: str = "application/octet-stream", metadata: dict[str, str] | None = None
+    ) -> Multipart: ...
+
+    def put_stream(
+        self,
+        key: str,
+        chunks: Iterable[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> tuple[int, str]: ...
+
+    def presign_put(self, key: str, expires_in: int) -> str: ...
+
+    def delete(self, keys: list[str]) -> None: ...
+
+    def put_json(self, key: str, doc: Any, *, if_absent: bool = False, if_match: str | None = None) -> str: ...
+
+    def get_json(self, key: str) -> Any: ...
+
+    def get_json_tagged(self, key: str) -> tuple[Any, str]: ...
+
+    def put_array(self, key: str, array: np.ndarray, *, if_absent: bool = False) -> str: ...
+
+    def get_array(self, key: str) -> np.ndarray: ...
+
+    def get_array_cached(self, key: str, cache: dict[str, tuple[str, np.ndarray]]) -> np.ndarray: ...
+
+    def put_arrays(
+        self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None
+    ) -> str: ...
+
+    def get_arrays(self, key: str) -> dict[str, np.ndarray]: ...
+
+    def get_arrays_with_etag(self, key: str) -> tuple[dict[str, np.ndarray], str]: ...
 
 
 class S3Store:
@@ -150,7 +244,7 @@ class S3Store:
 
     MIN_PART_BYTES = 8 * 1024 * 1024  # S3's minimum is 5 MiB for every part but the last
 
-    def open(self, key: str):
+    def open(self, key: str) -> Readable:
         """The object's body as a file-like stream (read it in pieces; close it when done)."""
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
@@ -170,7 +264,7 @@ class S3Store:
     def put_stream(
         self,
         key: str,
-        chunks,
+        chunks: Iterable[bytes],
         *,
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
@@ -205,9 +299,6 @@ class S3Store:
         return self.client.generate_presigned_url(
             "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in, HttpMethod="PUT"
         )
-
-    def copy(self, source_key: str, dest_key: str) -> None:
-        self.client.copy_object(Bucket=self.bucket, Key=dest_key, CopySource={"Bucket": self.bucket, "Key": source_key})
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
@@ -245,7 +336,8 @@ class S3Store:
         while the object's ETag is unchanged. The array is read-only: callers must not modify it."""
         cached = cache.get(key)  # one lookup: the local runtime shares the cache between threads
         body, etag = self.get_bytes_if_changed(key, cached[0] if cached else None)
-        if body is None and cached is not None:
+        if body is None:  # 304: an If-None-Match read, so there is a cached array
+            assert cached is not None
             return cached[1]
         array = npy_view(body)
         cache.clear()  # one shard per worker at a time: keep the memory of one
@@ -256,7 +348,8 @@ class S3Store:
         self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        named: dict[str, Any] = arrays  # savez's own keywords (allow_pickle) are not array names
+        np.savez(buf, **named)
         return self.put_bytes(key, buf.getvalue(), if_absent=if_absent, if_match=if_match)
 
     def get_arrays(self, key: str) -> dict[str, np.ndarray]:

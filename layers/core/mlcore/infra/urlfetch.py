@@ -98,12 +98,13 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to an already checked address, with SNI and certificate checks for the host name."""
 
     def __init__(self, host: str, address: str, port: int, timeout: float):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self._tls)
         self._address = address
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 def _open(url: str, policy: UrlPolicy) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:

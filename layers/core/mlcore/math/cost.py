@@ -33,7 +33,7 @@ PRICES: dict[str, PriceTable] = {
     "ap-southeast-2": PriceTable("ap-southeast-2", s3_put=0.0055 / 1000, s3_get=0.00044 / 1000),
 }
 
-# S3 requests per invocation, by step, from the code's access pattern (see training.py, prepare.py).
+# S3 requests per invocation, by step, from the code's access pattern (see steps/training.py, steps/preparation/).
 S3_REQUESTS = {
     "GradientWorker": {"get": 2, "put": 1},  # parameters, shard; gradient
     "Aggregator": {"get": 4, "put": 2},  # summary check, parameters, round 0, previous; parameters, summary

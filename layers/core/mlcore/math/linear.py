@@ -16,12 +16,12 @@ Objectives (mean over rows, plus ``0.5 * l2 * ||W||^2`` without the intercepts):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 ModelType = Literal["linear_regression", "logistic_regression", "softmax_regression"]
-MODEL_TYPES: tuple[str, ...] = ("linear_regression", "logistic_regression", "softmax_regression")
+MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 CLASSIFIERS = ("logistic_regression", "softmax_regression")
 
 

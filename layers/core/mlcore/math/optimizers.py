@@ -6,10 +6,14 @@ optimizer state, so a training round is a pure function of what is stored.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
-LR_SCHEDULES = ("constant", "step", "inverse_time", "exponential")
+Optimizer = Literal["sgd", "momentum", "adam"]
+LrSchedule = Literal["constant", "step", "inverse_time", "exponential"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 
 
 def scheduled_rate(schedule: str, base: float, t: int, *, decay_rate: float = 0.5, decay_steps: int = 100) -> float:
@@ -69,6 +73,14 @@ def step(
         v_hat = v / (1.0 - beta2**t)
         return theta - learning_rate * m_hat / (np.sqrt(v_hat) + eps), {"m": m, "v": v}
     raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+
+
+def minibatch(rows: int, batch_size: int, rng: np.random.Generator) -> np.ndarray | slice:
+    """The rows of one minibatch, sorted, drawn without replacement (all rows when ``batch_size`` is 0 or
+    not below ``rows``)."""
+    if batch_size <= 0 or batch_size >= rows:
+        return slice(None)
+    return np.sort(rng.choice(rows, size=batch_size, replace=False))
 
 
 def iterate_average(

@@ -21,9 +21,7 @@ from mlcore.infra.errors import InvalidInput
 
 MAX_CATEGORIES = 50
 MAX_HASH_BUCKETS = 1024
-NUMERIC_TRANSFORMS = ("none", "log1p", "square", "sqrt", "abs")
-NumericImpute = Literal["mean", "median", "constant", "drop_rows"]
-CategoricalImpute = Literal["most_frequent", "constant", "drop_rows"]
+NumericTransform = Literal["none", "log1p", "square", "sqrt", "abs"]
 
 
 class ColumnSpec(BaseModel):
@@ -36,7 +34,7 @@ class ColumnSpec(BaseModel):
     impute: Literal["mean", "median", "most_frequent", "constant", "drop_rows"] | None = None
     fill_value: float | str | None = Field(None, description="the value for impute=constant")
     clip: tuple[float | None, float | None] | None = Field(None, description="[low, high] (either may be null)")
-    transform: Literal[NUMERIC_TRANSFORMS] = "none"  # type: ignore[valid-type]
+    transform: NumericTransform = "none"
     standardize: bool | None = None
     encoding: Literal["onehot", "hash"] = "onehot"
     max_categories: int | None = Field(
@@ -50,8 +48,9 @@ class ColumnSpec(BaseModel):
             raise ValueError("impute='constant' needs a fill_value")
         if self.impute != "constant" and self.fill_value is not None:
             raise ValueError("fill_value is only used with impute='constant'")
-        if self.clip is not None and None not in self.clip and self.clip[0] > self.clip[1]:
-            raise ValueError(f"clip low {self.clip[0]} is above high {self.clip[1]}")
+        low, high = self.clip or (None, None)
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"clip low {low} is above high {high}")
         if self.encoding == "hash" and self.hash_buckets is None:
             raise ValueError("encoding='hash' needs hash_buckets")
         if self.encoding != "hash" and self.hash_buckets is not None:
@@ -86,18 +85,18 @@ class NumericColumn(BaseModel):
     fill: float | None = Field(description="imputation value (training median by default); null: the value is required")
     impute: str = "median"
     clip: tuple[float | None, float | None] | None = None
-    transform: Literal[NUMERIC_TRANSFORMS] = "none"  # type: ignore[valid-type]
+    transform: NumericTransform = "none"
     mean: float = Field(description="training mean after imputation, clipping and transform (0 when not standardized)")
     scale: float = Field(gt=0, description="training standard deviation, 1.0 for a constant column or no scaling")
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        x = _numeric(self.name, values)
+        x = as_numeric(self.name, values)
         missing = np.isnan(x)
         if missing.any():
             if self.fill is None:
                 raise InvalidInput(f"column {self.name!r} is required (training dropped rows without it)")
             x = np.where(missing, self.fill, x)
-        return (_shape(self.name, x, self.clip, self.transform) - self.mean) / self.scale
+        return (clip_and_transform(self.name, x, self.clip, self.transform) - self.mean) / self.scale
 
     @property
     def output_names(self) -> list[str]:
@@ -119,7 +118,7 @@ class CategoricalColumn(BaseModel):
     def apply(self, values: np.ndarray) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.categories)}
         onehot = np.zeros((len(values), len(self.categories)))
-        for row, v in enumerate(_categorical(values)):
+        for row, v in enumerate(as_categories(values)):
             j = index.get(_filled(self.name, v, self.fill))
             if j is not None:
                 onehot[row, j] = 1.0
@@ -141,7 +140,7 @@ class HashedColumn(BaseModel):
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         out = np.zeros((len(values), self.buckets))
-        for row, v in enumerate(_categorical(values)):
+        for row, v in enumerate(as_categories(values)):
             out[row, hash_bucket(self.name, _filled(self.name, v, self.fill), self.buckets)] = 1.0
         return out
 
@@ -162,7 +161,9 @@ def _filled(name: str, value: str | None, fill: str | None) -> str:
     return fill
 
 
-def _shape(name: str, x: np.ndarray, clip: tuple[float | None, float | None] | None, transform: str) -> np.ndarray:
+def clip_and_transform(
+    name: str, x: np.ndarray, clip: tuple[float | None, float | None] | None, transform: str
+) -> np.ndarray:
     """Clip then apply the pointwise transform (no missing values left)."""
     if clip is not None:
         x = np.clip(x, -np.inf if clip[0] is None else clip[0], np.inf if clip[1] is None else clip[1])
@@ -185,7 +186,7 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or value == ""
 
 
-def _numeric(name: str, values: np.ndarray) -> np.ndarray:
+def as_numeric(name: str, values: np.ndarray) -> np.ndarray:
     try:
         out = (
             np.asarray([np.nan if _is_missing(v) else v for v in values], dtype=np.float64)
@@ -206,7 +207,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _categorical(values: np.ndarray) -> list[str | None]:
+def as_categories(values: np.ndarray) -> list[str | None]:
     return [None if _is_missing(v) else _text(v) for v in values]
 
 
@@ -237,11 +238,8 @@ class Preprocessor(BaseModel):
         n_rows = len(next(iter(columns.values()))) if columns else 0
         blocks: list[np.ndarray] = []
         for col in self.columns:
-            values = (
-                np.asarray(columns[col.name], dtype=object)
-                if not isinstance(columns[col.name], np.ndarray)
-                else columns[col.name]
-            )
+            given = columns[col.name]
+            values = given if isinstance(given, np.ndarray) else np.asarray(given, dtype=object)
             if len(values) != n_rows:
                 raise InvalidInput(f"column {col.name!r} has {len(values)} values, expected {n_rows}")
             block = col.apply(values)
@@ -306,9 +304,10 @@ def numeric_fill(
     if impute == "most_frequent":
         raise InvalidInput(f"column {name!r}: impute 'most_frequent' is for categorical columns")
     if impute == "constant":
-        if isinstance(rules.fill_value, str):
-            raise InvalidInput(f"column {name!r}: a numeric fill_value is needed, got {rules.fill_value!r}")
-        return impute, float(rules.fill_value)
+        value = rules.fill_value
+        if value is None or isinstance(value, str):
+            raise InvalidInput(f"column {name!r}: a numeric fill_value is needed, got {value!r}")
+        return impute, float(value)
     if impute == "drop_rows":
         return impute, None
     return impute, float(mean() if impute == "mean" else median())
@@ -379,12 +378,14 @@ class Moments:
 
 
 def _fit_numeric(name: str, values: np.ndarray, rules: ColumnSpec, spec: PreprocessingSpec) -> NumericColumn:
-    x = _numeric(name, values)
+    x = as_numeric(name, values)
     observed = x[~np.isnan(x)]
     if observed.size == 0:
         raise InvalidInput(f"column {name!r} has no values in the training split")
     impute, fill = numeric_fill(name, rules, spec, lambda: Moments.of(observed).mean, lambda: np.median(observed))
-    shaped = _shape(name, np.where(np.isnan(x), fill if fill is not None else np.nan, x), rules.clip, rules.transform)
+    shaped = clip_and_transform(
+        name, np.where(np.isnan(x), fill if fill is not None else np.nan, x), rules.clip, rules.transform
+    )
     standardize = spec.standardize if rules.standardize is None else rules.standardize
     mean, scale = 0.0, 1.0
     if standardize:
@@ -438,11 +439,22 @@ def fit(
         elif kind in ("categorical", "hashed"):
             fitted.append(
                 fit_text_counts(
-                    name, Counter(v for v in _categorical(columns[name]) if v is not None), rules, spec, kind
+                    name, Counter(v for v in as_categories(columns[name]) if v is not None), rules, spec, kind
                 )
             )
         else:
             raise InvalidInput(f"column {name!r}: unknown kind {kind!r}")
+    return assemble(target, fitted, spec, dropped)
+
+
+def assemble(
+    target: str,
+    fitted: list[NumericColumn | CategoricalColumn | HashedColumn],
+    spec: PreprocessingSpec,
+    dropped: list[str],
+    classes: list[str] | None = None,
+) -> Preprocessor:
+    """The fitted columns as one ``Preprocessor`` (the in-memory and the streaming fit both end here)."""
     if not fitted:
         raise InvalidInput("the data set has no feature columns besides the target")
-    return Preprocessor(target=target, columns=fitted, spec=spec, dropped_columns=dropped)
+    return Preprocessor(target=target, columns=fitted, classes=classes, spec=spec, dropped_columns=dropped)

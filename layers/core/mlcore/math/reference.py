@@ -31,6 +31,7 @@ def reference_metrics(model: str, l2: float, train: np.ndarray, test: np.ndarray
     X, y = train[:, :-1].astype(np.float64), train[:, -1].astype(np.float64)
     X_test, y_test = test[:, :-1].astype(np.float64), test[:, -1].astype(np.float64)
     est = estimator(model, l2, X.shape[0])
+    test_metrics: dict[str, Any]
     if model in linear.CLASSIFIERS:
         est.fit(X, y.astype(np.int64))
         proba = np.zeros((X_test.shape[0], max(n_classes, int(est.classes_.max()) + 1)))

@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import math
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
+from mlcore.infra import aws, layout
 from mlcore.infra.errors import InvalidInput, NotFoundError
-from mlcore.infra.storage import NotFound, S3Store
+from mlcore.infra.storage import NotFound, ObjectStore
 from mlcore.serving import online, registry
 from mlcore.serving.registry import ModelArtifact
 
@@ -35,7 +37,7 @@ MAX_BATCH_ROWS = 10_000
 
 
 class BatchJobRequest(BaseModel):
-    model: str = Field(pattern=registry.MODEL_NAME.pattern, description="registered model name")
+    model: str = Field(pattern=layout.NAME.pattern, description="registered model name")
     input_key: str = Field(
         min_length=1, max_length=1024, description="key of a CSV (header row) or JSON Lines file in the data bucket"
     )
@@ -47,18 +49,36 @@ class BatchJobRequest(BaseModel):
     batch_rows: int = Field(1000, ge=1, le=MAX_BATCH_ROWS, description="rows per Distributed Map item")
 
 
-def job_prefix(job_id: str) -> str:
-    return f"batch/{job_id}/"
+# the steps of the batch inference workflow, told apart by ``action``
+class Plan(BaseModel):
+    action: Literal["plan"]
+    job_id: str = Field(pattern=JOB_ID.pattern)
+
+
+class PredictChunk(BaseModel):
+    action: Literal["predict"]
+    job_id: str = Field(pattern=JOB_ID.pattern)
+    first_row: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class Finalize(BaseModel):
+    action: Literal["finalize"]
+    job_id: str = Field(pattern=JOB_ID.pattern)
+
+
+BatchStepEvent = Annotated[Plan | PredictChunk | Finalize, Field(discriminator="action")]
 
 
 # -- API ------------------------------------------------------------------------------------------------
 
 
-def start(store: S3Store, sfn, state_machine_arn: str, request: BatchJobRequest) -> dict[str, Any]:
+def start(store: ObjectStore, sfn, state_machine_arn: str, request: BatchJobRequest) -> dict[str, Any]:
     """Pin the model version, check the input exists, then start one execution named after the job id."""
     version = request.version or registry.resolve_alias(store, request.model, request.alias)
     registry.load_version(store, request.model, version)  # 404 now rather than in every worker
-    if request.input_key.startswith("batch/") or not store.exists(request.input_key):
+    if request.input_key.startswith(layout.BATCH) or not store.exists(request.input_key):
         raise NotFoundError(f"input {request.input_key!r} does not exist in the data bucket")
     job_id = f"batch-{uuid.uuid4().hex[:12]}"
     job = {
@@ -71,29 +91,25 @@ def start(store: S3Store, sfn, state_machine_arn: str, request: BatchJobRequest)
         "created_at": datetime.now(UTC).isoformat(),
         "started": time.time(),
     }
-    store.put_json(job_prefix(job_id) + "job.json", job, if_absent=True)
+    store.put_json(layout.job_key(job_id), job, if_absent=True)
     sfn.start_execution(stateMachineArn=state_machine_arn, name=job_id, input=json.dumps({"job_id": job_id}))
     return {"job_id": job_id, "status": "RUNNING", "model": request.model, "version": version}
 
 
-def describe(store: S3Store, sfn, state_machine_arn: str, job_id: str) -> dict[str, Any]:
+def describe(store: ObjectStore, sfn, state_machine_arn: str, job_id: str) -> dict[str, Any]:
     if not JOB_ID.match(job_id):
         raise NotFoundError(f"batch job {job_id!r} does not exist")
     try:
-        job = store.get_json(job_prefix(job_id) + "job.json")
+        job = store.get_json(layout.job_key(job_id))
     except NotFound:
         raise NotFoundError(f"batch job {job_id!r} does not exist") from None
-    arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
-    try:
+    arn = aws.execution_arn(state_machine_arn, job_id)
+    with aws.missing_execution_is(f"batch job {job_id!r} has no workflow execution"):
         desc = sfn.describe_execution(executionArn=arn)
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
-            raise NotFoundError(f"batch job {job_id!r} has no workflow execution") from None
-        raise
     out: dict[str, Any] = {k: job[k] for k in ("job_id", "model", "version", "input_key")}
     out["status"] = desc["status"]
     with contextlib.suppress(NotFound):
-        out["summary"] = store.get_json(job_prefix(job_id) + "summary.json")
+        out["summary"] = store.get_json(layout.job_summary_key(job_id))
     if desc["status"] == "FAILED":
         out["error"] = desc.get("error")
         out["cause"] = desc.get("cause")
@@ -126,9 +142,9 @@ def _lines(data: bytes):
         offset += len(line)
 
 
-def plan(store: S3Store, job_id: str) -> dict[str, Any]:
+def plan(store: ObjectStore, job_id: str) -> dict[str, Any]:
     """Check the header against the model and cut the input into chunks of ``batch_rows`` records."""
-    job = store.get_json(job_prefix(job_id) + "job.json")
+    job = store.get_json(layout.job_key(job_id))
     artifact = registry.load_version(store, job["model"], job["version"])
     data = store.get_bytes(job["input_key"])
     header = None
@@ -155,9 +171,9 @@ def plan(store: S3Store, job_id: str) -> dict[str, Any]:
             chunks.append({"first_row": rows, "start": offset, "end": len(data)})
         rows += 1
     if header is not None:
-        store.put_json(job_prefix(job_id) + "header.json", header)
-    store.put_json(job_prefix(job_id) + "chunks.json", chunks)
-    return {"job_id": job_id, "rows": rows, "chunks": len(chunks), "chunks_key": job_prefix(job_id) + "chunks.json"}
+        store.put_json(layout.job_header_key(job_id), header)
+    store.put_json(layout.job_chunks_key(job_id), chunks)
+    return {"job_id": job_id, "rows": rows, "chunks": len(chunks), "chunks_key": layout.job_chunks_key(job_id)}
 
 
 def _coerce(artifact: ModelArtifact, header: list[str], values: list[str], row: int) -> dict[str, Any]:
@@ -203,28 +219,30 @@ def _parse_json_row(artifact: ModelArtifact, line: str, row: int) -> dict[str, A
 
 
 def predict_chunk(
-    store: S3Store, cache: online.ModelCache, job_id: str, first_row: int, start: int, end: int
+    store: ObjectStore, cache: online.ModelCache, job_id: str, first_row: int, start: int, end: int
 ) -> dict[str, Any]:
     """Predict rows ``first_row...`` read from bytes [start, end) of the input; bad rows go to errors."""
-    prefix = job_prefix(job_id)
-    job = store.get_json(prefix + "job.json")
+    job = store.get_json(layout.job_key(job_id))
     jsonl = job.get("format", "csv") == "jsonl"
-    header = None if jsonl else store.get_json(prefix + "header.json")
+    header = None if jsonl else store.get_json(layout.job_header_key(job_id))
     artifact = cache.get_version(store, job["model"], job["version"])
     text = store.get_range(job["input_key"], start, end).decode("utf-8", errors="replace")
     valid: list[dict[str, Any]] = []
     valid_rows: list[int] = []
     errors: list[dict[str, Any]] = []
     row = first_row
-    records = (line for line in text.splitlines() if line.strip()) if jsonl else csv.reader(io.StringIO(text))
+    parse: Callable[[Any, int], dict[str, Any]]
+    if header is None:
+        records: Iterable[Any] = (line for line in text.splitlines() if line.strip())
+        parse = functools.partial(_parse_json_row, artifact)
+    else:
+        records = csv.reader(io.StringIO(text))
+        parse = functools.partial(_coerce, artifact, header)
     for values in records:
         if not values:
             continue
         try:
-            if header is None:
-                valid.append(_parse_json_row(artifact, values, row))
-            else:
-                valid.append(_coerce(artifact, header, values, row))
+            valid.append(parse(values, row))
             valid_rows.append(row)
         except InvalidInput as err:
             errors.append({"row": row, "error": str(err)})
@@ -238,24 +256,23 @@ def predict_chunk(
             if probabilities is not None:
                 line["probabilities"] = probabilities[i]
             lines.append(json.dumps(line))
-    tag = f"{first_row:012d}"
-    store.put_bytes(f"{prefix}parts/{tag}.jsonl", "".join(x + "\n" for x in lines).encode())
-    store.put_bytes(f"{prefix}errors/{tag}.jsonl", "".join(json.dumps(e) + "\n" for e in errors).encode())
+    store.put_bytes(layout.job_part_key(job_id, "parts", first_row), "".join(x + "\n" for x in lines).encode())
+    errors_body = "".join(json.dumps(e) + "\n" for e in errors).encode()
+    store.put_bytes(layout.job_part_key(job_id, "errors", first_row), errors_body)
     stats = {"first_row": first_row, "rows": row - first_row, "predicted": len(lines), "failures": len(errors)}
-    store.put_json(f"{prefix}stats/{tag}.json", stats)
+    store.put_json(layout.job_part_key(job_id, "stats", first_row), stats)
     return stats
 
 
-def finalize(store: S3Store, job_id: str, now: float | None = None) -> dict[str, Any]:
+def finalize(store: ObjectStore, job_id: str, now: float | None = None) -> dict[str, Any]:
     """Concatenate part files in row order (keys are zero-padded first rows) and write the summary."""
-    prefix = job_prefix(job_id)
-    job = store.get_json(prefix + "job.json")
+    job = store.get_json(layout.job_key(job_id))
     outputs = {}
     for kind, name in (("parts", "predictions.jsonl"), ("errors", "errors.jsonl")):
-        body = b"".join(store.get_bytes(k) for k in store.list_keys(f"{prefix}{kind}/"))
-        outputs[kind] = f"{prefix}output/{name}"
+        body = b"".join(store.get_bytes(k) for k in store.list_keys(layout.job_part_prefix(job_id, kind)))
+        outputs[kind] = layout.job_output_key(job_id, name)
         store.put_bytes(outputs[kind], body, content_type="application/x-ndjson")
-    stats = [store.get_json(k) for k in store.list_keys(f"{prefix}stats/")]
+    stats = [store.get_json(k) for k in store.list_keys(layout.job_part_prefix(job_id, "stats"))]
     summary = {
         "job_id": job_id,
         "model": job["model"],
@@ -269,5 +286,5 @@ def finalize(store: S3Store, job_id: str, now: float | None = None) -> dict[str,
         "predictions_key": outputs["parts"],
         "errors_key": outputs["errors"],
     }
-    store.put_json(prefix + "summary.json", summary)
+    store.put_json(layout.job_summary_key(job_id), summary)
     return summary

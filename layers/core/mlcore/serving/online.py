@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import numpy as np
 
 from mlcore.infra.errors import InvalidInput
-from mlcore.infra.storage import S3Store
+from mlcore.infra.storage import ObjectStore
 from mlcore.math import linear
 from mlcore.serving import registry
 from mlcore.serving.registry import ModelArtifact
@@ -18,12 +18,12 @@ from mlcore.serving.registry import ModelArtifact
 MAX_INSTANCES = 1000
 MAX_BODY_BYTES = 1_048_576  # 1 MiB of request body (API Gateway allows 10 MB, Lambda 6 MB)
 ALIAS_TTL_SECONDS = 30.0
-DEFAULT_ALIAS = "production"
+DEFAULT_ALIAS: Final = "production"
 
 Instance = dict[str, Any] | list[Any]
 
 
-def instances_to_columns(artifact: ModelArtifact, instances: list[Instance]) -> dict[str, list[Any]]:
+def instances_to_columns(artifact: ModelArtifact, instances: Sequence[Instance]) -> dict[str, list[Any]]:
     """Validate instances (objects keyed by feature name or lists in schema order) into columns."""
     if not instances:
         raise InvalidInput("instances must be a non-empty list")
@@ -88,13 +88,13 @@ class ModelCache:
         self._aliases: dict[tuple[str, str], tuple[float, int]] = {}
         self._artifacts: dict[tuple[str, int], ModelArtifact] = {}
 
-    def get(self, store: S3Store, name: str, alias: str = "latest") -> ModelArtifact:
+    def get(self, store: ObjectStore, name: str, alias: str = "latest") -> ModelArtifact:
         if alias not in registry.ALIASES:
             raise InvalidInput(f"alias must be one of {', '.join(registry.ALIASES)}, got {alias!r}")
         now = self.clock()
         cached = self._aliases.get((name, alias))
         if cached is None or now - cached[0] > self.ttl:
-            registry.MODEL_NAME.match(name) or _bad_name(name)
+            registry.check_name(name)
             cached = (now, registry.resolve_alias(store, name, alias))
             self._aliases[(name, alias)] = cached
         version = cached[1]
@@ -102,16 +102,12 @@ class ModelCache:
             self._artifacts[(name, version)] = registry.load_version(store, name, version)
         return self._artifacts[(name, version)]
 
-    def get_version(self, store: S3Store, name: str, version: int) -> ModelArtifact:
+    def get_version(self, store: ObjectStore, name: str, version: int) -> ModelArtifact:
         """A pinned version: immutable, so cached for the container's life."""
-        registry.MODEL_NAME.match(name) or _bad_name(name)
+        registry.check_name(name)
         if (name, version) not in self._artifacts:
             self._artifacts[(name, version)] = registry.load_version(store, name, version)
         return self._artifacts[(name, version)]
-
-
-def _bad_name(name: str) -> None:
-    raise InvalidInput(f"invalid model name {name!r}")
 
 
 def numeric_arrays(artifact: ModelArtifact, columns: dict[str, list[Any]]) -> dict[str, Any]:
@@ -123,14 +119,14 @@ def numeric_arrays(artifact: ModelArtifact, columns: dict[str, list[Any]]) -> di
     return out
 
 
-def predict(artifact: ModelArtifact, instances: list[Instance]) -> dict[str, Any]:
+def predict(artifact: ModelArtifact, instances: Sequence[Instance]) -> dict[str, Any]:
     columns = numeric_arrays(artifact, instances_to_columns(artifact, instances))
     X = artifact.preprocessor.transform(columns)  # once, for predictions and probabilities
     kind = artifact.model.type
     result: dict[str, Any] = {"model": artifact.name, "version": artifact.version, "target": artifact.target}
     if artifact.is_classifier:
         proba = linear.predict_proba(kind, artifact.theta, X)
-        labels = artifact.preprocessor.classes
+        labels = artifact.classes
         result["predictions"] = [labels[i] for i in linear.predict(kind, artifact.theta, X)]
         result["classes"] = labels
         result["probabilities"] = proba.tolist()

@@ -16,34 +16,34 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from mlcore import __version__
+from mlcore.infra import layout
 from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
-from mlcore.infra.storage import AlreadyExists, Conflict, NotFound, S3Store
+from mlcore.infra.storage import AlreadyExists, Conflict, NotFound, ObjectStore
 from mlcore.math import linear
 from mlcore.math.preprocessing import Preprocessor
+from mlcore.steps.schemas import RegisteredModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 1
 ALIASES = ("latest", "production")
 PRODUCTION = "production"
 # Test metric that decides promotion: (name, higher_is_better) per kind of model.
 PROMOTION_METRIC = {"regression": ("r2", True), "classification": ("log_loss", False)}
 HISTORY_LIMIT = 100
 ALIAS_ATTEMPTS = 5
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class LinearWeights(BaseModel):
     """Weights of a linear model: ``coefficients`` is (n_features x k), ``intercept`` has k entries."""
 
-    type: Literal[linear.MODEL_TYPES]  # type: ignore[valid-type]
+    type: linear.ModelType
     coefficients: list[list[float]]
     intercept: list[float]
 
@@ -72,27 +72,22 @@ class ModelArtifact(BaseModel):
     def is_classifier(self) -> bool:
         return self.model.type in linear.CLASSIFIERS
 
+    @property
+    def classes(self) -> list[str]:
+        """A classifier's labels, in the order of its probability columns."""
+        if self.preprocessor.classes is None:
+            raise ValueError(f"model {self.name!r} version {self.version} is a regression model: it has no classes")
+        return self.preprocessor.classes
+
     def predict(self, instances: dict[str, list[Any]] | dict[str, np.ndarray]) -> list[Any]:
         """Predicted values (regression) or class labels (classification)."""
         out = linear.predict(self.model.type, self.theta, self.preprocessor.transform(instances))
         if self.is_classifier:
-            return [self.preprocessor.classes[i] for i in out]
+            return [self.classes[i] for i in out]
         return out.tolist()
 
     def predict_proba(self, instances: dict[str, list[Any]] | dict[str, np.ndarray]) -> np.ndarray:
         return linear.predict_proba(self.model.type, self.theta, self.preprocessor.transform(instances))
-
-
-def version_key(name: str, version: int) -> str:
-    return f"models/{name}/versions/{version:06d}/model.json"
-
-
-def alias_key(name: str, alias: str) -> str:
-    return f"models/{name}/aliases/{alias}.json"
-
-
-def run_model_key(run_id: str) -> str:
-    return f"runs/{run_id}/model.json"
 
 
 def library_versions() -> dict[str, str]:
@@ -106,19 +101,18 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def register(store: S3Store, run_id: str, artifact_fields: dict[str, Any]) -> ModelArtifact:
+def register(store: ObjectStore, run_id: str, artifact_fields: dict[str, Any]) -> ModelArtifact:
     """Store the artifact under the next free version and move ``latest`` to it.
 
     Idempotent per run: registering the same run again returns the version it already got.
     """
     try:
-        ref = store.get_json(run_model_key(run_id))
+        ref = store.get_json(layout.run_model_key(run_id))
         return load_version(store, ref["name"], ref["version"])
     except NotFound:
         pass
     name = artifact_fields["name"]
-    existing = store.list_keys(f"models/{name}/versions/")
-    version = 1 + max((int(k.split("/")[3]) for k in existing), default=0)
+    version = 1 + max(list_versions(store, name), default=0)
     while True:
         artifact = ModelArtifact(
             **artifact_fields,
@@ -127,42 +121,53 @@ def register(store: S3Store, run_id: str, artifact_fields: dict[str, Any]) -> Mo
             library_versions=library_versions(),
         )
         try:
-            store.put_json(version_key(name, version), artifact.model_dump(mode="json"), if_absent=True)
+            store.put_json(layout.version_key(name, version), artifact.model_dump(mode="json"), if_absent=True)
             break
         except AlreadyExists:
             version += 1  # another run registered this number first
-    store.put_json(run_model_key(run_id), {"name": name, "version": version})
+    store.put_json(layout.run_model_key(run_id), {"name": name, "version": version})
     _advance_latest(store, name, version, reason=f"registered by {run_id}")
     with contextlib.suppress(ConflictError):  # not better than production: registered, production stays
         promote(store, name, version)
     return artifact
 
 
-def get_alias(store: S3Store, name: str, alias: str) -> dict[str, Any] | None:
+def registered(artifact: ModelArtifact, rounds: int) -> RegisteredModel:
+    """What the training workflow's last task returns for the version it registered."""
+    return RegisteredModel(
+        model_name=artifact.name,
+        version=artifact.version,
+        artifact_key=layout.version_key(artifact.name, artifact.version),
+        metrics={k: float(v) for k, v in artifact.metrics["test"].items() if isinstance(v, int | float)},
+        rounds=rounds,
+    )
+
+
+def get_alias(store: ObjectStore, name: str, alias: str) -> dict[str, Any] | None:
     try:
-        return store.get_json(alias_key(name, alias))
+        return store.get_json(layout.alias_key(name, alias))
     except NotFound:
         return None
 
 
 def _update_alias(
-    store: S3Store, name: str, alias: str, decide: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    store: ObjectStore, name: str, alias: str, decide: Callable[[dict[str, Any] | None], dict[str, Any]]
 ) -> dict[str, Any]:
     """Read the alias, let ``decide`` build the next document from it (or keep it: return the same object),
     and write it only if nobody changed the alias in between (S3 If-Match / If-None-Match); else again."""
     for _ in range(ALIAS_ATTEMPTS):
         try:
-            current, etag = store.get_json_tagged(alias_key(name, alias))
+            current, etag = store.get_json_tagged(layout.alias_key(name, alias))
         except NotFound:
             current, etag = None, None
         doc = decide(current)
-        if doc is current or doc is None:
-            return current  # type: ignore[return-value]
+        if doc is current:
+            return doc
         try:
             if etag is None:
-                store.put_json(alias_key(name, alias), doc, if_absent=True)
+                store.put_json(layout.alias_key(name, alias), doc, if_absent=True)
             else:
-                store.put_json(alias_key(name, alias), doc, if_match=etag)
+                store.put_json(layout.alias_key(name, alias), doc, if_match=etag)
             return doc
         except (AlreadyExists, Conflict):
             continue  # a concurrent promotion, rollback or registration: decide again on what it wrote
@@ -188,15 +193,10 @@ def _doc(name: str, alias: str, version: int, reason: str, history: list[dict[st
     }
 
 
-def set_alias(store: S3Store, name: str, alias: str, version: int, *, reason: str = "") -> dict[str, Any]:
-    """Point ``alias`` at ``version`` with one conditional PUT (its previous version goes on its history)."""
-    return _update_alias(store, name, alias, lambda current: _next(current, name, alias, version, reason))
-
-
-def _advance_latest(store: S3Store, name: str, version: int, reason: str) -> dict[str, Any]:
+def _advance_latest(store: ObjectStore, name: str, version: int, reason: str) -> dict[str, Any]:
     """``latest`` only moves forward, even when registrations finish out of order."""
 
-    def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
+    def decide(current: dict[str, Any] | None) -> dict[str, Any]:
         if current is not None and int(current["version"]) >= version:
             return current
         return _next(current, name, "latest", version, reason)
@@ -211,7 +211,7 @@ def promotion_metric(artifact: ModelArtifact) -> tuple[str, bool, float | None]:
     return name, higher, None if value is None else float(value)
 
 
-def promote(store: S3Store, name: str, version: int, *, force: bool = False) -> dict[str, Any]:
+def promote(store: ObjectStore, name: str, version: int, *, force: bool = False) -> dict[str, Any]:
     """Make ``version`` the production version if it beats the current one (or ``force``).
 
     Raises ConflictError when it does not beat production, naming both values. The comparison is made
@@ -220,7 +220,7 @@ def promote(store: S3Store, name: str, version: int, *, force: bool = False) -> 
     candidate = load_version(store, name, version)
     metric, higher, value = promotion_metric(candidate)
 
-    def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
+    def decide(current: dict[str, Any] | None) -> dict[str, Any]:
         if current is None:
             return _next(current, name, PRODUCTION, version, "first version")
         if int(current["version"]) == version:
@@ -239,7 +239,7 @@ def promote(store: S3Store, name: str, version: int, *, force: bool = False) -> 
     return _update_alias(store, name, PRODUCTION, decide)
 
 
-def rollback(store: S3Store, name: str) -> dict[str, Any]:
+def rollback(store: ObjectStore, name: str) -> dict[str, Any]:
     """Point ``production`` back at the version it pointed at before (one conditional PUT); repeatable."""
 
     def decide(current: dict[str, Any] | None) -> dict[str, Any]:
@@ -255,13 +255,14 @@ def rollback(store: S3Store, name: str) -> dict[str, Any]:
     return _update_alias(store, name, PRODUCTION, decide)
 
 
-def list_versions(store: S3Store, name: str) -> list[int]:
-    return sorted({int(k.split("/")[3]) for k in store.list_keys(f"models/{name}/versions/")})
+def list_versions(store: ObjectStore, name: str) -> list[int]:
+    return sorted({layout.version_of_key(k) for k in store.list_keys(layout.versions_prefix(name))})
 
 
-def list_models(store: S3Store) -> list[dict[str, Any]]:
+def list_models(store: ObjectStore) -> list[dict[str, Any]]:
     """Every registered model with the versions its aliases point at."""
-    names = sorted({k.split("/")[1] for k in store.list_keys("models/") if k.endswith("/aliases/latest.json")})
+    aliases = (layout.model_of_alias_key(k, "latest") for k in store.list_keys(layout.MODELS))
+    names = sorted({name for name in aliases if name is not None})
     out = []
     for name in names:
         entry: dict[str, Any] = {"name": name}
@@ -272,7 +273,7 @@ def list_models(store: S3Store) -> list[dict[str, Any]]:
     return out
 
 
-def describe_model(store: S3Store, name: str) -> dict[str, Any]:
+def describe_model(store: ObjectStore, name: str) -> dict[str, Any]:
     check_name(name)
     versions = list_versions(store, name)
     if not versions:
@@ -285,20 +286,20 @@ def describe_model(store: S3Store, name: str) -> dict[str, Any]:
 
 
 def check_name(name: str) -> str:
-    if not MODEL_NAME.match(name):
-        raise InvalidInput(f"invalid model name {name!r}")
+    if not layout.NAME.match(name):
+        raise InvalidInput(f"invalid model name {name!r}: use {layout.NAME_RULE}")
     return name
 
 
-def resolve_alias(store: S3Store, name: str, alias: str) -> int:
+def resolve_alias(store: ObjectStore, name: str, alias: str) -> int:
     try:
-        return int(store.get_json(alias_key(name, alias))["version"])
+        return int(store.get_json(layout.alias_key(name, alias))["version"])
     except NotFound:
         raise NotFoundError(f"model {name!r} has no {alias!r} version") from None
 
 
-def load_version(store: S3Store, name: str, version: int) -> ModelArtifact:
+def load_version(store: ObjectStore, name: str, version: int) -> ModelArtifact:
     try:
-        return ModelArtifact.model_validate(store.get_json(version_key(name, version)))
+        return ModelArtifact.model_validate(store.get_json(layout.version_key(name, version)))
     except NotFound:
         raise NotFoundError(f"model {name!r} has no version {version}") from None

@@ -28,14 +28,14 @@ parameters) and decides whether to stop. Evaluate registers that ``theta``.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from mlcore.infra.storage import AlreadyExists, Conflict, S3Store
+from mlcore.infra import layout
+from mlcore.infra.storage import Conflict, ObjectStore
 from mlcore.math import linear, optimizers
 from mlcore.steps.schemas import (
     AsyncProgressTask,
@@ -46,24 +46,20 @@ from mlcore.steps.schemas import (
     RoundState,
 )
 from mlcore.steps.training import (
-    _initial_grad_norm,
     init_run,
+    initial_grad_norm,
     learning_rate,
     load_params,
     load_shard,
-    params_key,
     record_round,
     recorded_round,
     should_stop,
     usable_results,
+    write_once,
 )
 
 GradientFn = Callable[[np.ndarray], tuple[float, np.ndarray]]
 MAX_CONFLICTS = 1000  # per submission: beyond this the call fails (and Step Functions retries it)
-
-
-def head_key(run_id: str) -> str:
-    return f"runs/{run_id}/async/head.npz"
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,7 @@ class Applied:
     grad_norm: float
 
 
-def read_head(store: S3Store, key: str) -> Head:
+def read_head(store: ObjectStore, key: str) -> Head:
     arrays, etag = store.get_arrays_with_etag(key)
     theta = arrays.pop("theta")
     version = int(arrays.pop("version"))
@@ -100,20 +96,18 @@ def read_head(store: S3Store, key: str) -> Head:
     return Head(theta=theta, state=arrays, version=version, etag=etag, average=average)
 
 
-def init_async_run(store: S3Store, task: InitTask) -> RoundState:
+def init_async_run(store: ObjectStore, task: InitTask) -> RoundState:
     """Round 0 as in sync mode, plus the head at version 0 (a replay leaves both as they were)."""
     state = init_run(store, task)
     theta, opt_state = load_params(store, state.params_key)
     average = {"average": theta} if task.hyperparameters.averaging else {}
-    with contextlib.suppress(AlreadyExists):
-        store.put_arrays(
-            head_key(task.run_id), {"theta": theta, "version": np.int64(0), **average, **opt_state}, if_absent=True
-        )
+    head = {"theta": theta, "version": np.array(0, dtype=np.int64), **average, **opt_state}
+    write_once(store, layout.async_head_key(task.run_id), head)
     return state
 
 
 def submit(
-    store: S3Store, key: str, gradient: GradientFn, hp: Hyperparameters, *, compare_and_swap: bool = True
+    store: ObjectStore, key: str, gradient: GradientFn, hp: Hyperparameters, *, compare_and_swap: bool = True
 ) -> Applied:
     """Compute ``gradient`` at the latest parameters and apply it exactly once.
 
@@ -140,11 +134,12 @@ def submit(
             t=head.version + 1,
             momentum=hp.momentum,
         )
-        arrays = {"theta": theta.reshape(head.theta.shape), "version": np.int64(head.version + 1), **state}
+        new_theta = theta.reshape(head.theta.shape)
+        arrays = {"theta": new_theta, "version": np.array(head.version + 1, dtype=np.int64), **state}
         if hp.averaging:  # in the same write as the step: the average counts every applied update once
             arrays["average"] = optimizers.iterate_average(
                 head.average,
-                arrays["theta"],
+                new_theta,
                 head.version + 1,
                 burn_in=hp.averaging_burn_in,
                 power=hp.averaging_power,
@@ -167,22 +162,16 @@ def submit(
         )
 
 
-def minibatch(rows: int, batch_size: int, rng: np.random.Generator) -> np.ndarray | slice:
-    if batch_size <= 0 or batch_size >= rows:
-        return slice(None)
-    return np.sort(rng.choice(rows, size=batch_size, replace=False))
-
-
-def run_async_steps(store: S3Store, task: AsyncWorkerTask, shard: np.ndarray | None = None) -> AsyncWorkerResult:
+def run_async_steps(store: ObjectStore, task: AsyncWorkerTask, shard: np.ndarray | None = None) -> AsyncWorkerResult:
     """One worker call: ``steps_per_invocation`` submissions of minibatch gradients of its shard."""
     hp = task.hyperparameters
     data = load_shard(store, task.shard.key) if shard is None else shard
     X, y = data[:, :-1], data[:, -1]
     rng = np.random.default_rng([task.shard.index, task.round])
-    key = head_key(task.run_id)
+    key = layout.async_head_key(task.run_id)
     applied: list[Applied] = []
     for _ in range(hp.steps_per_invocation):
-        rows = minibatch(X.shape[0], hp.batch_size, rng)
+        rows = optimizers.minibatch(X.shape[0], hp.batch_size, rng)
         Xb, yb = X[rows], y[rows]
 
         def gradient(theta: np.ndarray, Xb=Xb, yb=yb) -> tuple[float, np.ndarray]:
@@ -209,7 +198,7 @@ def run_async_steps(store: S3Store, task: AsyncWorkerTask, shard: np.ndarray | N
     )
 
 
-def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
+def progress(store: ObjectStore, task: AsyncProgressTask) -> RoundState:
     """After a pass of the workers: record it, snapshot the head as round ``r + 1``, decide whether to stop.
 
     The snapshot's ``theta`` is the head's model (the average with ``averaging``), what Evaluate
@@ -229,18 +218,14 @@ def progress(store: S3Store, task: AsyncProgressTask) -> RoundState:
         raise ValueError(f"no updates were submitted in round {task.round}")
     loss = sum(r.batch_loss_sum for r in results) / submitted
     grad_norm = float(np.mean([r.grad_norm for r in results if r.submitted]))
-    initial = grad_norm if task.round == 0 else _initial_grad_norm(store, task.run_id)
+    initial = grad_norm if task.round == 0 else initial_grad_norm(store, task.run_id)
     reason = should_stop(hp, task.round, grad_norm, loss, initial)
     if reason == "diverged":
         raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
-    head = read_head(store, head_key(task.run_id))
-    next_key = params_key(task.run_id, task.round + 1)
-    with contextlib.suppress(AlreadyExists):
-        store.put_arrays(
-            next_key,
-            {"theta": head.model, "iterate": head.theta, "version": np.int64(head.version), **head.state},
-            if_absent=True,
-        )
+    head = read_head(store, layout.async_head_key(task.run_id))
+    next_key = layout.params_key(task.run_id, task.round + 1)
+    version = np.array(head.version, dtype=np.int64)
+    write_once(store, next_key, {"theta": head.model, "iterate": head.theta, "version": version, **head.state})
     return record_round(
         store,
         task,

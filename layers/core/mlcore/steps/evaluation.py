@@ -1,27 +1,31 @@
-"""Evaluate step: held-out metrics of the final parameters, then registration of the model."""
+"""Evaluate step: held-out metrics of the final parameters, and the model artifact's fields for the registry."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from mlcore.infra.storage import S3Store
+from mlcore.infra.storage import ObjectStore
 from mlcore.math import linear
 from mlcore.math.metrics import classification_metrics, regression_metrics
 from mlcore.math.preprocessing import Preprocessor
-from mlcore.serving import registry
-from mlcore.steps.schemas import EvaluateTask, RegisteredModel
+from mlcore.steps.schemas import EvaluateTask
 from mlcore.steps.training import load_params, training_curve
 
 RESIDUAL_SAMPLE = 200
 
 
-def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel:
+def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
+    """Test metrics (and a scikit-learn reference fit's on the same rows) of the run's final parameters, with
+    everything a model version records: weights, schema, preprocessing, hyperparameters, curve, lineage."""
     manifest = store.get_json(task.data.manifest_key)
     theta, _ = load_params(store, task.train.params_key)
     test = store.get_array(manifest["test"]["key"]).astype("float64")
     X, y = test[:, :-1], test[:, -1]
     model = task.request.hyperparameters.model
     residual_sample = None
+    test_metrics: dict[str, Any]
     if model in linear.CLASSIFIERS:
         test_metrics = classification_metrics(y, linear.predict_proba(model, theta.ravel(), X))
     else:
@@ -38,46 +42,32 @@ def evaluate_and_register(store: S3Store, task: EvaluateTask) -> RegisteredModel
         "residual_sample": residual_sample,
         "reference": _reference(store, manifest, model, task.request.hyperparameters.l2, test, test_metrics),
     }
-    artifact = registry.register(
-        store,
-        task.run_id,
-        {
-            "name": task.request.model_name,
-            "model": {"type": model, "coefficients": theta[:-1].tolist(), "intercept": theta[-1].tolist()},
-            "target": manifest["target"],
-            "feature_names": manifest["feature_names"],
-            "preprocessor": Preprocessor.model_validate(manifest["preprocessor"]),
-            "hyperparameters": {
-                **task.request.hyperparameters.model_dump(),
-                "n_shards": task.request.n_shards,
-                "test_fraction": task.request.test_fraction,
-                "seed": task.request.seed,
-            },
-            "metrics": metrics,
-            "training_curve": training_curve(store, task.run_id),
-            "lineage": {
-                "run_id": task.run_id,
-                "manifest_key": task.data.manifest_key,
-                **manifest["dataset"],
-                "train_rows": task.data.train_rows,
-                "test_rows": task.data.test_rows,
-            },
+    return {
+        "name": task.request.model_name,
+        "model": {"type": model, "coefficients": theta[:-1].tolist(), "intercept": theta[-1].tolist()},
+        "target": manifest["target"],
+        "feature_names": manifest["feature_names"],
+        "preprocessor": Preprocessor.model_validate(manifest["preprocessor"]),
+        "hyperparameters": {
+            **task.request.hyperparameters.model_dump(),
+            "n_shards": task.request.n_shards,
+            "test_fraction": task.request.test_fraction,
+            "seed": task.request.seed,
         },
-    )
-    test_metrics = artifact.metrics["test"]
-    return RegisteredModel(
-        model_name=artifact.name,
-        version=artifact.version,
-        artifact_key=registry.version_key(artifact.name, artifact.version),
-        metrics={k: float(v) for k, v in test_metrics.items() if isinstance(v, int | float)},
-        rounds=task.train.round,
-    )
+        "metrics": metrics,
+        "training_curve": training_curve(store, task.run_id),
+        "lineage": {
+            "run_id": task.run_id,
+            "manifest_key": task.data.manifest_key,
+            **manifest["dataset"],
+            "train_rows": task.data.train_rows,
+            "test_rows": task.data.test_rows,
+        },
+    }
 
 
-def _reference(store: S3Store, manifest: dict, model: str, l2: float, test, test_metrics: dict) -> dict:
+def _reference(store: ObjectStore, manifest: dict, model: str, l2: float, test, test_metrics: dict) -> dict:
     """The same metrics for a scikit-learn fit on the same training shards (see ``reference``)."""
-    import numpy as np
-
     from mlcore.math.reference import differences, reference_metrics
 
     train = np.concatenate([store.get_array(s["key"]) for s in manifest["shards"]]).astype("float64")

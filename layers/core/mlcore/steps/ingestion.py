@@ -9,19 +9,17 @@ failed with the reason) is kept in ``datasets/<name>/status.json``, outside ``ra
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
+from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput, NotFoundError
-from mlcore.infra.storage import AlreadyExists, NotFound, S3Store
+from mlcore.infra.storage import AlreadyExists, NotFound, ObjectStore
 
-DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-UPLOAD_PREFIX = "uploads/"
 MAX_BODY_BYTES = 5 * 1024 * 1024  # API path; Lambda's synchronous payload limit is 6 MB
 MAX_FILE_BYTES = 256 * 1024 * 1024  # uploads and registered objects: parsed in memory by a 2 GB function
 UPLOAD_URL_SECONDS = 900
-INTERNAL_PREFIXES = ("raw/", "processed/", "runs/", "models/", "datasets/", "scratch/")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 CONTENT_TYPES = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
 
@@ -37,38 +35,19 @@ def format_of_content_type(content_type: str | None) -> str:
     return CONTENT_TYPES.get((content_type or "text/csv").split(";")[0].strip().lower(), "csv")
 
 
-def status_key(name: str) -> str:
-    return f"datasets/{name}/status.json"
-
-
-def set_status(store: S3Store, name: str, status: str, **fields) -> dict:
+def set_status(store: ObjectStore, name: str, status: str, **fields) -> dict:
     doc = {"dataset": name, "status": status, "updated_at": datetime.now(UTC).isoformat(), **fields}
-    store.put_json(status_key(name), doc)
+    store.put_json(layout.dataset_status_key(name), doc)
     return doc
 
 
 def validate_name(name: str) -> str:
-    if not DATASET_NAME.match(name or ""):
-        raise InvalidInput(
-            f"invalid data set name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    if not layout.NAME.match(name or ""):
+        raise InvalidInput(f"invalid data set name {name!r}: use {layout.NAME_RULE}")
     return name
 
 
-def data_key(name: str, version: str, fmt: str = "csv") -> str:
-    return f"raw/{name}/{version}/data.{fmt}"
-
-
-def meta_key(name: str, version: str) -> str:
-    return f"raw/{name}/{version}/dataset.json"
-
-
-def latest_key(name: str) -> str:
-    return f"raw/{name}/latest.json"
-
-
-def ingest(store: S3Store, name: str, data: bytes, source: str, fmt: str = "csv") -> dict:
+def ingest(store: ObjectStore, name: str, data: bytes, source: str, fmt: str = "csv") -> dict:
     """Validate ``data`` (CSV or JSON Lines) and store it as version ``sha256[:16]`` of ``name``.
 
     The same bytes always give the same version, and a second upload writes
@@ -81,15 +60,15 @@ def ingest(store: S3Store, name: str, data: bytes, source: str, fmt: str = "csv"
     frame = read_table(data, fmt)
     version = hashlib.sha256(data).hexdigest()[:16]
     try:
-        return {**store.get_json(meta_key(name, version)), "created": False}
+        return {**store.get_json(layout.dataset_meta_key(name, version)), "created": False}
     except NotFound:
         pass
-    meta = {
+    meta: dict[str, Any] = {
         "dataset": name,
         "version": version,
         "status": "ready",
         "sha256": hashlib.sha256(data).hexdigest(),
-        "key": data_key(name, version, fmt),
+        "key": layout.dataset_data_key(name, version, fmt),
         "format": fmt,
         "rows": len(frame),
         "n_columns": len(frame.columns),
@@ -101,14 +80,14 @@ def ingest(store: S3Store, name: str, data: bytes, source: str, fmt: str = "csv"
     content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
     store.put_bytes(meta["key"], data, content_type=content_type)
     try:
-        store.put_json(meta_key(name, version), meta, if_absent=True)
+        store.put_json(layout.dataset_meta_key(name, version), meta, if_absent=True)
     except AlreadyExists:
-        return {**store.get_json(meta_key(name, version)), "created": False}
-    store.put_json(latest_key(name), {"dataset": name, "version": version})
+        return {**store.get_json(layout.dataset_meta_key(name, version)), "created": False}
+    store.put_json(layout.dataset_latest_key(name), {"dataset": name, "version": version})
     return {**meta, "created": True}
 
 
-def _read_object(store: S3Store, key: str, max_bytes: int) -> tuple[bytes, dict]:
+def _read_object(store: ObjectStore, key: str, max_bytes: int) -> tuple[bytes, dict]:
     head = store.head(key)
     if head is None:
         raise NotFoundError(f"object {key!r} does not exist in the data bucket")
@@ -118,15 +97,15 @@ def _read_object(store: S3Store, key: str, max_bytes: int) -> tuple[bytes, dict]
     return store.get_bytes(key), head.get("Metadata", {})
 
 
-def ingest_upload(store: S3Store, key: str) -> dict:
+def ingest_upload(store: ObjectStore, key: str) -> dict:
     """Register an object dropped under ``uploads/<dataset>/<file>``, then remove the upload.
 
     Runs asynchronously (S3 notification), so a bad file does not raise: the data set's status
     document records the failure and its reason, and nothing is written under ``raw/``."""
-    parts = key.split("/")
-    if len(parts) < 3 or parts[0] + "/" != UPLOAD_PREFIX:
-        raise InvalidInput(f"uploads must be written as {UPLOAD_PREFIX}<dataset>/<file>.csv, got {key!r}")
-    name = validate_name(parts[1])
+    dataset = layout.upload_dataset(key)
+    if dataset is None:
+        raise InvalidInput(f"uploads must be written as {layout.UPLOADS}<dataset>/<file>.csv, got {key!r}")
+    name = validate_name(dataset)
     source = f"s3://{store.bucket}/{key}"
     try:
         data, metadata = _read_object(store, key, MAX_FILE_BYTES)
@@ -141,34 +120,34 @@ def ingest_upload(store: S3Store, key: str) -> dict:
     return result
 
 
-def ingest_url(store: S3Store, name: str, url: str, policy, fmt: str | None = None) -> dict:
+def ingest_url(store: ObjectStore, name: str, url: str, policy, fmt: str | None = None) -> dict:
     """Stream an HTTPS URL into ``uploads/<name>/`` (multipart, bounded memory); the object-created
     notification then validates and registers it, as for a presigned upload (status ``pending``)."""
     from mlcore.infra import urlfetch
 
     validate_name(name)
     fmt = fmt or format_of_key(url.split("?")[0])
-    key = f"{UPLOAD_PREFIX}{name}/url-{uuid.uuid4().hex[:16]}.{fmt}"
+    key = layout.upload_key(name, f"url-{uuid.uuid4().hex[:16]}", fmt)
     metadata = {"source-url": url} if url.isascii() and len(url) <= 1024 else {}
     size, sha256 = store.put_stream(key, urlfetch.stream(url, policy, MAX_FILE_BYTES), metadata=metadata)
     set_status(store, name, "pending", upload_key=key, source=url)
     return {"dataset": name, "status": "pending", "key": key, "bytes": size, "sha256": sha256, "source": url}
 
 
-def register_object(store: S3Store, name: str, key: str) -> dict:
+def register_object(store: ObjectStore, name: str, key: str) -> dict:
     """Ingest an object already in the data bucket (left where it is)."""
     validate_name(name)
-    if key.startswith(INTERNAL_PREFIXES) or not key or key.startswith("/"):
-        raise InvalidInput(f"s3_key {key!r} is not allowed: use a key outside {', '.join(INTERNAL_PREFIXES)}")
+    if layout.is_internal(key) or not key or key.startswith("/"):
+        raise InvalidInput(f"s3_key {key!r} is not allowed: use a key outside {', '.join(layout.INTERNAL_PREFIXES)}")
     data, _ = _read_object(store, key, MAX_FILE_BYTES)
     return ingest(store, name, data, source=f"s3://{store.bucket}/{key}", fmt=format_of_key(key))
 
 
-def start_upload(store: S3Store, name: str, fmt: str = "csv") -> dict:
+def start_upload(store: ObjectStore, name: str, fmt: str = "csv") -> dict:
     """A presigned PUT URL for ``uploads/<name>/<id>.<ext>``; the notification registers the object."""
     validate_name(name)
     upload_id = uuid.uuid4().hex[:16]
-    key = f"{UPLOAD_PREFIX}{name}/{upload_id}.{fmt}"
+    key = layout.upload_key(name, upload_id, fmt)
     url = store.presign_put(key, UPLOAD_URL_SECONDS)
     set_status(store, name, "pending", upload_id=upload_id, upload_key=key)
     return {
@@ -183,20 +162,20 @@ def start_upload(store: S3Store, name: str, fmt: str = "csv") -> dict:
     }
 
 
-def describe(store: S3Store, name: str, version: str | None = None) -> dict:
+def describe(store: ObjectStore, name: str, version: str | None = None) -> dict:
     """A version's metadata (the latest when ``version`` is None) with its status and profile."""
     validate_name(name)
     try:
         if version is None:
-            version = store.get_json(latest_key(name))["version"]
-        return {"status": "ready", **store.get_json(meta_key(name, version))}
+            version = store.get_json(layout.dataset_latest_key(name))["version"]
+        return {"status": "ready", **store.get_json(layout.dataset_meta_key(name, version))}
     except NotFound:
         raise NotFoundError(
             f"data set {name!r}" + (f" version {version!r}" if version else "") + " does not exist"
         ) from None
 
 
-def status(store: S3Store, name: str) -> dict:
+def status(store: ObjectStore, name: str) -> dict:
     """The latest version (if any) and the state of the latest asynchronous ingestion.
 
     ``status`` is ``pending`` (upload URL issued), ``failed`` (with ``reason``) or ``ready``."""
@@ -206,13 +185,14 @@ def status(store: S3Store, name: str) -> dict:
     except NotFoundError:
         latest = None
     try:
-        attempt = store.get_json(status_key(name))
+        attempt = store.get_json(layout.dataset_status_key(name))
     except NotFound:
         attempt = None
     if latest is None and attempt is None:
         raise NotFoundError(f"data set {name!r} does not exist")
-    if attempt is None or (latest is not None and attempt["status"] == "ready"):
+    if latest is not None and (attempt is None or attempt["status"] == "ready"):
         return latest
+    assert attempt is not None
     out = dict(latest or {"dataset": name})
     out.update({k: attempt[k] for k in ("status", "reason", "upload_id", "upload_key", "updated_at") if k in attempt})
     return out

@@ -8,19 +8,18 @@ import re
 import uuid
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from mlcore.infra import aws, layout
 from mlcore.infra.errors import NotFoundError
-from mlcore.infra.storage import NotFound, S3Store
+from mlcore.infra.storage import NotFound, ObjectStore
 from mlcore.math import cost
-from mlcore.steps import ingestion, training
+from mlcore.steps import ingestion
 from mlcore.steps.schemas import TrainingRequest
 from mlcore.steps.training import training_curve
 
 RUN_ID = re.compile(r"^run-[0-9a-f]{12}$")
 
 
-def start(store: S3Store, sfn, state_machine_arn: str, request: TrainingRequest) -> dict[str, Any]:
+def start(store: ObjectStore, sfn, state_machine_arn: str, request: TrainingRequest) -> dict[str, Any]:
     """Check the data set exists, then start one execution named after the new run id."""
     meta = ingestion.describe(store, request.dataset, request.version)
     request = request.model_copy(update={"version": meta["version"]})  # pin the version the run trains on
@@ -32,29 +31,32 @@ def start(store: S3Store, sfn, state_machine_arn: str, request: TrainingRequest)
 def _execution_arn(state_machine_arn: str, run_id: str) -> str:
     if not RUN_ID.match(run_id):
         raise NotFoundError(f"training run {run_id!r} does not exist")
-    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+    return aws.execution_arn(state_machine_arn, run_id)
+
+
+def _executions(sfn, arn: str) -> list[dict[str, Any]]:
+    """The descriptions of a run's executions: its first, then each it continued in (history limit)."""
+    executions = [sfn.describe_execution(executionArn=arn)]
+    for _ in range(1000):
+        last = executions[-1]
+        output = json.loads(last.get("output") or "{}") if last["status"] == "SUCCEEDED" else {}
+        if not isinstance(output, dict) or "continued_as" not in output:
+            break
+        executions.append(sfn.describe_execution(executionArn=output["continued_as"]))
+    return executions
 
 
 def usage(sfn, lam, state_machine_arn: str, run_id: str) -> cost.Usage:
     """What a run did, from its execution history: Lambda invocations and billed milliseconds per
     step (task start to end), memory sizes from the functions' configuration, state transitions;
     S3 requests from the code's access pattern (cost.S3_REQUESTS)."""
-    arn = _execution_arn(state_machine_arn, run_id)
-    try:
-        events = []
-        for _ in range(1000):  # the run and the executions it continued in
-            pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+    with aws.missing_execution_is(f"training run {run_id!r} does not exist"):
+        events: list[dict[str, Any]] = []
+        for execution in _executions(sfn, _execution_arn(state_machine_arn, run_id)):
+            pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
             chunk = [e for page in pages for e in page["events"]]
             offset = max((e["id"] for e in events), default=0)
             events += [{**e, "id": e["id"] + offset, "previousEventId": e["previousEventId"] + offset} for e in chunk]
-            output = json.loads(sfn.describe_execution(executionArn=arn).get("output") or "{}")
-            if not isinstance(output, dict) or "continued_as" not in output:
-                break
-            arn = output["continued_as"]
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
-            raise NotFoundError(f"training run {run_id!r} does not exist") from None
-        raise
     by_id = {e["id"]: e for e in events}
     scheduled: dict[int, str] = {}  # TaskScheduled id -> function name
     result = cost.Usage()
@@ -129,40 +131,31 @@ def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, An
     ]
 
 
-def resume(store: S3Store, sfn, state_machine_arn: str, run_id: str) -> dict[str, Any]:
+def resume(store: ObjectStore, sfn, state_machine_arn: str, run_id: str) -> dict[str, Any]:
     """Start a new execution of a failed or stopped run from its last stored round (its checkpoint)."""
     if not RUN_ID.match(run_id):
         raise NotFoundError(f"training run {run_id!r} does not exist")
     try:
-        context = store.get_json(training.context_key(run_id))
+        context = store.get_json(layout.context_key(run_id))
     except NotFound:
         raise NotFoundError(f"training run {run_id!r} has no checkpoint to resume from") from None
-    rounds = store.list_keys(f"runs/{run_id}/rounds/")
+    rounds = store.list_keys(layout.rounds_prefix(run_id))
     if rounds:
         train = store.get_json(rounds[-1])["state"]
     else:
-        train = {"run_id": run_id, "round": 0, "params_key": training.params_key(run_id, 0)}
+        train = {"run_id": run_id, "round": 0, "params_key": layout.params_key(run_id, 0)}
     name = f"{run_id}-resume-r{train['round']}-{uuid.uuid4().hex[:6]}"
     payload = {"run_id": run_id, "request": context["request"], "data": context["data"], "train": train}
     sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
     return {"run_id": run_id, "status": "RUNNING", "execution": name, "resumed_from_round": train["round"]}
 
 
-def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str, curve: bool = False) -> dict[str, Any]:
+def describe(store: ObjectStore, sfn, state_machine_arn: str, run_id: str, curve: bool = False) -> dict[str, Any]:
     """Status, request, progress (and with ``curve`` every round's summary) of one run."""
-    execution_arn = _execution_arn(state_machine_arn, run_id)
-    try:
-        desc = sfn.describe_execution(executionArn=execution_arn)
-        request = json.loads(desc["input"])  # the first execution's input is the training request
-        for _ in range(1000):  # follow the executions the run continued in (history limit)
-            output = json.loads(desc.get("output") or "{}") if desc["status"] == "SUCCEEDED" else {}
-            if not isinstance(output, dict) or "continued_as" not in output:
-                break
-            desc = sfn.describe_execution(executionArn=output["continued_as"])
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
-            raise NotFoundError(f"training run {run_id!r} does not exist") from None
-        raise
+    with aws.missing_execution_is(f"training run {run_id!r} does not exist"):
+        executions = _executions(sfn, _execution_arn(state_machine_arn, run_id))
+    request = json.loads(executions[0]["input"])  # the first execution's input is the training request
+    desc = executions[-1]
     result: dict[str, Any] = {
         "run_id": run_id,
         "status": desc["status"],
@@ -175,7 +168,7 @@ def describe(store: S3Store, sfn, state_machine_arn: str, run_id: str, curve: bo
         result["model"] = json.loads(desc["output"])
     elif desc["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
         result["error"] = {"type": desc.get("error"), "message": desc.get("cause")}
-    rounds = store.list_keys(f"runs/{run_id}/rounds/")
+    rounds = store.list_keys(layout.rounds_prefix(run_id))
     result["rounds_completed"] = len(rounds)
     if rounds:
         try:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlcore.math.linear import MODEL_TYPES
-from mlcore.math.optimizers import LR_SCHEDULES, OPTIMIZERS
+from mlcore.infra import layout
+from mlcore.math.linear import ModelType
+from mlcore.math.optimizers import LrSchedule, Optimizer
 from mlcore.math.preprocessing import PreprocessingSpec
 
 MAX_INLINE_SHARDS = 40  # inline Map concurrency limit
@@ -24,8 +25,8 @@ class Strict(BaseModel):
 
 
 class Hyperparameters(Strict):
-    model: Literal[MODEL_TYPES] = "linear_regression"  # type: ignore[valid-type]
-    optimizer: Literal[OPTIMIZERS] = "momentum"  # type: ignore[valid-type]
+    model: ModelType = "linear_regression"
+    optimizer: Optimizer = "momentum"
     learning_rate: float = Field(0.1, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
     l2: float = Field(0.0, ge=0)
@@ -33,7 +34,7 @@ class Hyperparameters(Strict):
     tolerance: float = Field(
         1e-4, ge=0, lt=1, description="stop when the gradient norm falls below this fraction of its round-0 value"
     )
-    lr_schedule: Literal[LR_SCHEDULES] = "constant"  # type: ignore[valid-type]
+    lr_schedule: LrSchedule = "constant"
     lr_decay_rate: float = Field(
         0.5, gt=0, description="step/exponential: factor per lr_decay_steps (at most 1); inverse_time: rate"
     )
@@ -90,7 +91,7 @@ class TrainingRequest(Strict):
     dataset: str
     version: str | None = Field(None, description="data set version; the latest when omitted")
     target: str
-    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    model_name: str = Field(pattern=layout.NAME.pattern)
     n_shards: int = Field(4, ge=1, le=MAX_SHARDS)
     test_fraction: float = Field(0.2, gt=0, lt=0.9)
     validation_fraction: float = Field(
@@ -177,6 +178,7 @@ class PreprocessResult(Strict):
     run_id: str
     manifest_key: str
     shards: list[Shard]
+    shards_key: str = Field(description="the shard list as a JSON array: the items of a Distributed Map")
     n_features: int
     n_outputs: int = Field(description="columns of the parameter matrix: 1, or the number of classes for softmax")
     classes: list[str] | None = None
@@ -199,8 +201,11 @@ class RoundState(Strict):
 
 
 class WorkerTask(Strict):
+    """One worker call in sync mode: the loss and gradient sums of its shard at the round's parameters."""
+
+    action: Literal["gradient"] = "gradient"
     run_id: str
-    model: Literal[MODEL_TYPES] = "linear_regression"  # type: ignore[valid-type]
+    model: ModelType = "linear_regression"
     round: int
     params_key: str
     shard: Shard
@@ -227,6 +232,7 @@ class FailedShard(Strict):
 
 
 class AggregateTask(Strict):
+    action: Literal["aggregate"] = "aggregate"
     run_id: str
     round: int
     params_key: str
@@ -237,13 +243,20 @@ class AggregateTask(Strict):
 
 
 class InitTask(Strict):
-    action: Literal["init"]
+    action: Literal["init"] = "init"
     run_id: str
     n_features: int
     n_outputs: int = 1
     hyperparameters: Hyperparameters
     mode: Literal["sync", "async"] = "sync"
     context: dict | None = Field(None, description="the run's request and data, kept for a resume")
+
+
+class PreprocessTask(Strict):
+    """The training workflow's first task: prepare the requested data set for run ``run_id``."""
+
+    run_id: str
+    request: TrainingRequest
 
 
 class EvaluateTask(Strict):
@@ -266,7 +279,7 @@ class RegisteredModel(Strict):
 class AsyncWorkerTask(Strict):
     """One worker call in async mode: ``steps_per_invocation`` compare-and-swap updates from its shard."""
 
-    action: Literal["async_steps"]
+    action: Literal["async_steps"] = "async_steps"
     run_id: str
     round: int = Field(description="the pass of the Map this call belongs to")
     shard: Shard
@@ -288,9 +301,14 @@ class AsyncWorkerResult(Strict):
 
 
 class AsyncProgressTask(Strict):
-    action: Literal["async_progress"]
+    action: Literal["async_progress"] = "async_progress"
     run_id: str
     round: int
     hyperparameters: Hyperparameters
     results: list[AsyncWorkerResult | FailedShard]
     rounds_per_execution: int | None = None
+
+
+# -- what each task function is sent: one model per task, told apart by ``action`` ---------------------------
+GradientWorkerEvent = Annotated[WorkerTask | AsyncWorkerTask, Field(discriminator="action")]
+AggregatorEvent = Annotated[InitTask | AggregateTask | AsyncProgressTask, Field(discriminator="action")]

@@ -1,13 +1,15 @@
-"""The training workflow's steps: init, per-shard gradients, aggregation. Storage through S3Store."""
+"""The training workflow's steps: init, per-shard gradients, aggregation. Storage through the ObjectStore port."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 import numpy as np
 
-from mlcore.infra.storage import AlreadyExists, NotFound, S3Store
+from mlcore.infra import layout
+from mlcore.infra.storage import AlreadyExists, NotFound, ObjectStore
 from mlcore.math import linear, optimizers
 from mlcore.steps.schemas import (
     AggregateTask,
@@ -20,61 +22,38 @@ from mlcore.steps.schemas import (
 )
 
 
-def params_key(run_id: str, round_: int) -> str:
-    return f"runs/{run_id}/params/round-{round_:05d}.npz"
-
-
-def round_key(run_id: str, round_: int) -> str:
-    return f"runs/{run_id}/rounds/round-{round_:05d}.json"
-
-
-def context_key(run_id: str) -> str:
-    return f"runs/{run_id}/context.json"
-
-
-def shards_key(run_id: str) -> str:
-    return f"runs/{run_id}/shards.json"
-
-
 def handover(round_: int, done: bool, rounds_per_execution: int | None) -> bool:
     """Whether the execution that reached ``round_`` hands the run over to a new execution."""
     return not done and rounds_per_execution is not None and round_ % rounds_per_execution == 0
 
 
-def gradient_key(run_id: str, round_: int, shard: int) -> str:
-    return f"scratch/{run_id}/gradients/round-{round_:05d}/shard-{shard:05d}.npy"
-
-
 SHARD_CACHE: dict[str, tuple[str, np.ndarray]] = {}  # per warm container: shard key -> (ETag, rows)
 
 
-def load_shard(store: S3Store, key: str) -> np.ndarray:
+def load_shard(store: ObjectStore, key: str) -> np.ndarray:
     """A worker's shard, kept across invocations of a warm container and re-read only if its ETag changed."""
     return store.get_array_cached(key, SHARD_CACHE)
 
 
-def load_params(store: S3Store, key: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def load_params(store: ObjectStore, key: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     arrays = store.get_arrays(key)
     theta = arrays.pop("theta")
     return theta, arrays
 
 
-def init_run(store: S3Store, task: InitTask) -> RoundState:
+def init_run(store: ObjectStore, task: InitTask) -> RoundState:
     """Round 0: zero parameters and a fresh optimizer state (written once; a replay is a no-op)."""
     shape = (task.n_features + 1, task.n_outputs)
-    key = params_key(task.run_id, 0)
+    key = layout.params_key(task.run_id, 0)
     arrays = {"theta": np.zeros(shape), **optimizers.init_state(task.hyperparameters.optimizer, shape[0] * shape[1])}
-    with contextlib.suppress(AlreadyExists):  # a replayed init leaves round 0 as it was
-        store.put_arrays(key, arrays, if_absent=True)
+    write_once(store, key, arrays)  # a replayed init leaves round 0 as it was
     if task.context is not None:
         with contextlib.suppress(AlreadyExists):
-            store.put_json(context_key(task.run_id), task.context, if_absent=True)
-        with contextlib.suppress(AlreadyExists):  # the items of a Distributed Map (ItemReader: a JSON array)
-            store.put_json(shards_key(task.run_id), task.context["data"]["shards"], if_absent=True)
+            store.put_json(layout.context_key(task.run_id), task.context, if_absent=True)
     return RoundState(run_id=task.run_id, round=0, params_key=key)
 
 
-def compute_gradient(store: S3Store, task: WorkerTask, shard: np.ndarray | None = None) -> WorkerResult:
+def compute_gradient(store: ObjectStore, task: WorkerTask, shard: np.ndarray | None = None) -> WorkerResult:
     """Loss and gradient sums of one shard (``[X | y]`` float32) at the round's parameters.
 
     The parameters are the ``(n_features + 1, k)`` matrix (last row: intercepts)."""
@@ -84,12 +63,12 @@ def compute_gradient(store: S3Store, task: WorkerTask, shard: np.ndarray | None 
     if X.shape[1] + 1 != theta.shape[0]:
         raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
     loss_sum, grad = linear.loss_grad_sums(task.model, theta.ravel(), X, y)
-    key = gradient_key(task.run_id, task.round, task.shard.index)
+    key = layout.gradient_key(task.run_id, task.round, task.shard.index)
     store.put_array(key, grad)
     update = None
     hp = task.hyperparameters
     if hp is not None and hp.worker_mode == "local_steps":
-        update = key.replace("/gradients/", "/updates/")
+        update = layout.local_update_key(task.run_id, task.round, task.shard.index)
         store.put_array(update, local_steps(hp, theta, X, y, task.shard.index, task.round) - theta.ravel())
     return WorkerResult(
         shard=task.shard.index,
@@ -109,9 +88,7 @@ def local_steps(
     local = theta.ravel().copy()
     rng = np.random.default_rng([shard, round_])
     for _ in range(hp.steps_per_invocation):
-        rows = slice(None)
-        if 0 < hp.batch_size < X.shape[0]:
-            rows = np.sort(rng.choice(X.shape[0], size=hp.batch_size, replace=False))
+        rows = optimizers.minibatch(X.shape[0], hp.batch_size, rng)
         Xb, yb = X[rows], y[rows]
         loss_sum, grad_sum = linear.loss_grad_sums(hp.model, local, Xb, yb)
         _, grad = linear.regularized_objective(loss_sum, grad_sum, len(yb), local, hp.l2, k)
@@ -119,7 +96,7 @@ def local_steps(
     return local
 
 
-def average_gradients(store: S3Store, results: list[WorkerResult]) -> tuple[float, np.ndarray, int]:
+def average_gradients(store: ObjectStore, results: list[WorkerResult]) -> tuple[float, np.ndarray, int]:
     """Row-weighted sums across shards (each shard counted once, whatever the delivery order)."""
     by_shard = {r.shard: r for r in results}
     rows = sum(r.rows for r in by_shard.values())
@@ -175,7 +152,7 @@ def should_stop(
     return None
 
 
-def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
+def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
     """Average the round's gradients, take one optimizer step, store round ``r + 1``.
 
     Idempotent per (run, round): the summary of an applied round is stored
@@ -191,7 +168,7 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     loss_sum, grad_sum, rows = average_gradients(store, results)
     loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
     grad_norm = float(np.linalg.norm(grad))
-    initial = grad_norm if task.round == 0 else _initial_grad_norm(store, task.run_id)
+    initial = grad_norm if task.round == 0 else initial_grad_norm(store, task.run_id)
     if hp.worker_mode == "local_steps":  # average of the shards' local changes, weighted by rows
         unique = sorted({r.shard: r for r in results}.values(), key=lambda r: r.shard)
         missing = [r.shard for r in unique if not r.update_key]
@@ -209,20 +186,20 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
             t=task.round + 1,
             momentum=hp.momentum,
         )
-    next_key = params_key(task.run_id, task.round + 1)
+    next_key = layout.params_key(task.run_id, task.round + 1)
     reason = should_stop(hp, task.round, grad_norm, loss, initial)
     if reason == "diverged":
         raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
-    validation_loss, best = None, None
+    validation_loss: float | None = None
+    best: dict[str, Any] | None = None
     if task.validation is not None:
         validation_loss = validation_objective(store, task.validation.key, hp, theta)
         best = _best_so_far(store, task.run_id, task.round, validation_loss)
         if reason is None and hp.patience is not None and task.round - best["round"] >= hp.patience:
             reason = "early_stopping"
-    with contextlib.suppress(AlreadyExists):  # the step for this round is already stored: never overwrite it
-        store.put_arrays(next_key, {"theta": new_theta.reshape(theta.shape), **new_state}, if_absent=True)
-    if reason == "early_stopping":  # the model is the one with the best validation loss
-        next_key = params_key(task.run_id, best["round"])
+    write_once(store, next_key, {"theta": new_theta.reshape(theta.shape), **new_state})
+    if reason == "early_stopping" and best is not None:  # the model is the one with the best validation loss
+        next_key = layout.params_key(task.run_id, best["round"])
     return record_round(
         store,
         task,
@@ -243,16 +220,22 @@ def aggregate(store: S3Store, task: AggregateTask) -> RoundState:
     )
 
 
-def recorded_round(store: S3Store, run_id: str, round_: int) -> RoundState | None:
+def write_once(store: ObjectStore, key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write parameters create-only: a replayed or concurrent init or aggregation never overwrites them."""
+    with contextlib.suppress(AlreadyExists):
+        store.put_arrays(key, arrays, if_absent=True)
+
+
+def recorded_round(store: ObjectStore, run_id: str, round_: int) -> RoundState | None:
     """The state a round's stored summary carries on with, or None if the round was not applied yet."""
     try:
-        return RoundState.model_validate(store.get_json(round_key(run_id, round_))["state"])
+        return RoundState.model_validate(store.get_json(layout.round_key(run_id, round_))["state"])
     except NotFound:
         return None
 
 
 def record_round(
-    store: S3Store, task, next_key: str, reason: str | None, loss: float, grad_norm: float, fields: dict
+    store: ObjectStore, task, next_key: str, reason: str | None, loss: float, grad_norm: float, fields: dict
 ) -> RoundState:
     """Store round ``task.round``'s summary create-only and return the state the loop carries on with;
     if a concurrent or replayed aggregation stored it first, that one is returned (applied once)."""
@@ -266,16 +249,16 @@ def record_round(
         grad_norm=grad_norm,
         handover=handover(task.round + 1, reason is not None, task.rounds_per_execution),
     )
-    summary_key = round_key(task.run_id, task.round)
+    summary_key = layout.round_key(task.run_id, task.round)
     summary = {"round": task.round, "loss": loss, "grad_norm": grad_norm, **fields, "state": state.model_dump()}
     try:
         store.put_json(summary_key, summary, if_absent=True)
     except AlreadyExists:
-        return recorded_round(store, task.run_id, task.round)
+        return recorded_round(store, task.run_id, task.round) or state
     return state
 
 
-def validation_objective(store: S3Store, key: str, hp: Hyperparameters, theta: np.ndarray) -> float:
+def validation_objective(store: ObjectStore, key: str, hp: Hyperparameters, theta: np.ndarray) -> float:
     """Mean loss (plus the L2 term, as the training loss) of the validation block at ``theta``."""
     block = _validation_block(store, key)
     loss_sum, _ = linear.loss_grad_sums(hp.model, theta.ravel(), block[:, :-1], block[:, -1])
@@ -288,7 +271,7 @@ def validation_objective(store: S3Store, key: str, hp: Hyperparameters, theta: n
 _validation_cache: dict[str, np.ndarray] = {}
 
 
-def _validation_block(store: S3Store, key: str) -> np.ndarray:
+def _validation_block(store: ObjectStore, key: str) -> np.ndarray:
     """Validation rows, kept per warm container (the key is per run and its object immutable)."""
     if key not in _validation_cache:
         _validation_cache.clear()
@@ -296,24 +279,24 @@ def _validation_block(store: S3Store, key: str) -> np.ndarray:
     return _validation_cache[key]
 
 
-def _best_so_far(store: S3Store, run_id: str, round_: int, validation_loss: float) -> dict:
+def _best_so_far(store: ObjectStore, run_id: str, round_: int, validation_loss: float) -> dict:
     """The round with the lowest validation loss up to this one (carried in the rounds' records)."""
     best = {"round": round_, "loss": validation_loss}
     if round_ > 0:
         with contextlib.suppress(NotFound):
-            previous = store.get_json(round_key(run_id, round_ - 1)).get("best_validation")
+            previous = store.get_json(layout.round_key(run_id, round_ - 1)).get("best_validation")
             if previous is not None and previous["loss"] <= validation_loss:
                 best = previous
     return best
 
 
-def _initial_grad_norm(store: S3Store, run_id: str) -> float:
+def initial_grad_norm(store: ObjectStore, run_id: str) -> float:
     try:
-        return float(store.get_json(round_key(run_id, 0))["grad_norm"])
+        return float(store.get_json(layout.round_key(run_id, 0))["grad_norm"])
     except NotFound:
         raise ValueError(f"run {run_id!r} has no stored round 0; rounds must be aggregated in order") from None
 
 
-def training_curve(store: S3Store, run_id: str) -> list[dict]:
-    keys = store.list_keys(f"runs/{run_id}/rounds/")
+def training_curve(store: ObjectStore, run_id: str) -> list[dict]:
+    keys = store.list_keys(layout.rounds_prefix(run_id))
     return [{k: v for k, v in store.get_json(key).items() if k != "state"} for key in keys]

@@ -1,4 +1,5 @@
-"""Preprocess step: raw CSV -> cleaned, standardized, split, sharded ``.npy`` + manifest (uses pandas)."""
+"""Preparation in memory (data sets up to ``dispatch.STREAM_THRESHOLD_BYTES``): the whole table is parsed once,
+split, fitted on the training rows and written as ``.npy`` shards, held-out blocks and the manifest."""
 
 from __future__ import annotations
 
@@ -7,26 +8,19 @@ from typing import NamedTuple
 import numpy as np
 
 from mlcore.infra.errors import InvalidInput
-from mlcore.infra.storage import S3Store
+from mlcore.infra.storage import ObjectStore
 from mlcore.math import linear
 from mlcore.math.preprocessing import PreprocessingSpec, Preprocessor, fit, rows_to_drop
-from mlcore.steps import ingestion
-from mlcore.steps.schemas import Block, PreprocessResult, Shard, TrainingRequest
+from mlcore.steps.preparation import shared
+from mlcore.steps.schemas import PreprocessResult, TrainingRequest
 from mlcore.steps.tabular import column_kinds, read_table, to_columns
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def processed_prefix(run_id: str) -> str:
-    return f"processed/{run_id}/"
 
 
 def split_indices(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled train/test row indices, reproducible from the seed."""
     order = np.random.default_rng(seed).permutation(n_rows)
     n_test = round(n_rows * test_fraction)
-    if n_test < 1 or n_rows - n_test < 2:
-        raise InvalidInput(f"{n_rows} usable rows are too few to split with test_fraction={test_fraction}")
+    shared.check_split(test_fraction, 0.0, n_rows - n_test, 0, n_test)
     return order[n_test:], order[:n_test]
 
 
@@ -36,37 +30,6 @@ class Prepared(NamedTuple):
     test: np.ndarray
     dropped: int  # rows without a target (or without a value the spec requires: impute "drop_rows")
     validation: np.ndarray | None = None  # held out of the training rows, for early stopping
-
-
-def _label(value: object) -> str:
-    """Class label text: 1.0 reads as "1", "yes" stays "yes"."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def encode_target(
-    values: np.ndarray, kind: str, target: str, classifier: bool
-) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """(mask of rows with a target, target as float, sorted class labels or None)."""
-    if not classifier:
-        if kind != "numeric":
-            raise InvalidInput(f"target column {target!r} must be numeric for regression")
-        if np.isinf(values).any():
-            raise InvalidInput(f"target column {target!r} contains infinite values")
-        keep = ~np.isnan(values)
-        return keep, values, None
-    labels = np.array(
-        [None if v is None or (isinstance(v, float) and np.isnan(v)) or v == "" else _label(v) for v in values],
-        dtype=object,
-    )
-    keep = labels != None  # noqa: E711 - elementwise
-    present = labels[keep]
-    numeric_order = kind == "numeric"  # 2 < 10 as numbers, not as text
-    classes = sorted(set(present), key=float) if numeric_order else sorted(set(present))
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[v] if v is not None else np.nan for v in labels], dtype=np.float64)
-    return keep, y, classes
 
 
 def build_matrices(
@@ -84,27 +47,17 @@ def build_matrices(
     For classifiers the target's labels become class indices 0..K-1 (sorted labels, kept in the
     preprocessor so predictions map back to them). ``spec`` is the declarative preprocessing (defaults
     without it); rows it says to drop are removed before the split."""
-    if target not in columns:
-        raise InvalidInput(f"target column {target!r} is not in the data set (columns: {', '.join(columns)})")
-    classifier = model in linear.CLASSIFIERS
-    keep, y_all, classes = encode_target(columns[target], kinds[target], target, classifier)
-    if not keep.any():
-        raise InvalidInput(f"target column {target!r} has no values")
+    shared.check_target(target, columns)
+    keep, y_all, classes = shared.encode_target(columns[target], kinds[target], target, model in linear.CLASSIFIERS)
+    with_target = int(keep.sum())
     keep &= ~rows_to_drop(columns, kinds, spec)
-    dropped = int((~keep).sum())
-    if not keep.any():
-        raise InvalidInput("no rows are left after dropping those the preprocessing spec requires values for")
-    if classes is not None:
-        try:
-            linear.n_outputs(model, len(classes))
-        except ValueError as err:
-            raise InvalidInput(f"target column {target!r}: {err}") from None
+    shared.check_rows(target, with_target, int(keep.sum()))
+    shared.check_classes(model, target, classes)
     columns = {name: values[keep] for name, values in columns.items()}
     y_all = y_all[keep]
     train_idx, test_idx = split_indices(int(keep.sum()), test_fraction, seed)
     n_validation = round(len(train_idx) * validation_fraction)
-    if validation_fraction > 0 and not 1 <= n_validation <= len(train_idx) - 2:
-        raise InvalidInput(f"{len(train_idx)} training rows are too few for validation_fraction={validation_fraction}")
+    shared.check_split(test_fraction, validation_fraction, len(train_idx) - n_validation, n_validation, len(test_idx))
     validation_idx, train_idx = train_idx[:n_validation], train_idx[n_validation:]
     prep = fit({n: v[train_idx] for n, v in columns.items()}, kinds, target, spec=spec)
     prep = prep.model_copy(update={"classes": classes})
@@ -112,35 +65,27 @@ def build_matrices(
     def block(idx: np.ndarray) -> np.ndarray:
         X = prep.transform({n: columns[n][idx] for n in prep.input_names})
         out = np.hstack([X, y_all[idx][:, None]])
-        too_big = np.abs(out) > FLOAT32_MAX  # shards are float32: nothing may overflow to inf
+        too_big = np.abs(out) > shared.FLOAT32_MAX  # shards are float32: nothing may overflow to inf
         if too_big.any():
             names = [*prep.feature_names, target]
             bad = sorted({names[j] for j in np.nonzero(too_big.any(axis=0))[0]})
             raise InvalidInput(
-                f"values of {', '.join(bad)} exceed the float32 range (±{FLOAT32_MAX:.3g}) after "
+                f"values of {', '.join(bad)} exceed the float32 range (±{shared.FLOAT32_MAX:.3g}) after "
                 "preprocessing; rescale or clip them (e.g. log1p or clip in the spec)"
             )
         return out.astype(np.float32)
 
+    dropped = int((~keep).sum())
     return Prepared(prep, block(train_idx), block(test_idx), dropped, block(validation_idx) if n_validation else None)
 
 
-def preprocess(
-    store: S3Store, request: TrainingRequest, run_id: str, stream_threshold: int | None = None
-) -> PreprocessResult:
-    """In memory for data sets up to ``stream_threshold`` bytes; above it, two streaming passes
-    in bounded memory (``mlcore.streaming``)."""
-    from mlcore.steps.preparation import streaming
-
-    meta = ingestion.describe(store, request.dataset, request.version)
-    threshold = streaming.STREAM_THRESHOLD_BYTES if stream_threshold is None else stream_threshold
-    if meta.get("bytes", 0) > threshold and meta.get("format", "csv") == "csv":
-        return streaming.preprocess_streaming(store, request, run_id, meta)
-    frame = read_table(store.get_bytes(meta["key"]), meta.get("format", "csv"))
-    kinds = column_kinds(frame)
+def preprocess_in_memory(store: ObjectStore, request: TrainingRequest, run_id: str, meta: dict) -> PreprocessResult:
+    """Parse the data set version ``meta`` describes, prepare it and write its shards, blocks and manifest;
+    on any failure nothing of the run's preparation is left."""
+    frame = read_table(store.get_bytes(meta["key"]), meta["format"])
     prep, train, test, dropped, validation = build_matrices(
         to_columns(frame),
-        kinds,
+        column_kinds(frame),
         request.target,
         request.test_fraction,
         request.seed,
@@ -148,54 +93,19 @@ def preprocess(
         request.validation_fraction,
         request.preprocessing,
     )
-    if request.n_shards > train.shape[0]:
-        raise InvalidInput(f"n_shards={request.n_shards} is more than the {train.shape[0]} training rows")
-    prefix = processed_prefix(run_id)
-    written: list[str] = []
+    shards = shared.plan_shards(run_id, train.shape[0], request.n_shards)
     try:
-        shards = []
-        for index, part in enumerate(np.array_split(train, request.n_shards)):
-            key = f"{prefix}shards/shard-{index:05d}.npy"
-            store.put_array(key, part)
-            written.append(key)
-            shards.append(Shard(index=index, key=key, rows=int(part.shape[0])))
-        test_key = f"{prefix}test.npy"
-        store.put_array(test_key, test)
-        written.append(test_key)
+        start = 0
+        for shard in shards:
+            store.put_array(shard.key, train[start : start + shard.rows])
+            start += shard.rows
+        test_block = shared.held_out(run_id, "test", test.shape[0])
+        store.put_array(test_block.key, test)
         validation_block = None
         if validation is not None:
-            validation_block = Block(key=f"{prefix}validation.npy", rows=int(validation.shape[0]))
+            validation_block = shared.held_out(run_id, "validation", validation.shape[0])
             store.put_array(validation_block.key, validation)
-            written.append(validation_block.key)
-        manifest = {
-            "run_id": run_id,
-            "dataset": {k: meta[k] for k in ("dataset", "version", "sha256", "key", "rows")},
-            "target": request.target,
-            "dropped_rows_missing_target": dropped,  # also rows the spec drops (impute "drop_rows")
-            "dropped_columns": prep.dropped_columns,
-            "spec": prep.spec.model_dump() if prep.spec else None,
-            "classes": prep.classes,
-            "feature_names": prep.feature_names,
-            "schema": [{"name": c.name, "kind": c.kind} for c in prep.columns],
-            "preprocessor": prep.model_dump(),
-            "shards": [s.model_dump() for s in shards],
-            "test": {"key": test_key, "rows": int(test.shape[0])},
-            "validation": validation_block.model_dump() if validation_block else None,
-            "format": {"dtype": "float32", "layout": "[X | y], target in the last column"},
-        }
-        manifest_key = f"{prefix}manifest.json"
-        store.put_json(manifest_key, manifest)
+        return shared.finish(store, request, run_id, meta, prep, shards, test_block, validation_block, dropped)
     except Exception:
-        store.delete(written)
+        store.delete(shared.written_keys(run_id, shards))
         raise
-    return PreprocessResult(
-        run_id=run_id,
-        manifest_key=manifest_key,
-        shards=shards,
-        n_features=len(prep.feature_names),
-        n_outputs=linear.n_outputs(request.hyperparameters.model, len(prep.classes or ())),
-        classes=prep.classes,
-        validation=validation_block,
-        train_rows=int(train.shape[0]),
-        test_rows=int(test.shape[0]),
-    )

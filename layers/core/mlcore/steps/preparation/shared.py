@@ -1,0 +1,153 @@
+"""What the in-memory and the streaming preparation share: the target's encoding, the checks that refuse a
+data set (one message each), the shard plan, and the shard list, manifest and result every Preprocess writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from mlcore.infra import layout
+from mlcore.infra.errors import InvalidInput
+from mlcore.infra.storage import ObjectStore
+from mlcore.math import linear
+from mlcore.math.preprocessing import Preprocessor
+from mlcore.steps.schemas import Block, PreprocessResult, Shard, TrainingRequest
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+SHARD_FORMAT = {"dtype": "float32", "layout": "[X | y], target in the last column"}
+
+
+def check_target(target: str, columns: Iterable[str]) -> None:
+    names = list(columns)
+    if target not in names:
+        raise InvalidInput(f"target column {target!r} is not in the data set (columns: {', '.join(names)})")
+
+
+def class_label(value: object) -> str:
+    """Class label text: 1.0 reads as "1", "yes" stays "yes"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def ordered_classes(labels: Iterable[str], numeric: bool) -> list[str]:
+    """Sorted class labels: by value for a numeric target (2 before 10), else as text."""
+    return sorted(set(labels), key=float) if numeric else sorted(set(labels))
+
+
+def encode_target(
+    values: np.ndarray, kind: str, target: str, classifier: bool
+) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """(mask of rows with a target, target as float, sorted class labels or None)."""
+    if not classifier:
+        if kind != "numeric":
+            raise InvalidInput(f"target column {target!r} must be numeric for regression")
+        if np.isinf(values).any():
+            raise InvalidInput(f"target column {target!r} contains infinite values")
+        return ~np.isnan(values), values, None
+    labels = np.array(
+        [None if v is None or (isinstance(v, float) and np.isnan(v)) or v == "" else class_label(v) for v in values],
+        dtype=object,
+    )
+    keep = labels != None  # noqa: E711 - elementwise
+    classes = ordered_classes(labels[keep], kind == "numeric")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] if v is not None else np.nan for v in labels], dtype=np.float64)
+    return keep, y, classes
+
+
+def check_rows(target: str, with_target: int, kept: int) -> None:
+    """Refuse a data set with no target values, or none left after the spec's ``drop_rows``."""
+    if with_target == 0:
+        raise InvalidInput(f"target column {target!r} has no values")
+    if kept == 0:
+        raise InvalidInput("no rows are left after dropping those the preprocessing spec requires values for")
+
+
+def check_classes(model: str, target: str, classes: list[str] | None) -> None:
+    if classes is not None:
+        try:
+            linear.n_outputs(model, len(classes))
+        except ValueError as err:
+            raise InvalidInput(f"target column {target!r}: {err}") from None
+
+
+def check_split(test_fraction: float, validation_fraction: float, train: int, validation: int, test: int) -> None:
+    """Refuse a split that leaves no test row, fewer than two training rows, or (when asked for) no validation row."""
+    if test < 1 or train + validation < 2:
+        raise InvalidInput(
+            f"{train + validation + test} usable rows are too few to split with test_fraction={test_fraction}"
+        )
+    if validation_fraction > 0 and (validation < 1 or train < 2):
+        raise InvalidInput(
+            f"{train + validation} training rows are too few for validation_fraction={validation_fraction}"
+        )
+
+
+def plan_shards(run_id: str, train_rows: int, n_shards: int) -> list[Shard]:
+    """``n_shards`` consecutive slices of the training rows, sizes differing by at most one."""
+    if n_shards > train_rows:
+        raise InvalidInput(f"n_shards={n_shards} is more than the {train_rows} training rows")
+    base, extra = divmod(train_rows, n_shards)
+    return [Shard(index=i, key=layout.shard_key(run_id, i), rows=base + (i < extra)) for i in range(n_shards)]
+
+
+def held_out(run_id: str, split: str, rows: int) -> Block:
+    """The block of ``split`` (test or validation) rows."""
+    return Block(key=layout.held_out_key(run_id, split), rows=rows)
+
+
+def written_keys(run_id: str, shards: list[Shard]) -> list[str]:
+    """Every key a preparation of ``run_id`` may write: deleted together when it fails."""
+    held = [layout.held_out_key(run_id, split) for split in ("test", "validation")]
+    return [*(s.key for s in shards), *held, layout.shard_list_key(run_id), layout.manifest_key(run_id)]
+
+
+def finish(
+    store: ObjectStore,
+    request: TrainingRequest,
+    run_id: str,
+    meta: dict,
+    prep: Preprocessor,
+    shards: list[Shard],
+    test: Block,
+    validation: Block | None,
+    dropped_rows: int,
+    **extra: object,
+) -> PreprocessResult:
+    """Write the shard list (the Distributed Map's items) and the manifest, last, once every block is stored,
+    and return the step's result. ``extra`` goes into the manifest as it is."""
+    shard_list = layout.shard_list_key(run_id)
+    store.put_json(shard_list, [s.model_dump() for s in shards])
+    manifest = {
+        "run_id": run_id,
+        "dataset": {k: meta[k] for k in ("dataset", "version", "sha256", "key", "rows")},
+        "target": request.target,
+        "dropped_rows_missing_target": dropped_rows,  # also rows the spec drops (impute "drop_rows")
+        "dropped_columns": prep.dropped_columns,
+        "spec": prep.spec.model_dump() if prep.spec else None,
+        "classes": prep.classes,
+        "feature_names": prep.feature_names,
+        "schema": [{"name": c.name, "kind": c.kind} for c in prep.columns],
+        "preprocessor": prep.model_dump(),
+        "shards": [s.model_dump() for s in shards],
+        "test": test.model_dump(),
+        "validation": validation.model_dump() if validation else None,
+        "format": SHARD_FORMAT,
+        **extra,
+    }
+    manifest_key = layout.manifest_key(run_id)
+    store.put_json(manifest_key, manifest)
+    return PreprocessResult(
+        run_id=run_id,
+        manifest_key=manifest_key,
+        shards=shards,
+        shards_key=shard_list,
+        n_features=len(prep.feature_names),
+        n_outputs=linear.n_outputs(request.hyperparameters.model, len(prep.classes or ())),
+        classes=prep.classes,
+        validation=validation,
+        train_rows=sum(s.rows for s in shards),
+        test_rows=test.rows,
+    )
