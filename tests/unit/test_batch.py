@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput
-from mlcore.serving import batch
+from mlcore.serving import batch, online
 
+from .fakes import FakeStore
 from .helpers import make_artifact
 
 QUOTED = b'a,b\n1,"x\ny"\n2,z\n\n3,"q"\n'
@@ -69,3 +73,40 @@ def test_json_lines_rows_name_the_problem(line, message):
 def test_json_lines_rows_both_shapes():
     assert batch._parse_json_row(make_artifact(), '{"city": null, "sqft": 2}', 0) == {"sqft": 2, "city": None}
     assert batch._parse_json_row(make_artifact(), '[2.5, "b"]', 0) == {"sqft": 2.5, "city": "b"}
+
+
+def _chunk_job(store: FakeStore, rows: list[bytes], fmt: str = "csv") -> tuple[int, int]:
+    """Registers a model, the input file and the job; returns the data rows' size and where they start."""
+    artifact = make_artifact()
+    store.put_json(layout.version_key(artifact.name, artifact.version), artifact.model_dump(mode="json"))
+    header = [b"sqft,city\n"] if fmt == "csv" else []
+    data = b"".join([*header, *rows])
+    store.put_bytes("landing/rows", data)
+    job = {"model": artifact.name, "version": artifact.version, "input_key": "landing/rows", "format": fmt}
+    store.put_json(layout.job_key(JOB), job)
+    store.put_json(layout.job_header_key(JOB), ["sqft", "city"])
+    return len(data) - len(b"".join(header)), len(b"".join(header))
+
+
+JOB = "batch-0123456789ab"
+
+
+DEEP_ROW = b'{"sqft": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+
+
+@pytest.mark.parametrize(
+    ("rows", "fmt", "error"),
+    [
+        ([b"100,a\n", b"1," + b"x" * 140_000 + b"\n", b"120,b\n"], "csv", "field larger than field limit (131072)"),
+        ([b'{"sqft": 100, "city": "a"}\n', DEEP_ROW, b"[120, null]\n"], "jsonl", "nested more than 64 levels deep"),
+    ],
+)
+def test_a_hostile_row_is_an_error_of_its_own_and_the_chunk_goes_on(rows, fmt, error):
+    store = FakeStore()
+    size, start = _chunk_job(store, rows, fmt)
+    stats = batch.predict_chunk(store, online.ModelCache(), JOB, 0, start, start + size)
+    assert (stats["rows"], stats["predicted"], stats["failures"]) == (3, 2, 1)
+    errors = [json.loads(line) for line in store.get_bytes(layout.job_part_key(JOB, "errors", 0)).splitlines()]
+    assert [e["row"] for e in errors] == [1] and error in errors[0]["error"]
+    predicted = [json.loads(line)["row"] for line in store.get_bytes(layout.job_part_key(JOB, "parts", 0)).splitlines()]
+    assert predicted == [0, 2]

@@ -74,3 +74,21 @@ def test_the_allowance_is_read_from_the_settings():
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("10.0.0.0/8"),
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://a:99999/", "is malformed: Port out of range"),
+        ("https://a:abc/", "is malformed: Port could not be cast"),
+        ("https://a:-1/", "is malformed: Port could not be cast"),
+        ("https://[::1/", "is malformed: Invalid IPv6 URL"),
+        ("https://a..b/", "^invalid host name 'a..b': label empty or too long$"),
+        ("https://" + "a" * 64 + ".com/", "label empty or too long"),
+        ("https://" + ".".join(["abcdefghij"] * 25) + "/", "^invalid host name: 274 characters, more than 253$"),
+    ],
+)
+def test_malformed_urls_are_refused_by_name(url, message):
+    policy = UrlPolicy(resolver=lambda host, port: ["93.184.216.34"])
+    with pytest.raises(InvalidInput, match=message):
+        check_url(url, policy)

@@ -7,6 +7,7 @@ import json
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from mlcore.infra import jsontext
 from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
 
 
@@ -70,9 +71,25 @@ def guard(
     media = _content_type(event)
     if event.get("body") and media is not None and media not in content_types:
         return event, _error(415, f"unsupported Content-Type {media!r}; send {' or '.join(content_types)}")
-    if decode or media in (None, *JSON_ONLY):  # JSON is always text: decode base64 and check UTF-8 here
-        return check_body(event, max_bytes if max_bytes is not None else 10 * DEFAULT_MAX_BODY)
-    return event, None
+    if not (decode or media in (None, *JSON_ONLY)):
+        return event, None
+    # JSON is always text: decode base64 and check UTF-8 here
+    event, rejected = check_body(event, max_bytes if max_bytes is not None else 10 * DEFAULT_MAX_BODY)
+    if rejected is None and event.get("body") and media in (None, *JSON_ONLY):
+        rejected = check_json(event["body"])
+    return event, rejected
+
+
+def check_json(body: str) -> dict | None:
+    """400 for a JSON body beyond ``jsontext``'s bounds (depth, integer size, lone surrogates), which the
+    resolver's parser would meet as a RecursionError or a bare ValueError; plain syntax errors are left to it."""
+    try:
+        jsontext.loads(body)
+    except jsontext.JsonRefused as err:
+        return _error(400, f"request body refused: {err}")
+    except ValueError:
+        return None
+    return None
 
 
 def resolve(app: APIGatewayRestResolver, event: dict, context, **checks) -> dict:

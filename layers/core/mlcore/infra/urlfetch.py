@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 from mlcore.infra.errors import InvalidInput
 
 MAX_REDIRECTS = 5
+MAX_HOST_NAME = 253  # characters of a DNS name (RFC 1035)
 CHUNK_BYTES = 1024 * 1024
 TIMEOUT_SECONDS = 15.0
 
@@ -69,9 +70,28 @@ def is_public(address: Address) -> bool:
     )
 
 
+def check_host_name(host: str) -> None:
+    """An IP address, or a DNS name of at most 253 characters in labels of 1 to 63 (IDNA for non-ASCII)."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        ascii_name = host.encode("idna").decode("ascii")  # refuses empty labels and labels over 63 characters
+    except UnicodeError as err:
+        raise InvalidInput(f"invalid host name {host!r}: {err}") from None
+    if len(ascii_name.rstrip(".")) > MAX_HOST_NAME:
+        raise InvalidInput(f"invalid host name: {len(ascii_name)} characters, more than {MAX_HOST_NAME}")
+
+
 def check_url(url: str, policy: UrlPolicy) -> tuple[str, str, int, str, str]:
     """(scheme, host, port, path with query, the address to connect to) or InvalidInput naming why not."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        declared_port = parts.port  # out of range or not a number: ValueError
+    except ValueError as err:  # also an unclosed IPv6 bracket
+        raise InvalidInput(f"the URL {url!r} is malformed: {err}") from None
     allowed = ("https", "http") if policy.allow_http else ("https",)
     if parts.scheme not in allowed:
         raise InvalidInput(f"only {' and '.join(allowed)} URLs can be ingested, got {url!r}")
@@ -79,7 +99,8 @@ def check_url(url: str, policy: UrlPolicy) -> tuple[str, str, int, str, str]:
         raise InvalidInput(f"the URL {url!r} has no host")
     if parts.username or parts.password:
         raise InvalidInput("URLs with credentials are not accepted")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    check_host_name(parts.hostname)
+    port = declared_port or (443 if parts.scheme == "https" else 80)
     resolver = policy.resolver or _resolve
     addresses = list(resolver(parts.hostname, port))
     if not addresses:

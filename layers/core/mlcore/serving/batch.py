@@ -20,13 +20,13 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mlcore.infra import aws, layout
+from mlcore.infra import aws, jsontext, layout
 from mlcore.infra.errors import InvalidInput, NotFoundError
 from mlcore.infra.storage import NotFound, ObjectStore
 from mlcore.serving import online, registry
@@ -201,7 +201,9 @@ def _coerce(artifact: ModelArtifact, header: list[str], values: list[str], row: 
 def _parse_json_row(artifact: ModelArtifact, line: str, row: int) -> dict[str, Any]:
     """One JSON Lines instance (object keyed by feature name, or list in schema order), validated as Predict does."""
     try:
-        instance = json.loads(line)
+        instance = jsontext.loads(line)
+    except jsontext.JsonRefused as err:
+        raise InvalidInput(f"row {row} is refused: {err}") from None
     except ValueError:
         raise InvalidInput(f"row {row} is not valid JSON") from None
     if not isinstance(instance, dict | list):
@@ -216,6 +218,19 @@ def _parse_json_row(artifact: ModelArtifact, line: str, row: int) -> dict[str, A
             message = f"row {row} " + message[len("instances[0] ") :]
         raise InvalidInput(message) from None
     return {name: values[0] for name, values in columns.items()}
+
+
+def _csv_records(text: str) -> Iterator[list[str] | InvalidInput]:
+    """The CSV records of ``text``; a record the reader cannot parse (a field over csv.field_size_limit()
+    characters) comes as the InvalidInput naming why, and reading goes on with the next line."""
+    reader = csv.reader(io.StringIO(text))
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            yield InvalidInput(f"not well-formed CSV: {err}")
 
 
 def predict_chunk(
@@ -236,12 +251,14 @@ def predict_chunk(
         records: Iterable[Any] = (line for line in text.splitlines() if line.strip())
         parse = functools.partial(_parse_json_row, artifact)
     else:
-        records = csv.reader(io.StringIO(text))
+        records = _csv_records(text)
         parse = functools.partial(_coerce, artifact, header)
     for values in records:
         if not values:
             continue
         try:
+            if isinstance(values, InvalidInput):
+                raise values
             valid.append(parse(values, row))
             valid_rows.append(row)
         except InvalidInput as err:

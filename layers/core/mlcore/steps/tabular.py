@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import numpy as np
 import pandas as pd
 
+from mlcore.infra import jsontext
 from mlcore.infra.errors import InvalidInput
 
 MAX_COLUMNS = 1000
@@ -58,7 +58,9 @@ def read_jsonl(data: bytes) -> pd.DataFrame:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = jsontext.loads(line)
+        except jsontext.JsonRefused as err:
+            raise InvalidInput(f"line {number} is refused: {err}") from None
         except ValueError as err:
             raise InvalidInput(f"line {number} is not valid JSON: {err}") from None
         if not isinstance(record, dict):
@@ -109,6 +111,25 @@ def read_csv(data: bytes) -> pd.DataFrame:
     """Parse a CSV with a header row, or raise InvalidInput naming what is wrong."""
     text = _decode(data)
     reader = csv.reader(io.StringIO(text))
+    try:
+        names = _header_of_even_rows(reader)
+    except csv.Error as err:  # e.g. a field longer than csv.field_size_limit() characters
+        raise InvalidInput(f"line {reader.line_num} is not well-formed CSV: {err}") from None
+    try:
+        frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+    except pd.errors.ParserError as err:
+        raise InvalidInput(f"the file is not a well-formed CSV: {err}") from None
+    except pd.errors.EmptyDataError:
+        raise InvalidInput("the file has no header row") from None
+    frame.columns = names
+    if len(frame) == 0:
+        raise InvalidInput("the file has a header but no data rows")
+    _check_finite(frame, 1)
+    return frame
+
+
+def _header_of_even_rows(reader) -> list[str]:
+    """The header's column names, once every row is checked to have as many fields as the header."""
     rows = (row for row in reader if row)  # blank lines are skipped, as pandas does
     names = [h.strip() for h in next(rows, [])]
     if len(names) > MAX_COLUMNS:
@@ -127,17 +148,7 @@ def read_csv(data: bytes) -> pd.DataFrame:
             raise InvalidInput(
                 f"line {reader.line_num} has {len(row)} fields, fewer than the {len(names)} in the header"
             )
-    try:
-        frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
-    except pd.errors.ParserError as err:
-        raise InvalidInput(f"the file is not a well-formed CSV: {err}") from None
-    except pd.errors.EmptyDataError:
-        raise InvalidInput("the file has no header row") from None
-    frame.columns = names
-    if len(frame) == 0:
-        raise InvalidInput("the file has a header but no data rows")
-    _check_finite(frame, 1)
-    return frame
+    return names
 
 
 def column_kinds(frame: pd.DataFrame) -> dict[str, str]:
