@@ -79,9 +79,10 @@ def test_long_run_continues_in_new_executions_to_the_same_parameters(long_runs):
     assert described["rounds_completed"] == ROUNDS
 
 
-def test_a_failed_run_resumes_from_its_last_round_to_the_same_parameters(long_runs):
-    cloud, broken, expected = long_runs
-    # fails in round 4, then resumes from its checkpoint (the last stored round)
+@pytest.fixture(scope="module")
+def resumed_run(long_runs):
+    """Run c fails in round 4, then resumes from its checkpoint (the last stored round) and succeeds."""
+    cloud, broken, _ = long_runs
     broken.on = True
     try:
         failed = cloud.run("TrainingStateMachine", _request(), name="run-00000000000c")
@@ -91,11 +92,40 @@ def test_a_failed_run_resumes_from_its_last_round_to_the_same_parameters(long_ru
     resp = cloud.request("POST", "/training-runs/run-00000000000c/resume")
     assert resp["statusCode"] == 202, resp
     resumed = json.loads(resp["body"])
-    assert resumed["resumed_from_round"] == 4
-    arn = cloud.sfn.describe_execution(executionArn=failed["executionArn"])["executionArn"]
-    execution = cloud.wait(arn.rsplit(":", 1)[0] + ":" + resumed["execution"], timeout=300)
+    execution = cloud.wait(failed["executionArn"].rsplit(":", 1)[0] + ":" + resumed["execution"], timeout=300)
     assert execution["status"] == "SUCCEEDED", execution
+    return resumed
+
+
+def test_a_failed_run_resumes_from_its_last_round_to_the_same_parameters(long_runs, resumed_run):
+    cloud, _, expected = long_runs
+    assert resumed_run["resumed_from_round"] == 4
     np.testing.assert_array_equal(_theta(cloud, "run-00000000000c", ROUNDS), expected)
+
+
+def test_a_resumed_run_has_the_status_of_its_latest_execution(long_runs, resumed_run):
+    cloud, _, _ = long_runs
+    described = json.loads(cloud.request("GET", "/training-runs/run-00000000000c")["body"])
+    assert described["status"] == "SUCCEEDED" and described["model"]["rounds"] == ROUNDS
+    listed = json.loads(cloud.request("GET", "/training-runs")["body"])["runs"]
+    assert {r["run_id"]: r["status"] for r in listed}["run-00000000000c"] == "SUCCEEDED"
+
+
+def test_the_cost_of_a_resumed_run_counts_every_execution(long_runs, resumed_run):
+    cloud, _, _ = long_runs
+    cost = json.loads(cloud.request("GET", "/training-runs/run-00000000000c/cost")["body"])
+    workers = cost["actual"]["usage"]["functions"]["GradientWorker"]["invocations"]
+    # 2 shards x rounds 0-4 in the failed execution (round 4's aggregation fails) + 2 x rounds 4-6 resumed
+    assert workers == 2 * 5 + 2 * 3
+
+
+def test_a_finished_run_cannot_be_resumed(long_runs, resumed_run):
+    cloud, _, _ = long_runs
+    resp = cloud.request("POST", "/training-runs/run-00000000000c/resume")
+    assert resp["statusCode"] == 409, resp
+    assert json.loads(resp["body"])["message"] == (
+        "training run 'run-00000000000c' is SUCCEEDED: only a run that FAILED, TIMED_OUT or was ABORTED can be resumed"
+    )
 
 
 def test_resuming_an_unknown_run_is_404(long_runs):

@@ -140,3 +140,15 @@ def test_cost_what_if_scales_the_run_to_another_size(cloud):
 def test_cost_of_an_unknown_run_is_404(cloud):
     status, _ = _body(cloud.request("GET", "/training-runs/run-000000000000/cost"))
     assert status == 404
+
+
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
+def test_a_non_finite_hyperparameter_is_a_422_and_starts_nothing(cloud, value):
+    body = '{"dataset": "x", "target": "y", "model_name": "m", "hyperparameters": {"l2": VALUE}}'.replace(
+        "VALUE", value
+    )
+    status, doc = _body(cloud.request("POST", "/training-runs", body, headers={"Content-Type": "application/json"}))
+    assert status == 422, doc
+    assert [(d["loc"][-1], d["type"]) for d in doc["detail"]] == [("l2", "finite_number")]
+    arn = cloud.state_machine_arns["TrainingStateMachine"]
+    assert cloud.sfn.list_executions(stateMachineArn=arn)["executions"] == []

@@ -27,7 +27,7 @@ NumericTransform = Literal["none", "log1p", "square", "sqrt", "abs"]
 class ColumnSpec(BaseModel):
     """How one column is treated. Unset fields take the spec's defaults (or the inferred kind)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     drop: bool = Field(False, description="leave the column out (identifiers, personal data)")
     kind: Literal["numeric", "categorical"] | None = Field(None, description="override the inferred kind")
@@ -64,7 +64,7 @@ class PreprocessingSpec(BaseModel):
     Without a spec (or with ``{}``) numeric columns are median-imputed and standardized and
     categorical columns are most-frequent-imputed and one-hot encoded (at most 50 categories)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     target: str | None = Field(None, description="the target column; must equal the request's target if given")
     columns: dict[str, ColumnSpec] = Field(default_factory=dict)

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from mlcore.infra import aws, layout
-from mlcore.infra.errors import NotFoundError
+from mlcore.infra.errors import ConflictError, NotFoundError
 from mlcore.infra.storage import NotFound, ObjectStore
 from mlcore.math import cost
 from mlcore.steps import ingestion
@@ -17,6 +17,8 @@ from mlcore.steps.schemas import TrainingRequest
 from mlcore.steps.training import training_curve
 
 RUN_ID = re.compile(r"^run-[0-9a-f]{12}$")
+RESUMABLE = ("FAILED", "TIMED_OUT", "ABORTED")
+MAX_REASON = 500
 
 
 def start(store: ObjectStore, sfn, state_machine_arn: str, request: TrainingRequest) -> dict[str, Any]:
@@ -28,35 +30,48 @@ def start(store: ObjectStore, sfn, state_machine_arn: str, request: TrainingRequ
     return {"run_id": run_id, "status": "RUNNING", "dataset": request.dataset, "version": meta["version"]}
 
 
+def _run_of(execution_name: str) -> str | None:
+    """The run an execution belongs to: ``run-<id>`` itself, ``run-<id>-r<round>`` (continued for the history
+    limit) or ``run-<id>-resume-...``; None for an execution of no run."""
+    run_id = "-".join(execution_name.split("-")[:2])
+    return run_id if RUN_ID.match(run_id) else None
+
+
 def _execution_arn(state_machine_arn: str, run_id: str) -> str:
     if not RUN_ID.match(run_id):
         raise NotFoundError(f"training run {run_id!r} does not exist")
     return aws.execution_arn(state_machine_arn, run_id)
 
 
-def _executions(sfn, arn: str) -> list[dict[str, Any]]:
-    """The descriptions of a run's executions: its first, then each it continued in (history limit)."""
-    executions = [sfn.describe_execution(executionArn=arn)]
-    for _ in range(1000):
-        last = executions[-1]
-        output = json.loads(last.get("output") or "{}") if last["status"] == "SUCCEEDED" else {}
-        if not isinstance(output, dict) or "continued_as" not in output:
-            break
-        executions.append(sfn.describe_execution(executionArn=output["continued_as"]))
-    return executions
+def _executions(sfn, state_machine_arn: str, run_id: str) -> list[dict[str, Any]]:
+    """Every execution of a run, oldest first: the run's own (described, with its input), then those named
+    after it (``<run>-r<round>``: continued for the history limit; ``<run>-resume-...``: resumed), as listed."""
+    with aws.missing_execution_is(f"training run {run_id!r} does not exist"):
+        first = sfn.describe_execution(executionArn=_execution_arn(state_machine_arn, run_id))
+    later: list[dict[str, Any]] = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn):
+        later += [e for e in page["executions"] if e["name"] != run_id and _run_of(e["name"]) == run_id]
+        if page["executions"] and all(e["startDate"] < first["startDate"] for e in page["executions"]):
+            break  # listed newest first: the rest started before the run
+    return [first, *sorted(later, key=lambda e: e["startDate"])]
+
+
+def _latest(sfn, executions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The description of the run's latest execution: the one whose status is the run's."""
+    latest = executions[-1]
+    return latest if "input" in latest else sfn.describe_execution(executionArn=latest["executionArn"])
 
 
 def usage(sfn, lam, state_machine_arn: str, run_id: str) -> cost.Usage:
     """What a run did, from its execution history: Lambda invocations and billed milliseconds per
     step (task start to end), memory sizes from the functions' configuration, state transitions;
     S3 requests from the code's access pattern (cost.S3_REQUESTS)."""
-    with aws.missing_execution_is(f"training run {run_id!r} does not exist"):
-        events: list[dict[str, Any]] = []
-        for execution in _executions(sfn, _execution_arn(state_machine_arn, run_id)):
-            pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
-            chunk = [e for page in pages for e in page["events"]]
-            offset = max((e["id"] for e in events), default=0)
-            events += [{**e, "id": e["id"] + offset, "previousEventId": e["previousEventId"] + offset} for e in chunk]
+    events: list[dict[str, Any]] = []
+    for execution in _executions(sfn, state_machine_arn, run_id):  # resumed executions are part of the run
+        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
+        chunk = [e for page in pages for e in page["events"]]
+        offset = max((e["id"] for e in events), default=0)
+        events += [{**e, "id": e["id"] + offset, "previousEventId": e["previousEventId"] + offset} for e in chunk]
     by_id = {e["id"]: e for e in events}
     scheduled: dict[int, str] = {}  # TaskScheduled id -> function name
     result = cost.Usage()
@@ -114,27 +129,35 @@ def run_cost(
 
 
 def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The most recent runs, newest first."""
-    executions = [
-        e
-        for e in sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=limit)["executions"]
-        if RUN_ID.match(e["name"])
-    ]  # continuations and resumptions belong to their run
-    return [
-        {
-            "run_id": e["name"],
-            "status": e["status"],
-            "started_at": e["startDate"].isoformat(),
-            **({"stopped_at": e["stopDate"].isoformat()} if e.get("stopDate") else {}),
-        }
-        for e in executions
-    ]
+    """The most recent runs, newest first, each with the status of its latest execution."""
+    listed = sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=1000)["executions"]
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for e in listed:  # continuations and resumptions belong to their run
+        if (run_id := _run_of(e["name"])) is not None:
+            by_run.setdefault(run_id, []).append(e)
+    runs = []
+    for run_id, executions in by_run.items():
+        executions.sort(key=lambda e: e["startDate"])
+        first, latest = executions[0], executions[-1]
+        runs.append(
+            {
+                "run_id": run_id,
+                "status": latest["status"],
+                "started_at": first["startDate"].isoformat(),
+                **({"stopped_at": latest["stopDate"].isoformat()} if latest.get("stopDate") else {}),
+            }
+        )
+    return sorted(runs, key=lambda r: r["started_at"], reverse=True)[:limit]
 
 
 def resume(store: ObjectStore, sfn, state_machine_arn: str, run_id: str) -> dict[str, Any]:
-    """Start a new execution of a failed or stopped run from its last stored round (its checkpoint)."""
-    if not RUN_ID.match(run_id):
-        raise NotFoundError(f"training run {run_id!r} does not exist")
+    """Start a new execution of a failed, timed-out or aborted run from its last stored round (its checkpoint);
+    a run still running, or finished, is a conflict (one run never has two executions at once)."""
+    status = _latest(sfn, _executions(sfn, state_machine_arn, run_id))["status"]
+    if status not in RESUMABLE:
+        raise ConflictError(
+            f"training run {run_id!r} is {status}: only a run that FAILED, TIMED_OUT or was ABORTED can be resumed"
+        )
     try:
         context = store.get_json(layout.context_key(run_id))
     except NotFound:
@@ -150,24 +173,36 @@ def resume(store: ObjectStore, sfn, state_machine_arn: str, run_id: str) -> dict
     return {"run_id": run_id, "status": "RUNNING", "execution": name, "resumed_from_round": train["round"]}
 
 
+def failure_reason(cause: str | None) -> str | None:
+    """A failed execution's cause as one line: a Lambda error payload's message, without its stack trace (server
+    paths stay in the logs), or the first line of a Step Functions cause; at most MAX_REASON characters."""
+    if not cause:
+        return cause
+    try:
+        payload = json.loads(cause)
+    except ValueError:
+        payload = None
+    text = str(payload["errorMessage"]) if isinstance(payload, dict) and "errorMessage" in payload else cause
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line if len(line) <= MAX_REASON else line[: MAX_REASON - 1] + "…"
+
+
 def describe(store: ObjectStore, sfn, state_machine_arn: str, run_id: str, curve: bool = False) -> dict[str, Any]:
     """Status, request, progress (and with ``curve`` every round's summary) of one run."""
-    with aws.missing_execution_is(f"training run {run_id!r} does not exist"):
-        executions = _executions(sfn, _execution_arn(state_machine_arn, run_id))
-    request = json.loads(executions[0]["input"])  # the first execution's input is the training request
-    desc = executions[-1]
+    executions = _executions(sfn, state_machine_arn, run_id)
+    desc = _latest(sfn, executions)  # continued or resumed: the latest execution has the run's status
     result: dict[str, Any] = {
         "run_id": run_id,
         "status": desc["status"],
-        "started_at": desc["startDate"].isoformat(),
-        "request": request,
+        "started_at": executions[0]["startDate"].isoformat(),
+        "request": json.loads(executions[0]["input"]),  # the first execution's input is the training request
     }
     if desc.get("stopDate"):
         result["stopped_at"] = desc["stopDate"].isoformat()
     if desc["status"] == "SUCCEEDED":
         result["model"] = json.loads(desc["output"])
     elif desc["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
-        result["error"] = {"type": desc.get("error"), "message": desc.get("cause")}
+        result["error"] = {"type": desc.get("error"), "message": failure_reason(desc.get("cause"))}
     rounds = store.list_keys(layout.rounds_prefix(run_id))
     result["rounds_completed"] = len(rounds)
     if rounds:

@@ -24,7 +24,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Hyperparameters(Strict):
+class UserInput(Strict):
+    """What a user sends: besides unknown fields, infinite and NaN numbers are refused (JSON's ``Infinity``)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Hyperparameters(UserInput):
     model: ModelType = "linear_regression"
     optimizer: Optimizer = "momentum"
     learning_rate: float = Field(0.1, gt=0, le=10)
@@ -85,7 +91,7 @@ class Hyperparameters(Strict):
         return self
 
 
-class TrainingRequest(Strict):
+class TrainingRequest(UserInput):
     """Input of the training workflow (the execution input)."""
 
     dataset: str
