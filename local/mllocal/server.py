@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import hmac
 import json
+import secrets
 import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from .cloud import LocalCloud
 from .faults import FaultInjector
@@ -27,21 +30,37 @@ BODY_TIMEOUT_SECONDS = 5.0  # how long the server waits for a declared request b
 LOCAL_S3_PATH = "/_local_s3/"
 
 
-def _local_upload_urls(data: bytes, base: str) -> bytes:
-    """Presigned S3 URLs point at moto's (unreachable) S3: send the client to this server instead."""
-    if b'"upload_url"' not in data:
+class UploadSigner:
+    """Presigned upload URLs for this server: the key's HMAC under a secret of the server's run, as S3's
+    signature is, so only a URL the API handed out can write, and only to its own key."""
+
+    def __init__(self) -> None:
+        self._secret = secrets.token_bytes(32)
+
+    def signature(self, key: str) -> str:
+        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
+
+    def valid(self, key: str, signature: str) -> bool:
+        return hmac.compare_digest(self.signature(key), signature)
+
+    def rewrite(self, data: bytes, base: str) -> bytes:
+        """Presigned S3 URLs point at moto's (unreachable) S3: send the client to this server instead."""
+        if b'"upload_url"' not in data:
+            return data
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return data
+        if isinstance(doc, dict) and "upload_url" in doc and "key" in doc:
+            query = urlencode({"signature": self.signature(doc["key"])})
+            doc["upload_url"] = f"{base}{LOCAL_S3_PATH}{quote(doc['key'])}?{query}"
+            return json.dumps(doc).encode()
         return data
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return data
-    if isinstance(doc, dict) and "upload_url" in doc and "key" in doc:
-        doc["upload_url"] = f"{base}{LOCAL_S3_PATH}{quote(doc['key'])}"
-        return json.dumps(doc).encode()
-    return data
 
 
 def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True):
+    signer = UploadSigner()
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "serverless-ml-local"
         protocol_version = "HTTP/1.1"
@@ -72,7 +91,12 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
                 if self.command != "PUT":
                     self._send(405, {}, b"")
                     return
-                cloud.object_created(unquote(url.path[len(LOCAL_S3_PATH) :]), body)
+                key = unquote(url.path[len(LOCAL_S3_PATH) :])
+                if not signer.valid(key, dict(parse_qsl(url.query)).get("signature", "")):
+                    message = "this upload URL is not signed for this key: POST /datasets gives one that is"
+                    self._send(403, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode())
+                    return
+                cloud.object_created(key, body)
                 self._send(200, {}, b"")
                 return
             headers = {k: v for k, v in self.headers.items()}
@@ -87,7 +111,7 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
                 out_headers[key] = ", ".join(values)
             raw = resp.get("body") or ""
             data = base64.b64decode(raw) if resp.get("isBase64Encoded") else raw.encode()
-            data = _local_upload_urls(data, f"http://{self.headers.get('Host', 'localhost')}")
+            data = signer.rewrite(data, f"http://{self.headers.get('Host', 'localhost')}")
             self._send(int(resp["statusCode"]), out_headers, data)
 
         def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:

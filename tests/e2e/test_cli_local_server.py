@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -148,3 +150,35 @@ def test_a_body_that_does_not_match_its_content_length_is_a_400_not_a_hung_serve
         conn.sendall(f"GET /training-runs HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode())
         answer = conn.makefile("rb").readline()
     assert answer.startswith(b"HTTP/1.1 400"), answer
+
+
+def _put(url: str, body: bytes) -> int:
+    request = urllib.request.Request(url, data=body, method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def _alias_version(server, name: str) -> int | None:
+    key = f"models/{name}/aliases/production.json"
+    try:
+        body = server.cloud.s3.get_object(Bucket=server.cloud.stack.bucket, Key=key)["Body"].read()
+    except server.cloud.s3.exceptions.NoSuchKey:
+        return None
+    return json.loads(body)["version"]
+
+
+@pytest.mark.parametrize("query", ["", "?signature=0000", "?signature={good}"])
+def test_the_local_upload_path_writes_only_with_the_signature_of_its_own_key(server, query):
+    headers = {"x-api-key": server.api_key or "", "Content-Type": "application/json"}
+    request = urllib.request.Request(
+        server.url + "/datasets", data=b'{"name": "signed"}', headers=headers, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        upload_url = json.loads(response.read())["upload_url"]
+    good = upload_url.split("signature=")[1]
+    target = f"{server.url}/_local_s3/models/nobody/aliases/production.json{query.format(good=good)}"
+    assert _put(target, b'{"version": 99}') == 403
+    assert _alias_version(server, "nobody") is None

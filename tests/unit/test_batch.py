@@ -110,3 +110,21 @@ def test_a_hostile_row_is_an_error_of_its_own_and_the_chunk_goes_on(rows, fmt, e
     assert [e["row"] for e in errors] == [1] and error in errors[0]["error"]
     predicted = [json.loads(line)["row"] for line in store.get_bytes(layout.job_part_key(JOB, "parts", 0)).splitlines()]
     assert predicted == [0, 2]
+
+
+def test_a_row_without_a_finite_prediction_is_an_error_not_infinity_in_the_output():
+    store = FakeStore()
+    size, start = _chunk_job(store, [b"100,a\n", b"1e308,b\n"])
+    artifact = make_artifact()
+    sqft, city = artifact.preprocessor.columns
+    narrow = artifact.preprocessor.model_copy(update={"columns": [sqft.model_copy(update={"scale": 1e-3}), city]})
+    store.put_json(
+        layout.version_key(artifact.name, artifact.version),
+        artifact.model_copy(update={"preprocessor": narrow}).model_dump(mode="json"),
+    )
+    stats = batch.predict_chunk(store, online.ModelCache(), JOB, 0, start, start + size)
+    assert (stats["predicted"], stats["failures"]) == (1, 1)
+    errors = store.get_bytes(layout.job_part_key(JOB, "errors", 0)).decode()
+    assert json.loads(errors) == {"row": 1, "error": online.NONFINITE}
+    parts = store.get_bytes(layout.job_part_key(JOB, "parts", 0)).decode()
+    assert [json.loads(line)["row"] for line in parts.splitlines()] == [0]

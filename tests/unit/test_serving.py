@@ -215,3 +215,25 @@ def test_vectorized_predict_equals_the_object_path(artifact):
     ]
     columns = online.instances_to_columns(artifact, instances)
     assert online.predict(artifact, instances)["predictions"] == artifact.predict(columns)
+
+
+def _narrow_artifact():
+    """make_artifact with sqft's scale 1e-3: a sqft near the float64 limit overflows once standardized."""
+    artifact = make_artifact()
+    sqft, city = artifact.preprocessor.columns
+    prep = artifact.preprocessor.model_copy(update={"columns": [sqft.model_copy(update={"scale": 1e-3}), city]})
+    return artifact.model_copy(update={"preprocessor": prep})
+
+
+def test_an_instance_without_a_finite_prediction_is_refused_by_name():
+    instances = [{"sqft": 100.0, "city": "a"}, {"sqft": 1e308, "city": "b"}]
+    with pytest.raises(InvalidInput, match=r"^instances\[1\]: no finite prediction: a value is too far outside"):
+        online.predict(_narrow_artifact(), instances)
+
+
+def test_predictions_report_which_instances_overflow():
+    result, nonfinite = online.predictions(
+        _narrow_artifact(), [{"sqft": 1e308, "city": "a"}, {"sqft": 0.1, "city": "c"}]
+    )
+    assert nonfinite == [0]
+    assert result["predictions"][1] == pytest.approx(2 * (0.1 - 120.0) / 1e-3 + 30 + 7)

@@ -266,13 +266,17 @@ def predict_chunk(
         row += 1
     lines: list[str] = []
     if valid:
-        result = online.predict(artifact, valid)
+        result, nonfinite = online.predictions(artifact, valid)
         probabilities = result.get("probabilities")
         for i, (r, p) in enumerate(zip(valid_rows, result["predictions"], strict=True)):
+            if i in nonfinite:  # never Infinity or NaN in the output: the row is an error
+                errors.append({"row": r, "error": online.NONFINITE})
+                continue
             line: dict[str, Any] = {"row": r, "prediction": p}
             if probabilities is not None:
                 line["probabilities"] = probabilities[i]
-            lines.append(json.dumps(line))
+            lines.append(json.dumps(line, allow_nan=False))
+        errors.sort(key=lambda e: e["row"])
     store.put_bytes(layout.job_part_key(job_id, "parts", first_row), "".join(x + "\n" for x in lines).encode())
     errors_body = "".join(json.dumps(e) + "\n" for e in errors).encode()
     store.put_bytes(layout.job_part_key(job_id, "errors", first_row), errors_body)

@@ -19,6 +19,7 @@ MAX_INSTANCES = 1000
 MAX_BODY_BYTES = 1_048_576  # 1 MiB of request body (API Gateway allows 10 MB, Lambda 6 MB)
 ALIAS_TTL_SECONDS = 30.0
 DEFAULT_ALIAS: Final = "production"
+NONFINITE = "no finite prediction: a value is too far outside the range of the training data"
 
 Instance = dict[str, Any] | list[Any]
 
@@ -119,17 +120,32 @@ def numeric_arrays(artifact: ModelArtifact, columns: dict[str, list[Any]]) -> di
     return out
 
 
-def predict(artifact: ModelArtifact, instances: Sequence[Instance]) -> dict[str, Any]:
+def predictions(artifact: ModelArtifact, instances: Sequence[Instance]) -> tuple[dict[str, Any], list[int]]:
+    """The model's answer for validated instances, and the positions of those whose prediction (or
+    probabilities) is not finite: values far enough outside the training data overflow float64."""
     columns = numeric_arrays(artifact, instances_to_columns(artifact, instances))
-    X = artifact.preprocessor.transform(columns)  # once, for predictions and probabilities
     kind = artifact.model.type
     result: dict[str, Any] = {"model": artifact.name, "version": artifact.version, "target": artifact.target}
-    if artifact.is_classifier:
-        proba = linear.predict_proba(kind, artifact.theta, X)
-        labels = artifact.classes
-        result["predictions"] = [labels[i] for i in linear.predict(kind, artifact.theta, X)]
-        result["classes"] = labels
-        result["probabilities"] = proba.tolist()
-    else:
-        result["predictions"] = linear.predict(kind, artifact.theta, X).tolist()
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported per instance below
+        X = artifact.preprocessor.transform(columns)  # once, for predictions and probabilities
+        if artifact.is_classifier:
+            proba = linear.predict_proba(kind, artifact.theta, X)
+            finite = np.isfinite(proba).all(axis=1)
+            labels = artifact.classes
+            result["predictions"] = [labels[i] for i in linear.predict(kind, artifact.theta, X)]
+            result["classes"] = labels
+            result["probabilities"] = proba.tolist()
+        else:
+            values = linear.predict(kind, artifact.theta, X)
+            finite = np.isfinite(values)
+            result["predictions"] = values.tolist()
+    return result, np.flatnonzero(~finite).tolist()
+
+
+def predict(artifact: ModelArtifact, instances: Sequence[Instance]) -> dict[str, Any]:
+    """The model's answer for the instances; InvalidInput when any of them has no finite prediction."""
+    result, nonfinite = predictions(artifact, instances)
+    if nonfinite:
+        listed = ", ".join(f"instances[{i}]" for i in nonfinite[:10]) + (", ..." if len(nonfinite) > 10 else "")
+        raise InvalidInput(f"{listed}: {NONFINITE}")
     return result
