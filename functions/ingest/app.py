@@ -78,7 +78,9 @@ def upload(name: str) -> Response[dict]:
         request = _register_request(body)
         if request.url is not None:
             settings = Settings.from_env()
-            policy = urlfetch.UrlPolicy.from_settings(settings.url_allow_networks, settings.url_allow_http)
+            policy = urlfetch.UrlPolicy.from_settings(
+                settings.url_allow_networks, settings.url_allow_http, settings.url_allow_ports
+            )
             result = ingestion.ingest_url(settings.store(), name, request.url, policy, request.format)
             return accepted(result)
         assert request.s3_key is not None  # RegisterRequest holds exactly one of url and s3_key

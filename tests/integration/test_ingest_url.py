@@ -51,9 +51,10 @@ def server():
 
 
 @pytest.fixture
-def allow_local(monkeypatch):
+def allow_local(monkeypatch, server):
     monkeypatch.setenv("INGEST_URL_ALLOW_NETWORKS", "127.0.0.1/32")
     monkeypatch.setenv("INGEST_URL_ALLOW_HTTP", "true")
+    monkeypatch.setenv("INGEST_URL_ALLOW_PORTS", server.rsplit(":", 1)[1])
 
 
 def _post(cloud, url, name="web"):

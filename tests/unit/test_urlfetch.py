@@ -59,7 +59,9 @@ def test_bad_urls(url, message):
 
 
 def test_an_allowed_network_admits_its_own_addresses_only():
-    allowed = policy("127.0.0.1", allow_networks=(ipaddress.ip_network("127.0.0.1/32"),), allow_http=True)
+    allowed = policy(
+        "127.0.0.1", allow_networks=(ipaddress.ip_network("127.0.0.1/32"),), allow_http=True, allow_ports=(8080,)
+    )
     assert check_url("http://localhost:8080/x", allowed)[4] == "127.0.0.1"
     with pytest.raises(InvalidInput, match="169.254.169.254"):
         check_url("http://x/", policy("169.254.169.254", allow_networks=allowed.allow_networks, allow_http=True))
@@ -92,3 +94,29 @@ def test_malformed_urls_are_refused_by_name(url, message):
     policy = UrlPolicy(resolver=lambda host, port: ["93.184.216.34"])
     with pytest.raises(InvalidInput, match=message):
         check_url(url, policy)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+        "64:ff9b::a00:5",  # NAT64 of 10.0.0.5
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    ],
+)
+def test_6to4_and_nat64_addresses_are_judged_by_the_ipv4_address_they_carry(address):
+    with pytest.raises(InvalidInput, match="which is not a public address$"):
+        check_url("https://evil.example/", policy(address))
+
+
+def test_6to4_and_nat64_of_a_public_address_are_fetched():
+    for address in ("2002:5db8:d822::", "64:ff9b::5db8:d822"):  # 93.184.216.34
+        assert check_url("https://ok.example/", policy(address))[4] == address
+
+
+def test_only_the_schemes_own_port_is_allowed_unless_configured():
+    with pytest.raises(InvalidInput, match="^refusing to fetch 'https://ok.example:8443/': only port 443 is allowed"):
+        check_url("https://ok.example:8443/", policy("93.184.216.34"))
+    assert check_url("https://ok.example:8443/", policy("93.184.216.34", allow_ports=(8443,)))[2] == 8443
+    assert check_url("https://ok.example:443/", policy("93.184.216.34"))[2] == 443

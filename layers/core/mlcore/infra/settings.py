@@ -15,10 +15,11 @@ class Settings:
     training_state_machine_arn: str = ""
     batch_state_machine_arn: str = ""
     region: str = "us-east-1"
-    # URL ingestion allow-list (comma-separated CIDRs exempt from the public-address rule) and plain
-    # http: for tests against a local server only; the template sets neither.
+    # URL ingestion allow-lists (comma-separated CIDRs exempt from the public-address rule, ports besides 443)
+    # and plain http: for tests against a local server only; the template sets none of them.
     url_allow_networks: str = ""
     url_allow_http: bool = False
+    url_allow_ports: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -32,6 +33,7 @@ class Settings:
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             url_allow_networks=os.environ.get("INGEST_URL_ALLOW_NETWORKS", ""),
             url_allow_http=os.environ.get("INGEST_URL_ALLOW_HTTP", "") == "true",
+            url_allow_ports=os.environ.get("INGEST_URL_ALLOW_PORTS", ""),
         )
 
     def store(self) -> S3Store:

@@ -32,20 +32,22 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True)
 class UrlPolicy:
-    """Where URL ingestion may connect. The defaults allow public HTTPS only; ``allow_networks`` and
-    ``allow_http`` exist for tests against a local server and are never set by the template."""
+    """Where URL ingestion may connect. The defaults allow public HTTPS on port 443 only; ``allow_networks``,
+    ``allow_http`` and ``allow_ports`` exist for tests against a local server and are never set by the template."""
 
     allow_networks: tuple[Network, ...] = ()
     allow_http: bool = False
+    allow_ports: tuple[int, ...] = ()  # besides the scheme's own (443, or 80 for http)
     resolver: Callable[[str, int], Iterable[str]] | None = field(default=None, compare=False)
 
     @classmethod
-    def from_settings(cls, networks: str = "", allow_http: bool = False) -> UrlPolicy:
+    def from_settings(cls, networks: str = "", allow_http: bool = False, ports: str = "") -> UrlPolicy:
         try:
             parsed = tuple(ipaddress.ip_network(n.strip()) for n in networks.split(",") if n.strip())
+            allowed_ports = tuple(int(p) for p in ports.split(",") if p.strip())
         except ValueError as err:
-            raise RuntimeError(f"invalid URL allow-list network: {err}") from None
-        return cls(allow_networks=parsed, allow_http=allow_http)
+            raise RuntimeError(f"invalid URL allow-list setting: {err}") from None
+        return cls(allow_networks=parsed, allow_http=allow_http, allow_ports=allowed_ports)
 
 
 def _resolve(host: str, port: int) -> list[str]:
@@ -56,9 +58,23 @@ def _resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix: the IPv4 address in the last 32 bits
+
+
+def embedded_ipv4(address: Address) -> Address:
+    """The IPv4 address an IPv6 one carries (IPv4-mapped, 6to4 or NAT64), which is where it leads; else itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address in NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
 def is_public(address: Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    address = embedded_ipv4(address)
     return not (
         address.is_private
         or address.is_loopback
@@ -100,7 +116,10 @@ def check_url(url: str, policy: UrlPolicy) -> tuple[str, str, int, str, str]:
     if parts.username or parts.password:
         raise InvalidInput("URLs with credentials are not accepted")
     check_host_name(parts.hostname)
-    port = declared_port or (443 if parts.scheme == "https" else 80)
+    default_port = 443 if parts.scheme == "https" else 80
+    port = declared_port or default_port
+    if port != default_port and port not in policy.allow_ports:
+        raise InvalidInput(f"refusing to fetch {url!r}: only port {default_port} is allowed for {parts.scheme} URLs")
     resolver = policy.resolver or _resolve
     addresses = list(resolver(parts.hostname, port))
     if not addresses:
