@@ -67,7 +67,8 @@ def guard(
     decode: bool = True,
 ) -> tuple[dict, dict | None]:
     """Checks before routing: a body's media type is one the route reads (415 otherwise, instead of the
-    resolver failing on e.g. multipart without a boundary), then ``check_body`` when ``decode``."""
+    resolver failing on e.g. multipart without a boundary), then ``check_body`` when ``decode``, and ``check_json``
+    for a JSON body."""
     media = _content_type(event)
     if event.get("body") and media is not None and media not in content_types:
         return event, _error(415, f"unsupported Content-Type {media!r}; send {' or '.join(content_types)}")
