@@ -85,11 +85,9 @@ def check_json(body: str) -> dict | None:
     """400 for a JSON body beyond ``jsontext``'s bounds (depth, integer size, lone surrogates), which the
     resolver's parser would meet as a RecursionError or a bare ValueError; plain syntax errors are left to it."""
     try:
-        jsontext.loads(body)
+        jsontext.check(body)
     except jsontext.JsonRefused as err:
         return _error(400, f"request body refused: {err}")
-    except ValueError:
-        return None
     return None
 
 

@@ -9,6 +9,7 @@ that no UTF-8 encoder, and so no S3 key or document, can carry. ``loads`` refuse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from itertools import accumulate
@@ -54,6 +55,17 @@ def _check_text(value: Any) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_text(item)
+
+
+def check(text: str) -> None:
+    """``JsonRefused`` when ``text`` is beyond the bounds, parsing it only when that can tell: a text with no
+    escape and no more characters than an integer literal may have digits is checked by its depth alone (the
+    request-body guard, in front of a resolver that parses the body itself)."""
+    if "\\u" in text or len(text) > MAX_INT_DIGITS:
+        with contextlib.suppress(json.JSONDecodeError):  # bad syntax is the caller's parser's to report
+            loads(text)
+    elif depth(text) > MAX_DEPTH:
+        raise JsonRefused(f"JSON nested more than {MAX_DEPTH} levels deep")
 
 
 def loads(text: str | bytes) -> Any:
