@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo local bench bench-quick bench-preprocess bench-serving bench-training openapi security test lint typecheck validate build unit integration e2e packaging clean
+.PHONY: help venv demo local bench bench-quick bench-preprocess bench-ingest bench-serving bench-training openapi security test lint typecheck validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench  - every benchmark, repeated; writes docs/benchmarks.md and docs/*.png"
 	@echo "make build  - sam build"
 	@echo "make bench-preprocess - peak memory and rows/s of the streaming Preprocess on 200k and 2M rows"
+	@echo "make bench-ingest - peak memory and MB/s of registering a 256 MiB CSV already in S3"
 	@echo "make bench-serving - Predict latency (warm), cold import and size of the built Predict"
 	@echo "make openapi - regenerate docs/openapi.json from the API functions' code"
 	@echo "make bench-training - training benchmarks (ARGS=--full for the big ones)"
@@ -100,6 +101,9 @@ test: lint typecheck validate security build
 
 bench-preprocess: venv
 	$(BIN)/python benchmarks/preprocess.py
+
+bench-ingest: venv
+	$(BIN)/python benchmarks/ingest.py
 
 # prints figures, asserts nothing; ARGS=--full for the 1,000,000-row shard and 64 shards
 bench-training: venv

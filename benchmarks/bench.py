@@ -28,6 +28,7 @@ MODULES = [
     "benchmarks.quality",
     "benchmarks.async_baseline",
     "benchmarks.preprocess",
+    "benchmarks.ingest",
     "benchmarks.scaling",
 ]
 

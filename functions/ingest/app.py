@@ -1,7 +1,8 @@
 """Ingest: CSV / JSON Lines -> immutable, content-addressed data set version under raw/.
 
 Triggers: API Gateway (POST /datasets for a presigned upload URL; POST/GET /datasets/{name})
-and EventBridge "Object Created" for keys under uploads/<dataset>/.
+and EventBridge "Object Created" for keys under uploads/<dataset>/: a file to register, or a queued
+URL ingestion to fetch (asynchronous invocations: failures end in the data set's status, never raised).
 """
 
 import base64
@@ -67,7 +68,7 @@ def _register_request(body: str) -> RegisterRequest:
     responses={
         200: {"description": "These bytes are already a version: nothing was written"},
         201: {"description": "A new data set version"},
-        202: {"description": "URL ingestion started"},
+        202: {"description": "URL ingestion queued: status pending, the download runs asynchronously"},
     },
 )
 def upload(name: str) -> Response[dict]:
@@ -78,10 +79,7 @@ def upload(name: str) -> Response[dict]:
         request = _register_request(body)
         if request.url is not None:
             settings = Settings.from_env()
-            policy = urlfetch.UrlPolicy.from_settings(
-                settings.url_allow_networks, settings.url_allow_http, settings.url_allow_ports
-            )
-            result = ingestion.ingest_url(settings.store(), name, request.url, policy, request.format)
+            result = ingestion.ingest_url(settings.store(), name, request.url, _url_policy(settings), request.format)
             return accepted(result)
         assert request.s3_key is not None  # RegisterRequest holds exactly one of url and s3_key
         result = ingestion.register_object(Settings.from_env().store(), name, request.s3_key)
@@ -95,6 +93,12 @@ def upload(name: str) -> Response[dict]:
         fmt = ingestion.format_of_content_type(content_type)
         result = ingestion.ingest(Settings.from_env().store(), name, data, source="api", fmt=fmt)
     return Response(status_code=201 if result["created"] else 200, content_type="application/json", body=result)
+
+
+def _url_policy(settings: Settings) -> urlfetch.UrlPolicy:
+    return urlfetch.UrlPolicy.from_settings(
+        settings.url_allow_networks, settings.url_allow_http, settings.url_allow_ports
+    )
 
 
 @app.get("/datasets/<name>")
@@ -112,6 +116,7 @@ def lambda_handler(event: dict, context) -> dict:
         s3_event = EventBridgeEvent(event)
         key = s3_event.detail["object"]["key"]
         logger.info("registering upload", extra={"key": key})
-        return ingestion.ingest_upload(Settings.from_env().store(), key)
+        settings = Settings.from_env()
+        return ingestion.ingest_upload(settings.store(), key, _url_policy(settings))
     # files arrive as text/csv or JSON Lines; the handlers check size and encoding with messages of their own
     return resolve(app, event, context, content_types=UPLOAD_CONTENT_TYPES, decode=False)

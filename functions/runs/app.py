@@ -19,7 +19,15 @@ register_error_handlers(app)
 @app.post("/training-runs", responses={202: {"description": "The training run started"}})
 def start_run(request: TrainingRequest) -> Response[dict]:
     settings = Settings.from_env()
-    started = runs.start(settings.store(), aws.stepfunctions(), settings.training_state_machine_arn, request)
+    started = runs.start(
+        settings.store(),
+        aws.stepfunctions(),
+        settings.training_state_machine_arn,
+        request,
+        max_running=settings.max_concurrent_training_runs,
+        max_cost_usd=settings.max_run_cost_usd,
+        region=settings.region,
+    )
     metrics.add_metric(name="TrainingRunsStarted", unit="Count", value=1)
     return accepted(started)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import threading
 import time
 import uuid
 import warnings
@@ -15,11 +17,11 @@ import boto3
 from moto import mock_aws
 from moto.core.config import DefaultConfig
 
-from . import apigw, lambdas
+from . import apigw, lambdas, notifications
 from .permissions import enforce_s3_permissions
 from .s3atomic import atomic_conditional_writes
 from .sfn_tasks import start_execution_integration
-from .template import REGION, LocalStack, local_stack
+from .template import REGION, FunctionSpec, LocalStack, local_stack
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef
@@ -28,7 +30,12 @@ MOTO_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}, 
 
 
 class LocalCloud:
-    """``with LocalCloud() as cloud:`` — everything in the template, in process, no AWS account."""
+    """``with LocalCloud() as cloud:`` — everything in the template, in process, no AWS account.
+
+    An object a function writes emits S3's "Object Created" event, and the functions whose EventBridge rules
+    match it run asynchronously, each in a thread, as on AWS; ``settle()`` waits for them. Objects written
+    from outside (a test's setup) are delivered by ``object_created``.
+    """
 
     def __init__(self, stack: LocalStack | None = None, hook: lambdas.Hook | None = None):
         self.stack = stack or local_stack()
@@ -37,6 +44,9 @@ class LocalCloud:
         self._routes: AbstractContextManager[dict[str, int]] | None = None
         self.invocations: dict[str, int] = {}
         self.state_machine_arns: dict[str, str] = {}
+        self._deliveries: list[threading.Thread] = []
+        self._answers: list[tuple[Any, str | None]] = []
+        self._deliveries_lock = threading.Lock()
 
     def __enter__(self) -> LocalCloud:
         import os
@@ -52,6 +62,8 @@ class LocalCloud:
         self._atomic.__enter__()
         self._permissions = enforce_s3_permissions()
         self._permissions.__enter__()
+        self._created = notifications.objects_created(self._on_created)
+        self._created.__enter__()
         self._sfn_tasks = start_execution_integration()
         self._sfn_tasks.__enter__()
         from mlcore.infra.storage import s3_client
@@ -109,8 +121,11 @@ class LocalCloud:
     def __exit__(self, *exc) -> None:
         from mlcore.infra.storage import s3_client
 
+        with contextlib.suppress(TimeoutError):  # a delivery stuck past this is left to its daemon thread
+            self.settle(timeout=120.0)
         if self._routes is not None:
             self._routes.__exit__(*exc)
+        self._created.__exit__(*exc)
         self._atomic.__exit__(*exc)
         self._permissions.__exit__(*exc)
         self._sfn_tasks.__exit__(*exc)
@@ -144,7 +159,21 @@ class LocalCloud:
         """Put an object and deliver S3's "Object Created" EventBridge event to the functions whose
         rules in the template match it (what EventBridge does on AWS). Returns their answers."""
         self.s3.put_object(Bucket=self.stack.bucket, Key=key, Body=body)
-        event = {
+        answers = []
+        for spec in self._rule_targets(key):
+            self.invocations[spec.logical_id] += 1
+            answers.append(lambdas.invoke(spec, self._created_event(key, len(body))))
+        return answers
+
+    def _rule_targets(self, key: str) -> list[FunctionSpec]:
+        return [
+            spec
+            for spec in self.stack.functions.values()
+            if any(key.startswith(prefix) for prefix in spec.s3_created_prefixes)
+        ]
+
+    def _created_event(self, key: str, size: int) -> dict[str, Any]:
+        return {
             "version": "0",
             "id": str(uuid.uuid4()),
             "detail-type": "Object Created",
@@ -156,16 +185,44 @@ class LocalCloud:
             "detail": {
                 "version": "0",
                 "bucket": {"name": self.stack.bucket},
-                "object": {"key": key, "size": len(body)},
+                "object": {"key": key, "size": size},
                 "reason": "PutObject",
             },
         }
-        answers = []
-        for spec in self.stack.functions.values():
-            if any(key.startswith(prefix) for prefix in spec.s3_created_prefixes):
+
+    def _on_created(self, bucket: str, key: str, size: int) -> None:
+        """A function wrote ``key``: invoke the rules' targets asynchronously (Lambda's ``Event`` invocation)."""
+        if bucket != self.stack.bucket:
+            return
+        for spec in self._rule_targets(key):
+            event = self._created_event(key, size)
+
+            def deliver(spec: FunctionSpec = spec, event: dict[str, Any] = event) -> None:
+                answer = lambdas.invoke(spec, event)
+                with self._deliveries_lock:
+                    self._answers.append(answer)
+
+            thread = threading.Thread(target=deliver, name=f"event-{spec.logical_id}-{key}", daemon=True)
+            with self._deliveries_lock:
                 self.invocations[spec.logical_id] += 1
-                answers.append(lambdas.invoke(spec, event))
-        return answers
+                self._deliveries.append(thread)
+            thread.start()
+
+    def settle(self, timeout: float = 900.0) -> list[tuple[Any, str | None]]:
+        """Wait for the asynchronous deliveries (and those they cause) to finish: their answers since the last
+        call, in order of completion. TimeoutError if some are still running after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._deliveries_lock:
+                running = [t for t in self._deliveries if t.is_alive()]
+                self._deliveries = running
+                if not running:
+                    answers, self._answers = self._answers, []
+                    return answers
+            for thread in running:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() > deadline and any(t.is_alive() for t in running):
+                raise TimeoutError(f"{len(running)} asynchronous invocation(s) still running after {timeout}s")
 
     # -- functions and API ---------------------------------------------------
     def invoke(self, logical_id: str, event: Any) -> tuple[Any, str | None]:

@@ -27,7 +27,7 @@ from unittest import mock
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.exceptions import JsonRESTError
 
-from . import permissions
+from . import notifications, permissions
 from .template import FunctionSpec
 
 _import_lock = threading.Lock()
@@ -101,7 +101,7 @@ def invoke(spec: FunctionSpec, event: Any) -> tuple[Any, str | None]:
         timeout_s=spec.timeout,
     )
     try:
-        with permissions.acting_as(spec):
+        with permissions.acting_as(spec), notifications.invocation(spec.logical_id):
             return load_handler(spec)(event, context), None
     except Exception as err:
         return {

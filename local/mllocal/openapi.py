@@ -34,7 +34,7 @@ COMMON_RESPONSES = {
     "409": "Conflicts with the current state (e.g. a promotion that does not beat production)",
     "413": "Request body too large",
     "415": "Unsupported Content-Type for the request body",
-    "429": "Throttled by the usage plan (API Gateway)",
+    "429": "Throttled by the usage plan (API Gateway), or a stack ceiling is reached (MaxConcurrentTrainingRuns)",
 }
 
 

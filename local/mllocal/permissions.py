@@ -5,10 +5,11 @@ allows everything. Here every handler invocation (``lambdas.invoke``) runs
 ``acting_as(spec)``, and moto's S3 backend refuses object writes, deletes and
 multipart aborts that the function's ``Policies`` (``FunctionSpec.s3_grants``) do
 not grant, with an ``AccessDenied`` that names the function, action and object. So
-a policy narrowed too far fails the local tests, not the first deploy. Calls made
-outside any invocation (test setup, the local server's upload emulation) are not
-checked; reads are not checked (every function may read the bucket). Pinned to
-moto 5.x's ``S3Backend`` method names.
+a policy narrowed too far fails the local tests, not the first deploy. Deleting a given
+version (``VersionId``) is checked as ``s3:DeleteObjectVersion``, as IAM does: no function
+is granted it. Calls made outside any invocation (test setup, the local server's upload
+emulation) are not checked; reads are not checked (every function may read the bucket,
+``S3ReadPolicy``). Pinned to moto 5.x's ``S3Backend`` method names.
 """
 
 from __future__ import annotations
@@ -47,54 +48,71 @@ def check(action: str, bucket: str, key: str) -> None:
         )
 
 
-# the objects (bucket, key) that a call of an S3Backend method writes or deletes, from its arguments
-type Targets = Callable[..., list[tuple[str, str]]]
+# what a call of an S3Backend method does, from its arguments: (IAM action, bucket, key) per object it acts on
+type Targets = Callable[..., list[tuple[str, str, str]]]
 
 
-def _guarded(original: Callable, action: str, targets: Targets) -> Callable:
+def _guarded(original: Callable, targets: Targets) -> Callable:
     @functools.wraps(original)
     def method(self, *args, **kwargs):
-        for bucket, key in targets(self, *args, **kwargs):
+        for action, bucket, key in targets(self, *args, **kwargs):
             check(action, bucket, key)
         return original(self, *args, **kwargs)
 
     return method
 
 
-def _key(_backend: S3Backend, bucket_name: str, key_name: str, *_, **__) -> list[tuple[str, str]]:
-    return [(bucket_name, key_name)]
+def _put(_backend: S3Backend, bucket_name: str, key_name: str, *_, **__) -> list[tuple[str, str, str]]:
+    return [("s3:PutObject", bucket_name, key_name)]
 
 
 def _copy_destination(
     _backend: S3Backend, src_key: object, dest_bucket_name: str, dest_key_name: str, *_, **__
-) -> list[tuple[str, str]]:
-    return [(dest_bucket_name, dest_key_name)]
+) -> list[tuple[str, str, str]]:
+    return [("s3:PutObject", dest_bucket_name, dest_key_name)]
 
 
-def _deleted_keys(_backend: S3Backend, bucket_name: str, objects: list[dict], *_, **__) -> list[tuple[str, str]]:
-    return [(bucket_name, o["Key"]) for o in objects]
+def _delete_action(version_id: object) -> str:
+    """Deleting a given version removes it for good: IAM calls that s3:DeleteObjectVersion."""
+    return "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject"
 
 
-def _upload_key(backend: S3Backend, bucket_name: str, multipart_id: str, *_, **__) -> list[tuple[str, str]]:
-    multipart = backend.get_bucket(bucket_name).multiparts.get(multipart_id)
-    return [(bucket_name, multipart.key_name)] if multipart is not None else []
+def _deleted_key(
+    _backend: S3Backend, bucket_name: str, key_name: str, version_id: str | None = None, *_, **__
+) -> list[tuple[str, str, str]]:
+    return [(_delete_action(version_id), bucket_name, key_name)]
 
 
-# moto's S3Backend method: (IAM action, the objects it acts on, from its arguments)
-_GUARDS: dict[str, tuple[str, Targets]] = {
-    "put_object": ("s3:PutObject", _key),
-    "create_multipart_upload": ("s3:PutObject", _key),
-    "upload_part": ("s3:PutObject", _upload_key),
-    "copy_object": ("s3:PutObject", _copy_destination),
-    "delete_object": ("s3:DeleteObject", _key),
-    "delete_objects": ("s3:DeleteObject", _deleted_keys),
-    "abort_multipart_upload": ("s3:AbortMultipartUpload", _upload_key),
+def _deleted_keys(_backend: S3Backend, bucket_name: str, objects: list[dict], *_, **__) -> list[tuple[str, str, str]]:
+    return [(_delete_action(o.get("VersionId")), bucket_name, o["Key"]) for o in objects]
+
+
+def _upload(action: str) -> Targets:
+    """The object a multipart upload (by its id) is writing."""
+
+    def targets(backend: S3Backend, bucket_name: str, multipart_id: str, *_, **__) -> list[tuple[str, str, str]]:
+        multipart = backend.get_bucket(bucket_name).multiparts.get(multipart_id)
+        return [(action, bucket_name, multipart.key_name)] if multipart is not None else []
+
+    return targets
+
+
+# moto's S3Backend methods that write, delete or abort, and what they act on
+_GUARDS: dict[str, Targets] = {
+    "put_object": _put,
+    "create_multipart_upload": _put,
+    "upload_part": _upload("s3:PutObject"),
+    "upload_part_copy": _upload("s3:PutObject"),
+    "copy_object": _copy_destination,
+    "delete_object": _deleted_key,
+    "delete_objects": _deleted_keys,
+    "abort_multipart_upload": _upload("s3:AbortMultipartUpload"),
 }
 
 
 @contextlib.contextmanager
 def enforce_s3_permissions() -> Iterator[None]:
     with contextlib.ExitStack() as stack:
-        for name, (action, targets) in _GUARDS.items():
-            stack.enter_context(mock.patch.object(S3Backend, name, _guarded(getattr(S3Backend, name), action, targets)))
+        for name, targets in _GUARDS.items():
+            stack.enter_context(mock.patch.object(S3Backend, name, _guarded(getattr(S3Backend, name), targets)))
         yield

@@ -63,17 +63,69 @@ for _tag in (
     _CfnLoader.add_constructor(f"!{_tag}", _intrinsic(_tag))
 
 
-# What the SAM policy templates used for S3 grant on objects (bucket-level actions do not matter locally).
-S3_POLICY_TEMPLATES = {
-    "S3ReadPolicy": ("s3:GetObject",),
-    "S3WritePolicy": ("s3:PutObject",),
-    "S3CrudPolicy": ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
-    "S3FullAccessPolicy": ("s3:*",),
+# What SAM's S3 policy templates grant, as SAM expands them (samtranslator's policy_templates.json; a test
+# keeps this table equal to it): (actions, resources) with "" for the bucket's ARN and "/*" for its objects.
+type PolicyStatements = tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+_BUCKET_AND_OBJECTS = ("", "/*")
+S3_POLICY_TEMPLATES: dict[str, PolicyStatements] = {
+    "S3ReadPolicy": (
+        (
+            (
+                "s3:GetObject",
+                "s3:ListBucket",
+                "s3:GetBucketLocation",
+                "s3:GetObjectVersion",
+                "s3:GetLifecycleConfiguration",
+            ),
+            _BUCKET_AND_OBJECTS,
+        ),
+    ),
+    "S3WritePolicy": ((("s3:PutObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"), _BUCKET_AND_OBJECTS),),
+    "S3CrudPolicy": (
+        (
+            (
+                "s3:GetObject",
+                "s3:ListBucket",
+                "s3:GetBucketLocation",
+                "s3:GetObjectVersion",
+                "s3:PutObject",
+                "s3:PutObjectAcl",
+                "s3:GetLifecycleConfiguration",
+                "s3:PutLifecycleConfiguration",
+                "s3:DeleteObject",
+            ),
+            _BUCKET_AND_OBJECTS,
+        ),
+    ),
+    "S3FullAccessPolicy": (
+        (
+            (
+                "s3:GetObject",
+                "s3:GetObjectAcl",
+                "s3:GetObjectVersion",
+                "s3:PutObject",
+                "s3:PutObjectAcl",
+                "s3:DeleteObject",
+                "s3:DeleteObjectTagging",
+                "s3:DeleteObjectVersionTagging",
+                "s3:GetObjectTagging",
+                "s3:GetObjectVersionTagging",
+                "s3:PutObjectTagging",
+                "s3:PutObjectVersionTagging",
+            ),
+            ("/*",),
+        ),
+        (
+            ("s3:ListBucket", "s3:GetBucketLocation", "s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration"),
+            ("",),
+        ),
+    ),
 }
 
 
 def s3_grants(policies: list[Any], resolve: Callable[[Any], Any]) -> tuple[tuple[str, str], ...]:
-    """(action pattern, object ARN pattern) pairs a function's ``Policies`` allow on S3 objects."""
+    """(action pattern, ARN pattern) pairs a function's ``Policies`` allow on S3: the bucket's ARN for bucket
+    actions (``s3:ListBucket``), an object ARN pattern for object actions."""
     grants: list[tuple[str, str]] = []
     for policy in policies:
         if not isinstance(policy, dict):
@@ -81,7 +133,8 @@ def s3_grants(policies: list[Any], resolve: Callable[[Any], Any]) -> tuple[tuple
         for name, body in policy.items():
             if name in S3_POLICY_TEMPLATES:
                 bucket = resolve(body["BucketName"])
-                grants += [(action, f"arn:aws:s3:::{bucket}/*") for action in S3_POLICY_TEMPLATES[name]]
+                for granted, suffixes in S3_POLICY_TEMPLATES[name]:
+                    grants += [(a, f"arn:aws:s3:::{bucket}{s}") for a in granted for s in suffixes]
             elif name == "Statement":
                 for statement in body if isinstance(body, list) else [body]:
                     actions = [a for a in _as_list(statement.get("Action")) if a.startswith("s3:")]
@@ -90,6 +143,10 @@ def s3_grants(policies: list[Any], resolve: Callable[[Any], Any]) -> tuple[tuple
                     resources = _as_list(resolve(statement.get("Resource")))
                     grants += [(a, r) for a in actions for r in resources if r.startswith("arn:aws:s3:::")]
     return tuple(grants)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is NO_VALUE else int(value)
 
 
 def _as_list(value: Any) -> list[str]:
@@ -107,7 +164,8 @@ class FunctionSpec:
     timeout: int
     api_routes: list[tuple[str, str]] = field(default_factory=list)  # (METHOD, /path/{param})
     s3_created_prefixes: list[str] = field(default_factory=list)  # EventBridge "Object Created" key prefixes
-    s3_grants: tuple[tuple[str, str], ...] = ()  # (action pattern, object ARN pattern) from its Policies
+    s3_grants: tuple[tuple[str, str], ...] = ()  # (action pattern, ARN pattern) from its Policies
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions, None when unreserved
 
     def allowed(self, action: str, bucket: str, key: str) -> bool:
         """Whether the template's policies let this function do ``action`` (e.g. ``s3:PutObject``) on the object."""
@@ -143,7 +201,16 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=_CfnLoader)
 
 
-def _resolver(stack_name: str, physical: dict[str, str], arns: dict[str, str], parameters: dict[str, str]):
+NO_VALUE = object()  # AWS::NoValue: the property is left out
+
+
+def _resolver(
+    stack_name: str,
+    physical: dict[str, str],
+    arns: dict[str, str],
+    parameters: dict[str, str],
+    conditions: dict[str, Any] | None = None,
+):
     pseudo = {
         "AWS::Region": REGION,
         "AWS::AccountId": ACCOUNT,
@@ -152,7 +219,9 @@ def _resolver(stack_name: str, physical: dict[str, str], arns: dict[str, str], p
         "AWS::URLSuffix": "amazonaws.com",
     }
 
-    def ref(name: str) -> str:
+    def ref(name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         for table in (pseudo, parameters, physical):
             if name in table:
                 return table[name]
@@ -163,11 +232,34 @@ def _resolver(stack_name: str, physical: dict[str, str], arns: dict[str, str], p
             return arns[logical]
         raise KeyError(f"cannot resolve Fn::GetAtt {logical}.{attribute} locally")
 
+    def condition(name: str) -> bool:
+        if name not in (conditions or {}):
+            raise KeyError(f"cannot resolve Condition {name!r} locally")
+        return truth((conditions or {})[name])
+
+    def truth(value: Any) -> bool:
+        ((key, arg),) = value.items()
+        if key == "Condition":
+            return condition(arg)
+        if key == "Fn::Equals":
+            left, right = (str(resolve(v)) for v in arg)
+            return left == right
+        if key == "Fn::Not":
+            return not truth(arg[0])
+        if key == "Fn::And":
+            return all(truth(v) for v in arg)
+        if key == "Fn::Or":
+            return any(truth(v) for v in arg)
+        raise KeyError(f"cannot resolve condition function {key} locally")
+
     def resolve(value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
             ((key, arg),) = value.items()
             if key == "Ref":
                 return ref(arg)
+            if key == "Fn::If":
+                name, if_true, if_false = arg
+                return resolve(if_true if condition(name) else if_false)
             if key == "Fn::GetAtt":
                 return get_att(*arg)
             if key == "Fn::Sub":
@@ -208,7 +300,7 @@ def local_stack(stack_name: str = "serverless-ml-local", overrides: dict[str, st
             arns[logical] = physical[logical]
         elif res["Type"] not in ("AWS::S3::Bucket",):
             physical.setdefault(logical, f"{stack_name}-{logical}")
-    resolve = _resolver(stack_name, physical, arns, parameters)
+    resolve = _resolver(stack_name, physical, arns, parameters, template.get("Conditions", {}))
     globals_fn = template.get("Globals", {}).get("Function", {})
     functions: dict[str, FunctionSpec] = {}
     state_machines: dict[str, StateMachineSpec] = {}
@@ -242,6 +334,7 @@ def local_stack(stack_name: str = "serverless-ml-local", overrides: dict[str, st
                     if isinstance(rule, dict) and "prefix" in rule
                 ],
                 s3_grants=s3_grants(props.get("Policies", []), resolve),
+                reserved_concurrency=_optional_int(resolve(props.get("ReservedConcurrentExecutions", NO_VALUE))),
             )
         elif res["Type"] == "AWS::Serverless::StateMachine":
             definition = (ROOT / props["DefinitionUri"]).read_text()

@@ -99,3 +99,50 @@ def test_async_training_is_close_to_scikit_learn(async_run):
     reference = LinearRegression().fit(train[:, :-1].astype(float), train[:, -1])
     ref_r2 = reference.score(test[:, :-1].astype(float), test[:, -1])
     assert abs(async_run.model["metrics"]["r2"] - ref_r2) < 0.02, [r["loss"] for r in async_run.rounds]
+
+
+# -- a run that diverges fails naming the round and the learning rate --------------------------------------------
+
+README_ASYNC = {"optimizer": "momentum", "learning_rate": 0.1, "max_epochs": 300}  # the README's, in async mode
+DIVERGING = {
+    "sync": ("run-d1e000000001", "sync", {"optimizer": "sgd", "learning_rate": 10.0, "max_epochs": 300}, 3),
+    "local_steps": (
+        "run-d1e000000002",
+        "sync",
+        {"worker_mode": "local_steps", "learning_rate": 10.0, "batch_size": 64, "max_epochs": 300},
+        1,
+    ),
+    # async: the round depends on how the workers interleave (its loss passes 1e6 x round 0's near round 6)
+    "async": ("run-d1e000000003", "async", README_ASYNC, None),
+}
+
+
+@pytest.mark.parametrize("kind", DIVERGING)
+def test_a_run_that_diverges_fails_naming_the_round_and_the_learning_rate(async_run, kind):
+    cloud = async_run.cloud  # the module's LocalCloud (one per process), its housing data set uploaded
+    run_id, mode, hp, round_ = DIVERGING[kind]
+    request = {
+        "dataset": "housing",
+        "target": "price_k",
+        "model_name": f"diverging-{kind.replace('_', '-')}",
+        "n_shards": 4,
+        "seed": 1,
+        "mode": mode,
+        "hyperparameters": hp,
+    }
+    execution = cloud.run("TrainingStateMachine", request, name=run_id)
+    assert execution["status"] == "FAILED"
+    response = cloud.request("GET", f"/training-runs/{run_id}")
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 200, body
+    if round_ is None:
+        round_ = body["rounds_completed"]
+        assert 1 <= round_ < 14
+    expected = f"diverged at round {round_}; lower learning_rate (was {hp['learning_rate']:g})"
+    assert (response["statusCode"], body["status"], body["error"]) == (
+        200,
+        "FAILED",
+        {"type": "TrainingDiverged", "message": expected},
+    )
+    assert body["rounds_completed"] == round_  # the rounds before it are recorded, the diverged one is not
+    assert not keys(cloud, f"models/{request['model_name']}/")  # nothing registered

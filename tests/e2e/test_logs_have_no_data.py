@@ -39,11 +39,17 @@ def test_debug_logs_of_a_run_contain_no_feature_values(captured_logs, capfd):
             "hyperparameters": {"max_epochs": 3},
         }
         assert cloud.run("TrainingStateMachine", request)["status"] == "SUCCEEDED"
+        latest = {"alias": "latest"}  # 3 epochs: not better than the mean, so not production (serving.md)
         resp = cloud.request(
-            "POST", "/models/private/predict", {"instances": [{"size": 4242.4242, "town": "yy-private-town"}]}
+            "POST",
+            "/models/private/predict",
+            {"instances": [{"size": 4242.4242, "town": "yy-private-town"}]},
+            query=latest,
         )
         assert resp["statusCode"] == 200
-        bad = cloud.request("POST", "/models/private/predict", {"instances": [{"size": "31337.5", "town": "x"}]})
+        bad = cloud.request(
+            "POST", "/models/private/predict", {"instances": [{"size": "31337.5", "town": "x"}]}, query=latest
+        )
         assert bad["statusCode"] == 400
     logs = capfd.readouterr()
     text = captured_logs.getvalue() + logs.out + logs.err

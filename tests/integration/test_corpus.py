@@ -17,6 +17,7 @@ import pytest
 
 from mlcore.infra import layout
 from mlcore.steps import ingestion
+from mlcore.steps.schemas import TrainingRequest
 from tests.helpers import keys, load_event
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -135,10 +136,10 @@ def test_a_failed_preprocess_step_writes_nothing(cloud, case):
 
 def test_a_failed_preprocess_fails_the_workflow_with_the_reason(cloud):
     _ingest(cloud, "corpus", "all_missing_target.csv", False)
-    resp = cloud.request("POST", "/training-runs", {"dataset": "corpus", "target": "price", "model_name": "corpus"})
-    assert resp["statusCode"] == 202, resp
-    run_id = json.loads(resp["body"])["run_id"]
-    arn = cloud.state_machine_arns["TrainingStateMachine"].replace(":stateMachine:", ":execution:") + f":{run_id}"
+    # POST /training-runs refuses this run up front (runs.check_feasible); started directly, Preprocess fails it
+    run_id = "run-0000000000aa"
+    request = TrainingRequest(dataset="corpus", target="price", model_name="corpus")
+    arn = cloud.start("TrainingStateMachine", request.model_dump(mode="json"), name=run_id)
     assert cloud.wait(arn)["status"] == "FAILED"
     run = json.loads(cloud.request("GET", f"/training-runs/{run_id}")["body"])
     assert run["status"] == "FAILED" and "target column 'price' has no values" in json.dumps(run)

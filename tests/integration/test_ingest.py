@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
+import threading
 
+from mlcore.infra import layout
 from tests.helpers import keys, load_event
 
 
@@ -218,3 +221,175 @@ def test_oversized_body_is_rejected(cloud):
     assert status == 400
     assert "over the 5242880 byte limit" in body["message"]
     assert keys(cloud) == []
+
+
+# -- what a file is: delimiters, privacy in profiles, bounded-memory registration ---------------------------
+
+
+def _meta_object(cloud, body: dict) -> str:
+    """The metadata document exactly as stored under raw/."""
+    key = layout.dataset_meta_key(body["dataset"], body["version"])
+    return cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read().decode()
+
+
+def test_semicolon_and_tab_files_are_split_on_their_delimiter(cloud, housing_sample):
+    _, comma = _api(cloud, housing_sample, name="comma")
+    assert comma["delimiter"] == ","
+    for delimiter, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+        data = housing_sample.replace(b",", delimiter.encode())
+        status, body = _api(cloud, data, name=name)
+        assert status == 201, body
+        assert body["delimiter"] == delimiter and json.loads(_meta_object(cloud, body))["delimiter"] == delimiter
+        assert (body["rows"], body["n_columns"], body["columns"]) == (400, 7, comma["columns"])
+
+
+def test_a_comma_file_with_semicolons_in_its_text_stays_comma_separated(cloud):
+    data = b'name,note,y\na,"x;y;z",1\nb,p;q,2\nc,plain,3\n'
+    status, body = _api(cloud, data, name="notes")
+    assert status == 201 and body["delimiter"] == ","
+    assert [c["name"] for c in body["columns"]] == ["name", "note", "y"]
+    assert body["columns"][1]["top"] == [["x;y;z", 1], ["p;q", 1], ["plain", 1]]
+
+
+def _preprocess(cloud, dataset: str, run_id: str) -> tuple[dict, dict]:
+    event = load_event("preprocess")
+    event["run_id"] = run_id
+    event["request"]["dataset"] = dataset
+    payload, error = cloud.invoke("PreprocessFunction", event)
+    assert error is None, payload
+    manifest = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=payload["data"]["manifest_key"])["Body"].read()
+    return payload["data"], json.loads(manifest)
+
+
+def test_a_semicolon_data_set_is_preprocessed_as_its_comma_twin(cloud, housing_sample):
+    from mlcore.infra.storage import S3Store
+    from mlcore.steps.preparation import dispatch
+    from mlcore.steps.schemas import TrainingRequest
+
+    _api(cloud, housing_sample, name="comma")
+    _api(cloud, housing_sample.replace(b",", b";"), name="semicolon")
+    comma, comma_manifest = _preprocess(cloud, "comma", "run-comma")
+    semicolon, semicolon_manifest = _preprocess(cloud, "semicolon", "run-semicolon")
+    assert semicolon["train_rows"] == comma["train_rows"] > 200
+    assert semicolon_manifest["preprocessor"] == comma_manifest["preprocessor"]
+    assert len(semicolon_manifest["preprocessor"]["columns"]) == 6
+    for a, b in zip(comma["shards"], semicolon["shards"], strict=True):
+        read = [cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=s["key"])["Body"].read() for s in (a, b)]
+        assert read[0] == read[1]
+    request = TrainingRequest.model_validate({**load_event("preprocess")["request"], "dataset": "semicolon"})
+    streamed = dispatch.preprocess(S3Store(cloud.stack.bucket), request, "run-stream", stream_threshold=0)
+    assert streamed.train_rows + streamed.test_rows == 400
+    assert streamed.n_features == semicolon["n_features"]
+    manifest = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=streamed.manifest_key)["Body"].read()
+    columns = [(c["name"], c["kind"]) for c in json.loads(manifest)["preprocessor"]["columns"]]
+    assert columns == [(c["name"], c["kind"]) for c in semicolon_manifest["preprocessor"]["columns"]]
+
+
+PEOPLE_ROWS = 40
+
+
+def _people_csv() -> bytes:
+    lines = ["customer_id,email,phone,city,comment,spend"]
+    for i in range(PEOPLE_ROWS):
+        comment = "long " + "x" * 100 if i % 2 else "short"
+        lines.append(
+            f"C-{9000 + i},person{i}@mail.example,+44 20 7946 {i:04d},{['north', 'south'][i % 2]},{comment},{i}"
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_identifiers_and_personal_data_are_profiled_by_counts_only(cloud):
+    status, body = _api(cloud, _people_csv(), name="people")
+    assert status == 201, body
+    columns = {c["name"]: c for c in body["columns"]}
+    assert columns["customer_id"] == {
+        "name": "customer_id",
+        "kind": "categorical",
+        "missing": 0,
+        "distinct": PEOPLE_ROWS,
+        "sensitive": "identifier",
+    }
+    assert columns["email"] == {**columns["customer_id"], "name": "email", "sensitive": "email"}
+    assert columns["phone"] == {**columns["customer_id"], "name": "phone", "sensitive": "phone"}
+    assert columns["city"]["top"] == [["north", 20], ["south", 20]] and "sensitive" not in columns["city"]
+    assert "sensitive" not in columns["spend"]
+    stored = _meta_object(cloud, body)
+    for i in range(PEOPLE_ROWS):
+        for raw in (f"C-{9000 + i}", f"person{i}@", f"7946 {i:04d}"):
+            assert raw not in stored and raw not in json.dumps(body)
+
+
+def test_profile_values_are_cut_to_64_characters(cloud):
+    _, body = _api(cloud, _people_csv(), name="people")
+    comment = {c["name"]: c for c in body["columns"]}["comment"]
+    assert comment["distinct"] == 2
+    assert comment["top"] == [["short", 20], ["long " + "x" * 58 + "\u2026", 20]]
+    assert "x" * 59 not in _meta_object(cloud, body)
+
+
+def test_few_distinct_values_over_few_rows_are_not_an_identifier(cloud):
+    data = b"code,y\n" + b"".join(f"k{i},{i}\n".encode() for i in range(19))  # 19 rows: under the minimum
+    _, body = _api(cloud, data, name="small")
+    assert body["columns"][0]["top"][0] == ["k0", 1] and "sensitive" not in body["columns"][0]
+
+
+def _wide_csv() -> bytes:
+    """Several chunks' worth: a column that turns from numbers to text late, quoted multi-line text, missing
+    values, booleans, a column over the distinct cap, and long values."""
+    lines = ["n,late_text,note,flag,many,x"]
+    for i in range(300):
+        late = "abc" if i == 290 else str(i % 7)
+        note = '"line one\nline two"' if i % 5 == 0 else ("" if i % 3 == 0 else f"n{i % 4}")
+        flag = ["true", "False", "TRUE", ""][i % 4]
+        lines.append(f"{i * 0.1},{late},{note},{flag},v{i % 40},{'y' * 70 + str(i % 3)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_registering_an_object_in_many_chunks_gives_the_in_memory_metadata(cloud, monkeypatch):
+    from mlcore.steps import ingestion, tabular
+
+    monkeypatch.setattr(tabular, "DISTINCT_CAP", 30)  # 'many' has 40 distinct values
+    data = _wide_csv()
+    status, in_memory = _api(cloud, data, name="whole")
+    assert status == 201, in_memory
+    monkeypatch.setattr(ingestion, "READ_CHUNK_BYTES", 100)
+    monkeypatch.setattr(tabular, "CHUNK_CHARS", 500)
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key="landing/wide.csv", Body=data, Metadata={"who": "me"})
+    resp = cloud.request("POST", "/datasets/chunked", {"s3_key": "landing/wide.csv"})
+    assert resp["statusCode"] == 201, resp
+    chunked = json.loads(resp["body"])
+    assert len(data) > 30 * ingestion.READ_CHUNK_BYTES
+
+    def same(meta: dict) -> dict:
+        return {k: v for k, v in meta.items() if k not in ("dataset", "key", "source", "created_at")}
+
+    assert same(chunked) == same(in_memory)
+    columns = {c["name"]: c for c in chunked["columns"]}
+    assert columns["late_text"]["kind"] == "categorical" and columns["late_text"]["distinct"] == 8
+    assert columns["flag"]["top"] == [["True", 150], ["False", 75]]
+    assert columns["many"]["distinct"] == ">= 30"
+    stored = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=chunked["key"])
+    assert stored["Body"].read() == data and stored["ContentType"] == "text/csv" and stored["Metadata"] == {}
+
+
+def test_an_object_replaced_while_it_is_read_is_registered_as_the_version_first_seen(cloud, monkeypatch):
+    from mlcore.steps import ingestion
+
+    original = b"a,b\n1,2\n"
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key="landing/moving.csv", Body=original)
+    chunks = ingestion.StoredObject.chunks
+
+    def replaced(self):  # another writer (a thread of its own: not acting as Ingest) replaces the object
+        writer = threading.Thread(
+            target=cloud.s3.put_object, kwargs={"Bucket": cloud.stack.bucket, "Key": self.key, "Body": b"a,b\n3,4\n"}
+        )
+        writer.start()
+        writer.join()
+        yield from chunks(self)
+
+    monkeypatch.setattr(ingestion.StoredObject, "chunks", replaced)
+    resp = cloud.request("POST", "/datasets/moving", {"s3_key": "landing/moving.csv"})
+    assert resp["statusCode"] == 201, resp
+    body = json.loads(resp["body"])
+    assert body["sha256"] == hashlib.sha256(original).hexdigest() and body["columns"][0]["min"] == 1.0
+    assert cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=body["key"])["Body"].read() == original

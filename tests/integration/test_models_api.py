@@ -10,6 +10,7 @@ import pytest
 from mlcore.infra.storage import S3Store
 from mlcore.serving import online, registry
 from mllocal import apigw
+from tests.helpers import load_event
 
 ROW = [100.0, 3, 10, 1.5, 300, "harbor"]
 
@@ -172,3 +173,146 @@ def test_conditional_writes_on_s3(cloud):
     with pytest.raises(Conflict):  # stale ETag: someone wrote in between
         store.put_json("models/x/aliases/production.json", {"version": 3}, if_match=etag)
     assert store.get_json("models/x/aliases/production.json") == {"version": 2}
+
+
+# -- a corrupted model file is a 500 naming the model, the version and the field --------------------------------
+
+VERSION_1 = "models/housing-sample/versions/000001/model.json"
+WHERE = f"model 'housing-sample' version 1 ({VERSION_1}) is corrupt: "
+
+
+def _corrupt(doc: dict, change) -> bytes:
+    doc = json.loads(json.dumps(doc))
+    change(doc)
+    return json.dumps(doc).encode()
+
+
+def _set(path: list, value):
+    def change(doc):
+        for key in path[:-1]:
+            doc = doc[key]
+        doc[path[-1]] = value
+
+    return change
+
+
+CORRUPTIONS = {
+    "truncated": (None, "Invalid JSON: EOF while parsing"),
+    "coefficient shape": (
+        lambda doc: doc["model"]["coefficients"].pop(),
+        "model.coefficients must be 9 x 1 with an intercept of 1, got 8 x [1], intercept 1",
+    ),
+    "zero scale": (
+        _set(["preprocessor", "columns", 0, "scale"], 0.0),
+        "preprocessor.columns.0.numeric.scale: Input should be greater than 0",
+    ),
+    "negative scale": (
+        _set(["preprocessor", "columns", 0, "scale"], -1.0),
+        "preprocessor.columns.0.numeric.scale: Input should be greater than 0",
+    ),
+    "name": (_set(["name"], "other-model"), "name is 'other-model', its path says 'housing-sample'"),
+    "version": (_set(["version"], 7), "version is 7, its path says 1"),
+}
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_corrupted_model_file_is_a_500_naming_the_model_version_and_field(cloud, model, corruption, caplog):
+    change, detail = CORRUPTIONS[corruption]
+    good = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=VERSION_1)["Body"].read()
+    body = good[: len(good) // 2] if change is None else _corrupt(json.loads(good), change)
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=VERSION_1, Body=body)
+    caplog.clear()
+    for method, path, payload in (
+        ("POST", PREDICT, {"instances": [ROW]}),
+        ("GET", "/models/housing-sample/versions/1", None),
+        ("POST", "/models/housing-sample/promote", {"version": 1, "force": True}),
+    ):
+        response = cloud.request(method, path, payload)
+        assert response["statusCode"] == 500, (path, response)
+        message = json.loads(response["body"])["message"]
+        assert message.startswith(WHERE) and detail in message, message
+        assert "Traceback" not in response["body"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 3  # one logger.error per request, with the problem and no stack trace
+    assert all(r.getMessage() == "corrupt stored data" and detail in r.problem and not r.exc_info for r in errors)
+
+
+# -- registration survives a crash at any of its writes ---------------------------------------------------------
+
+
+class _CrashAt:
+    """The S3 store, except that its ``k``-th write raises (the Evaluate function dying mid-registration)."""
+
+    def __init__(self, store: S3Store, k: int):
+        self.store, self.k, self.writes = store, k, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def put_json(self, key, doc, **kwargs):
+        self.writes += 1
+        if self.writes == self.k:
+            raise ConnectionError(f"crash at write {self.k}")
+        return self.store.put_json(key, doc, **kwargs)
+
+
+def test_a_registration_that_crashed_at_any_write_completes_on_retry_and_serves(cloud, model):
+    store = S3Store(cloud.stack.bucket)
+    fields = registry.load_version(store, "housing-sample", 1).model_dump(mode="json")
+    for k in ("version", "created_at", "library_versions", "format_version"):
+        fields.pop(k)
+    counting = _CrashAt(store, 0)
+    registry.register(counting, "run-count", {**fields, "name": "counted"})
+    assert counting.writes == 4  # the run's claim, the version file, latest, production
+    for k in range(1, counting.writes + 1):
+        name = f"crash-{k}"
+        with pytest.raises(ConnectionError):
+            registry.register(_CrashAt(store, k), f"run-crash-{k}", {**fields, "name": name})
+        assert registry.register(store, f"run-crash-{k}", {**fields, "name": name}).version == 1
+        assert registry.register(store, f"run-crash-{k}", {**fields, "name": name}).version == 1
+        assert registry.list_versions(store, name) == [1]
+        status, body = _call(cloud, "GET", f"/models/{name}")
+        assert status == 200 and {a: d["version"] for a, d in body["aliases"].items()} == {"latest": 1, "production": 1}
+        status, body = _call(cloud, "POST", f"/models/{name}/predict", {"instances": [ROW]})
+        assert (status, body["model"], body["version"]) == (200, name, 1), body
+
+
+# -- a model worse than the trivial baseline ----------------------------------------------------------------------
+
+
+def test_a_model_worse_than_the_mean_is_registered_with_a_warning_and_is_not_production(cloud):
+    """One round from zero parameters (the committed events): test R² -10.5, worse than predicting the mean."""
+    for name, function in (
+        ("ingest_api", "IngestFunction"),
+        ("preprocess", "PreprocessFunction"),
+        ("aggregator_init", "AggregatorFunction"),
+    ):
+        assert cloud.invoke(function, load_event(name))[1] is None
+    results = []
+    for index in (0, 1):
+        event = load_event("gradient_worker")
+        event["shard"] = {"index": index, "key": f"processed/run-example/shards/shard-{index:05d}.npy", "rows": 15}
+        results.append(cloud.invoke("GradientWorkerFunction", event)[0])
+    assert cloud.invoke("AggregatorFunction", {**load_event("aggregator"), "results": results})[1] is None
+    registered, error = cloud.invoke("EvaluateFunction", load_event("evaluate"))
+    assert error is None, registered
+    warning = (
+        "worse than the trivial baseline: test r2 -10.54 <= 0 of always predicting the mean; not promoted to production"
+    )
+    assert registered["warnings"] == [warning]
+    status, body = _call(cloud, "GET", "/models/housing-sample/versions/1")
+    assert body["warnings"] == [warning] and body["metrics"]["baseline"]["beaten"] is False
+    assert _call(cloud, "GET", "/models")[1] == [{"name": "housing-sample", "latest": 1, "production": None}]
+    assert _call(cloud, "POST", PREDICT, {"instances": [ROW]}) == (
+        404,
+        {"message": "model 'housing-sample' has no 'production' version"},
+    )
+    status, body = _call(cloud, "POST", "/models/housing-sample/promote", {"version": 1})
+    assert (status, body["message"]) == (
+        409,
+        "version 1 does not beat the trivial baseline (test r2 -10.54 <= 0 of always predicting the mean); "
+        "use force to promote anyway",
+    )
+    status, body = _call(cloud, "POST", "/models/housing-sample/promote", {"version": 1, "force": True})
+    assert (status, body["version"]) == (200, 1)
+    assert _call(cloud, "POST", PREDICT, {"instances": [ROW]})[0] == 200

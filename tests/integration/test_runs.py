@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 
-from tests.helpers import keys, load_event
+from mlcore.infra import layout
+from mllocal.cloud import LocalCloud
+from mllocal.template import local_stack
+from tests.helpers import ROOT, keys, load_event
+
+CORPUS = ROOT / "tests" / "corpus" / "preprocess"
 
 
 def _body(resp):
@@ -152,3 +158,155 @@ def test_a_non_finite_hyperparameter_is_a_422_and_starts_nothing(cloud, value):
     assert [(d["loc"][-1], d["type"]) for d in doc["detail"]] == [("l2", "finite_number")]
     arn = cloud.state_machine_arns["TrainingStateMachine"]
     assert cloud.sfn.list_executions(stateMachineArn=arn)["executions"] == []
+
+
+# -- requests that cannot succeed are refused up front (400), from the data set's stored profile ----------------
+def _ingest_csv(cloud, name: str, text: str) -> None:
+    resp = cloud.request("POST", f"/datasets/{name}", text.encode(), headers={"Content-Type": "text/csv"})
+    assert resp["statusCode"] == 201, resp
+
+
+def _csv(header: str, rows: list[str]) -> str:
+    return "\n".join([header, *rows]) + "\n"
+
+
+def test_requests_that_cannot_succeed_are_a_400_naming_the_reason_and_start_nothing(cloud):
+    _ingest_csv(cloud, "good", (CORPUS / "good.csv").read_text())  # area, rooms, price: 40 rows
+    _ingest_csv(cloud, "empty-target", (CORPUS / "all_missing_target.csv").read_text())
+    # 200 rows, 100 cities (each twice: not an identifier): at least 100 - 40 of them reach the 160 training rows
+    _ingest_csv(cloud, "cities", _csv("area,city,price", [f"{i},city{i % 100:03d},{i}" for i in range(200)]))
+    _ingest_csv(cloud, "tiny", _csv("x,y", [f"{i},{2 * i}" for i in range(9)]))
+    _ingest_csv(cloud, "three", _csv("x,kind", [f"{i},{'abc'[i % 3]}" for i in range(30)]))
+    cases = [
+        (
+            {"dataset": "good", "target": "nope"},
+            "target column 'nope' is not in the data set (columns: area, rooms, price)",
+        ),
+        ({"dataset": "empty-target", "target": "price"}, "target column 'price' has no values"),
+        ({"dataset": "good", "target": "price", "n_shards": 33}, "n_shards=33 is more than the 32 training rows"),
+        (
+            {"dataset": "good", "target": "price", "preprocessing": {"columns": {"size": {"drop": True}}}},
+            "the preprocessing spec names column(s) not in the data set: size",
+        ),
+        (
+            {"dataset": "tiny", "target": "y"},
+            "the data set has 9 rows with a value of target column 'y', fewer than the 10 a training run needs",
+        ),
+        (
+            {"dataset": "cities", "target": "price"},
+            "column 'city' has 100 distinct values, more than the one-hot limit of 50; drop it, hash it or cap it "
+            "(max_categories) in the preprocessing spec",
+        ),
+        (
+            {"dataset": "three", "target": "kind", "hyperparameters": {"model": "logistic_regression"}},
+            "target column 'kind': logistic_regression needs exactly 2 classes, got 3; use softmax_regression",
+        ),
+        ({"dataset": "three", "target": "kind"}, "target column 'kind' must be numeric for regression"),
+    ]
+    for request, message in cases:
+        assert _body(cloud.request("POST", "/training-runs", {"model_name": "m", **request})) == (
+            400,
+            {"message": message},
+        ), request
+    arn = cloud.state_machine_arns["TrainingStateMachine"]
+    assert cloud.sfn.list_executions(stateMachineArn=arn)["executions"] == []
+    assert keys(cloud, "runs/") == keys(cloud, "processed/") == keys(cloud, "models/") == []
+    # the same data set trains once the spec caps the column
+    capped = {"dataset": "cities", "target": "price", "preprocessing": {"columns": {"city": {"max_categories": 10}}}}
+    status, started = _body(cloud.request("POST", "/training-runs", {"model_name": "m", **capped}))
+    assert status == 202, started
+    assert cloud.wait(arn.replace(":stateMachine:", ":execution:") + f":{started['run_id']}")["status"] == "SUCCEEDED"
+
+
+# -- identifiers and personal data are dropped by default ------------------------------------------------------
+def _mark_sensitive(cloud, name: str, column: str, kind: str) -> None:
+    """Mark ``column`` in the stored profile as ingestion does for likely identifiers and personal data."""
+    latest = json.loads(
+        cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=layout.dataset_latest_key(name))["Body"].read()
+    )
+    key = layout.dataset_meta_key(name, latest["version"])
+    meta = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read())
+    for entry in meta["columns"]:
+        if entry["name"] == column:
+            entry["sensitive"] = kind
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=key, Body=json.dumps(meta))
+
+
+def _objects_text(cloud, prefix: str) -> str:
+    return "\n".join(
+        cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=k)["Body"].read().decode("utf-8", "replace")
+        for k in keys(cloud, prefix)
+        if k.endswith(".json")
+    )
+
+
+def test_an_email_column_is_dropped_by_default_and_no_address_reaches_the_model(cloud):
+    rows = [f"{i / 10},user{i:03d}@example.com,{2 * i / 10 + 1}" for i in range(100)]
+    _ingest_csv(cloud, "people", _csv("x,email,y", rows))
+    _mark_sensitive(cloud, "people", "email", "email")
+    request = {"dataset": "people", "target": "y", "model_name": "people", "n_shards": 2}
+    status, started = _body(cloud.request("POST", "/training-runs", {**request, "hyperparameters": {"max_epochs": 3}}))
+    assert status == 202, started
+    arn = cloud.state_machine_arns["TrainingStateMachine"].replace(":stateMachine:", ":execution:")
+    assert cloud.wait(f"{arn}:{started['run_id']}")["status"] == "SUCCEEDED"
+    manifest = json.loads(
+        cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=layout.manifest_key(started["run_id"]))["Body"].read()
+    )
+    assert manifest["dropped"] == [{"column": "email", "reason": "email"}]
+    assert manifest["dropped_columns"] == ["email"] and manifest["feature_names"] == ["x"]
+    stored = _objects_text(cloud, "models/") + _objects_text(cloud, "processed/")
+    assert '"x"' in stored and "@example.com" not in stored
+    # a spec that names the column keeps it, as the user asked (hashed here: 100 addresses)
+    asked = {**request, "preprocessing": {"columns": {"email": {"encoding": "hash", "hash_buckets": 4}}}}
+    status, started = _body(cloud.request("POST", "/training-runs", {**asked, "hyperparameters": {"max_epochs": 3}}))
+    assert status == 202, started
+    assert cloud.wait(f"{arn}:{started['run_id']}")["status"] == "SUCCEEDED"
+    manifest = json.loads(
+        cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=layout.manifest_key(started["run_id"]))["Body"].read()
+    )
+    assert manifest["dropped"] == [] and manifest["feature_names"] == ["x", *(f"email#{b}" for b in range(4))]
+
+
+# -- ceilings: concurrent runs (429) and estimated cost (400), template parameters ----------------------------
+def test_the_run_ceilings_come_from_the_template_parameters():
+    release = threading.Event()
+
+    def hold_preprocess(spec, event):
+        if spec.logical_id == "PreprocessFunction":
+            release.wait(timeout=120)  # the first run stays RUNNING until the test lets it go
+
+    stack = local_stack(overrides={"LogLevel": "WARNING", "MaxConcurrentTrainingRuns": "1", "MaxRunCostUsd": "0.1"})
+    with LocalCloud(stack, hook=hold_preprocess) as cloud:
+        cloud.invoke("IngestFunction", load_event("ingest_api"))
+        request = json.loads(load_event("runs")["body"])  # 2 shards, 3 rounds of housing-sample
+        arn = cloud.state_machine_arns["TrainingStateMachine"]
+        try:
+            expensive = {**request, "hyperparameters": {"max_epochs": 2000}, "n_shards": 4}
+            # 2000 rounds x (3 + 4) state transitions alone are $0.35
+            assert _body(cloud.request("POST", "/training-runs", expensive)) == (
+                400,
+                {
+                    "message": "the run's estimated cost of $0.43 (2000 rounds at most over 4 shards, us-east-1 list "
+                    "prices) is above the ceiling of $0.10 per run; lower max_epochs or n_shards, or raise the stack "
+                    "parameter MaxRunCostUsd"
+                },
+            )
+            assert cloud.sfn.list_executions(stateMachineArn=arn)["executions"] == []
+            status, first = _body(cloud.request("POST", "/training-runs", request))
+            assert status == 202, first
+            assert _body(cloud.request("POST", "/training-runs", request)) == (
+                429,
+                {
+                    "message": "1 training executions are running, the limit is 1 at once; retry when one has "
+                    "finished, or raise the stack parameter MaxConcurrentTrainingRuns"
+                },
+            )
+            assert [e["name"] for e in cloud.sfn.list_executions(stateMachineArn=arn)["executions"]] == [
+                first["run_id"]
+            ]
+        finally:
+            release.set()
+        assert cloud.wait(arn.replace(":stateMachine:", ":execution:") + f":{first['run_id']}")["status"] == "SUCCEEDED"
+        status, again = _body(cloud.request("POST", "/training-runs", request))  # room again
+        assert status == 202, again
+        assert cloud.wait(arn.replace(":stateMachine:", ":execution:") + f":{again['run_id']}")["status"] == "SUCCEEDED"

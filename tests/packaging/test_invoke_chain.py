@@ -196,7 +196,12 @@ def test_evaluate_registers_version_1(invoke, load_event, bucket, chain):
         np.ravel([*artifact["model"]["coefficients"], artifact["model"]["intercept"]]), theta, rtol=1e-15
     )
     assert bucket.json("models/housing-sample/aliases/latest.json")["version"] == 1
-    assert bucket.json("models/housing-sample/aliases/production.json")["version"] == 1
+    # one round from zero: worse than predicting the mean, so registered with a warning and not production
+    assert registered["warnings"] == [
+        f"worse than the trivial baseline: test r2 {expected['r2']:.4g} <= 0 of always predicting the mean; "
+        "not promoted to production"
+    ]
+    assert not bucket.exists("models/housing-sample/aliases/production.json")
     reference = artifact["metrics"]["reference"]  # scikit-learn, packaged with Evaluate, on the same shards
     assert "LinearRegression" in reference["estimator"] and reference["train_rows"] == 30
     assert reference["difference"]["r2"] == pytest.approx(expected["r2"] - reference["test"]["r2"])
@@ -205,7 +210,8 @@ def test_evaluate_registers_version_1(invoke, load_event, bucket, chain):
 
 def test_predict(invoke, load_event, bucket, chain):
     (registered,) = needs(chain, "registered")
-    event = load_event("predict.json")
+    event = load_event("predict.json")  # ?alias=latest: one round is worse than the mean, so not production
+    assert event["queryStringParameters"] == {"alias": "latest"}
     inv = invoke("PredictFunction", event)
     status, body = inv.api()
     assert_lean(inv)
@@ -274,7 +280,7 @@ def test_models_api(invoke, load_event, chain):
     status, body = inv.api()
     assert_lean(inv)
     assert status == 200, body
-    assert body["versions"] == [1] and body["aliases"]["production"]["version"] == 1
+    assert body["versions"] == [1] and body["aliases"]["latest"]["version"] == 1 and "production" not in body["aliases"]
 
 
 def test_batch_steps(invoke, load_event, bucket, chain):

@@ -123,8 +123,22 @@ class FakeStore:
         keys = [*self.documents, *self.arrays, *self.archives, *self.objects]
         return sorted(k for k in keys if k.startswith(prefix))
 
-    def open(self, key: str) -> io.BytesIO:
+    def open(self, key: str, version_id: str | None = None) -> io.BytesIO:
         return io.BytesIO(self.get_bytes(key))
+
+    def copy(
+        self,
+        source: str,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        source_version: str | None = None,
+        if_match: str | None = None,
+    ) -> None:
+        body, etag = self.get_bytes_with_etag(source)
+        if if_match is not None and if_match != etag:
+            raise Conflict(source)
+        self.put_bytes(key, body, content_type=content_type)
 
     def start_multipart(
         self, key: str, *, content_type: str = "application/octet-stream", metadata: dict[str, str] | None = None

@@ -128,3 +128,36 @@ def test_a_row_without_a_finite_prediction_is_an_error_not_infinity_in_the_outpu
     assert json.loads(errors) == {"row": 1, "error": online.NONFINITE}
     parts = store.get_bytes(layout.job_part_key(JOB, "parts", 0)).decode()
     assert [json.loads(line)["row"] for line in parts.splitlines()] == [0]
+
+
+def _predicted_job(store: FakeStore) -> None:
+    """A three-chunk CSV job (rows 0-1, 2-3, 4) with every chunk predicted."""
+    rows = [b"100,a\n", b"110,b\n", b"120,c\n", b"130,a\n", b"140,b\n"]
+    _size, start = _chunk_job(store, rows)
+    store.documents[layout.job_key(JOB)]["started"] = 0.0
+    offsets = [start + sum(len(r) for r in rows[:i]) for i in (0, 2, 4, 5)]
+    chunks = [{"first_row": r, "start": offsets[i], "end": offsets[i + 1]} for i, r in enumerate((0, 2, 4))]
+    store.put_json(layout.job_chunks_key(JOB), chunks)
+    for c in chunks:
+        batch.predict_chunk(store, online.ModelCache(), JOB, c["first_row"], c["start"], c["end"])
+
+
+def test_finalize_accounts_for_every_planned_chunk():
+    store = FakeStore()
+    _predicted_job(store)
+    summary = batch.finalize(store, JOB, now=1.0)
+    assert (summary["rows"], summary["predicted"], summary["chunks"]) == (5, 5, 3)
+
+
+@pytest.mark.parametrize("kind", ["parts", "errors", "stats"])
+def test_finalize_fails_naming_a_chunk_whose_output_is_missing(kind):
+    store = FakeStore()
+    _predicted_job(store)
+    store.delete([layout.job_part_key(JOB, kind, 2)])
+    with pytest.raises(batch.IncompleteJob) as info:
+        batch.finalize(store, JOB, now=1.0)
+    assert str(info.value) == (f"batch job {JOB}: 1 planned chunk(s) have no output; chunks starting at row 2 ({kind})")
+    # nothing is written: no predictions.jsonl, errors.jsonl or summary
+    assert not store.exists(layout.job_output_key(JOB, "predictions.jsonl"))
+    assert not store.exists(layout.job_output_key(JOB, "errors.jsonl"))
+    assert not store.exists(layout.job_summary_key(JOB))

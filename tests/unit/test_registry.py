@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mlcore.infra import layout
 from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
 from mlcore.serving import online, registry
+from mlcore.steps import evaluation
 
 from .fakes import FakeClock, FakeStore
 from .helpers import make_artifact
@@ -180,3 +182,110 @@ def test_latest_only_moves_forward():
     registry.register(store, "run-2", fields(r2=0.5))
     registry._advance_latest(store, "houses", 1, "late registration")
     assert store.documents[layout.alias_key("houses", "latest")]["version"] == 2
+
+
+# -- registration survives a crash at any write -------------------------------------------------------------
+
+
+class CrashAt:
+    """The store, except that its ``k``-th write raises (the Evaluate function dying mid-registration)."""
+
+    def __init__(self, store: FakeStore, k: int):
+        self.store, self.k, self.writes = store, k, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def put_json(self, key, doc, **kwargs):
+        self.writes += 1
+        if self.writes == self.k:
+            raise ConnectionError(f"crash at write {self.k}")
+        return self.store.put_json(key, doc, **kwargs)
+
+
+REGISTRATION_WRITES = 4  # the run's claim, the version file, the latest alias, the production alias
+
+
+def test_a_first_registration_makes_four_writes():
+    counting = CrashAt(FakeStore(), k=0)
+    registry.register(counting, "run-1", fields(r2=0.8))
+    assert counting.writes == REGISTRATION_WRITES
+
+
+@pytest.mark.parametrize("k", range(1, REGISTRATION_WRITES + 1))
+@pytest.mark.parametrize("earlier", [0, 1])
+def test_a_registration_that_crashed_at_any_write_completes_on_retry(k, earlier):
+    store = registered(*[0.5] * earlier)  # with and without an earlier version of the model
+    with pytest.raises(ConnectionError):
+        registry.register(CrashAt(store, k), "run-x", fields(r2=0.9))
+    artifact = registry.register(store, "run-x", fields(r2=0.9))
+    assert artifact.version == earlier + 1
+    assert registry.list_versions(store, "houses") == list(range(1, earlier + 2))  # exactly one version for run-x
+    assert registry.list_models(store) == [{"name": "houses", "latest": earlier + 1, "production": earlier + 1}]
+    assert registry.register(store, "run-x", fields(r2=0.9)).version == earlier + 1  # and again: the same
+    assert online.predict(online.ModelCache().get(store, "houses", "production"), [[160.0, "a"]])["version"] == (
+        earlier + 1
+    )
+
+
+def test_a_run_whose_claimed_number_was_taken_meanwhile_gets_the_next():
+    store = FakeStore()
+    with pytest.raises(ConnectionError):
+        registry.register(CrashAt(store, 2), "run-x", fields(r2=0.9))  # claimed version 1, then died
+    registry.register(store, "run-y", fields(r2=0.8))  # another run takes version 1
+    assert registry.register(store, "run-x", fields(r2=0.9)).version == 2
+    assert registry.list_versions(store, "houses") == [1, 2]
+    assert store.documents[layout.run_model_key("run-x")] == {"name": "houses", "version": 2}
+
+
+# -- the trivial baseline ---------------------------------------------------------------------------------------
+
+
+def worse(r2: float = -0.25) -> dict:
+    doc = fields(r2=r2)
+    doc["metrics"]["baseline"] = evaluation.baseline(None, {"r2": r2}, None, classifier=False)
+    doc["warnings"] = evaluation.baseline_warnings(doc["metrics"]["baseline"])
+    return doc
+
+
+def test_a_model_worse_than_the_baseline_is_registered_with_a_warning_and_never_production():
+    store = FakeStore()
+    artifact = registry.register(store, "run-1", worse())
+    assert artifact.warnings == [
+        "worse than the trivial baseline: test r2 -0.25 <= 0 of always predicting the mean; not promoted to production"
+    ]
+    assert registry.registered(artifact, rounds=3).warnings == artifact.warnings
+    assert registry.list_models(store) == [{"name": "houses", "latest": 1, "production": None}]
+    with pytest.raises(ConflictError) as info:
+        registry.promote(store, "houses", 1)
+    assert str(info.value) == (
+        "version 1 does not beat the trivial baseline (test r2 -0.25 <= 0 of always predicting the mean); "
+        "use force to promote anyway"
+    )
+    assert registry.promote(store, "houses", 1, force=True)["version"] == 1
+    assert production(store) == 1
+
+
+def test_a_model_worse_than_the_baseline_does_not_replace_production_even_if_its_metric_is_better():
+    store = registered(-0.5)
+    store.documents.pop(layout.alias_key("houses", "production"))
+    registry.register(store, "run-2", worse(r2=-0.1))
+    assert layout.alias_key("houses", "production") not in store.documents
+
+
+@pytest.mark.parametrize(
+    ("y", "metrics", "classes", "classifier", "beaten", "rule"),
+    [
+        (None, {"r2": 0.0}, None, False, False, "always predicting the mean"),
+        (None, {"r2": 0.01}, None, False, True, "always predicting the mean"),
+        ([0, 1, 1, 1], {"accuracy": 0.75}, ["no", "yes"], True, False, "always predicting the majority class 'yes'"),
+        ([0, 1, 1, 1], {"accuracy": 1.0}, ["no", "yes"], True, True, "always predicting the majority class 'yes'"),
+    ],
+)
+def test_the_trivial_baseline(y, metrics, classes, classifier, beaten, rule):
+    b = evaluation.baseline(None if y is None else np.array(y, dtype=float), metrics, classes, classifier)
+    assert (b["beaten"], b["rule"]) == (beaten, rule)
+    warning = f"worse than the trivial baseline: test {b['metric']} {b['model']:.4g} <= {b['value']:.4g} of {rule}"
+    assert evaluation.baseline_warnings(b) == ([] if beaten else [f"{warning}; not promoted to production"])
+    if classifier and not beaten:
+        assert warning == "worse than the trivial baseline: test accuracy 0.75 <= 0.75 of " + rule

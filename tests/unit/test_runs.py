@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from mlcore.infra import layout
-from mlcore.infra.errors import ConflictError
+from mlcore.infra.errors import ConflictError, InvalidInput, LimitExceeded
+from mlcore.math import cost
 from mlcore.steps import runs
+from mlcore.steps.preparation import in_memory, shared
+from mlcore.steps.schemas import TrainingRequest
 
 from .fakes import FakeStore
 
@@ -87,3 +91,261 @@ def test_a_lambda_failure_is_reported_by_its_message_without_the_stack_trace():
     assert runs.failure_reason("States.Timeout\nmore") == "States.Timeout"
     assert runs.failure_reason("x" * 2000) == "x" * (runs.MAX_REASON - 1) + "…"
     assert runs.failure_reason(None) is None
+
+
+# -- requests that cannot succeed are refused up front, from the data set's stored profile ----------------------
+def _meta(rows: int = 40, **columns: dict) -> dict:
+    """A stored profile: x (numeric), city (3 categories), y (numeric target), label (2 classes), plus ``columns``."""
+    base = {
+        "x": {"kind": "numeric", "missing": 0, "min": 0.0, "max": 9.0},
+        "city": {"kind": "categorical", "missing": 0, "distinct": 3},
+        "y": {"kind": "numeric", "missing": 0, "min": 1.0, "max": 5.0},
+        "label": {"kind": "categorical", "missing": 0, "distinct": 2},
+    }
+    merged = {**base, **columns}
+    return {
+        "dataset": "d",
+        "version": "v1",
+        "rows": rows,
+        "columns": [{"name": name, **entry} for name, entry in merged.items()],
+    }
+
+
+def _request(**fields) -> TrainingRequest:
+    return TrainingRequest.model_validate({"dataset": "d", "target": "y", "model_name": "m", **fields})
+
+
+def _refusal(request: TrainingRequest, meta: dict) -> str:
+    with pytest.raises(InvalidInput) as err:
+        runs.check_feasible(request, meta)
+    return str(err.value)
+
+
+FEASIBILITY_CASES = [
+    (
+        {"target": "nope"},
+        _meta(),
+        "target column 'nope' is not in the data set (columns: x, city, y, label)",
+    ),
+    (
+        {"preprocessing": {"columns": {"size": {"drop": True}}}},
+        _meta(),
+        "the preprocessing spec names column(s) not in the data set: size",
+    ),
+    (
+        {"preprocessing": {"columns": {"y": {"drop": True}}}},
+        _meta(),
+        "the preprocessing spec drops the target column 'y'",
+    ),
+    (
+        {},
+        _meta(y={"kind": "numeric", "missing": 40, "min": None, "max": None}),
+        "target column 'y' has no values",
+    ),
+    (
+        {},
+        _meta(rows=9),
+        "the data set has 9 rows with a value of target column 'y', fewer than the 10 a training run needs",
+    ),
+    (
+        {},
+        _meta(rows=40, y={"kind": "numeric", "missing": 31, "min": 1.0, "max": 5.0}),
+        "the data set has 9 rows with a value of target column 'y', fewer than the 10 a training run needs",
+    ),
+    (
+        {"target": "city"},
+        _meta(),
+        "target column 'city' must be numeric for regression",
+    ),
+    (
+        {"target": "label", "hyperparameters": {"model": "logistic_regression"}},
+        _meta(label={"kind": "categorical", "missing": 0, "distinct": 1}),
+        "target column 'label': logistic_regression needs exactly 2 classes, got 1; use softmax_regression",
+    ),
+    (
+        {"target": "city", "hyperparameters": {"model": "logistic_regression"}},
+        _meta(),
+        "target column 'city': logistic_regression needs exactly 2 classes, got 3; use softmax_regression",
+    ),
+    (
+        {"target": "label", "hyperparameters": {"model": "softmax_regression"}},
+        _meta(label={"kind": "categorical", "missing": 0, "distinct": 1}),
+        "target column 'label': softmax_regression needs at least 2 classes, got 1",
+    ),
+    (
+        {"hyperparameters": {"model": "logistic_regression"}},
+        _meta(y={"kind": "numeric", "missing": 0, "min": 1.0, "max": 1.0}),
+        "target column 'y': logistic_regression needs exactly 2 classes, got 1; use softmax_regression",
+    ),
+    (
+        {"test_fraction": 0.01},
+        _meta(rows=10),
+        "10 usable rows are too few to split with test_fraction=0.01",
+    ),
+    (  # 40 rows: 8 test, 32 training
+        {"n_shards": 33},
+        _meta(),
+        "n_shards=33 is more than the 32 training rows",
+    ),
+    (  # 40 rows: 8 test, 8 validation, 24 training
+        {"n_shards": 25, "validation_fraction": 0.25},
+        _meta(),
+        "n_shards=25 is more than the 24 training rows",
+    ),
+    (  # at most 5 rows have x, which the spec requires: 1 test, 4 training
+        {"n_shards": 5, "preprocessing": {"columns": {"x": {"impute": "drop_rows"}}}},
+        _meta(x={"kind": "numeric", "missing": 35, "min": 0.0, "max": 9.0}),
+        "n_shards=5 is more than the 4 training rows",
+    ),
+    (  # 200 rows, 160 training: at least 150 - 40 = 110 categories reach the fit
+        {},
+        _meta(rows=200, code={"kind": "categorical", "missing": 0, "distinct": 150}),
+        "column 'code' has 150 distinct values, more than the one-hot limit of 50; drop it, hash it or cap it "
+        "(max_categories) in the preprocessing spec",
+    ),
+    (
+        {"preprocessing": {"max_categories": 100}},
+        _meta(rows=200, code={"kind": "categorical", "missing": 0, "distinct": 150}),
+        "column 'code' has 150 distinct values, more than the one-hot limit of 100; drop it, hash it or cap it "
+        "(max_categories) in the preprocessing spec",
+    ),
+    (  # a sensitive column the spec names is the user's choice, encoded as asked
+        {"preprocessing": {"columns": {"email": {}}}},
+        _meta(rows=200, email={"kind": "categorical", "missing": 0, "distinct": 200, "sensitive": "email"}),
+        "column 'email' has 200 distinct values, more than the one-hot limit of 50; drop it, hash it or cap it "
+        "(max_categories) in the preprocessing spec",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "meta", "message"), FEASIBILITY_CASES)
+def test_a_request_that_cannot_succeed_is_refused_with_the_reason(fields, meta, message):
+    assert _refusal(_request(**fields), meta) == message
+
+
+@pytest.mark.parametrize(
+    ("fields", "meta"),
+    [
+        ({}, _meta()),
+        ({"n_shards": 32}, _meta()),  # one training row per shard
+        ({"n_shards": 24, "validation_fraction": 0.25}, _meta()),
+        ({}, _meta(rows=10)),
+        ({"target": "label", "hyperparameters": {"model": "logistic_regression"}}, _meta()),
+        ({"target": "city", "hyperparameters": {"model": "softmax_regression"}}, _meta()),
+        # a numeric target's class count is not in the profile: not judged
+        ({"hyperparameters": {"model": "logistic_regression"}}, _meta()),
+        # 100 rows, 80 training: at most 60 - 20 = 40 of the 60 categories need reach the fit
+        ({}, _meta(rows=100, code={"kind": "categorical", "missing": 0, "distinct": 60})),
+        (
+            {"preprocessing": {"columns": {"code": {"drop": True}}}},
+            _meta(rows=200, code={"kind": "categorical", "missing": 0, "distinct": 150}),
+        ),
+        (
+            {"preprocessing": {"columns": {"code": {"encoding": "hash", "hash_buckets": 16}}}},
+            _meta(rows=200, code={"kind": "categorical", "missing": 0, "distinct": 150}),
+        ),
+        (
+            {"preprocessing": {"columns": {"code": {"max_categories": 20}}}},
+            _meta(rows=200, code={"kind": "categorical", "missing": 0, "distinct": 150}),
+        ),
+        # a capped distinct count is not exact: not judged
+        ({}, _meta(rows=200_000, code={"kind": "categorical", "missing": 0, "distinct": ">= 100000"})),
+        # identifiers and personal data are dropped by default, however many values they have
+        ({}, _meta(rows=200, email={"kind": "categorical", "missing": 0, "distinct": 200, "sensitive": "email"})),
+        ({}, _meta(rows=200, id={"kind": "categorical", "missing": 0, "distinct": 200, "sensitive": "identifier"})),
+    ],
+)
+def test_a_request_that_can_succeed_passes_the_check(fields, meta):
+    runs.check_feasible(_request(**fields), meta)
+
+
+def test_the_check_splits_as_preprocess_does():
+    rng = np.random.default_rng(0)
+    columns = {"x": rng.normal(size=40), "y": rng.normal(size=40)}
+    prepared = in_memory.build_matrices(
+        columns, {"x": "numeric", "y": "numeric"}, "y", 0.2, 0, validation_fraction=0.25
+    )
+    assert shared.split_sizes(40, 0.2, 0.25) == (24, 8, 8)
+    assert (prepared.train.shape[0], prepared.validation.shape[0], prepared.test.shape[0]) == (24, 8, 8)
+
+
+def test_sensitive_columns_are_dropped_unless_the_spec_names_them():
+    meta = _meta(
+        email={"kind": "categorical", "missing": 0, "distinct": 40, "sensitive": "email"},
+        phone={"kind": "categorical", "missing": 0, "distinct": 40, "sensitive": "phone"},
+    )
+    request, dropped = shared.drop_sensitive(_request(), meta)
+    assert dropped == [{"column": "email", "reason": "email"}, {"column": "phone", "reason": "phone"}]
+    assert request.preprocessing is not None
+    assert {n: r.drop for n, r in request.preprocessing.columns.items()} == {"email": True, "phone": True}
+    asked = _request(preprocessing={"columns": {"phone": {"encoding": "hash", "hash_buckets": 8}}})
+    request, dropped = shared.drop_sensitive(asked, meta)
+    assert dropped == [{"column": "email", "reason": "email"}]
+    assert request.preprocessing is not None and request.preprocessing.columns["phone"].encoding == "hash"
+    assert shared.drop_sensitive(_request(target="email"), meta)[1] == [{"column": "phone", "reason": "phone"}]
+    assert shared.drop_sensitive(_request(), _meta()) == (_request(), [])
+
+
+# -- ceilings: concurrent runs and estimated cost -------------------------------------------------------------
+class FilteringStepFunctions(FakeStepFunctions):
+    """list_executions honours statusFilter, as Step Functions does."""
+
+    def get_paginator(self, operation: str):
+        listed = next(iter(super().get_paginator(operation).paginate()))["executions"]
+
+        def paginate(_, statusFilter: str | None = None, **__):
+            return iter([{"executions": [e for e in listed if statusFilter in (None, e["status"])]}])
+
+        return type("Paginator", (), {"paginate": paginate})()
+
+
+def _stored(meta: dict) -> FakeStore:
+    return FakeStore(
+        {
+            layout.dataset_latest_key("d"): {"dataset": "d", "version": "v1"},
+            layout.dataset_meta_key("d", "v1"): meta,
+        }
+    )
+
+
+def test_a_run_beyond_the_running_limit_is_refused_and_nothing_starts():
+    sfn = FilteringStepFunctions([(RUN, "RUNNING"), ("run-00000000000d", "SUCCEEDED"), (f"{RUN}-r3", "RUNNING")])
+    with pytest.raises(LimitExceeded) as err:
+        runs.start(_stored(_meta()), sfn, ARN, _request(), max_running=2)
+    assert str(err.value) == (
+        "2 training executions are running, the limit is 2 at once; retry when one has finished, "
+        "or raise the stack parameter MaxConcurrentTrainingRuns"
+    )
+    assert sfn.started == []
+    started = runs.start(_stored(_meta()), sfn, ARN, _request(), max_running=3)
+    assert sfn.started == [started["run_id"]]
+
+
+def test_a_run_whose_estimate_is_above_the_cost_ceiling_is_refused_and_nothing_starts():
+    sfn = FilteringStepFunctions([])
+    meta = _meta(rows=100_000)
+    big = _request(n_shards=1000, hyperparameters={"max_epochs": 2000})
+    estimate = runs.estimated_cost(big, meta, "us-east-1")
+    # 80,000 training rows, 2000 rounds over 1000 shards: the state transitions alone cost 2000 x 1003 x $0.000025
+    usage = cost.estimate(80_000, 1000, 2000)
+    assert usage.state_transitions == 20 + 2000 * 1003
+    assert estimate == cost.cost(usage, cost.price_table("us-east-1"))["total"] > 2000 * 1003 * 0.025 / 1000
+    with pytest.raises(InvalidInput) as err:
+        runs.start(_stored(meta), sfn, ARN, big, max_cost_usd=5.0)
+    assert str(err.value) == (
+        f"the run's estimated cost of ${estimate:.2f} (2000 rounds at most over 1000 shards, us-east-1 list "
+        "prices) is above the ceiling of $5.00 per run; lower max_epochs or n_shards, or raise the stack parameter "
+        "MaxRunCostUsd"
+    )
+    assert sfn.started == []
+    small = runs.estimated_cost(_request(), meta, "us-east-1")
+    assert small < 0.1  # 300 rounds over 4 shards
+    runs.start(_stored(meta), sfn, ARN, _request(), max_cost_usd=5.0)
+    assert len(sfn.started) == 1
+
+
+def test_a_request_that_cannot_succeed_starts_nothing():
+    sfn = FilteringStepFunctions([])
+    with pytest.raises(InvalidInput, match="^n_shards=33 is more than the 32 training rows$"):
+        runs.start(_stored(_meta()), sfn, ARN, _request(n_shards=33), max_running=10, max_cost_usd=5.0)
+    assert sfn.started == []

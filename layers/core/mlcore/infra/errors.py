@@ -15,3 +15,11 @@ class NotFoundError(MLError):
 
 class ConflictError(MLError):
     """The request conflicts with the current state (e.g. a promotion that does not beat production)."""
+
+
+class LimitExceeded(MLError):
+    """A ceiling of the stack is reached (e.g. concurrent training runs): retry later, or raise the ceiling."""
+
+
+class CorruptData(MLError):
+    """Stored data the server wrote cannot be used (e.g. a damaged model version): a 500 naming what is wrong."""

@@ -8,7 +8,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from mlcore.infra import jsontext
-from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
+from mlcore.infra.errors import ConflictError, CorruptData, InvalidInput, LimitExceeded, NotFoundError
+from mlcore.infra.observability import logger
 
 
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
@@ -32,6 +33,15 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(ConflictError)
     def _conflict(err: ConflictError) -> Response:
         return Response(status_code=409, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})
+
+    @app.exception_handler(LimitExceeded)
+    def _too_many(err: LimitExceeded) -> Response:
+        return Response(status_code=429, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})
+
+    @app.exception_handler(CorruptData)
+    def _corrupt(err: CorruptData) -> Response:
+        logger.error("corrupt stored data", extra={"problem": str(err)})  # the message, never a stack trace
+        return Response(status_code=500, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})
 
 
 def accepted(body: dict) -> Response[dict]:

@@ -3,6 +3,7 @@
 | prefix       | holds                                                         | written by (template.yaml Policies) |
 | ------------ | ------------------------------------------------------------- | ----------------------------------- |
 | `uploads/`   | files waiting to be registered (presigned PUT, URL ingestion) | the uploader, Ingest                |
+|              | queued URL ingestions (`<id>.request.json`)                   | Ingest                              |
 | `raw/`       | data set versions (data, `dataset.json`) and `latest.json`    | Ingest                              |
 | `datasets/`  | the state of a data set's latest asynchronous ingestion       | Ingest                              |
 | `processed/` | a run's shards, held-out blocks, shard list and manifest      | Preprocess                          |
@@ -43,6 +44,19 @@ def is_internal(key: str) -> bool:
 # -- data sets: uploads/, raw/, datasets/ -------------------------------------------------------------------
 def upload_key(name: str, upload_id: str, fmt: str) -> str:
     return f"{UPLOADS}{name}/{upload_id}.{fmt}"
+
+
+URL_REQUEST_SUFFIX = ".request.json"
+
+
+def url_request_key(name: str, upload_id: str) -> str:
+    """A queued URL ingestion (``POST /datasets/{name} {"url": ...}``): its notification makes Ingest fetch the URL
+    into ``upload_key(name, upload_id, fmt)``. Never a data file (``is_url_request``)."""
+    return f"{UPLOADS}{name}/{upload_id}{URL_REQUEST_SUFFIX}"
+
+
+def is_url_request(key: str) -> bool:
+    return key.startswith(UPLOADS) and key.endswith(URL_REQUEST_SUFFIX)
 
 
 def upload_dataset(key: str) -> str | None:

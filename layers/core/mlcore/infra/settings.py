@@ -20,6 +20,9 @@ class Settings:
     url_allow_networks: str = ""
     url_allow_http: bool = False
     url_allow_ports: str = ""
+    # training-run ceilings (template Parameters MaxConcurrentTrainingRuns and MaxRunCostUsd)
+    max_concurrent_training_runs: int = 10
+    max_run_cost_usd: float = 5.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,6 +37,8 @@ class Settings:
             url_allow_networks=os.environ.get("INGEST_URL_ALLOW_NETWORKS", ""),
             url_allow_http=os.environ.get("INGEST_URL_ALLOW_HTTP", "") == "true",
             url_allow_ports=os.environ.get("INGEST_URL_ALLOW_PORTS", ""),
+            max_concurrent_training_runs=int(os.environ.get("MAX_CONCURRENT_TRAINING_RUNS") or 10),
+            max_run_cost_usd=float(os.environ.get("MAX_RUN_COST_USD") or 5.0),
         )
 
     def store(self) -> S3Store:

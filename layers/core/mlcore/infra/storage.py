@@ -101,7 +101,17 @@ class ObjectStore(Protocol):
 
     def list_keys(self, prefix: str) -> list[str]: ...
 
-    def open(self, key: str) -> Readable: ...
+    def open(self, key: str, version_id: str | None = None) -> Readable: ...
+
+    def copy(
+        self,
+        source: str,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        source_version: str | None = None,
+        if_match: str | None = None,
+    ) -> None: ...
 
     def start_multipart(
         self, key: str, *, content_type: str = "application/octet-stream", metadata: dict[str, str] | None = None
@@ -244,13 +254,49 @@ class S3Store:
 
     MIN_PART_BYTES = 8 * 1024 * 1024  # S3's minimum is 5 MiB for every part but the last
 
-    def open(self, key: str) -> Readable:
-        """The object's body as a file-like stream (read it in pieces; close it when done)."""
+    def open(self, key: str, version_id: str | None = None) -> Readable:
+        """The object's body (of version ``version_id``, else the current one) as a file-like stream (read it in
+        pieces; close it when done)."""
+        kwargs = {"VersionId": version_id} if version_id else {}
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=key, **kwargs)["Body"]
         except ClientError as err:
             if _error_code(err) in ("NoSuchKey", "404"):
                 raise NotFound(key) from err
+            raise
+
+    def copy(
+        self,
+        source: str,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        source_version: str | None = None,
+        if_match: str | None = None,
+    ) -> None:
+        """Server-side copy of ``source`` (its version ``source_version``, else the current one) to ``key``, its
+        metadata replaced; the bytes never pass through here. With ``if_match`` only while the source's ETag is
+        still ``if_match``: ``Conflict`` otherwise."""
+        copy_source = {"Bucket": self.bucket, "Key": source}
+        if source_version:
+            copy_source["VersionId"] = source_version
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "CopySource": copy_source,
+            "ContentType": content_type,
+            "MetadataDirective": "REPLACE",
+        }
+        if if_match:
+            kwargs["CopySourceIfMatch"] = if_match
+        try:
+            self.client.copy_object(**kwargs)
+        except ClientError as err:
+            code = _error_code(err)
+            if code in ("NoSuchKey", "404"):
+                raise NotFound(source) from err
+            if if_match and code in _CONDITION_FAILED:
+                raise Conflict(source) from err
             raise
 
     def start_multipart(

@@ -7,14 +7,21 @@ private, loopback, link-local - 169.254.169.254 above all -, multicast, reserved
 address), and the connection is then made to the checked address itself, so a second DNS answer
 cannot swap in another (DNS rebinding). Redirects are followed by hand, each hop checked again. The
 body streams into an S3 multipart upload one part at a time; the size limit aborts it.
+
+Time is bounded twice: every connect and every read by ``TIMEOUT_SECONDS``, and the whole download (redirects
+included) by ``DEADLINE_SECONDS``: at the deadline the socket is shut down, whatever it is waiting for, so a server
+that drips bytes cannot hold the function past it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -24,7 +31,8 @@ from mlcore.infra.errors import InvalidInput
 MAX_REDIRECTS = 5
 MAX_HOST_NAME = 253  # characters of a DNS name (RFC 1035)
 CHUNK_BYTES = 1024 * 1024
-TIMEOUT_SECONDS = 15.0
+TIMEOUT_SECONDS = 15.0  # each connect and each read
+DEADLINE_SECONDS = 600.0  # the whole download; well within the Ingest function's Timeout in template.yaml
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -147,36 +155,83 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
-def _open(url: str, policy: UrlPolicy) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+class Deadline:
+    """The end of a download: ``watch`` shuts a socket down when it passes, so a blocked read returns at once."""
+
+    def __init__(self, url: str, seconds: float):
+        self.url, self.seconds = url, seconds
+        self.at = time.monotonic() + seconds
+        self.expired = threading.Event()
+
+    def error(self) -> InvalidInput:
+        return InvalidInput(f"the download of {self.url!r} did not finish within {self.seconds:g} seconds")
+
+    def timeout(self) -> float:
+        """The timeout of the next connect or read: ``TIMEOUT_SECONDS``, or less near the deadline."""
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            raise self.error()
+        return min(TIMEOUT_SECONDS, remaining)
+
+    def watch(self, sock: socket.socket) -> threading.Timer:
+        timer = threading.Timer(max(0.0, self.at - time.monotonic()), self._expire, (sock,))
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _expire(self, sock: socket.socket) -> None:
+        self.expired.set()
+        with contextlib.suppress(OSError):  # already closed
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: TLS state is left to the reader
+
+
+def _open(
+    url: str, policy: UrlPolicy, deadline: Deadline
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, threading.Timer | None]:
     for _ in range(MAX_REDIRECTS + 1):
         scheme, host, port, path, address = check_url(url, policy)
+        timeout = deadline.timeout()
         if scheme == "https":
-            conn: http.client.HTTPConnection = _PinnedHTTPSConnection(host, address, port, TIMEOUT_SECONDS)
+            conn: http.client.HTTPConnection = _PinnedHTTPSConnection(host, address, port, timeout)
         else:
-            conn = http.client.HTTPConnection(address, port, timeout=TIMEOUT_SECONDS)
+            conn = http.client.HTTPConnection(address, port, timeout=timeout)
+        timer = None
         try:
+            conn.connect()
+            timer = deadline.watch(conn.sock) if conn.sock is not None else None
             conn.request("GET", path, headers={"Host": host, "User-Agent": "serverless-ml-ingest"})
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as err:
             conn.close()
+            if timer is not None:
+                timer.cancel()
+            if deadline.expired.is_set():
+                raise deadline.error() from None
             raise InvalidInput(f"could not fetch {url!r}: {err}") from None
         if response.status in (301, 302, 303, 307, 308):
             location = response.getheader("Location")
             conn.close()
+            if timer is not None:
+                timer.cancel()
             if not location:
                 raise InvalidInput(f"{url!r} redirected without a Location")
             url = urljoin(url, location)
             continue
         if response.status != 200:
             conn.close()
+            if timer is not None:
+                timer.cancel()
             raise InvalidInput(f"fetching {url!r} returned HTTP {response.status}")
-        return conn, response
+        return conn, response, timer
     raise InvalidInput(f"more than {MAX_REDIRECTS} redirects")
 
 
-def stream(url: str, policy: UrlPolicy, max_bytes: int) -> Iterable[bytes]:
-    """The body in chunks; InvalidInput once it passes ``max_bytes`` (checked as it arrives)."""
-    conn, response = _open(url, policy)
+def stream(url: str, policy: UrlPolicy, max_bytes: int, deadline_seconds: float | None = None) -> Iterable[bytes]:
+    """The body in chunks; InvalidInput once it passes ``max_bytes`` (checked as it arrives), a read waits longer
+    than ``TIMEOUT_SECONDS`` or the download (redirects included) outlasts ``deadline_seconds``
+    (``DEADLINE_SECONDS`` when None)."""
+    deadline = Deadline(url, DEADLINE_SECONDS if deadline_seconds is None else deadline_seconds)
+    conn, response, timer = _open(url, policy, deadline)
     try:
         declared = response.getheader("Content-Length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
@@ -185,8 +240,14 @@ def stream(url: str, policy: UrlPolicy, max_bytes: int) -> Iterable[bytes]:
         while True:
             try:
                 chunk = response.read(CHUNK_BYTES)
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, http.client.HTTPException, ValueError) as err:  # ValueError: closed by the deadline
+                if deadline.expired.is_set():
+                    raise deadline.error() from None
+                if isinstance(err, ValueError):
+                    raise
                 raise InvalidInput(f"the download of {url!r} failed: {err}") from None
+            if deadline.expired.is_set():  # the shutdown can look like the end of the body
+                raise deadline.error()
             if not chunk:
                 return
             total += len(chunk)
@@ -194,4 +255,6 @@ def stream(url: str, policy: UrlPolicy, max_bytes: int) -> Iterable[bytes]:
                 raise InvalidInput(f"the file is over the {max_bytes} byte limit")
             yield chunk
     finally:
+        if timer is not None:
+            timer.cancel()
         conn.close()

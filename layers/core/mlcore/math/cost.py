@@ -125,3 +125,27 @@ def what_if(measured: Usage, rows: int, shards: int, rounds: int) -> Usage:
     out.state_transitions = max(fixed, 0) + rounds * (3 + shards)
     estimate_s3(out)
     return out
+
+
+# A reference run to scale from before a run exists (the up-front check of POST /training-runs): 100,000 training
+# rows, 4 shards, 100 rounds, at the template's memory sizes. Worker time is 0.2 ms per 1,000 rows per round (the
+# measured gradient of 1,000,000 x 28 float32 takes ~35 ms, docs/benchmarks.md; the rest is loading), an aggregation
+# 50 ms, Preprocess 4 µs per row (~250,000 rows/s), Evaluate 2 s; 20 state transitions besides the rounds'.
+REFERENCE_RUN = Usage(
+    functions={
+        "GradientWorker": FunctionUsage(invocations=400, billed_ms=2_000, memory_mb=1769),
+        "Aggregator": FunctionUsage(invocations=101, billed_ms=5_050, memory_mb=1024),
+        "Preprocess": FunctionUsage(invocations=1, billed_ms=400, memory_mb=3008),
+        "Evaluate": FunctionUsage(invocations=1, billed_ms=2_000, memory_mb=2048),
+    },
+    state_transitions=20 + 100 * (3 + 4),
+    rounds=100,
+    shards=4,
+    train_rows=100_000,
+)
+
+
+def estimate(rows: int, shards: int, rounds: int) -> Usage:
+    """The usage of a run of ``rows`` training rows over ``shards`` shards for ``rounds`` rounds, before it runs:
+    ``REFERENCE_RUN`` scaled by ``what_if``."""
+    return what_if(REFERENCE_RUN, rows, shards, rounds)

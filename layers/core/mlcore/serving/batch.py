@@ -32,6 +32,11 @@ from mlcore.infra.storage import NotFound, ObjectStore
 from mlcore.serving import online, registry
 from mlcore.serving.registry import ModelArtifact
 
+
+class IncompleteJob(RuntimeError):
+    """Finalize found planned chunks without their output: the job fails naming them."""
+
+
 JOB_ID = re.compile(r"^batch-[0-9a-f]{12}$")
 MAX_BATCH_ROWS = 10_000
 
@@ -285,15 +290,39 @@ def predict_chunk(
     return stats
 
 
+PART_KINDS = ("parts", "errors", "stats")
+MAX_NAMED_CHUNKS = 20
+
+
+def _check_chunks(job_id: str, chunks: list[dict[str, int]], listed: dict[str, list[str]]) -> None:
+    """IncompleteJob naming the planned chunks that lack a part file (what Finalize would silently drop)."""
+    present = {kind: set(keys) for kind, keys in listed.items()}
+    missing = []
+    for chunk in chunks:
+        kinds = [k for k in PART_KINDS if layout.job_part_key(job_id, k, chunk["first_row"]) not in present[k]]
+        if kinds:
+            missing.append(f"{chunk['first_row']} ({', '.join(kinds)})")
+    if missing:
+        more = ", ..." if len(missing) > MAX_NAMED_CHUNKS else ""
+        raise IncompleteJob(
+            f"batch job {job_id}: {len(missing)} planned chunk(s) have no output; chunks starting at row "
+            f"{', '.join(missing[:MAX_NAMED_CHUNKS])}{more}"
+        )
+
+
 def finalize(store: ObjectStore, job_id: str, now: float | None = None) -> dict[str, Any]:
-    """Concatenate part files in row order (keys are zero-padded first rows) and write the summary."""
+    """Check that every planned chunk wrote its parts, concatenate them in row order (keys are zero-padded
+    first rows) and write the summary. A chunk without its predictions, errors or stats part fails the job,
+    naming the chunks, and nothing is written."""
     job = store.get_json(layout.job_key(job_id))
+    listed = {kind: store.list_keys(layout.job_part_prefix(job_id, kind)) for kind in PART_KINDS}
+    _check_chunks(job_id, store.get_json(layout.job_chunks_key(job_id)), listed)
     outputs = {}
     for kind, name in (("parts", "predictions.jsonl"), ("errors", "errors.jsonl")):
-        body = b"".join(store.get_bytes(k) for k in store.list_keys(layout.job_part_prefix(job_id, kind)))
+        body = b"".join(store.get_bytes(k) for k in listed[kind])
         outputs[kind] = layout.job_output_key(job_id, name)
         store.put_bytes(outputs[kind], body, content_type="application/x-ndjson")
-    stats = [store.get_json(k) for k in store.list_keys(layout.job_part_prefix(job_id, "stats"))]
+    stats = [store.get_json(k) for k in listed["stats"]]
     summary = {
         "job_id": job_id,
         "model": job["model"],

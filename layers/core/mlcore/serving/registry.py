@@ -7,7 +7,12 @@ so readers see the old or the new version, never half of one).
 
 Aliases: ``latest`` follows every registration; ``production`` (what Predict serves) moves to a
 new version only when its test metric beats the current production one (R² for regression,
-higher is better; log loss for classification, lower is better) or when forced. The alias
+higher is better; log loss for classification, lower is better) or when forced. A version that
+does not beat the trivial baseline (``metrics.baseline``, see ``steps.evaluation``) carries a
+warning and becomes production only when forced.
+
+Registration is idempotent and completes on retry: the run's claim (``runs/<run>/model.json``,
+the version it takes) is written before the version file, and every retry moves the aliases. The alias
 document carries its own history, so a rollback is one PUT back to the previous production
 version; versions are never deleted.
 """
@@ -21,11 +26,11 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from mlcore import __version__
 from mlcore.infra import layout
-from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
+from mlcore.infra.errors import ConflictError, CorruptData, InvalidInput, NotFoundError
 from mlcore.infra.storage import AlreadyExists, Conflict, NotFound, ObjectStore
 from mlcore.math import linear
 from mlcore.math.preprocessing import Preprocessor
@@ -38,6 +43,10 @@ PRODUCTION = "production"
 PROMOTION_METRIC = {"regression": ("r2", True), "classification": ("log_loss", False)}
 HISTORY_LIMIT = 100
 ALIAS_ATTEMPTS = 5
+
+
+class CorruptModel(CorruptData):
+    """A stored model version cannot be used: the server's data is broken, not the request (HTTP 500)."""
 
 
 class LinearWeights(BaseModel):
@@ -62,6 +71,13 @@ class ModelArtifact(BaseModel):
     training_curve: list[dict[str, Any]]
     lineage: dict[str, Any]
     library_versions: dict[str, str]
+    warnings: list[str] = Field(default_factory=list, description="e.g. the model does not beat the baseline")
+
+    @property
+    def worse_than_baseline(self) -> bool:
+        """Whether the test metrics do not beat the trivial baseline (never promoted unless forced)."""
+        baseline = self.metrics.get("baseline")
+        return isinstance(baseline, dict) and baseline.get("beaten") is False
 
     @property
     def theta(self) -> np.ndarray:
@@ -102,18 +118,20 @@ def library_versions() -> dict[str, str]:
 
 
 def register(store: ObjectStore, run_id: str, artifact_fields: dict[str, Any]) -> ModelArtifact:
-    """Store the artifact under the next free version and move ``latest`` to it.
+    """Store the artifact under the next free version, move ``latest`` to it and promote it if it is better.
 
-    Idempotent per run: registering the same run again returns the version it already got.
+    Idempotent and complete on retry: the run first claims a version number (``run_model_key``), then
+    writes that version create-only; a retry after a crash at any write finds the claim, writes the
+    version if it is missing and moves the aliases again, so a run gets exactly one version.
     """
-    try:
-        ref = store.get_json(layout.run_model_key(run_id))
-        return load_version(store, ref["name"], ref["version"])
-    except NotFound:
-        pass
     name = artifact_fields["name"]
-    version = 1 + max(list_versions(store, name), default=0)
+    artifact_fields = {**artifact_fields, "lineage": {**artifact_fields.get("lineage", {}), "run_id": run_id}}
+    claim = _claim(store, run_id)
+    version = int(claim["version"]) if claim is not None else 1 + max(list_versions(store, name), default=0)
     while True:
+        if claim is None or int(claim["version"]) != version:
+            claim = {"name": name, "version": version}
+            store.put_json(layout.run_model_key(run_id), claim)
         artifact = ModelArtifact(
             **artifact_fields,
             version=version,
@@ -124,12 +142,23 @@ def register(store: ObjectStore, run_id: str, artifact_fields: dict[str, Any]) -
             store.put_json(layout.version_key(name, version), artifact.model_dump(mode="json"), if_absent=True)
             break
         except AlreadyExists:
-            version += 1  # another run registered this number first
-    store.put_json(layout.run_model_key(run_id), {"name": name, "version": version})
+            existing = load_version(store, name, version)
+            if existing.lineage.get("run_id") == run_id:  # written by this run before a crash
+                artifact = existing
+                break
+            version = 1 + max(version, *list_versions(store, name))  # another run registered this number first
     _advance_latest(store, name, version, reason=f"registered by {run_id}")
-    with contextlib.suppress(ConflictError):  # not better than production: registered, production stays
-        promote(store, name, version)
+    if not artifact.worse_than_baseline:
+        with contextlib.suppress(ConflictError):  # not better than production: registered, production stays
+            promote(store, name, version)
     return artifact
+
+
+def _claim(store: ObjectStore, run_id: str) -> dict[str, Any] | None:
+    try:
+        return store.get_json(layout.run_model_key(run_id))
+    except NotFound:
+        return None
 
 
 def registered(artifact: ModelArtifact, rounds: int) -> RegisteredModel:
@@ -140,6 +169,7 @@ def registered(artifact: ModelArtifact, rounds: int) -> RegisteredModel:
         artifact_key=layout.version_key(artifact.name, artifact.version),
         metrics={k: float(v) for k, v in artifact.metrics["test"].items() if isinstance(v, int | float)},
         rounds=rounds,
+        warnings=artifact.warnings,
     )
 
 
@@ -214,13 +244,21 @@ def promotion_metric(artifact: ModelArtifact) -> tuple[str, bool, float | None]:
 def promote(store: ObjectStore, name: str, version: int, *, force: bool = False) -> dict[str, Any]:
     """Make ``version`` the production version if it beats the current one (or ``force``).
 
-    Raises ConflictError when it does not beat production, naming both values. The comparison is made
-    against the production version actually replaced: a concurrent promotion makes it compare again.
+    Raises ConflictError when it does not beat production, naming both values, or does not beat the trivial
+    baseline. The comparison is made against the production version actually replaced: a concurrent promotion
+    makes it compare again.
     """
     candidate = load_version(store, name, version)
     metric, higher, value = promotion_metric(candidate)
 
     def decide(current: dict[str, Any] | None) -> dict[str, Any]:
+        if current is not None and int(current["version"]) == version:
+            return current
+        if candidate.worse_than_baseline and not force:
+            raise ConflictError(
+                f"version {version} does not beat the trivial baseline ({baseline_text(candidate)}); "
+                "use force to promote anyway"
+            )
         if current is None:
             return _next(current, name, PRODUCTION, version, "first version")
         if int(current["version"]) == version:
@@ -237,6 +275,12 @@ def promote(store: ObjectStore, name: str, version: int, *, force: bool = False)
         return _next(current, name, PRODUCTION, version, f"test {metric} {value} beats {incumbent}")
 
     return _update_alias(store, name, PRODUCTION, decide)
+
+
+def baseline_text(artifact: ModelArtifact) -> str:
+    """The baseline comparison in words, e.g. ``test r2 -0.2 <= 0 of always predicting the mean``."""
+    b = artifact.metrics["baseline"]
+    return f"test {b['metric']} {b['model']:.4g} <= {b['value']:.4g} of {b['rule']}"
 
 
 def rollback(store: ObjectStore, name: str) -> dict[str, Any]:
@@ -299,7 +343,39 @@ def resolve_alias(store: ObjectStore, name: str, alias: str) -> int:
 
 
 def load_version(store: ObjectStore, name: str, version: int) -> ModelArtifact:
+    """A stored version, checked: it must parse, match its path, and have weights of the shape its
+    preprocessing produces; else CorruptModel naming the model, the version and what is wrong."""
+    key = layout.version_key(name, version)
     try:
-        return ModelArtifact.model_validate(store.get_json(layout.version_key(name, version)))
+        body = store.get_bytes(key)
     except NotFound:
         raise NotFoundError(f"model {name!r} has no version {version}") from None
+    where = f"model {name!r} version {version} ({key})"
+    try:
+        artifact = ModelArtifact.model_validate_json(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "the document"
+        raise CorruptModel(f"{where} is corrupt: {field}: {first['msg']}") from None
+    _check_artifact(artifact, name, version, where)
+    return artifact
+
+
+def _check_artifact(artifact: ModelArtifact, name: str, version: int, where: str) -> None:
+    if artifact.name != name:
+        raise CorruptModel(f"{where} is corrupt: name is {artifact.name!r}, its path says {name!r}")
+    if artifact.version != version:
+        raise CorruptModel(f"{where} is corrupt: version is {artifact.version}, its path says {version}")
+    n_features = len(artifact.preprocessor.feature_names)
+    k = len(artifact.model.intercept)
+    try:
+        expected_k = linear.n_outputs(artifact.model.type, len(artifact.preprocessor.classes or []))
+    except ValueError as err:
+        raise CorruptModel(f"{where} is corrupt: preprocessor.classes: {err}") from None
+    rows = artifact.model.coefficients
+    if k != expected_k or len(rows) != n_features or any(len(r) != k for r in rows):
+        shape = f"{len(rows)} x {sorted({len(r) for r in rows})}, intercept {k}"
+        raise CorruptModel(
+            f"{where} is corrupt: model.coefficients must be {n_features} x {expected_k} "
+            f"with an intercept of {expected_k}, got {shape}"
+        )

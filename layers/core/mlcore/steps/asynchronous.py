@@ -46,8 +46,12 @@ from mlcore.steps.schemas import (
     RoundState,
 )
 from mlcore.steps.training import (
+    check_finite,
+    diverged,
+    divergence,
     init_run,
     initial_grad_norm,
+    initial_loss,
     learning_rate,
     load_params,
     load_shard,
@@ -123,8 +127,7 @@ def submit(
         if staleness > hp.max_staleness:
             loss, grad = gradient(head.theta)
             computed_at, staleness, recomputed = head.version, 0, recomputed + 1
-        if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
-            raise FloatingPointError(f"training diverged at version {head.version} (loss {loss})")
+        check_finite(f"the loss or gradient at version {head.version}", loss, grad)
         theta, state = optimizers.step(
             hp.optimizer,
             head.theta.ravel(),
@@ -135,6 +138,7 @@ def submit(
             momentum=hp.momentum,
         )
         new_theta = theta.reshape(head.theta.shape)
+        check_finite(f"the parameters of version {head.version + 1}", new_theta)
         arrays = {"theta": new_theta, "version": np.array(head.version + 1, dtype=np.int64), **state}
         if hp.averaging:  # in the same write as the step: the average counts every applied update once
             arrays["average"] = optimizers.iterate_average(
@@ -179,7 +183,8 @@ def run_async_steps(store: ObjectStore, task: AsyncWorkerTask, shard: np.ndarray
                 raise ValueError(
                     f"shard {task.shard.key} has {Xb.shape[1]} features, parameters expect {theta.shape[0] - 1}"
                 )
-            loss_sum, grad_sum = linear.loss_grad_sums(hp.model, theta.ravel(), Xb, yb)
+            with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is checked by submit
+                loss_sum, grad_sum = linear.loss_grad_sums(hp.model, theta.ravel(), Xb, yb)
             return linear.regularized_objective(loss_sum, grad_sum, len(yb), theta.ravel(), hp.l2, theta.shape[1])
 
         applied.append(submit(store, key, gradient, hp))
@@ -218,10 +223,10 @@ def progress(store: ObjectStore, task: AsyncProgressTask) -> RoundState:
         raise ValueError(f"no updates were submitted in round {task.round}")
     loss = sum(r.batch_loss_sum for r in results) / submitted
     grad_norm = float(np.mean([r.grad_norm for r in results if r.submitted]))
+    if diverged(loss, grad_norm, loss if task.round == 0 else initial_loss(store, task.run_id)):
+        raise divergence(task.round, hp)
     initial = grad_norm if task.round == 0 else initial_grad_norm(store, task.run_id)
     reason = should_stop(hp, task.round, grad_norm, loss, initial)
-    if reason == "diverged":
-        raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
     head = read_head(store, layout.async_head_key(task.run_id))
     next_key = layout.params_key(task.run_id, task.round + 1)
     version = np.array(head.version, dtype=np.int64)

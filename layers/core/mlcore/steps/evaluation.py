@@ -34,6 +34,7 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
         # (true, predicted) pairs of up to RESIDUAL_SAMPLE test rows, for residual plots in reports
         rows = np.linspace(0, len(y) - 1, num=min(RESIDUAL_SAMPLE, len(y)), dtype=np.int64)
         residual_sample = [[float(y[i]), float(predicted[i])] for i in rows]
+    trivial = baseline(y, test_metrics, manifest["preprocessor"].get("classes"), model in linear.CLASSIFIERS)
     metrics = {
         "test": test_metrics,
         "final_train_loss": task.train.loss,
@@ -41,6 +42,7 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
         "rounds": task.train.round,
         "residual_sample": residual_sample,
         "reference": _reference(store, manifest, model, task.request.hyperparameters.l2, test, test_metrics),
+        "baseline": trivial,
     }
     return {
         "name": task.request.model_name,
@@ -55,6 +57,7 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
             "seed": task.request.seed,
         },
         "metrics": metrics,
+        "warnings": baseline_warnings(trivial),
         "training_curve": training_curve(store, task.run_id),
         "lineage": {
             "run_id": task.run_id,
@@ -64,6 +67,34 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
             "test_rows": task.data.test_rows,
         },
     }
+
+
+def baseline(y, test_metrics: dict[str, Any], classes: list[str] | None, classifier: bool) -> dict[str, Any]:
+    """The trivial baseline on the test rows, and whether the model beats it: a regression must have a test
+    R² above 0 (what predicting the mean scores); a classifier an accuracy above the share of the test
+    rows' most frequent class (what always predicting it scores)."""
+    if classifier:
+        counts = np.bincount(y.astype(np.int64))
+        majority = int(np.argmax(counts))
+        label = classes[majority] if classes and majority < len(classes) else str(majority)
+        value = float(counts[majority] / len(y))
+        model_value = float(test_metrics["accuracy"])
+        rule = f"always predicting the majority class {label!r}"
+        return {"metric": "accuracy", "value": value, "model": model_value, "rule": rule, "beaten": model_value > value}
+    model_value = float(test_metrics["r2"])
+    rule = "always predicting the mean"
+    return {"metric": "r2", "value": 0.0, "model": model_value, "rule": rule, "beaten": model_value > 0.0}
+
+
+def baseline_warnings(b: dict[str, Any]) -> list[str]:
+    """The model version's warnings: one when it does not beat the trivial baseline (never promoted unless
+    forced)."""
+    if b["beaten"]:
+        return []
+    return [
+        f"worse than the trivial baseline: test {b['metric']} {b['model']:.4g} <= {b['value']:.4g} of {b['rule']}; "
+        "not promoted to production"
+    ]
 
 
 def _reference(store: ObjectStore, manifest: dict, model: str, l2: float, test, test_metrics: dict) -> dict:

@@ -8,20 +8,30 @@ failed with the reason) is kept in ``datasets/<name>/status.json``, outside ``ra
 
 from __future__ import annotations
 
-import hashlib
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlcore.infra import layout
-from mlcore.infra.errors import InvalidInput, NotFoundError
-from mlcore.infra.storage import AlreadyExists, NotFound, ObjectStore
+from mlcore.infra.errors import ConflictError, InvalidInput, MLError, NotFoundError
+from mlcore.infra.observability import logger
+from mlcore.infra.storage import AlreadyExists, Conflict, NotFound, ObjectStore
+
+if TYPE_CHECKING:
+    from mlcore.infra.urlfetch import UrlPolicy
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # API path; Lambda's synchronous payload limit is 6 MB
-MAX_FILE_BYTES = 256 * 1024 * 1024  # uploads and registered objects: parsed in memory by a 2 GB function
+MAX_FILE_BYTES = 256 * 1024 * 1024  # uploads and registered objects: read and profiled in chunks (tabular.scan)
+READ_CHUNK_BYTES = 8 * 1024 * 1024  # what is read of an object (or sliced of a body) at a time
 UPLOAD_URL_SECONDS = 900
+# A pending ingestion older than this has failed without a word (the upload URL expired unused, or Ingest timed out
+# or ran out of memory on each of its three asynchronous attempts, 900 s each): its status says so.
+PENDING_EXPIRES_SECONDS = 3600
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 CONTENT_TYPES = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
+UPLOAD_KEY_RULE = f"{layout.UPLOADS}<dataset>/<file>.csv (or .jsonl), the data set named by {layout.NAME_RULE}"
 
 
 def format_of_key(key: str) -> str:
@@ -47,18 +57,46 @@ def validate_name(name: str) -> str:
     return name
 
 
-def ingest(store: ObjectStore, name: str, data: bytes, source: str, fmt: str = "csv") -> dict:
-    """Validate ``data`` (CSV or JSON Lines) and store it as version ``sha256[:16]`` of ``name``.
+@dataclass(frozen=True)
+class StoredObject:
+    """An object of the data bucket to ingest, read in chunks of READ_CHUNK_BYTES (never whole): the version
+    (the bucket is versioned) and ETag its HEAD found, so every read and the copy see the same bytes."""
 
-    The same bytes always give the same version, and a second upload writes
-    nothing. The metadata document is written last, so a version is visible
-    (``describe`` finds it) only once its data is complete.
+    store: ObjectStore
+    key: str
+    version_id: str | None
+    etag: str | None
+
+    def chunks(self) -> Iterator[bytes]:
+        body = self.store.open(self.key, self.version_id)
+        try:
+            while chunk := body.read(READ_CHUNK_BYTES):
+                yield chunk
+        finally:
+            body.close()
+
+
+def _slices(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(data), READ_CHUNK_BYTES):
+        yield bytes(view[start : start + READ_CHUNK_BYTES])
+
+
+def ingest(store: ObjectStore, name: str, data: bytes | StoredObject, source: str, fmt: str = "csv") -> dict:
+    """Validate ``data`` (CSV or JSON Lines: bytes, or an object of the bucket) and store it as version
+    ``sha256[:16]`` of ``name``.
+
+    An object is read in chunks and profiled as it is read (``tabular.scan``: bounded memory), then stored
+    by a server-side copy of exactly the bytes read (the object version read, and only while it has the ETag its
+    HEAD found: a ``ConflictError`` otherwise, with nothing written). The same
+    bytes always give the same version, and a second upload writes nothing. The metadata document is written
+    last, so a version is visible (``describe`` finds it) only once its data is complete.
     """
-    from mlcore.steps.tabular import profile, read_table  # pandas: only the functions that parse files load it
+    from mlcore.steps.tabular import scan  # pandas: only the functions that parse files load it
 
     validate_name(name)
-    frame = read_table(data, fmt)
-    version = hashlib.sha256(data).hexdigest()[:16]
+    found = scan((lambda: _slices(data)) if isinstance(data, bytes) else data.chunks, fmt)
+    version = found.sha256[:16]
     try:
         return {**store.get_json(layout.dataset_meta_key(name, version)), "created": False}
     except NotFound:
@@ -67,18 +105,28 @@ def ingest(store: ObjectStore, name: str, data: bytes, source: str, fmt: str = "
         "dataset": name,
         "version": version,
         "status": "ready",
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": found.sha256,
         "key": layout.dataset_data_key(name, version, fmt),
         "format": fmt,
-        "rows": len(frame),
-        "n_columns": len(frame.columns),
-        "columns": profile(frame),
-        "bytes": len(data),
+        "rows": found.rows,
+        "n_columns": len(found.columns),
+        "columns": found.columns,
+        "bytes": found.size,
         "source": source,
         "created_at": datetime.now(UTC).isoformat(),
     }
+    if found.delimiter is not None:
+        meta["delimiter"] = found.delimiter
     content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
-    store.put_bytes(meta["key"], data, content_type=content_type)
+    if isinstance(data, bytes):
+        store.put_bytes(meta["key"], data, content_type=content_type)
+    else:
+        try:
+            store.copy(
+                data.key, meta["key"], content_type=content_type, source_version=data.version_id, if_match=data.etag
+            )
+        except (Conflict, NotFound):
+            raise ConflictError(f"object {data.key!r} changed while it was read; register it again") from None
     try:
         store.put_json(layout.dataset_meta_key(name, version), meta, if_absent=True)
     except AlreadyExists:
@@ -87,50 +135,101 @@ def ingest(store: ObjectStore, name: str, data: bytes, source: str, fmt: str = "
     return {**meta, "created": True}
 
 
-def _read_object(store: ObjectStore, key: str, max_bytes: int) -> tuple[bytes, dict]:
+def _read_object(store: ObjectStore, key: str, max_bytes: int) -> tuple[StoredObject, dict]:
+    """The object at ``key`` (to be read in chunks) and its user metadata, once its size is checked."""
     head = store.head(key)
     if head is None:
         raise NotFoundError(f"object {key!r} does not exist in the data bucket")
     size = int(head.get("ContentLength", 0))
     if size > max_bytes:
         raise InvalidInput(f"the file is {size} bytes, over the {max_bytes} byte limit")
-    return store.get_bytes(key), head.get("Metadata", {})
+    return StoredObject(store, key, head.get("VersionId"), head.get("ETag")), head.get("Metadata", {})
 
 
-def ingest_upload(store: ObjectStore, key: str) -> dict:
-    """Register an object dropped under ``uploads/<dataset>/<file>``, then remove the upload.
+def _unexpected(err: Exception, what: str, **context: str) -> str:
+    """Log an unexpected failure with its traceback; the one-line reason a status document may show."""
+    logger.exception(f"{what} failed unexpectedly", extra=context)
+    return f"ingestion failed unexpectedly ({type(err).__name__}); see the Ingest logs"
 
-    Runs asynchronously (S3 notification), so a bad file does not raise: the data set's status
-    document records the failure and its reason, and nothing is written under ``raw/``."""
+
+def ingest_upload(store: ObjectStore, key: str, policy: UrlPolicy | None = None) -> dict:
+    """Register an object dropped under ``uploads/<dataset>/<file>``, then remove the upload; or, for a queued
+    URL ingestion (``layout.is_url_request``), fetch its URL into ``uploads/`` under ``policy``.
+
+    Runs asynchronously (S3 notification through EventBridge), where raising would only make Lambda retry a
+    failure that a retry cannot fix (the same bytes fail the same way) and then leave the event in the
+    dead-letter queue with the status still ``pending``. So nothing raises: every failure ends in a ``failed``
+    status with its reason (an unexpected error: a generic one, the details in the logs), the upload is removed
+    and nothing is written under ``raw/``. A key with no valid data set in it, or an object already gone (a
+    repeated notification), changes no status."""
     dataset = layout.upload_dataset(key)
-    if dataset is None:
-        raise InvalidInput(f"uploads must be written as {layout.UPLOADS}<dataset>/<file>.csv, got {key!r}")
-    name = validate_name(dataset)
+    if dataset is None or not layout.NAME.match(dataset):
+        logger.warning("ignoring an object outside uploads/<dataset>/", extra={"key": key})
+        if store.exists(key):
+            store.delete([key])
+        return {"key": key, "status": "ignored", "reason": f"uploads must be written as {UPLOAD_KEY_RULE}"}
+    if not store.exists(key):
+        logger.info("the upload is already registered or removed", extra={"key": key})
+        return {"dataset": dataset, "key": key, "status": "ignored", "reason": "the object no longer exists"}
+    if layout.is_url_request(key):
+        from mlcore.infra.urlfetch import UrlPolicy  # ssl and http.client: only the URL path loads them
+
+        return _fetch_url(store, dataset, key, policy or UrlPolicy())
+    name = dataset
     source = f"s3://{store.bucket}/{key}"
     try:
         data, metadata = _read_object(store, key, MAX_FILE_BYTES)
         source = metadata.get("source-url", source)
         result = ingest(store, name, data, source=source, fmt=format_of_key(key))
-    except InvalidInput as err:
+    except Exception as err:  # asynchronous: every failure becomes the status (see the docstring)
+        reason = str(err) if isinstance(err, MLError) else _unexpected(err, "ingesting an upload", key=key)
         if store.exists(key):
             store.delete([key])
-        return set_status(store, name, "failed", reason=str(err), source=source)
+        return set_status(store, name, "failed", reason=reason, source=source)
     set_status(store, name, "ready", version=result["version"], source=source)
     store.delete([key])
     return result
 
 
-def ingest_url(store: ObjectStore, name: str, url: str, policy, fmt: str | None = None) -> dict:
-    """Stream an HTTPS URL into ``uploads/<name>/`` (multipart, bounded memory); the object-created
-    notification then validates and registers it, as for a presigned upload (status ``pending``)."""
-    from mlcore.infra import urlfetch
+def ingest_url(store: ObjectStore, name: str, url: str, policy: UrlPolicy, fmt: str | None = None) -> dict:
+    """Queue the ingestion of an HTTPS URL: check it (scheme, host, port, and the addresses its host resolves to,
+    so a refused URL is a 400 here), set the status ``pending`` and write the request document; its notification
+    runs the download asynchronously (``ingest_upload``), whose outcome is the data set's status."""
+    from mlcore.infra.urlfetch import check_url
 
     validate_name(name)
+    check_url(url, policy)
     fmt = fmt or format_of_key(url.split("?")[0])
-    key = layout.upload_key(name, f"url-{uuid.uuid4().hex[:16]}", fmt)
-    metadata = {"source-url": url} if url.isascii() and len(url) <= 1024 else {}
-    size, sha256 = store.put_stream(key, urlfetch.stream(url, policy, MAX_FILE_BYTES), metadata=metadata)
-    set_status(store, name, "pending", upload_key=key, source=url)
+    upload_id = f"url-{uuid.uuid4().hex[:16]}"
+    key = layout.upload_key(name, upload_id, fmt)
+    request = {"dataset": name, "url": url, "format": fmt, "key": key, "requested_at": datetime.now(UTC).isoformat()}
+    set_status(store, name, "pending", upload_id=upload_id, upload_key=key, source=url)  # before the fetch can end
+    try:
+        store.put_json(layout.url_request_key(name, upload_id), request)
+    except Exception:  # the API answers 500; the status must not stay pending
+        set_status(store, name, "failed", reason="the URL ingestion could not be queued; try again", source=url)
+        raise
+    return {"dataset": name, "status": "pending", "upload_id": upload_id, "key": key, "source": url}
+
+
+def _fetch_url(store: ObjectStore, name: str, request_key: str, policy: UrlPolicy) -> dict:
+    """Stream the URL of a request document into its upload key (multipart, bounded memory and time), then remove
+    the document; the upload's own notification registers the file. A failure ends the status ``failed``."""
+    from mlcore.infra.urlfetch import stream
+
+    url = "the requested URL"
+    try:
+        request = store.get_json(request_key)
+        url, key = str(request["url"]), str(request["key"])
+        if layout.upload_dataset(key) != name or layout.is_url_request(key):
+            raise InvalidInput(f"the URL request {request_key!r} names an upload key outside uploads/{name}/")
+        metadata = {"source-url": url} if url.isascii() and len(url) <= 1024 else {}
+        size, sha256 = store.put_stream(key, stream(url, policy, MAX_FILE_BYTES), metadata=metadata)
+    except Exception as err:  # asynchronous, as in ingest_upload
+        reason = str(err) if isinstance(err, MLError) else _unexpected(err, "fetching a URL", key=request_key)
+        store.delete([request_key])
+        return set_status(store, name, "failed", reason=reason, source=url)
+    store.delete([request_key])
     return {"dataset": name, "status": "pending", "key": key, "bytes": size, "sha256": sha256, "source": url}
 
 
@@ -195,4 +294,17 @@ def status(store: ObjectStore, name: str) -> dict:
     assert attempt is not None
     out = dict(latest or {"dataset": name})
     out.update({k: attempt[k] for k in ("status", "reason", "upload_id", "upload_key", "updated_at") if k in attempt})
+    if out["status"] == "pending" and _age_seconds(attempt) > PENDING_EXPIRES_SECONDS:
+        out["status"] = "failed"
+        out["reason"] = (
+            f"nothing was registered within {PENDING_EXPIRES_SECONDS // 60} minutes: the upload URL expired "
+            "unused, or the ingestion was cut short (see the Ingest logs); start a new upload"
+        )
     return out
+
+
+def _age_seconds(attempt: dict) -> float:
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(attempt["updated_at"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return 0.0

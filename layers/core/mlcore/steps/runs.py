@@ -9,22 +9,136 @@ import uuid
 from typing import Any
 
 from mlcore.infra import aws, layout
-from mlcore.infra.errors import ConflictError, NotFoundError
+from mlcore.infra.errors import ConflictError, InvalidInput, LimitExceeded, NotFoundError
 from mlcore.infra.storage import NotFound, ObjectStore
-from mlcore.math import cost
+from mlcore.math import cost, linear
+from mlcore.math.preprocessing import PreprocessingSpec, resolve_kinds
 from mlcore.steps import ingestion
+from mlcore.steps.preparation import shared
 from mlcore.steps.schemas import TrainingRequest
 from mlcore.steps.training import training_curve
 
 RUN_ID = re.compile(r"^run-[0-9a-f]{12}$")
 RESUMABLE = ("FAILED", "TIMED_OUT", "ABORTED")
 MAX_REASON = 500
+MIN_ROWS = 10  # rows with a target value a training run needs at least
 
 
-def start(store: ObjectStore, sfn, state_machine_arn: str, request: TrainingRequest) -> dict[str, Any]:
-    """Check the data set exists, then start one execution named after the new run id."""
+def check_feasible(request: TrainingRequest, meta: dict) -> None:
+    """Refuse (InvalidInput) a request that cannot succeed on the data set version ``meta`` describes, judged from
+    its stored profile alone (``rows``; per column ``kind``, ``missing`` and, for text, ``distinct``) with the same
+    rules and messages as Preprocess: a target that is not a column or has no values, a spec naming columns the data
+    set lacks, fewer than ``MIN_ROWS`` rows with a target, a non-numeric regression target, a classifier's class
+    count, a split leaving too few rows, more shards than training rows, and a text column with too many categories
+    to one-hot encode. A check whose figure the profile lacks (a capped or absent ``distinct``) is skipped; columns
+    Preprocess drops by default (``shared.drop_sensitive``) are not checked. Without a profile nothing is judged."""
+    if not isinstance(meta.get("columns"), list) or _count(meta.get("rows")) is None:
+        return
+    profile = {str(c["name"]): c for c in meta["columns"]}
+    target = request.target
+    shared.check_target(target, profile)
+    request, _ = shared.drop_sensitive(request, meta)
+    spec = request.preprocessing or PreprocessingSpec()
+    resolved, _ = resolve_kinds({name: str(c["kind"]) for name, c in profile.items()}, target, spec)
+    rows = int(meta["rows"])
+    with_target = rows - int(profile[target].get("missing") or 0)
+    required = [int(profile[n].get("missing") or 0) for n, r in spec.columns.items() if r.impute == "drop_rows"]
+    usable = min([with_target, *(rows - m for m in required)])  # at most this many rows are kept
+    shared.check_rows(target, with_target, usable)
+    if with_target < MIN_ROWS:
+        raise InvalidInput(
+            f"the data set has {with_target} rows with a value of target column {target!r}, "
+            f"fewer than the {MIN_ROWS} a training run needs"
+        )
+    model = request.hyperparameters.model
+    kind = profile[target]["kind"]
+    if model not in linear.CLASSIFIERS and kind != "numeric":
+        raise InvalidInput(f"target column {target!r} must be numeric for regression")
+    if model in linear.CLASSIFIERS:
+        low, high = profile[target].get("min"), profile[target].get("max")
+        classes = _count(profile[target].get("distinct")) if kind != "numeric" else None
+        if kind == "numeric" and low is not None and low == high:
+            classes = 1  # a numeric profile has no distinct count: one value is one class
+        if classes is not None:
+            shared.check_class_count(model, target, classes)
+    train, validation, test = shared.split_sizes(usable, request.test_fraction, request.validation_fraction)
+    shared.check_split(request.test_fraction, request.validation_fraction, train, validation, test)
+    shared.check_shards(request.n_shards, train)
+    for name, resolved_kind in resolved.items():
+        rules, distinct = spec.rules(name), _count(profile[name].get("distinct"))
+        if resolved_kind != "categorical" or rules.max_categories is not None or distinct is None:
+            continue
+        in_training = distinct - (rows - train)  # categories that only the other rows hold are not in the fit
+        if in_training > spec.max_categories:
+            raise InvalidInput(
+                f"column {name!r} has {distinct} distinct values, more than the one-hot limit of "
+                f"{spec.max_categories}; drop it, hash it or cap it (max_categories) in the preprocessing spec"
+            )
+
+
+def _count(value: object) -> int | None:
+    """A profile's count, or None where it is absent or not exact (e.g. capped, ">= 100000")."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def estimated_cost(request: TrainingRequest, meta: dict, region: str) -> float:
+    """The run's estimated cost in USD at most: ``max_epochs`` rounds over ``n_shards`` shards of the training
+    rows the split leaves (``cost.estimate``), at ``region``'s list prices."""
+    rows = int(meta.get("rows") or 0)
+    columns = meta.get("columns") or []
+    with_target = rows - int(next((c.get("missing") or 0 for c in columns if c["name"] == request.target), 0))
+    train, _, _ = shared.split_sizes(with_target, request.test_fraction, request.validation_fraction)
+    usage = cost.estimate(max(train, 1), request.n_shards, request.hyperparameters.max_epochs)
+    return float(cost.cost(usage, cost.price_table(region))["total"])
+
+
+def check_cost(request: TrainingRequest, meta: dict, region: str, max_cost_usd: float) -> None:
+    """Refuse a run whose estimated cost is above ``max_cost_usd`` (the stack parameter MaxRunCostUsd)."""
+    estimate = estimated_cost(request, meta, region)
+    if estimate > max_cost_usd:
+        raise InvalidInput(
+            f"the run's estimated cost of ${estimate:.2f} ({request.hyperparameters.max_epochs} rounds at most over "
+            f"{request.n_shards} shards, {region} list prices) is above the ceiling of ${max_cost_usd:.2f} per run; "
+            "lower max_epochs or n_shards, or raise the stack parameter MaxRunCostUsd"
+        )
+
+
+def running_executions(sfn, state_machine_arn: str) -> int:
+    """How many executions of the training state machine are RUNNING (continuations and resumptions included)."""
+    pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn, statusFilter="RUNNING")
+    return sum(len(page["executions"]) for page in pages)
+
+
+def check_concurrency(sfn, state_machine_arn: str, max_running: int) -> None:
+    """Refuse (LimitExceeded, a 429) a new run while ``max_running`` training executions are RUNNING."""
+    running = running_executions(sfn, state_machine_arn)
+    if running >= max_running:
+        raise LimitExceeded(
+            f"{running} training executions are running, the limit is {max_running} at once; retry when one has "
+            "finished, or raise the stack parameter MaxConcurrentTrainingRuns"
+        )
+
+
+def start(
+    store: ObjectStore,
+    sfn,
+    state_machine_arn: str,
+    request: TrainingRequest,
+    *,
+    max_running: int | None = None,
+    max_cost_usd: float | None = None,
+    region: str = "us-east-1",
+) -> dict[str, Any]:
+    """Check the data set exists, that the request can succeed on it (``check_feasible``), its estimated cost
+    (at most ``max_cost_usd``) and the running executions (fewer than ``max_running``), then start one execution
+    named after the new run id. A refused request starts and writes nothing."""
     meta = ingestion.describe(store, request.dataset, request.version)
     request = request.model_copy(update={"version": meta["version"]})  # pin the version the run trains on
+    check_feasible(request, meta)
+    if max_cost_usd is not None:
+        check_cost(request, meta, region, max_cost_usd)
+    if max_running is not None:
+        check_concurrency(sfn, state_machine_arn, max_running)
     run_id = f"run-{uuid.uuid4().hex[:12]}"
     sfn.start_execution(stateMachineArn=state_machine_arn, name=run_id, input=request.model_dump_json())
     return {"run_id": run_id, "status": "RUNNING", "dataset": request.dataset, "version": meta["version"]}

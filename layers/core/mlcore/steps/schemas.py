@@ -279,6 +279,7 @@ class RegisteredModel(Strict):
     metrics: dict[str, float]
     rounds: int
     status: Literal["registered"] = "registered"
+    warnings: list[str] = Field(default_factory=list, description="e.g. the model does not beat the baseline")
 
 
 # -- asynchronous mode --------------------------------------------------------

@@ -2,12 +2,26 @@
 
 Imported only by the functions that parse CSV (Ingest, Preprocess); Predict,
 GradientWorker and Aggregator never load pandas.
+
+``scan`` validates and profiles a file read as a stream of byte chunks, in bounded memory: the bytes are
+hashed as they are read, decoded chunk by chunk, cut into whole records and parsed ``CHUNK_CHARS`` of text
+at a time, and each column keeps running aggregates (missing, min, max, sum; for text the counts of at most
+``DISTINCT_CAP`` distinct values). ``read_table`` parses a whole file into one frame (Preprocess in memory).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain, islice
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,25 +32,539 @@ from mlcore.infra.errors import InvalidInput
 MAX_COLUMNS = 1000
 FORMATS = ("csv", "jsonl")
 TOP_CATEGORIES = 5
+DELIMITERS = (",", ";", "\t", "|")  # detected from the first SNIFF_LINES lines; comma wins a tie
+SNIFF_LINES = 50
+CHUNK_CHARS = 8 * 1024 * 1024  # text parsed per step of the scan
+SUM_BLOCK = 65_536  # a numeric column's mean: exact sum (fsum) of the sums of blocks of this many values
+DISTINCT_CAP = 10_000  # distinct text values counted exactly per column; beyond, "distinct" is ">= 10000"
+TOP_VALUE_CHARS = 64  # longer values are shown truncated in a profile's "top"
+SENSITIVE_MIN_ROWS = 20  # fewer observed values never make a column an identifier
+IDENTIFIER_SHARE = 0.95  # distinct values / observed values from which a text column is an identifier
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+PHONE = re.compile(r"\+?[\d\s().\-/]+")
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}[./-]\d{2}[./-]\d{4}")
+MAGIC = (  # the start of a file in a binary format people mistake for a table
+    (b"\x1f\x8b", "a gzip magic number"),
+    (b"PK\x03\x04", "a zip magic number (zip, xlsx, ...)"),
+    (b"PAR1", "a Parquet magic number"),
+    (b"BZh", "a bzip2 magic number"),
+    (b"\xfd7zXZ\x00", "an xz magic number"),
+    (b"(\xb5/\xfd", "a zstd magic number"),
+    (b"7z\xbc\xaf'\x1c", "a 7z magic number"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an OLE2 magic number (xls, ...)"),
+    (b"%PDF-", "a PDF magic number"),
+    (b"\x89PNG", "a PNG magic number"),
+    (b"SQLite format 3\x00", "an SQLite magic number"),
+)
+MAGIC_BYTES = max(len(magic) for magic, _ in MAGIC)
 
 
-def read_table(data: bytes, fmt: str = "csv") -> pd.DataFrame:
-    """Parse ``data`` as CSV with a header or JSON Lines (one flat object per line)."""
+def _binary(what: str) -> InvalidInput:
+    return InvalidInput(f"the file is binary ({what}), not CSV or JSON Lines text")
+
+
+def _not_utf8(data: bytes, err: UnicodeDecodeError, offset: int) -> InvalidInput:
+    bad = data[err.start : err.start + 1]
+    return InvalidInput(f"the file is not UTF-8 text (byte {offset + err.start}: {bad!r})")
+
+
+class _Decoder:
+    """Byte chunks as text: hashed and counted as they are read; a binary or non-UTF-8 file is refused."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self.chunks = chunks
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def texts(self) -> Iterator[str]:
+        carry = b""  # the start of a character cut by the chunk boundary
+        head = b""  # the first bytes, for the magic numbers
+        blank = True
+        chunks = (c for c in self.chunks if c)
+        following = next(chunks, None)
+        while following is not None:
+            chunk, following = following, next(chunks, None)
+            if len(head) < MAGIC_BYTES:
+                head += chunk[: MAGIC_BYTES - len(head)]
+                for magic, what in MAGIC:
+                    if head.startswith(magic):
+                        raise _binary(what)
+            nul = chunk.find(b"\x00")
+            if nul >= 0:
+                raise _binary(f"NUL byte at offset {self.size + nul}")
+            self.digest.update(chunk)
+            start = self.size - len(carry)
+            self.size += len(chunk)
+            blank = blank and not chunk.strip()
+            if blank and following is None:
+                raise InvalidInput("the file is empty")
+            data = carry + chunk
+            try:
+                text, carry = data.decode("utf-8"), b""
+            except UnicodeDecodeError as err:
+                if err.reason != "unexpected end of data" or err.end != len(data) or following is None:
+                    raise _not_utf8(data, err, start) from None
+                text, carry = data[: err.start].decode("utf-8"), data[err.start :]
+            if start == 0 and text.startswith("\ufeff"):
+                text = text[1:]
+            if text:
+                yield text
+        if blank:
+            raise InvalidInput("the file is empty")
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+
+def _lines(texts: Iterable[str]) -> Iterator[str]:
+    """The lines of the text, each with its "\\n" (the last one may lack it)."""
+    pending = ""
+    for text in texts:
+        parts = (pending + text).split("\n")
+        pending = parts.pop()
+        for part in parts:
+            yield part + "\n"
+    if pending:
+        yield pending
+
+
+def sniff_delimiter(lines: list[str], complete: bool = True) -> str:
+    """The delimiter (one of DELIMITERS) that splits the header into most columns and every sampled row into
+    as many; comma when it does so at all, so a comma CSV with semicolons in its text stays comma-separated.
+    With no consistent candidate, the one giving the header most fields (comma on a tie). ``complete``: the
+    lines are the whole file (else the last record may be cut, and is not judged)."""
+    widths: dict[str, tuple[int, bool]] = {}
+    for delimiter in DELIMITERS:
+        try:
+            rows = [row for row in csv.reader(lines, delimiter=delimiter) if row]
+        except csv.Error:
+            continue
+        if not complete and len(rows) > 1:
+            rows = rows[:-1]
+        if rows:
+            widths[delimiter] = (len(rows[0]), all(len(row) == len(rows[0]) for row in rows))
+    consistent = [d for d, (width, even) in widths.items() if even and width > 1]
+    if consistent:
+        return max(consistent, key=lambda d: widths[d][0]) if "," not in consistent else ","
+    return max(widths, key=lambda d: widths[d][0]) if widths else ","
+
+
+class _Feed:
+    """The lines csv.reader reads, kept until they are parsed: ``full`` once about CHUNK_CHARS are kept;
+    ``exhausted`` once the file ends."""
+
+    def __init__(self, lines: Iterator[str]):
+        self.taken: list[str] = []
+        self.full = False
+        self.exhausted = False
+        self.lines = self._feed(lines)
+
+    def _feed(self, lines: Iterator[str]) -> Iterator[str]:
+        taken, size, limit = self.taken, 0, CHUNK_CHARS
+        for line in lines:
+            taken.append(line)
+            size += len(line)
+            if size >= limit:
+                self.full, size = True, 0
+            yield line
+        self.exhausted = True
+
+    def take(self) -> list[str]:
+        block = self.taken[:]
+        self.taken.clear()
+        self.full = False
+        return block
+
+
+def _opening_line(lines: list[str], first: int) -> int:
+    """The line (numbered from ``first``) on which the quoted field left open at the end of ``lines`` opens."""
+    inside, opened = False, first
+    for number, line in enumerate(lines, start=first):
+        if line.count('"') % 2:
+            if not inside:
+                opened = number
+            inside = not inside
+    return opened
+
+
+class _CsvBlocks:
+    """The data rows of a CSV as blocks of about CHUNK_CHARS of text (whole records), once the header and each
+    record's field count are checked; ``names`` is the header's column names once read."""
+
+    def __init__(self, lines: Iterator[str], delimiter: str):
+        self.feed = _Feed(lines)
+        self.reader = csv.reader(self.feed.lines, delimiter=delimiter)
+        self.names: list[str] | None = None
+
+    def __iter__(self) -> Iterator[list[str]]:
+        feed, reader = self.feed, self.reader
+        width = -1
+        while True:
+            first, start = reader.line_num + 1, len(feed.taken)
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:  # e.g. a field longer than csv.field_size_limit() characters
+                raise InvalidInput(f"line {reader.line_num} is not well-formed CSV: {err}") from None
+            if len(row) != width:
+                if feed.exhausted:  # the reader ran out of lines inside a quoted field
+                    line = _opening_line(feed.taken[start:], first)
+                    raise InvalidInput(f"unclosed quote: the quoted field that opens on line {line} never closes")
+                if not row:  # blank lines are skipped, as pandas does
+                    continue
+                if self.names is None:
+                    self.names = _header(row)
+                    width = len(self.names)
+                    feed.take()
+                    continue
+                if len(row) > width:  # pandas would take an over-long first row's extra field as an index
+                    raise InvalidInput(
+                        f"line {reader.line_num} has {len(row)} fields, more than the {width} in the header"
+                    )
+                # a short row is ragged too (an empty field is written as ",,")
+                raise InvalidInput(
+                    f"line {reader.line_num} has {len(row)} fields, fewer than the {width} in the header"
+                )
+            if feed.exhausted:
+                line = _opening_line(feed.taken[start:], first)
+                raise InvalidInput(f"unclosed quote: the quoted field that opens on line {line} never closes")
+            if feed.full:
+                yield feed.take()
+        if self.names is None:
+            raise InvalidInput("the file has no header row")
+        if feed.taken:
+            yield feed.take()
+
+
+def _header(row: list[str]) -> list[str]:
+    names = [h.strip() for h in row]
+    if len(names) > MAX_COLUMNS:
+        raise InvalidInput(f"the file has {len(names)} columns, more than the limit of {MAX_COLUMNS}")
+    if any(not n for n in names):
+        raise InvalidInput("the header has an empty column name")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(f"duplicate column name(s) in the header: {', '.join(dupes)}")
+    return names
+
+
+def _csv_chunks(
+    lines: Iterator[str], delimiter: str, as_text: Iterable[str] = ()
+) -> Iterator[tuple[list[str], pd.DataFrame]]:
+    """The data rows as frames typed as pandas types them (the ``as_text`` columns: raw strings), about
+    CHUNK_CHARS of text each."""
+    blocks = _CsvBlocks(lines, delimiter)
+    for block in blocks:
+        assert blocks.names is not None
+        text = [i for i, n in enumerate(blocks.names) if n in as_text]
+        yield blocks.names, _parse(block, delimiter, len(blocks.names), text)
+
+
+def _parse(lines: list[str], delimiter: str, width: int, as_text: list[int]) -> pd.DataFrame:
+    try:
+        return pd.read_csv(
+            io.StringIO("".join(lines)),
+            sep=delimiter,
+            header=None,
+            names=list(range(width)),
+            index_col=False,
+            dtype=dict.fromkeys(as_text, str),
+            skipinitialspace=True,
+        )
+    except pd.errors.ParserError as err:
+        raise InvalidInput(f"the file is not a well-formed CSV: {err}") from None
+
+
+def _jsonl_chunks(lines: Iterator[str], names: dict[str, None]) -> Iterator[list[dict]]:
+    """The records of a JSON Lines file, about CHUNK_CHARS of text at a time; ``names`` collects the field
+    names in order of first appearance."""
+    records: list[dict] = []
+    size = 0
+    number = 0
+    for physical in lines:
+        for line in physical.splitlines():
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                record = jsontext.loads(line)
+            except jsontext.JsonRefused as err:
+                raise InvalidInput(f"line {number} is refused: {err}") from None
+            except ValueError as err:
+                raise InvalidInput(f"line {number} is not valid JSON: {err}") from None
+            if not isinstance(record, dict):
+                raise InvalidInput(f"line {number} is not a JSON object")
+            for key, value in record.items():
+                if isinstance(value, dict | list):
+                    raise InvalidInput(f"line {number}: field {key!r} is nested; only flat objects are supported")
+                names.setdefault(key)
+            if len(names) > MAX_COLUMNS:
+                raise InvalidInput(f"the file has more than the limit of {MAX_COLUMNS} columns (line {number})")
+            records.append(record)
+            size += len(line)
+            if size >= CHUNK_CHARS:
+                yield records
+                records, size = [], 0
+    if records:
+        yield records
+
+
+def _display(value: str) -> str:
+    return value.split("\x00", 1)[0]
+
+
+def _counted(value: str) -> str:
+    """A text value as counted: a value over TOP_VALUE_CHARS characters is kept as its truncation plus a digest
+    (distinct values stay distinct; the profile shows only the truncation)."""
+    if len(value) <= TOP_VALUE_CHARS:
+        return value
+    digest = hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
+    return f"{value[: TOP_VALUE_CHARS - 1]}\u2026\x00{digest}"
+
+
+def _is_phone(value: str) -> bool:
+    if not PHONE.fullmatch(value) or ISO_DATE.fullmatch(value):
+        return False
+    return 7 <= sum(c.isdigit() for c in value) <= 15
+
+
+def sensitivity(counts: Counter[str]) -> str | None:
+    """email or phone when most counted values look like one; identifier when nearly every value is distinct
+    (at least IDENTIFIER_SHARE of SENSITIVE_MIN_ROWS or more counted values); else None."""
+    counted = sum(counts.values())
+    if not counted:
+        return None
+    if 2 * sum(n for v, n in counts.items() if EMAIL.fullmatch(_display(v))) > counted:
+        return "email"
+    if 2 * sum(n for v, n in counts.items() if _is_phone(_display(v))) > counted:
+        return "phone"
+    if counted >= SENSITIVE_MIN_ROWS and len(counts) >= IDENTIFIER_SHARE * counted:
+        return "identifier"
+    return None
+
+
+class _Column:
+    """The running profile of one column."""
+
+    def __init__(self, name: str, missing: int = 0):
+        self.name = name
+        self.missing = missing
+        self.observed = 0
+        self.absent = missing  # JSON Lines: records without the field (an all-null field is numeric if any)
+        self.numeric = True  # every observed value so far is a number
+        self.booleans = False  # some chunk's values were read as booleans (counted as True / False)
+        self.texts = False  # some chunk's values were read as text
+        self.n = 0
+        self.sums: list[float] = []  # of the observed values in consecutive blocks of SUM_BLOCK
+        self.pending = np.empty(0)  # the observed values of the block not yet full
+        self.low = np.inf
+        self.high = -np.inf
+        self.first_infinite: int | None = None
+        self.counts: Counter[str] = Counter()
+        self.capped = False
+        self.uncounted = False  # turned to text after numbers that were not counted
+
+    def add(
+        self,
+        missing: int,
+        observed: int,
+        numbers: np.ndarray | None,
+        texts: Callable[[], list[str]],
+        row: int,
+        booleans: bool = False,
+    ):
+        """One chunk: ``numbers`` (all its values, NaN when missing) is None when some value is not a number;
+        ``booleans``: its values were read as booleans."""
+        self.missing += missing
+        if self.numeric and numbers is None:
+            self.numeric = False
+            self.uncounted = self.uncounted or self.observed > 0
+        elif not self.numeric and numbers is not None and observed:  # numbers in a text column: not as written
+            self.uncounted = True
+        self.observed += observed
+        if numbers is None and observed:
+            self.booleans = self.booleans or booleans
+            self.texts = self.texts or not booleans
+        if self.numeric:
+            assert numbers is not None
+            values = numbers[~np.isnan(numbers)]
+            if values.size:
+                self.n += values.size
+                self._sum(values)
+                self.low = min(self.low, float(values.min()))
+                self.high = max(self.high, float(values.max()))
+            if self.first_infinite is None:
+                infinite = np.isinf(numbers)
+                if infinite.any():
+                    self.first_infinite = row + int(np.argmax(infinite)) + 1
+        elif observed:
+            self.count(texts())
+
+    def _sum(self, values: np.ndarray) -> None:
+        """Sums of blocks of SUM_BLOCK values however the chunks fall, so the mean does not depend on the chunking
+        (and is numpy's mean, bit for bit, for up to SUM_BLOCK values)."""
+        values = np.concatenate([self.pending, values]) if self.pending.size else values
+        full = values.size - values.size % SUM_BLOCK
+        self.sums.extend(float(np.add.reduce(values[i : i + SUM_BLOCK])) for i in range(0, full, SUM_BLOCK))
+        self.pending = values[full:].copy()
+
+    def mean(self) -> float:
+        return math.fsum([*self.sums, float(np.add.reduce(self.pending))]) / self.n
+
+    def count(self, texts: list[str]) -> None:
+        if texts and max(map(len, texts)) > TOP_VALUE_CHARS:
+            texts = [_counted(t) for t in texts]
+        if not self.capped and len(self.counts) + len(texts) <= DISTINCT_CAP:
+            self.counts.update(texts)
+            return
+        for value, n in Counter(texts).items():
+            if value in self.counts or len(self.counts) < DISTINCT_CAP:
+                self.counts[value] += n
+            else:
+                self.capped = True
+
+    @property
+    def recount(self) -> bool:
+        """Text whose values were not all counted as themselves: count them again, as text, in a second pass."""
+        return not self.numeric and (self.uncounted or (self.booleans and self.texts))
+
+    def entry(self, fmt: str) -> dict:
+        entry: dict = {"name": self.name, "missing": self.missing}
+        if self.numeric and (fmt == "csv" or self.observed or self.absent):  # as pandas types an all-null field
+            entry["kind"] = "numeric"
+            entry["min"] = self.low if self.n else None
+            entry["max"] = self.high if self.n else None
+            entry["mean"] = self.mean() if self.n else None
+            return entry
+        entry["kind"] = "categorical"
+        counts = self.counts
+        entry["distinct"] = f">= {DISTINCT_CAP}" if self.capped else len(counts)
+        sensitive = sensitivity(counts)
+        if sensitive:
+            entry["sensitive"] = sensitive  # counts only: no value of the column is shown
+        else:
+            entry["top"] = [[_display(v), n] for v, n in counts.most_common(TOP_CATEGORIES)]
+        return entry
+
+
+def _add_csv(columns: dict[str, _Column], names: list[str], frame: pd.DataFrame, row: int) -> None:
+    for i, name in enumerate(names):
+        column = columns.setdefault(name, _Column(name))
+        values = frame[i]  # typed by pandas, as it types a whole file: numbers, booleans or text
+        mask = values.isna().to_numpy()
+        observed = values[~mask]
+        numbers, booleans = None, False
+        if pd.api.types.is_bool_dtype(values.dtype):
+            booleans = True
+        elif pd.api.types.is_numeric_dtype(values.dtype):
+            numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif values.dtype == object:  # booleans with missing values (or values of mixed types)
+            booleans = len(observed) > 0 and all(isinstance(v, bool | np.bool_) for v in observed)
+        column.add(
+            len(mask) - len(observed), len(observed), numbers, functools.partial(_texts, observed), row, booleans
+        )
+
+
+def _add_jsonl(columns: dict[str, _Column], names: Iterable[str], records: list[dict], row: int) -> None:
+    for name in names:
+        column = columns.setdefault(name, _Column(name, missing=row))  # absent from the rows before
+        values = [r.get(name) for r in records]
+        observed = [v for v in values if v is not None]
+        column.absent += sum(name not in r for r in records)
+        numbers = None
+        if column.numeric and all(type(v) in (int, float) for v in observed):
+            numbers = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        column.add(len(values) - len(observed), len(observed), numbers, functools.partial(_texts, observed), row)
+
+
+def _texts(values: pd.Series | list) -> list[str]:
+    items = values.tolist() if isinstance(values, pd.Series) else values
+    return [v if type(v) is str else str(v) for v in items]
+
+
+@dataclass
+class Scan:
+    """What ``scan`` found: the file's size and SHA-256, its delimiter (CSV), rows and column profile."""
+
+    format: str
+    delimiter: str | None
+    rows: int
+    columns: list[dict]
+    sha256: str
+    size: int
+
+
+def scan(read: Callable[[], Iterable[bytes]], fmt: str = "csv") -> Scan:
+    """Validate and profile the file ``read()`` yields in chunks, or raise InvalidInput naming what is wrong.
+
+    Memory is bounded by the chunk sizes and DISTINCT_CAP, not by the file. ``read`` is called once more when a
+    column that began with numbers turns out to be text (its values are then counted in a second pass)."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    columns: dict[str, _Column] = {}
+    decoder = _Decoder(read())
+    delimiter, chunks = _open(decoder, fmt)
+    rows = 0
+    for names, chunk in chunks:
+        if len(chunk) == 0:  # only blank lines: no values to type
+            continue
+        if fmt == "csv":
+            _add_csv(columns, names, chunk, rows)
+        else:
+            _add_jsonl(columns, names, chunk, rows)
+        rows += len(chunk)
+    if rows == 0:
+        raise InvalidInput("the file has a header but no data rows" if fmt == "csv" else "the file has no JSON objects")
+    if not columns:
+        raise InvalidInput("the records have no fields")
+    if any(not str(n).strip() for n in columns):
+        raise InvalidInput("a record has an empty field name")
+    for column in columns.values():
+        if column.numeric and column.first_infinite is not None:
+            raise InvalidInput(
+                f"column {column.name!r} has infinite values (first in data row {column.first_infinite})"
+            )
+    again = {n for n, c in columns.items() if c.recount}
+    if again:
+        for name in again:
+            columns[name].counts, columns[name].capped = Counter(), False
+        for names, chunk in _open(_Decoder(read()), fmt, again)[1]:
+            for i, name in enumerate(names):
+                if name in again:
+                    if fmt == "csv":
+                        columns[name].count(chunk[i].dropna().tolist())
+                    else:
+                        columns[name].count([str(r[name]) for r in chunk if r.get(name) is not None])
+    return Scan(fmt, delimiter, rows, [c.entry(fmt) for c in columns.values()], decoder.sha256, decoder.size)
+
+
+def _open(
+    decoder: _Decoder, fmt: str, as_text: Iterable[str] = ()
+) -> tuple[str | None, Iterator[tuple[list[str], Any]]]:
+    """The delimiter (CSV) and the file's chunks: (column names so far, a frame or a list of records)."""
+    lines = _lines(decoder.texts())
+    if fmt == "jsonl":
+        names: dict[str, None] = {}
+        return None, ((list(names), records) for records in _jsonl_chunks(lines, names))
+    sample = list(islice(lines, SNIFF_LINES))
+    delimiter = sniff_delimiter(sample, complete=len(sample) < SNIFF_LINES)
+    return delimiter, _csv_chunks(chain(sample, lines), delimiter, as_text)
+
+
+def read_table(data: bytes, fmt: str = "csv", delimiter: str | None = None) -> pd.DataFrame:
+    """Parse ``data`` as CSV with a header (``delimiter``, detected when None) or JSON Lines (one flat object
+    per line)."""
     if fmt == "jsonl":
         return read_jsonl(data)
     if fmt != "csv":
         raise InvalidInput(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    return read_csv(data)
+    return read_csv(data, delimiter)
 
 
 def _decode(data: bytes) -> str:
-    if not data.strip():
-        raise InvalidInput("the file is empty")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        bad = data[err.start : err.start + 1]
-        raise InvalidInput(f"the file is not UTF-8 text (byte {err.start}: {bad!r})") from None
+    return "".join(_Decoder([data]).texts())
 
 
 def _check_finite(frame: pd.DataFrame, first_line: int) -> None:
@@ -51,27 +579,8 @@ def _check_finite(frame: pd.DataFrame, first_line: int) -> None:
 
 def read_jsonl(data: bytes) -> pd.DataFrame:
     """JSON Lines: each non-blank line one object of scalars; columns in order of first appearance."""
-    text = _decode(data)
-    records: list[dict] = []
     names: dict[str, None] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = jsontext.loads(line)
-        except jsontext.JsonRefused as err:
-            raise InvalidInput(f"line {number} is refused: {err}") from None
-        except ValueError as err:
-            raise InvalidInput(f"line {number} is not valid JSON: {err}") from None
-        if not isinstance(record, dict):
-            raise InvalidInput(f"line {number} is not a JSON object")
-        for key, value in record.items():
-            if isinstance(value, dict | list):
-                raise InvalidInput(f"line {number}: field {key!r} is nested; only flat objects are supported")
-            names.setdefault(key)
-        if len(names) > MAX_COLUMNS:
-            raise InvalidInput(f"the file has more than the limit of {MAX_COLUMNS} columns (line {number})")
-        records.append(record)
+    records = [r for chunk in _jsonl_chunks(iter([_decode(data)]), names) for r in chunk]
     if not records:
         raise InvalidInput("the file has no JSON objects")
     if any(not str(n).strip() for n in names):
@@ -82,73 +591,27 @@ def read_jsonl(data: bytes) -> pd.DataFrame:
     return frame
 
 
-def profile(frame: pd.DataFrame) -> list[dict]:
-    """Per column: kind, missing count, and min/max/mean (numeric) or distinct count and top categories."""
-    kinds = column_kinds(frame)
-    out = []
-    for name in frame.columns:
-        column = frame[name]
-        entry: dict = {"name": str(name), "kind": kinds[name], "missing": int(column.isna().sum())}
-        observed = column.dropna()
-        if kinds[name] == "numeric":
-            values = observed.to_numpy(dtype=np.float64)
-            entry.update(
-                {
-                    "min": float(values.min()) if values.size else None,
-                    "max": float(values.max()) if values.size else None,
-                    "mean": float(values.mean()) if values.size else None,
-                }
-            )
-        else:
-            counts = observed.astype(str).value_counts()
-            entry["distinct"] = int(counts.size)
-            entry["top"] = [[str(k), int(v)] for k, v in counts.head(TOP_CATEGORIES).items()]
-        out.append(entry)
-    return out
-
-
-def read_csv(data: bytes) -> pd.DataFrame:
-    """Parse a CSV with a header row, or raise InvalidInput naming what is wrong."""
+def read_csv(data: bytes, delimiter: str | None = None) -> pd.DataFrame:
+    """Parse a CSV with a header row (``delimiter``, detected when None), or raise InvalidInput naming what is
+    wrong."""
     text = _decode(data)
-    reader = csv.reader(io.StringIO(text))
+    lines = list(_lines([text]))
+    delimiter = delimiter or sniff_delimiter(lines[:SNIFF_LINES], complete=len(lines) <= SNIFF_LINES)
+    records = _CsvBlocks(iter(lines), delimiter)
+    for _ in records:
+        pass
     try:
-        names = _header_of_even_rows(reader)
-    except csv.Error as err:  # e.g. a field longer than csv.field_size_limit() characters
-        raise InvalidInput(f"line {reader.line_num} is not well-formed CSV: {err}") from None
-    try:
-        frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True)
     except pd.errors.ParserError as err:
         raise InvalidInput(f"the file is not a well-formed CSV: {err}") from None
     except pd.errors.EmptyDataError:
         raise InvalidInput("the file has no header row") from None
-    frame.columns = names
+    assert records.names is not None
+    frame.columns = records.names
     if len(frame) == 0:
         raise InvalidInput("the file has a header but no data rows")
     _check_finite(frame, 1)
     return frame
-
-
-def _header_of_even_rows(reader) -> list[str]:
-    """The header's column names, once every row is checked to have as many fields as the header."""
-    rows = (row for row in reader if row)  # blank lines are skipped, as pandas does
-    names = [h.strip() for h in next(rows, [])]
-    if len(names) > MAX_COLUMNS:
-        raise InvalidInput(f"the file has {len(names)} columns, more than the limit of {MAX_COLUMNS}")
-    if any(not n for n in names):
-        raise InvalidInput("the header has an empty column name")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise InvalidInput(f"duplicate column name(s) in the header: {', '.join(dupes)}")
-    for row in rows:  # pandas would take an over-long first row's extra field as an index, silently
-        if len(row) > len(names):
-            raise InvalidInput(
-                f"line {reader.line_num} has {len(row)} fields, more than the {len(names)} in the header"
-            )
-        if len(row) < len(names):  # a short row is ragged too (an empty field is written as ",,")
-            raise InvalidInput(
-                f"line {reader.line_num} has {len(row)} fields, fewer than the {len(names)} in the header"
-            )
-    return names
 
 
 def column_kinds(frame: pd.DataFrame) -> dict[str, str]:

@@ -27,6 +27,32 @@ def handover(round_: int, done: bool, rounds_per_execution: int | None) -> bool:
     return not done and rounds_per_execution is not None and round_ % rounds_per_execution == 0
 
 
+DIVERGENCE_FACTOR = 1e6  # a loss above this many times the run's round-0 loss is divergence
+
+
+class TrainingDiverged(FloatingPointError):
+    """The run's loss or gradient stopped being finite, or its loss exploded (see ``diverged``)."""
+
+
+def diverged(loss: float, grad_norm: float, initial_loss: float | None) -> bool:
+    """The divergence rule: a non-finite loss or gradient, or a loss above DIVERGENCE_FACTOR x round 0's."""
+    if not (np.isfinite(loss) and np.isfinite(grad_norm)):
+        return True
+    return initial_loss is not None and initial_loss > 0 and loss > DIVERGENCE_FACTOR * initial_loss
+
+
+def divergence(round_: int, hp: Hyperparameters) -> TrainingDiverged:
+    """The error a diverged run fails with (its failure reason)."""
+    return TrainingDiverged(f"diverged at round {round_}; lower learning_rate (was {hp.learning_rate:g})")
+
+
+def check_finite(what: str, *values: float | np.ndarray) -> None:
+    """Raise TrainingDiverged (the aggregator names the round) when a worker's loss, gradient or update is not
+    finite: such a result is no use, and NaN or Infinity cannot travel in a Step Functions payload."""
+    if not all(np.all(np.isfinite(v)) for v in values):
+        raise TrainingDiverged(f"{what} is not finite: the run diverged")
+
+
 SHARD_CACHE: dict[str, tuple[str, np.ndarray]] = {}  # per warm container: shard key -> (ETag, rows)
 
 
@@ -62,14 +88,19 @@ def compute_gradient(store: ObjectStore, task: WorkerTask, shard: np.ndarray | N
     X, y = data[:, :-1], data[:, -1]
     if X.shape[1] + 1 != theta.shape[0]:
         raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
-    loss_sum, grad = linear.loss_grad_sums(task.model, theta.ravel(), X, y)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged run is reported below, not as warnings
+        loss_sum, grad = linear.loss_grad_sums(task.model, theta.ravel(), X, y)
+    check_finite(f"the loss or gradient of shard {task.shard.index} in round {task.round}", loss_sum, grad)
     key = layout.gradient_key(task.run_id, task.round, task.shard.index)
     store.put_array(key, grad)
     update = None
     hp = task.hyperparameters
     if hp is not None and hp.worker_mode == "local_steps":
         update = layout.local_update_key(task.run_id, task.round, task.shard.index)
-        store.put_array(update, local_steps(hp, theta, X, y, task.shard.index, task.round) - theta.ravel())
+        with np.errstate(over="ignore", invalid="ignore"):
+            change = local_steps(hp, theta, X, y, task.shard.index, task.round) - theta.ravel()
+        check_finite(f"the local update of shard {task.shard.index} in round {task.round}", change)
+        store.put_array(update, change)
     return WorkerResult(
         shard=task.shard.index,
         round=task.round,
@@ -116,11 +147,14 @@ def usable_results(results: list, round_: int, hp: Hyperparameters) -> tuple[lis
     """The results of this round, the shards whose results belong to another round (late or duplicated
     deliveries: ignored), and the shards that failed after their retries.
 
-    Raises when more shards failed than ``tolerated_failure_percentage`` allows, or none returned.
+    Raises TrainingDiverged when a shard failed because the run diverged; else raises when more shards failed
+    than ``tolerated_failure_percentage`` allows, or none returned.
     """
     ignored = sorted({r.shard for r in results if r.round != round_})
     current = [r for r in results if r.round == round_]
     failures = {r.shard: r.error for r in current if isinstance(r, FailedShard)}
+    if TrainingDiverged.__name__ in failures.values():
+        raise divergence(round_, hp)
     failed = sorted(failures)
     returned = [r for r in current if not isinstance(r, FailedShard) and r.shard not in failed]
     shards = {r.shard for r in current}
@@ -168,6 +202,8 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
     loss_sum, grad_sum, rows = average_gradients(store, results)
     loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
     grad_norm = float(np.linalg.norm(grad))
+    if diverged(loss, grad_norm, loss if task.round == 0 else initial_loss(store, task.run_id)):
+        raise divergence(task.round, hp)
     initial = grad_norm if task.round == 0 else initial_grad_norm(store, task.run_id)
     if hp.worker_mode == "local_steps":  # average of the shards' local changes, weighted by rows
         unique = sorted({r.shard: r for r in results}.values(), key=lambda r: r.shard)
@@ -187,9 +223,9 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
             momentum=hp.momentum,
         )
     next_key = layout.params_key(task.run_id, task.round + 1)
+    if not np.all(np.isfinite(new_theta)):  # the step itself overflowed
+        raise divergence(task.round, hp)
     reason = should_stop(hp, task.round, grad_norm, loss, initial)
-    if reason == "diverged":
-        raise FloatingPointError(f"training diverged at round {task.round} (loss {loss}); lower the learning rate")
     validation_loss: float | None = None
     best: dict[str, Any] | None = None
     if task.validation is not None:
@@ -291,8 +327,17 @@ def _best_so_far(store: ObjectStore, run_id: str, round_: int, validation_loss: 
 
 
 def initial_grad_norm(store: ObjectStore, run_id: str) -> float:
+    return float(_round_zero(store, run_id)["grad_norm"])
+
+
+def initial_loss(store: ObjectStore, run_id: str) -> float:
+    """Round 0's loss, the yardstick of the divergence rule."""
+    return float(_round_zero(store, run_id)["loss"])
+
+
+def _round_zero(store: ObjectStore, run_id: str) -> dict[str, Any]:
     try:
-        return float(store.get_json(layout.round_key(run_id, 0))["grad_norm"])
+        return store.get_json(layout.round_key(run_id, 0))
     except NotFound:
         raise ValueError(f"run {run_id!r} has no stored round 0; rounds must be aggregated in order") from None
 

@@ -19,7 +19,7 @@ from mlcore.steps.tabular import column_kinds, read_table, to_columns
 def split_indices(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled train/test row indices, reproducible from the seed."""
     order = np.random.default_rng(seed).permutation(n_rows)
-    n_test = round(n_rows * test_fraction)
+    n_test = shared.split_sizes(n_rows, test_fraction, 0.0)[2]
     shared.check_split(test_fraction, 0.0, n_rows - n_test, 0, n_test)
     return order[n_test:], order[:n_test]
 
@@ -56,7 +56,7 @@ def build_matrices(
     columns = {name: values[keep] for name, values in columns.items()}
     y_all = y_all[keep]
     train_idx, test_idx = split_indices(int(keep.sum()), test_fraction, seed)
-    n_validation = round(len(train_idx) * validation_fraction)
+    n_validation = shared.split_sizes(int(keep.sum()), test_fraction, validation_fraction)[1]
     shared.check_split(test_fraction, validation_fraction, len(train_idx) - n_validation, n_validation, len(test_idx))
     validation_idx, train_idx = train_idx[:n_validation], train_idx[n_validation:]
     prep = fit({n: v[train_idx] for n, v in columns.items()}, kinds, target, spec=spec)
@@ -81,8 +81,10 @@ def build_matrices(
 
 def preprocess_in_memory(store: ObjectStore, request: TrainingRequest, run_id: str, meta: dict) -> PreprocessResult:
     """Parse the data set version ``meta`` describes, prepare it and write its shards, blocks and manifest;
-    on any failure nothing of the run's preparation is left."""
-    frame = read_table(store.get_bytes(meta["key"]), meta["format"])
+    on any failure nothing of the run's preparation is left. Identifiers and personal data the profile marks are
+    dropped unless the spec names them (``shared.drop_sensitive``)."""
+    request, dropped_sensitive = shared.drop_sensitive(request, meta)
+    frame = read_table(store.get_bytes(meta["key"]), meta["format"], meta.get("delimiter", ","))
     prep, train, test, dropped, validation = build_matrices(
         to_columns(frame),
         column_kinds(frame),
@@ -105,7 +107,9 @@ def preprocess_in_memory(store: ObjectStore, request: TrainingRequest, run_id: s
         if validation is not None:
             validation_block = shared.held_out(run_id, "validation", validation.shape[0])
             store.put_array(validation_block.key, validation)
-        return shared.finish(store, request, run_id, meta, prep, shards, test_block, validation_block, dropped)
+        return shared.finish(
+            store, request, run_id, meta, prep, shards, test_block, validation_block, dropped, dropped=dropped_sensitive
+        )
     except Exception:
         store.delete(shared.written_keys(run_id, shards))
         raise

@@ -11,7 +11,7 @@ from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput
 from mlcore.infra.storage import ObjectStore
 from mlcore.math import linear
-from mlcore.math.preprocessing import Preprocessor
+from mlcore.math.preprocessing import ColumnSpec, PreprocessingSpec, Preprocessor
 from mlcore.steps.schemas import Block, PreprocessResult, Shard, TrainingRequest
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -67,10 +67,23 @@ def check_rows(target: str, with_target: int, kept: int) -> None:
 
 def check_classes(model: str, target: str, classes: list[str] | None) -> None:
     if classes is not None:
-        try:
-            linear.n_outputs(model, len(classes))
-        except ValueError as err:
-            raise InvalidInput(f"target column {target!r}: {err}") from None
+        check_class_count(model, target, len(classes))
+
+
+def check_class_count(model: str, target: str, n_classes: int) -> None:
+    """Refuse a classifier whose target has too few classes (or, for logistic regression, too many)."""
+    try:
+        linear.n_outputs(model, n_classes)
+    except ValueError as err:
+        raise InvalidInput(f"target column {target!r}: {err}") from None
+
+
+def split_sizes(rows: int, test_fraction: float, validation_fraction: float) -> tuple[int, int, int]:
+    """(training, validation, test) rows of the in-memory split of ``rows`` usable rows: ``test_fraction`` of them
+    (rounded) are held out for the test, then ``validation_fraction`` of the rest (rounded) for validation."""
+    test = round(rows * test_fraction)
+    validation = round((rows - test) * validation_fraction)
+    return rows - test - validation, validation, test
 
 
 def check_split(test_fraction: float, validation_fraction: float, train: int, validation: int, test: int) -> None:
@@ -87,10 +100,32 @@ def check_split(test_fraction: float, validation_fraction: float, train: int, va
 
 def plan_shards(run_id: str, train_rows: int, n_shards: int) -> list[Shard]:
     """``n_shards`` consecutive slices of the training rows, sizes differing by at most one."""
-    if n_shards > train_rows:
-        raise InvalidInput(f"n_shards={n_shards} is more than the {train_rows} training rows")
+    check_shards(n_shards, train_rows)
     base, extra = divmod(train_rows, n_shards)
     return [Shard(index=i, key=layout.shard_key(run_id, i), rows=base + (i < extra)) for i in range(n_shards)]
+
+
+def check_shards(n_shards: int, train_rows: int) -> None:
+    """Refuse more shards than training rows: every shard needs at least one."""
+    if n_shards > train_rows:
+        raise InvalidInput(f"n_shards={n_shards} is more than the {train_rows} training rows")
+
+
+def drop_sensitive(request: TrainingRequest, meta: dict) -> tuple[TrainingRequest, list[dict[str, str]]]:
+    """Identifiers and personal data are left out by default: every column the data set's profile marks
+    ``sensitive`` (``email``, ``phone``, ``identifier``), unless it is the target or the preprocessing spec names it
+    (the user asked for it). Returns the request with those columns dropped in its spec, and the decisions
+    (``{"column", "reason"}``) the manifest records."""
+    spec = request.preprocessing or PreprocessingSpec()
+    dropped = [
+        {"column": str(c["name"]), "reason": str(c["sensitive"])}
+        for c in meta.get("columns", [])
+        if c.get("sensitive") and c["name"] != request.target and c["name"] not in spec.columns
+    ]
+    if not dropped:
+        return request, []
+    columns = {**spec.columns, **{d["column"]: ColumnSpec(drop=True) for d in dropped}}
+    return request.model_copy(update={"preprocessing": spec.model_copy(update={"columns": columns})}), dropped
 
 
 def held_out(run_id: str, split: str, rows: int) -> Block:

@@ -54,12 +54,16 @@ MAX_TRACKED_CATEGORIES = 100_000
 TRAIN, VALIDATION, TEST = 0, 1, 2
 
 
-def _chunks(store: ObjectStore, key: str, kinds: dict[str, str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _chunks(
+    store: ObjectStore, key: str, kinds: dict[str, str], chunk_rows: int, delimiter: str = ","
+) -> Iterator[pd.DataFrame]:
     dtypes = {name: (np.float64 if kind == "numeric" else object) for name, kind in kinds.items()}
     body = store.open(key)
     try:
         # pandas reads the body with read() only (the stubs ask for a seekable file)
-        yield from pd.read_csv(cast(Any, body), chunksize=chunk_rows, skipinitialspace=True, dtype=dtypes)
+        yield from pd.read_csv(
+            cast(Any, body), sep=delimiter, chunksize=chunk_rows, skipinitialspace=True, dtype=dtypes
+        )
     except (pd.errors.ParserError, ValueError) as err:
         raise InvalidInput(f"the file could not be read in chunks: {err}") from None
     finally:
@@ -137,6 +141,7 @@ def preprocess_streaming(
     if meta["format"] != "csv":
         raise InvalidInput("streaming preprocessing reads CSV; re-ingest the data set as CSV")
     kinds = {c["name"]: c["kind"] for c in meta["columns"]}
+    request, dropped_sensitive = shared.drop_sensitive(request, meta)
     target = request.target
     shared.check_target(target, kinds)
     spec = request.preprocessing or PreprocessingSpec()
@@ -161,7 +166,7 @@ def preprocess_streaming(
 
     # pass 1: statistics of the training rows
     start = 0
-    for frame in _chunks(store, meta["key"], kinds, chunk_rows):
+    for frame in _chunks(store, meta["key"], kinds, chunk_rows, meta.get("delimiter", ",")):
         columns = to_columns(frame, kinds)
         keep, split, has_target = rows(columns, start)
         start += len(frame)
@@ -202,7 +207,7 @@ def preprocess_streaming(
 
     def transformed() -> Iterator[tuple[int, np.ndarray]]:
         start = 0
-        for frame in _chunks(store, meta["key"], kinds, chunk_rows):
+        for frame in _chunks(store, meta["key"], kinds, chunk_rows, meta.get("delimiter", ",")):
             columns = to_columns(frame, kinds)
             keep, split, _ = rows(columns, start)
             start += len(frame)
@@ -225,7 +230,17 @@ def preprocess_streaming(
         writers.close()
         streaming = {"chunk_rows": chunk_rows, "median": f"reservoir sample of {RESERVOIR} values"}
         return shared.finish(
-            store, request, run_id, meta, prep, shards, test_block, validation_block, dropped, streaming=streaming
+            store,
+            request,
+            run_id,
+            meta,
+            prep,
+            shards,
+            test_block,
+            validation_block,
+            dropped,
+            streaming=streaming,
+            dropped=dropped_sensitive,
         )
     except BaseException:
         writers.abort()
