@@ -32,7 +32,7 @@ def test_a_failed_shard_is_tolerated_only_within_the_percentage(tolerated, statu
         execution = cloud.run("TrainingStateMachine", request, name="run-faulty")
         assert execution["status"] == status, execution
         if status == "FAILED":
-            assert execution["error"] == "RuntimeError"
+            assert execution["error"] == "RoundFailed"
             assert "shards [3] of 4 failed in round 1 (NotFound), over the tolerated 0%" in execution["cause"]
             return
         get = cloud.s3.get_object

@@ -89,6 +89,16 @@ def test_a_lambda_failure_is_reported_by_its_message_without_the_stack_trace():
     )
     assert runs.failure_reason(cause) == "column 'x' must be numeric"
     assert runs.failure_reason("States.Timeout\nmore") == "States.Timeout"
+    for error, message in [("InvalidInput", "a"), ("TrainingDiverged", "diverged at round 3"), ("RoundFailed", "b")]:
+        assert runs.failure_reason(json.dumps({"errorType": error, "errorMessage": message})) == message
+
+
+def test_a_library_error_is_reported_by_its_type_only_never_its_message():
+    """A library's message may quote a raw feature value: the run names the error type; the logs have the rest."""
+    cause = json.dumps(
+        {"errorType": "ValueError", "errorMessage": "could not convert string to float: 'customer1118@example.com'"}
+    )
+    assert runs.failure_reason(cause) == "ValueError in a workflow step; see the logs"
     assert runs.failure_reason("x" * 2000) == "x" * (runs.MAX_REASON - 1) + "…"
     assert runs.failure_reason(None) is None
 

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from mlcore.infra import aws, layout
-from mlcore.infra.errors import ConflictError, InvalidInput, LimitExceeded, NotFoundError
+from mlcore.infra.errors import ConflictError, InvalidInput, LimitExceeded, MLError, NotFoundError
 from mlcore.infra.storage import NotFound, ObjectStore
 from mlcore.math import cost, linear
 from mlcore.math.preprocessing import PreprocessingSpec, resolve_kinds
@@ -288,17 +288,33 @@ def resume(store: ObjectStore, sfn, state_machine_arn: str, run_id: str) -> dict
 
 
 def failure_reason(cause: str | None) -> str | None:
-    """A failed execution's cause as one line: a Lambda error payload's message, without its stack trace (server
-    paths stay in the logs), or the first line of a Step Functions cause; at most MAX_REASON characters."""
+    """A failed execution's cause as one line, at most MAX_REASON characters: the message of a Lambda error
+    payload whose type is one of ours (``MLError``: messages written for the user, naming no raw values), else only
+    the error's type (a library's message may quote a raw value, e.g. "could not convert string to float: 'a@b.c'");
+    never the stack trace (server paths and the details stay in the logs). A Step Functions cause: its first line."""
     if not cause:
         return cause
     try:
         payload = json.loads(cause)
     except ValueError:
         payload = None
-    text = str(payload["errorMessage"]) if isinstance(payload, dict) and "errorMessage" in payload else cause
+    if isinstance(payload, dict) and "errorMessage" in payload:
+        error = str(payload.get("errorType") or "error")
+        text = str(payload["errorMessage"]) if error in _user_errors() else f"{error} in a workflow step; see the logs"
+    else:
+        text = cause
     line = text.strip().splitlines()[0] if text.strip() else text
     return line if len(line) <= MAX_REASON else line[: MAX_REASON - 1] + "…"
+
+
+def _user_errors() -> set[str]:
+    """The names of MLError and every subclass of it loaded (each one's message is written for the user)."""
+    names, todo = set(), [MLError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
 
 
 def describe(store: ObjectStore, sfn, state_machine_arn: str, run_id: str, curve: bool = False) -> dict[str, Any]:

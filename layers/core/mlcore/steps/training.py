@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mlcore.infra import layout
+from mlcore.infra.errors import MLError
 from mlcore.infra.storage import AlreadyExists, NotFound, ObjectStore
 from mlcore.math import linear, optimizers
 from mlcore.steps.schemas import (
@@ -30,8 +31,12 @@ def handover(round_: int, done: bool, rounds_per_execution: int | None) -> bool:
 DIVERGENCE_FACTOR = 1e6  # a loss above this many times the run's round-0 loss is divergence
 
 
-class TrainingDiverged(FloatingPointError):
+class TrainingDiverged(MLError, FloatingPointError):
     """The run's loss or gradient stopped being finite, or its loss exploded (see ``diverged``)."""
+
+
+class RoundFailed(MLError):
+    """More shards of a round failed than the run tolerates, or none returned (the run's failure reason)."""
 
 
 def diverged(loss: float, grad_norm: float, initial_loss: float | None) -> bool:
@@ -159,13 +164,13 @@ def usable_results(results: list, round_: int, hp: Hyperparameters) -> tuple[lis
     returned = [r for r in current if not isinstance(r, FailedShard) and r.shard not in failed]
     shards = {r.shard for r in current}
     if failed and (not returned or 100.0 * len(failed) / len(shards) > hp.tolerated_failure_percentage):
-        raise RuntimeError(
+        raise RoundFailed(
             f"shards {failed} of {len(shards)} failed in round {round_} "
             f"({', '.join(sorted({str(e) for e in failures.values()}))}), over the tolerated "
             f"{hp.tolerated_failure_percentage:g}%"
         )
     if not returned:
-        raise ValueError(f"no results of round {round_} to aggregate")
+        raise RoundFailed(f"no results of round {round_} to aggregate")
     return returned, ignored, failed
 
 
