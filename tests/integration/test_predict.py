@@ -17,6 +17,7 @@ def _predict(cloud, body, name="housing-sample", raw=False):
     event = copy.deepcopy(load_event("predict"))
     event["path"] = f"/models/{name}/predict"
     event["pathParameters"] = {"name": name}
+    event["queryStringParameters"] = event["multiValueQueryStringParameters"] = None  # the default: production
     event["body"] = body if raw else json.dumps(body)
     payload, error = cloud.invoke("PredictFunction", event)
     assert error is None, payload
