@@ -29,6 +29,7 @@ HEADLINES = [
     ("round time, 1,000,000 rows / 16 shards", "a training round, 1,000,000 rows / 16 shards"),
     ("round cost, 1,000,000 rows / 16 shards", "its AWS cost"),
     ("peak RSS, 2,000,000 rows (streaming, 2 passes)", "Preprocess peak memory, 2,000,000 rows"),
+    ("peak RSS, registering a 255 MiB CSV (streamed)", "Ingest peak memory, a 255 MiB CSV (limit 256 MiB)"),
 ]
 
 

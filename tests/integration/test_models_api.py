@@ -11,6 +11,7 @@ from mlcore.infra.storage import S3Store
 from mlcore.serving import online, registry
 from mllocal import apigw
 from tests.helpers import load_event
+from tests.unit.fakes import CrashAt
 
 ROW = [100.0, 3, 10, 1.5, 300, "harbor"]
 
@@ -240,34 +241,18 @@ def test_a_corrupted_model_file_is_a_500_naming_the_model_version_and_field(clou
 # -- registration survives a crash at any of its writes ---------------------------------------------------------
 
 
-class _CrashAt:
-    """The S3 store, except that its ``k``-th write raises (the Evaluate function dying mid-registration)."""
-
-    def __init__(self, store: S3Store, k: int):
-        self.store, self.k, self.writes = store, k, 0
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-    def put_json(self, key, doc, **kwargs):
-        self.writes += 1
-        if self.writes == self.k:
-            raise ConnectionError(f"crash at write {self.k}")
-        return self.store.put_json(key, doc, **kwargs)
-
-
 def test_a_registration_that_crashed_at_any_write_completes_on_retry_and_serves(cloud, model):
     store = S3Store(cloud.stack.bucket)
     fields = registry.load_version(store, "housing-sample", 1).model_dump(mode="json")
     for k in ("version", "created_at", "library_versions", "format_version"):
         fields.pop(k)
-    counting = _CrashAt(store, 0)
+    counting = CrashAt(store, 0)
     registry.register(counting, "run-count", {**fields, "name": "counted"})
     assert counting.writes == 4  # the run's claim, the version file, latest, production
     for k in range(1, counting.writes + 1):
         name = f"crash-{k}"
         with pytest.raises(ConnectionError):
-            registry.register(_CrashAt(store, k), f"run-crash-{k}", {**fields, "name": name})
+            registry.register(CrashAt(store, k), f"run-crash-{k}", {**fields, "name": name})
         assert registry.register(store, f"run-crash-{k}", {**fields, "name": name}).version == 1
         assert registry.register(store, f"run-crash-{k}", {**fields, "name": name}).version == 1
         assert registry.list_versions(store, name) == [1]

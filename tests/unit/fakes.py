@@ -229,3 +229,19 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class CrashAt:
+    """A store, except that its ``k``-th JSON write raises (a function dying mid-way, e.g. Evaluate registering)."""
+
+    def __init__(self, store, k: int):
+        self.store, self.k, self.writes = store, k, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def put_json(self, key, doc, **kwargs):
+        self.writes += 1
+        if self.writes == self.k:
+            raise ConnectionError(f"crash at write {self.k}")
+        return self.store.put_json(key, doc, **kwargs)

@@ -10,7 +10,7 @@ from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
 from mlcore.serving import online, registry
 from mlcore.steps import evaluation
 
-from .fakes import FakeClock, FakeStore
+from .fakes import CrashAt, FakeClock, FakeStore
 from .helpers import make_artifact
 
 
@@ -185,22 +185,6 @@ def test_latest_only_moves_forward():
 
 
 # -- registration survives a crash at any write -------------------------------------------------------------
-
-
-class CrashAt:
-    """The store, except that its ``k``-th write raises (the Evaluate function dying mid-registration)."""
-
-    def __init__(self, store: FakeStore, k: int):
-        self.store, self.k, self.writes = store, k, 0
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-    def put_json(self, key, doc, **kwargs):
-        self.writes += 1
-        if self.writes == self.k:
-            raise ConnectionError(f"crash at write {self.k}")
-        return self.store.put_json(key, doc, **kwargs)
 
 
 REGISTRATION_WRITES = 4  # the run's claim, the version file, the latest alias, the production alias
