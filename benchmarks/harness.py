@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import resource
 import statistics
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -57,6 +59,18 @@ def summarize(runs: list[list[Figure]]) -> list[Summary]:
             if f.reference_value is not None:
                 s.references.append(f.reference_value)
     return list(out.values())
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak RSS in MiB: VmHWM on Linux. Not ``getrusage``'s ``ru_maxrss``: it survives the exec of
+    a child started by vfork+exec (as ``subprocess`` does), so a fresh benchmark process would report its parent's
+    peak whenever the parent's is the larger."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere (KiB as on Linux)
 
 
 def best_of(fn: Callable[[], object], repeat: int = 5) -> float:

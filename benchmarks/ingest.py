@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import resource
 import shutil
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ import numpy as np
 
 BUCKET = "bench-ingest"
 KEY = "landing/bench.csv"
+ROOT = Path(__file__).resolve().parents[1]  # the measured subprocess runs `python -m benchmarks.ingest` from here
 _FILES: dict[int, Path] = {}  # size in MiB -> the generated CSV, kept across the repeated runs of `make bench`
 
 
@@ -58,28 +58,18 @@ def generate(path: Path, mib: int, seed: int = 0, block: int = 10_000) -> int:
     return rows
 
 
-def _peak_rss_mib() -> float:
-    """This process's peak RSS: VmHWM on Linux, as getrusage's ru_maxrss survives exec and so would report the
-    peak of the parent (which holds the moto server and the object) at the fork."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere (KiB as on Linux)
-
-
 def measure(endpoint: str, name: str) -> dict:
     """Runs in the subprocess: register the object, then report the peak RSS."""
+    from benchmarks.harness import peak_rss_mib
     from mlcore.infra.storage import S3Store
     from mlcore.steps import ingestion, tabular  # noqa: F401  (pandas too: counted in the baseline RSS)
 
     store = S3Store(BUCKET, _client(endpoint))
-    baseline_mib = _peak_rss_mib()
+    baseline_mib = peak_rss_mib()
     started = time.perf_counter()
     meta = ingestion.register_object(store, name, KEY)
     seconds = time.perf_counter() - started
-    peak_mib = _peak_rss_mib()
+    peak_mib = peak_rss_mib()
     return {
         "rows": meta["rows"],
         "bytes": meta["bytes"],
@@ -141,7 +131,8 @@ def run(mib: int, repeat: int) -> list[dict]:
     try:
         for i in range(repeat):
             out = subprocess.run(
-                [sys.executable, __file__, "--measure", server.endpoint, "--name", f"bench-{i}"],
+                [sys.executable, "-m", "benchmarks.ingest", "--measure", server.endpoint, "--name", f"bench-{i}"],
+                cwd=ROOT,
                 capture_output=True,
                 text=True,
             )

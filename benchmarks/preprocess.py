@@ -2,7 +2,8 @@
 
 Generates a synthetic CSV of each size, then runs ``mlcore.steps.preparation.streaming.preprocess_streaming`` on it in a
 fresh subprocess against a file-system stand-in for S3 (so the "bucket" does not sit in the measured
-process's memory), and prints the subprocess's peak RSS (``resource.getrusage``) and rows per second.
+process's memory), and prints the subprocess's own peak RSS (VmHWM, ``harness.peak_rss_mib``: not ``ru_maxrss``,
+which a vfork+exec child inherits from this process) and rows per second.
 
     python benchmarks/preprocess.py [--rows 200000 2000000] [--shards 8]
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]  # the measured subprocess runs `python -m benchmarks.preprocess` from here
 SPEC = {"columns": {"id": {"drop": True}, "income": {"transform": "log1p"}, "bmi": {"clip": [15, 50]}}}
 
 
@@ -92,7 +93,8 @@ class FileStore:
 
 
 def measure(csv: Path, shards: int) -> dict:
-    """Runs in the subprocess: the whole streaming preprocess, then its peak RSS."""
+    """Runs in the subprocess: the whole streaming preprocess, then its own peak RSS."""
+    from benchmarks.harness import peak_rss_mib
     from mlcore.steps.preparation import streaming
     from mlcore.steps.schemas import TrainingRequest
 
@@ -108,7 +110,7 @@ def measure(csv: Path, shards: int) -> dict:
     result = streaming.preprocess_streaming(FileStore(root), request, f"run-{csv.stem}", meta)
     seconds = time.perf_counter() - started
     rows = result.train_rows + result.test_rows
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds, "peak_rss_mib": peak_mib}
 
 
@@ -119,7 +121,8 @@ def run_sizes(sizes: list[int], shards: int = 8) -> list[dict]:
             csv = Path(tmp) / f"bench-{rows}.csv"
             generate(csv, rows)
             out = subprocess.run(
-                [sys.executable, __file__, "--measure", str(csv), "--shards", str(shards)],
+                [sys.executable, "-m", "benchmarks.preprocess", "--measure", str(csv), "--shards", str(shards)],
+                cwd=ROOT,
                 check=True,
                 capture_output=True,
                 text=True,

@@ -161,7 +161,7 @@ def bench_orchestration(full: bool) -> None:
                 "target": "price_k",
                 "model_name": "bench",
                 "n_shards": shards,
-                "hyperparameters": {"max_epochs": rounds, "tolerance": 0.0},
+                "hyperparameters": {"max_epochs": rounds, "tolerance": 0.0, "solver": "sgd"},
             }
             started = time.perf_counter()
             execution = cloud.run("TrainingStateMachine", request, name="run-bench")

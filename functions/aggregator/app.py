@@ -14,7 +14,9 @@ from mlcore.steps.schemas import AggregateTask, AggregatorEvent, AsyncProgressTa
 @tracer.capture_lambda_handler
 @event_parser(model=TypeAdapter(AggregatorEvent))
 def lambda_handler(event: InitTask | AggregateTask | AsyncProgressTask, context) -> dict:
-    store = Settings.from_env().store()
+    settings = Settings.from_env()
+    training.VALIDATION_CACHE.resize(settings.shard_cache_bytes)  # a share of this function's memory
+    store = settings.store()
     if isinstance(event, InitTask):
         init = asynchronous.init_async_run if event.mode == "async" else training.init_run
         return init(store, event).model_dump()

@@ -14,7 +14,9 @@ from mlcore.steps.schemas import AsyncWorkerTask, GradientWorkerEvent, WorkerTas
 @tracer.capture_lambda_handler
 @event_parser(model=TypeAdapter(GradientWorkerEvent))
 def lambda_handler(event: WorkerTask | AsyncWorkerTask, context) -> dict:
-    store = Settings.from_env().store()
+    settings = Settings.from_env()
+    training.SHARD_CACHE.resize(settings.shard_cache_bytes)  # a share of this function's memory
+    store = settings.store()
     if isinstance(event, AsyncWorkerTask):
         return asynchronous.run_async_steps(store, event).model_dump()
     return training.compute_gradient(store, event).model_dump()

@@ -105,7 +105,12 @@ def test_async_training_is_close_to_scikit_learn(async_run):
 
 README_ASYNC = {"optimizer": "momentum", "learning_rate": 0.1, "max_epochs": 300}  # the README's, in async mode
 DIVERGING = {
-    "sync": ("run-d1e000000001", "sync", {"optimizer": "sgd", "learning_rate": 10.0, "max_epochs": 300}, 3),
+    "sync": (
+        "run-d1e000000001",
+        "sync",
+        {"optimizer": "sgd", "learning_rate": 10.0, "max_epochs": 300, "solver": "sgd"},
+        3,
+    ),
     "local_steps": (
         "run-d1e000000002",
         "sync",

@@ -24,7 +24,7 @@ def test_distributed_map_above_the_inline_threshold_matches_the_inline_map(cloud
             "model_name": name,
             "n_shards": 3,
             "inline_map_max_shards": threshold,
-            "hyperparameters": {"max_epochs": 3, "tolerance": 0.0},
+            "hyperparameters": {"max_epochs": 3, "tolerance": 0.0, "solver": "sgd"},
         }
         arn = cloud.start("TrainingStateMachine", request, name=name)
         execution = cloud.wait(arn)

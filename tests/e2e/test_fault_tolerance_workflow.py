@@ -27,7 +27,7 @@ def test_a_failed_shard_is_tolerated_only_within_the_percentage(tolerated, statu
             "target": "price_k",
             "model_name": "small",
             "n_shards": 4,
-            "hyperparameters": {"max_epochs": 3, "tolerated_failure_percentage": tolerated},
+            "hyperparameters": {"max_epochs": 3, "tolerated_failure_percentage": tolerated, "solver": "sgd"},
         }
         execution = cloud.run("TrainingStateMachine", request, name="run-faulty")
         assert execution["status"] == status, execution

@@ -18,7 +18,7 @@ REQUEST = {
     "model_name": "h",
     "n_shards": 4,
     "seed": 5,
-    "hyperparameters": {"optimizer": "adam", "learning_rate": 0.3, "max_epochs": 12},
+    "hyperparameters": {"optimizer": "adam", "learning_rate": 0.3, "max_epochs": 12, "solver": "sgd"},
 }
 
 

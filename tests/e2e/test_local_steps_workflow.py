@@ -20,7 +20,7 @@ def test_local_steps_reach_the_loss_of_gradient_mode_in_fewer_rounds(cloud, hous
     resp = cloud.request("POST", "/datasets/housing", housing_sample, headers={"Content-Type": "text/csv"})
     assert resp["statusCode"] == 201, resp
     common = {"optimizer": "sgd", "learning_rate": 0.1, "tolerance": 0.0}
-    gradient = _curve(cloud, "run-gradient", {**common, "max_epochs": 30})
+    gradient = _curve(cloud, "run-gradient", {**common, "max_epochs": 30, "solver": "sgd"})
     local = _curve(
         cloud,
         "run-local",

@@ -23,7 +23,7 @@ def _request(**extra) -> dict:
         "model_name": "long",
         "n_shards": 2,
         "seed": 5,
-        "hyperparameters": {"max_epochs": ROUNDS, "tolerance": 0.0},
+        "hyperparameters": {"max_epochs": ROUNDS, "tolerance": 0.0, "solver": "sgd"},
         **extra,
     }
 

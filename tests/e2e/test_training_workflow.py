@@ -20,7 +20,7 @@ from mllocal.template import local_stack
 from tests.helpers import HOUSING_CSV, keys
 
 HOUSING = HOUSING_CSV.read_bytes()
-FAST = {"optimizer": "sgd", "learning_rate": 0.5, "max_epochs": 300}
+FAST = {"optimizer": "sgd", "learning_rate": 0.5, "max_epochs": 300, "solver": "sgd"}
 
 
 def _ingest(cloud, csv=HOUSING, name="housing"):
@@ -158,7 +158,7 @@ def _train_small(rows: bytes, hook=None) -> tuple[np.ndarray, dict]:
             "target": "price_k",
             "model_name": "small",
             "n_shards": 4,
-            "hyperparameters": {"max_epochs": 4},
+            "hyperparameters": {"max_epochs": 4, "solver": "sgd"},
         }
         execution = cloud.run("TrainingStateMachine", request, name="run-faults")
         assert execution["status"] == "SUCCEEDED", execution
@@ -178,3 +178,73 @@ def test_transient_worker_faults_are_retried_to_the_same_parameters(housing_samp
     assert failures["left"] == 0
     assert faulty_calls["GradientWorkerFunction"] == clean_calls["GradientWorkerFunction"] + 3 == 16 + 3
     np.testing.assert_array_equal(faulty, clean)
+
+
+@pytest.fixture(scope="class")
+def solved():
+    """data/housing.csv over 4 shards with the exact solver, and scikit-learn's LinearRegression on the same split."""
+    with LocalCloud(local_stack(overrides={"LogLevel": "WARNING"})) as cloud:
+        version = _ingest(cloud)
+        request = {
+            "dataset": "housing",
+            "version": version,
+            "target": "price_k",
+            "model_name": "housing-exact",
+            "n_shards": 4,
+            "seed": 3,
+            "hyperparameters": {"solver": "exact"},
+        }
+        arn = cloud.start("TrainingStateMachine", request)
+        execution = cloud.wait(arn)
+        assert execution["status"] == "SUCCEEDED", execution
+        model = json.loads(execution["output"])
+        frame = read_csv(HOUSING)
+        _, train, test, _, _ = build_matrices(to_columns(frame), column_kinds(frame), "price_k", 0.2, 3)
+        reference = LinearRegression().fit(train[:, :-1].astype(float), train[:, -1])
+        artifact = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=model["artifact_key"])["Body"].read())
+        yield SimpleNamespace(cloud=cloud, arn=arn, model=model, artifact=artifact, test=test, reference=reference)
+
+
+class TestTheExactSolver:
+    """One run with solver exact: the workers' statistics, one aggregation, scikit-learn's fit."""
+
+    def test_the_run_is_solved_in_one_round(self, solved):
+        assert solved.model["rounds"] == 1 and solved.model["status"] == "registered"
+        assert solved.artifact["metrics"]["stop_reason"] == "solved"
+        assert solved.cloud.invocations["GradientWorkerFunction"] == 4  # one call per shard
+        assert solved.cloud.invocations["AggregatorFunction"] == 2  # the init and the solve
+        [record] = solved.artifact["training_curve"]
+        assert record["round"] == 0 and record["solver"] == {"name": "exact", "singular": True}  # one-hot columns
+        assert record["grad_norm"] < 1e-6 * record["loss"]
+
+    def test_the_test_r2_equals_scikit_learns(self, solved):
+        test, reference = solved.test, solved.reference
+        ref_r2 = reference.score(test[:, :-1].astype(float), test[:, -1])
+        assert solved.model["metrics"]["r2"] == pytest.approx(ref_r2, abs=1e-6)
+        run = solved.arn.split(":")[-1]
+        theta = _theta(solved.cloud, f"runs/{run}/params/round-00001.npz")
+        X_test = test[:, :-1].astype(float)
+        np.testing.assert_allclose(X_test @ theta[:-1] + theta[-1], reference.predict(X_test), rtol=1e-6)
+
+    @pytest.mark.parametrize(
+        ("request_", "message"),
+        [
+            ({"mode": "async"}, "solver 'exact' runs in sync mode only, not mode 'async'; use solver 'sgd'"),
+            (
+                {"hyperparameters": {"solver": "exact", "model": "logistic_regression"}},
+                "solver 'exact' solves linear_regression only, not logistic_regression; use solver 'sgd'",
+            ),
+            (
+                {"hyperparameters": {"solver": "exact", "worker_mode": "local_steps"}},
+                "solver 'exact' does not combine with worker_mode 'local_steps'; use worker_mode 'gradient'",
+            ),
+        ],
+    )
+    def test_exact_where_it_does_not_apply_is_a_422_that_starts_nothing(self, solved, request_, message):
+        cloud = solved.cloud
+        request = {"dataset": "housing", "target": "price_k", "model_name": "m", "hyperparameters": {"solver": "exact"}}
+        before = cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arns["TrainingStateMachine"])
+        resp = cloud.request("POST", "/training-runs", {**request, **request_})
+        assert resp["statusCode"] == 422 and message in resp["body"]
+        after = cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arns["TrainingStateMachine"])
+        assert len(after["executions"]) == len(before["executions"])

@@ -15,7 +15,7 @@ def test_validation_loss_is_recorded_per_round(cloud, housing_sample):
         "model_name": "validated",
         "n_shards": 2,
         "validation_fraction": 0.2,
-        "hyperparameters": {"optimizer": "sgd", "learning_rate": 0.5, "max_epochs": 8, "patience": 2},
+        "hyperparameters": {"optimizer": "sgd", "learning_rate": 0.5, "max_epochs": 8, "patience": 2, "solver": "sgd"},
     }
     execution = cloud.run("TrainingStateMachine", request, name="run-validated")
     assert execution["status"] == "SUCCEEDED", execution

@@ -19,7 +19,9 @@ def _run(cloud, patience, rounds=8):
     # validation: y = x, so on the way from theta = 0 to 2 the validation loss falls, then rises again
     v = rng.normal(size=(32, 1))
     store.put_array("processed/r/validation.npy", np.hstack([v, 1 * v]).astype(np.float32))
-    hp = Hyperparameters(optimizer="sgd", learning_rate=0.3, tolerance=0.0, max_epochs=rounds, patience=patience)
+    hp = Hyperparameters(
+        optimizer="sgd", learning_rate=0.3, tolerance=0.0, max_epochs=rounds, patience=patience, solver="sgd"
+    )
     state = training.init_run(store, InitTask(action="init", run_id="run-es", n_features=1, hyperparameters=hp))
     shard = Shard(index=0, key="processed/r/shard.npy", rows=64)
     validation = Block(key="processed/r/validation.npy", rows=32)

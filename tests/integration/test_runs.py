@@ -9,6 +9,7 @@ import time
 import pytest
 
 from mlcore.infra import layout
+from mlcore.math import cost
 from mllocal.cloud import LocalCloud
 from mllocal.template import local_stack
 from tests.helpers import ROOT, keys, load_event
@@ -139,7 +140,8 @@ def test_cost_what_if_scales_the_run_to_another_size(cloud):
     )
     scaled = bigger["what_if"]["usage"]
     assert scaled["functions"]["GradientWorker"]["invocations"] == 120
-    assert scaled["state_transitions"] == usage["state_transitions"] - 3 * (3 + 2) + 30 * (3 + 4)
+    # a round is MapKind?, ComputeGradients, a GradientWorker per shard, Aggregate, Converged?: 4 + shards
+    assert scaled["state_transitions"] == usage["state_transitions"] - 3 * (4 + 2) + 30 * (4 + 4)
     assert bigger["what_if"]["total"] > doc["actual"]["total"]
 
 
@@ -282,11 +284,17 @@ def test_the_run_ceilings_come_from_the_template_parameters():
         arn = cloud.state_machine_arns["TrainingStateMachine"]
         try:
             expensive = {**request, "hyperparameters": {"max_epochs": 2000}, "n_shards": 4}
-            # 2000 rounds x (3 + 4) state transitions alone are $0.35
+            # 32 training rows (housing-sample's split, see test_cost_of_a_run_from_its_history), 2000 rounds over 4
+            # shards: 5 + 2000 x (4 + 4) state transitions alone are $0.40
+            usage = cost.estimate(32, 4, 2000)
+            assert usage.state_transitions == 5 + 2000 * (4 + 4)
+            estimate = cost.cost(usage, cost.price_table("us-east-1"))["total"]
+            assert estimate > 16_005 * 0.025 / 1000
             assert _body(cloud.request("POST", "/training-runs", expensive)) == (
                 400,
                 {
-                    "message": "the run's estimated cost of $0.43 (2000 rounds at most over 4 shards, us-east-1 list "
+                    "message": f"the run's estimated cost of ${estimate:.2f} (2000 rounds at most over 4 shards, "
+                    "us-east-1 list "
                     "prices) is above the ceiling of $0.10 per run; lower max_epochs or n_shards, or raise the stack "
                     "parameter MaxRunCostUsd"
                 },

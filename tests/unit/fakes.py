@@ -192,15 +192,6 @@ class FakeStore:
             return self.arrays[key].copy()
         return npy_view(self.objects[key])
 
-    def get_array_cached(self, key: str, cache: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
-        cached = cache.get(key)
-        if cached is not None and cached[0] == self.etag(key) and self._holds(key):
-            return cached[1]
-        array = self.get_array(key)
-        cache.clear()
-        cache[key] = (self.etag(key), array)
-        return array
-
     def put_arrays(
         self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None
     ) -> str:

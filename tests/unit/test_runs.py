@@ -336,10 +336,11 @@ def test_a_run_whose_estimate_is_above_the_cost_ceiling_is_refused_and_nothing_s
     meta = _meta(rows=100_000)
     big = _request(n_shards=1000, hyperparameters={"max_epochs": 2000})
     estimate = runs.estimated_cost(big, meta, "us-east-1")
-    # 80,000 training rows, 2000 rounds over 1000 shards: the state transitions alone cost 2000 x 1003 x $0.000025
+    # 80,000 training rows, 2000 rounds over 1000 shards (a Distributed Map: 4 + 2 x 1000 transitions a round): the
+    # state transitions alone cost 2000 x 2004 x $0.000025
     usage = cost.estimate(80_000, 1000, 2000)
-    assert usage.state_transitions == 20 + 2000 * 1003
-    assert estimate == cost.cost(usage, cost.price_table("us-east-1"))["total"] > 2000 * 1003 * 0.025 / 1000
+    assert usage.state_transitions == 5 + 2000 * 2004
+    assert estimate == cost.cost(usage, cost.price_table("us-east-1"))["total"] > 2000 * 2004 * 0.025 / 1000
     with pytest.raises(InvalidInput) as err:
         runs.start(_stored(meta), sfn, ARN, big, max_cost_usd=5.0)
     assert str(err.value) == (

@@ -109,7 +109,7 @@ def test_a_worker_at_non_finite_parameters_raises_training_diverged():
     store = FakeStore()
     _shard_run(store, np.array([np.inf, 0.0, 0.0, 0.0]))
     with pytest.raises(training.TrainingDiverged, match="shard 0 in round 0 is not finite"):
-        training.compute_gradient(store, _task(Hyperparameters()))
+        training.compute_gradient(store, _task(Hyperparameters(solver="sgd")))
     assert store.arrays.keys() == {"shard-0"}  # no gradient written
 
 
@@ -137,7 +137,7 @@ def test_aggregation_fails_when_the_loss_explodes_past_a_million_times_round_0()
     store.archives[layout.params_key("run", 3)] = {"theta": theta}
     store.documents[layout.round_key("run", 0)] = {"round": 0, "loss": 2.0, "grad_norm": 1.0}
     store.arrays["g"] = np.zeros(4)
-    hp = Hyperparameters(optimizer="sgd", learning_rate=2.0, max_epochs=100)
+    hp = Hyperparameters(optimizer="sgd", learning_rate=2.0, max_epochs=100, solver="sgd")
     # a loss of 2e6 + 1 (one row, no L2) is above 1e6 x round 0's 2.0
     result = WorkerResult(shard=0, round=3, rows=1, loss_sum=2.0e6 + 1.0, gradient_key="g")
     task = AggregateTask(

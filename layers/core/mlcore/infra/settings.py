@@ -23,6 +23,17 @@ class Settings:
     # training-run ceilings (template Parameters MaxConcurrentTrainingRuns and MaxRunCostUsd)
     max_concurrent_training_runs: int = 10
     max_run_cost_usd: float = 5.0
+    # the function's memory (Lambda sets AWS_LAMBDA_FUNCTION_MEMORY_SIZE; absent, as locally: the template's
+    # Globals MemorySize); the shard cache may hold SHARD_CACHE_FRACTION of it
+    memory_mb: int = 1024
+
+    SHARD_CACHE_FRACTION = 0.25
+
+    @property
+    def shard_cache_bytes(self) -> int:
+        """The shard cache's bound: a quarter of the function's memory, so the cache, the shard being
+        downloaded (held beside it until it is cached) and the runtime fit together."""
+        return int(self.memory_mb * 2**20 * self.SHARD_CACHE_FRACTION)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,6 +50,7 @@ class Settings:
             url_allow_ports=os.environ.get("INGEST_URL_ALLOW_PORTS", ""),
             max_concurrent_training_runs=int(os.environ.get("MAX_CONCURRENT_TRAINING_RUNS") or 10),
             max_run_cost_usd=float(os.environ.get("MAX_RUN_COST_USD") or 5.0),
+            memory_mb=int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 1024),
         )
 
     def store(self) -> S3Store:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import botocore.session
 import numpy as np
@@ -139,8 +141,6 @@ class ObjectStore(Protocol):
     def put_array(self, key: str, array: np.ndarray, *, if_absent: bool = False) -> str: ...
 
     def get_array(self, key: str) -> np.ndarray: ...
-
-    def get_array_cached(self, key: str, cache: dict[str, tuple[str, np.ndarray]]) -> np.ndarray: ...
 
     def put_arrays(
         self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None
@@ -377,19 +377,6 @@ class S3Store:
         """The ``.npy`` object as a read-only array over the received bytes (``npy_view``: no copy)."""
         return npy_view(self.get_bytes(key))
 
-    def get_array_cached(self, key: str, cache: dict[str, tuple[str, np.ndarray]]) -> np.ndarray:
-        """``get_array`` through ``cache`` (key -> (ETag, array)): a warm container re-reads nothing
-        while the object's ETag is unchanged. The array is read-only: callers must not modify it."""
-        cached = cache.get(key)  # one lookup: the local runtime shares the cache between threads
-        body, etag = self.get_bytes_if_changed(key, cached[0] if cached else None)
-        if body is None:  # 304: an If-None-Match read, so there is a cached array
-            assert cached is not None
-            return cached[1]
-        array = npy_view(body)
-        cache.clear()  # one shard per worker at a time: keep the memory of one
-        cache[key] = (etag, array)
-        return array
-
     def put_arrays(
         self, key: str, arrays: dict[str, np.ndarray], *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
@@ -437,6 +424,82 @@ def npy_view(body: bytes) -> np.ndarray:
         )
     flat = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
     return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
+
+
+class CachedRead(NamedTuple):
+    """One read through an ``ArrayCache``: the (read-only) array, whether it was a hit, the bytes downloaded."""
+
+    array: np.ndarray
+    hit: bool
+    downloaded: int
+
+
+class ArrayCache:
+    """``.npy`` arrays kept per warm container: a least-recently-used cache bounded by bytes, thread-safe
+    (the local runtime runs a round's workers as threads of one process).
+
+    An entry is an S3 key with the ETag its bytes had. ``get_array`` asks S3 for the key with
+    ``If-None-Match: <cached ETag>``: a hit is the 304 (a request, no bytes); a replaced object has a new
+    ETag, so it is downloaded again and never served stale. An array larger than ``max_bytes`` is returned
+    but not cached. ``hits``, ``misses`` and ``bytes_downloaded`` count this container's reads.
+    """
+
+    def __init__(self, max_bytes: int):
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[str, np.ndarray, int]] = OrderedDict()  # key -> (ETag, array, size)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.bytes_downloaded = 0
+
+    def resize(self, max_bytes: int) -> None:
+        """Set the bound (the handler's, from the function's memory), evicting what no longer fits."""
+        with self._lock:
+            self.max_bytes = max_bytes
+            self._evict()
+
+    def cached_keys(self) -> list[str]:
+        """The cached keys, least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
+    def get_array(self, store: ObjectStore, key: str, *, write_once: bool = False) -> CachedRead:
+        """The ``.npy`` object at ``key`` (read-only: callers must not modify it), from the cache while its
+        ETag is unchanged; ``write_once``: the key's object is never replaced, so a cached one is served
+        without asking S3."""
+        with self._lock:
+            cached = self._entries.get(key)
+        if cached is not None and write_once:
+            body, etag = None, cached[0]
+        else:
+            body, etag = store.get_bytes_if_changed(key, cached[0] if cached else None)
+        if body is None:  # 304 Not Modified (an If-None-Match read) or write-once: there was a cached array
+            assert cached is not None
+            with self._lock:
+                self.hits += 1
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+            return CachedRead(cached[1], True, 0)
+        array = npy_view(body)
+        with self._lock:
+            self.misses += 1
+            self.bytes_downloaded += len(body)
+            self._put(key, etag, array, len(body))
+        return CachedRead(array, False, len(body))
+
+    def _put(self, key: str, etag: str, array: np.ndarray, size: int) -> None:
+        if (old := self._entries.pop(key, None)) is not None:
+            self.bytes -= old[2]
+        if size > self.max_bytes:
+            return
+        self._entries[key] = (etag, array, size)
+        self.bytes += size
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.bytes > self.max_bytes and self._entries:
+            self.bytes -= self._entries.popitem(last=False)[1][2]
 
 
 class MultipartUpload:

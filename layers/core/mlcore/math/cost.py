@@ -102,50 +102,122 @@ def estimate_s3(usage: Usage) -> None:
     usage.s3_get, usage.s3_put = get, put
 
 
-def what_if(measured: Usage, rows: int, shards: int, rounds: int) -> Usage:
-    """Scale a measured run to another size: worker time grows with rows per shard, aggregation
-    with the number of shards, state transitions with rounds x shards."""
+# Step Functions state transitions, counted from statemachines/training.asl.json (Standard workflow: every state
+# entered is one transition; an Inline Map's iterations are not charged as such, the states inside them are; a
+# Distributed Map is charged one transition per child workflow execution it starts, and each child, a Standard
+# execution, is charged for the states it enters). Retries and the ShardFailed catch paths are not counted.
+FIXED_TRANSITIONS = 5  # Continued? (Choice), Preprocess, InitParameters, Mode? (Choice), EvaluateAndRegister
+# A sync round on the inline Map: MapKind? (Choice) + ComputeGradients (Map) + 1 GradientWorker per shard
+# + Aggregate + Converged? (Choice) = 4 + shards.
+SYNC_ROUND_TRANSITIONS = 4
+# A sync round on the Distributed Map (n_shards > inline_map_max_shards): MapKind? + ComputeGradientsDistributed
+# + Aggregate + Converged? = 4 in the parent, and per shard 1 for starting its child execution + 1 for the child's
+# DistributedGradientWorker = 4 + 2 x shards.
+DISTRIBUTED_TRANSITIONS_PER_SHARD = 2
+# An async pass (always the inline Map): AsyncSteps (Map) + 1 AsyncWorker per shard + AsyncProgress + AsyncDone?
+# (Choice) = 3 + shards.
+ASYNC_PASS_TRANSITIONS = 3
+INLINE_MAP_MAX_SHARDS = 40  # schemas.MAX_INLINE_SHARDS, the default of inline_map_max_shards (a test checks)
+
+# Billed time = a fixed part per invocation + a part per row. The per-row parts (the rest of a measured invocation is
+# its fixed part: start-up, S3 round trips, orchestration inside the handler):
+# - GradientWorker: 0.107 ms per 1,000 rows of its shard per round. docs/benchmarks.md (scaling, 16 shards, 28
+#   features): a round costs 594.5, 597.4 and 606.5 µUSD at 100,000, 1,000,000 and 4,000,000 rows; only the
+#   workers' GB-seconds change, at 1769 MB = 28.79 µUSD per second: (606.5 - 594.5) / 28.79 = 0.417 s for 3.9M rows.
+# - Preprocess: 4.4 µs per row, all of it (benchmarks/preprocess.py, streaming: 225,000 rows/s at 2,000,000 rows,
+#   252,000 rows/s at 200,000: no measurable fixed part).
+# - Aggregator and Evaluate: fixed per invocation (the Aggregator's work is per shard and per feature, not per row;
+#   Evaluate's grows with the test split, which is not scaled).
+WORKER_MS_PER_ROW = 0.107 / 1000
+PREPROCESS_MS_PER_ROW = 4.4 / 1000
+
+
+def round_transitions(shards: int, mode: str = "sync", inline_max_shards: int = INLINE_MAP_MAX_SHARDS) -> int:
+    """State transitions of one round (sync) or pass (async) over ``shards`` shards (see the counts above)."""
+    if mode == "async":
+        return ASYNC_PASS_TRANSITIONS + shards
+    if shards > inline_max_shards:
+        return SYNC_ROUND_TRANSITIONS + DISTRIBUTED_TRANSITIONS_PER_SHARD * shards
+    return SYNC_ROUND_TRANSITIONS + shards
+
+
+def _scaled_ms(fn: FunctionUsage, ms_per_row: float, measured_rows: float, rows: float, invocations: int) -> int:
+    """``invocations`` x (the measured invocation's fixed part + ``ms_per_row`` x ``rows``), billed milliseconds."""
+    per_call = fn.billed_ms / max(fn.invocations, 1)
+    fixed = max(per_call - ms_per_row * measured_rows, 0.0)
+    return math.ceil(round((fixed + ms_per_row * rows) * invocations, 6))
+
+
+def what_if(
+    measured: Usage,
+    rows: int,
+    shards: int,
+    rounds: int,
+    mode: str = "sync",
+    inline_max_shards: int = INLINE_MAP_MAX_SHARDS,
+) -> Usage:
+    """Scale a measured run to another size. Each function's billed time is its measured fixed part per invocation
+    plus its per-row part (``WORKER_MS_PER_ROW`` x rows per shard for a worker, ``PREPROCESS_MS_PER_ROW`` x rows for
+    Preprocess); only the per-row part scales with rows. Invocations scale with shards and rounds, state transitions
+    as ``round_transitions`` (a Distributed Map above ``inline_max_shards``). The measured run is taken as run in the
+    same mode and on the same kind of Map."""
     if min(rows, shards, rounds) < 1:
         raise ValueError("rows, shards and rounds must be at least 1")
     m_rounds, m_shards = max(measured.rounds, 1), max(measured.shards, 1)
-    worker = measured.functions.get("GradientWorker", FunctionUsage())
-    ms_per_row = worker.billed_ms / max(measured.train_rows * m_rounds, 1)
-    per_worker_ms = max(1, math.ceil(ms_per_row * rows / shards))
-    agg = measured.functions.get("Aggregator", FunctionUsage())
-    agg_ms = agg.billed_ms / max(agg.invocations, 1) * (shards / m_shards)
     out = Usage(rounds=rounds, shards=shards, train_rows=rows)
-    out.functions["GradientWorker"] = FunctionUsage(shards * rounds, per_worker_ms * shards * rounds, worker.memory_mb)
-    out.functions["Aggregator"] = FunctionUsage(rounds + 1, math.ceil(agg_ms * (rounds + 1)), agg.memory_mb)
-    for step in ("Preprocess", "Evaluate"):
-        if step in measured.functions:
-            fn = measured.functions[step]
-            scale = rows / max(measured.train_rows, 1) if step == "Preprocess" else 1.0
-            out.functions[step] = FunctionUsage(fn.invocations, math.ceil(fn.billed_ms * scale), fn.memory_mb)
-    fixed = measured.state_transitions - m_rounds * (3 + m_shards)
-    out.state_transitions = max(fixed, 0) + rounds * (3 + shards)
+    worker = measured.functions.get("GradientWorker", FunctionUsage())
+    out.functions["GradientWorker"] = FunctionUsage(
+        shards * rounds,
+        _scaled_ms(worker, WORKER_MS_PER_ROW, measured.train_rows / m_shards, rows / shards, shards * rounds),
+        worker.memory_mb,
+    )
+    agg = measured.functions.get("Aggregator", FunctionUsage())
+    out.functions["Aggregator"] = FunctionUsage(rounds + 1, _scaled_ms(agg, 0.0, 0, 0, rounds + 1), agg.memory_mb)
+    if "Preprocess" in measured.functions:
+        fn = measured.functions["Preprocess"]
+        billed = _scaled_ms(fn, PREPROCESS_MS_PER_ROW, measured.train_rows, rows, fn.invocations)
+        out.functions["Preprocess"] = FunctionUsage(fn.invocations, billed, fn.memory_mb)
+    if "Evaluate" in measured.functions:
+        fn = measured.functions["Evaluate"]
+        out.functions["Evaluate"] = FunctionUsage(fn.invocations, fn.billed_ms, fn.memory_mb)
+    fixed = measured.state_transitions - m_rounds * round_transitions(m_shards, mode, inline_max_shards)
+    out.state_transitions = max(fixed, 0) + rounds * round_transitions(shards, mode, inline_max_shards)
     estimate_s3(out)
     return out
 
 
-# A reference run to scale from before a run exists (the up-front check of POST /training-runs): 100,000 training
-# rows, 4 shards, 100 rounds, at the template's memory sizes. Worker time is 0.2 ms per 1,000 rows per round (the
-# measured gradient of 1,000,000 x 28 float32 takes ~35 ms, docs/benchmarks.md; the rest is loading), an aggregation
-# 50 ms, Preprocess 4 µs per row (~250,000 rows/s), Evaluate 2 s; 20 state transitions besides the rounds'.
+# A reference run to scale from before a run exists (the up-front check of POST /training-runs): 1,000,000 training
+# rows, 16 shards, 100 sync rounds on the inline Map, at the template's memory sizes, built from the figures of the
+# scaling benchmark in docs/benchmarks.md (1,000,000 rows / 16 shards: 597.4 µUSD a round) and benchmarks/preprocess.py.
+# - GradientWorker, 1600 invocations at 1769 MB: 12 ms fixed + 0.107 ms per 1,000 rows x 62,500 rows = 18.6875 ms
+#   each, 29,900 ms in all. The 12 ms: the shards axis (4, 16, 64 shards at 1,000,000 rows: 216.9, 597.4, 2121 µUSD
+#   a round) less transitions, S3 requests and Lambda requests leaves 4.5, 8.2 and 24.6 µUSD of GB-seconds, of which
+#   3.1 are the per-row part (0.107 s); the rest grows by 0.335 µUSD a shard = 11.6 ms at 1769 MB, billed as 12.
+# - Aggregator, 101 invocations (init + one a round) at 1024 MB: 5 ms each (that fit's intercept, 1.42 - 4 x 0.335
+#   = 0.08 µUSD = 4.8 ms at 1024 MB).
+# - Preprocess, 1 invocation at 3008 MB: 4.4 µs a row x 1,000,000 rows = 4,400 ms.
+# - Evaluate, 1 invocation at 2048 MB: 2,000 ms, assumed (no benchmark measures it).
+# - State transitions: FIXED_TRANSITIONS + 100 x (4 + 16), counted from the ASL as above.
 REFERENCE_RUN = Usage(
     functions={
-        "GradientWorker": FunctionUsage(invocations=400, billed_ms=2_000, memory_mb=1769),
-        "Aggregator": FunctionUsage(invocations=101, billed_ms=5_050, memory_mb=1024),
-        "Preprocess": FunctionUsage(invocations=1, billed_ms=400, memory_mb=3008),
+        "GradientWorker": FunctionUsage(invocations=1600, billed_ms=29_900, memory_mb=1769),
+        "Aggregator": FunctionUsage(invocations=101, billed_ms=505, memory_mb=1024),
+        "Preprocess": FunctionUsage(invocations=1, billed_ms=4_400, memory_mb=3008),
         "Evaluate": FunctionUsage(invocations=1, billed_ms=2_000, memory_mb=2048),
     },
-    state_transitions=20 + 100 * (3 + 4),
+    state_transitions=FIXED_TRANSITIONS + 100 * (SYNC_ROUND_TRANSITIONS + 16),
     rounds=100,
-    shards=4,
-    train_rows=100_000,
+    shards=16,
+    train_rows=1_000_000,
 )
 
 
-def estimate(rows: int, shards: int, rounds: int) -> Usage:
-    """The usage of a run of ``rows`` training rows over ``shards`` shards for ``rounds`` rounds, before it runs:
-    ``REFERENCE_RUN`` scaled by ``what_if``."""
-    return what_if(REFERENCE_RUN, rows, shards, rounds)
+def estimate(
+    rows: int, shards: int, rounds: int, mode: str = "sync", inline_max_shards: int = INLINE_MAP_MAX_SHARDS
+) -> Usage:
+    """The usage of a run of ``rows`` training rows over ``shards`` shards for ``rounds`` rounds (passes in async
+    mode), before it runs: ``REFERENCE_RUN`` (a sync run on the inline Map) scaled by ``what_if``."""
+    usage = what_if(REFERENCE_RUN, rows, shards, rounds, inline_max_shards=inline_max_shards)
+    if mode == "async":  # the reference's rounds were sync: count the passes' own transitions
+        usage.state_transitions = FIXED_TRANSITIONS + rounds * round_transitions(shards, "async")
+    return usage

@@ -12,10 +12,16 @@ Objectives (mean over rows, plus ``0.5 * l2 * ||W||^2`` without the intercepts):
 - ``logistic_regression``: ``log(1 + exp(z)) - y z`` with ``y`` in {0, 1}
   (scikit-learn's ``LogisticRegression(C)`` is ``l2 = 1 / (C * n_samples)``)
 - ``softmax_regression``: ``logsumexp(z) - z_y`` with ``y`` a class index
+
+The exact solver of linear regression: with ``Z = [X | 1]``, a shard's sufficient statistics are
+``ZᵀZ``, ``Zᵀy`` and ``yᵀy`` (their row count travels beside them); summed over shards they are the
+whole data's, and the minimum of the objective solves ``(ZᵀZ + n · l2 · P) θ = Zᵀy`` with ``P`` the
+identity without its intercept entry (scikit-learn's ``Ridge(alpha=n · l2)``, ``LinearRegression`` at 0).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal, get_args
 
 import numpy as np
@@ -23,6 +29,8 @@ import numpy as np
 ModelType = Literal["linear_regression", "logistic_regression", "softmax_regression"]
 MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 CLASSIFIERS = ("logistic_regression", "softmax_regression")
+EXACT_MAX_FEATURES = 2000  # the exact solver's d x d system (float64, 32 MB at 2,000) in one function
+STATS_BLOCK_ROWS = 65536  # rows per float64 block when summing a shard's statistics
 
 
 def n_outputs(model: str, n_classes: int = 0) -> int:
@@ -122,3 +130,72 @@ def predict(model: str, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
     if model == "softmax_regression":
         return np.argmax(scores(theta, X), axis=1).astype(np.int64)
     raise ValueError(f"unknown model {model!r}; expected one of {MODEL_TYPES}")
+
+
+def statistics_size(n_features: int) -> int:
+    """Length of the flat statistics vector of ``n_features`` features: ``ZᵀZ``, ``Zᵀy``, ``yᵀy``."""
+    d = n_features + 1
+    return d * d + d + 1
+
+
+def sufficient_statistics(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A shard's ``ZᵀZ``, ``Zᵀy`` and ``yᵀy`` (``Z = [X | 1]``) as one flat float64 vector.
+
+    Summed in float64 over blocks of STATS_BLOCK_ROWS rows, so a float32 shard is never copied whole."""
+    n, k = X.shape
+    d = k + 1
+    gram = np.zeros((d, d))
+    zty = np.zeros(d)
+    yty = 0.0
+    for start in range(0, n, STATS_BLOCK_ROWS):
+        Xb = X[start : start + STATS_BLOCK_ROWS].astype(np.float64)
+        yb = y[start : start + STATS_BLOCK_ROWS].astype(np.float64)
+        gram[:k, :k] += Xb.T @ Xb
+        column_sums = Xb.sum(axis=0)
+        gram[:k, k] += column_sums
+        gram[k, :k] += column_sums
+        zty[:k] += Xb.T @ yb
+        zty[k] += yb.sum()
+        yty += float(yb @ yb)
+    gram[k, k] = float(n)
+    return np.concatenate([gram.ravel(), zty, [yty]])
+
+
+def unpack_statistics(stats: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(ZᵀZ, Zᵀy, yᵀy)`` of a flat statistics vector (see ``sufficient_statistics``)."""
+    d = n_features + 1
+    if stats.shape != (statistics_size(n_features),):
+        raise ValueError(
+            f"statistics of {n_features} features have {statistics_size(n_features)} values, got shape {stats.shape}"
+        )
+    return stats[: d * d].reshape(d, d), stats[d * d : d * d + d], float(stats[-1])
+
+
+def exact_solve(stats: np.ndarray, n_features: int, rows: int, l2: float) -> tuple[np.ndarray, bool]:
+    """The minimum of the linear regression objective from summed statistics: ``(theta, singular)``.
+
+    ``np.linalg.solve`` on the symmetric system; when it is singular to working precision (its smallest
+    eigenvalue below ``size * eps`` times its largest: e.g. one-hot columns, which sum to the intercept's,
+    or a duplicated feature, with ``l2 = 0``), ``np.linalg.lstsq``'s minimum-norm solution (as scikit-learn's
+    ``LinearRegression``), and ``singular`` is True."""
+    if rows <= 0:
+        raise ValueError("cannot solve over zero rows")
+    gram, zty, _ = unpack_statistics(stats, n_features)
+    system = gram.copy()
+    penalty = rows * l2
+    system[np.arange(n_features), np.arange(n_features)] += penalty
+    eigenvalues = np.linalg.eigvalsh(system)
+    if eigenvalues[0] > eigenvalues[-1] * len(system) * np.finfo(np.float64).eps:
+        with contextlib.suppress(np.linalg.LinAlgError):
+            return np.linalg.solve(system, zty), False
+    return np.linalg.lstsq(system, zty, rcond=None)[0], True
+
+
+def statistics_objective(
+    stats: np.ndarray, n_features: int, rows: int, theta: np.ndarray, l2: float
+) -> tuple[float, np.ndarray]:
+    """The objective (mean loss plus ``0.5 * l2 * ||W||^2``) and its gradient at ``theta``, from the statistics."""
+    gram, zty, yty = unpack_statistics(stats, n_features)
+    g_theta = gram @ theta
+    loss_sum = max(0.5 * (float(theta @ g_theta) - 2.0 * float(theta @ zty) + yty), 0.0)
+    return regularized_objective(loss_sum, g_theta - zty, rows, theta, l2)

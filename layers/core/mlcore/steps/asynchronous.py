@@ -57,6 +57,7 @@ from mlcore.steps.training import (
     load_shard,
     record_round,
     recorded_round,
+    shard_cache_fields,
     should_stop,
     usable_results,
     write_once,
@@ -169,7 +170,9 @@ def submit(
 def run_async_steps(store: ObjectStore, task: AsyncWorkerTask, shard: np.ndarray | None = None) -> AsyncWorkerResult:
     """One worker call: ``steps_per_invocation`` submissions of minibatch gradients of its shard."""
     hp = task.hyperparameters
-    data = load_shard(store, task.shard.key) if shard is None else shard
+    read = load_shard(store, task.shard.key) if shard is None else None
+    data = read.array if read is not None else shard
+    assert data is not None  # a shard passed in, or read
     X, y = data[:, :-1], data[:, -1]
     rng = np.random.default_rng([task.shard.index, task.round])
     key = layout.async_head_key(task.run_id)
@@ -200,6 +203,7 @@ def run_async_steps(store: ObjectStore, task: AsyncWorkerTask, shard: np.ndarray
         recomputed=sum(a.recomputed for a in applied),
         conflicts=sum(a.conflicts for a in applied),
         versions=[a.version for a in applied],
+        **shard_cache_fields(read),
     )
 
 

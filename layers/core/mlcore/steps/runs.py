@@ -88,7 +88,13 @@ def estimated_cost(request: TrainingRequest, meta: dict, region: str) -> float:
     columns = meta.get("columns") or []
     with_target = rows - int(next((c.get("missing") or 0 for c in columns if c["name"] == request.target), 0))
     train, _, _ = shared.split_sizes(with_target, request.test_fraction, request.validation_fraction)
-    usage = cost.estimate(max(train, 1), request.n_shards, request.hyperparameters.max_epochs)
+    usage = cost.estimate(
+        max(train, 1),
+        request.n_shards,
+        request.hyperparameters.max_epochs,
+        mode=request.mode,
+        inline_max_shards=request.inline_map_max_shards,
+    )
     return float(cost.cost(usage, cost.price_table(region))["total"])
 
 
@@ -339,6 +345,8 @@ def describe(store: ObjectStore, sfn, state_machine_arn: str, run_id: str, curve
         try:
             last = store.get_json(rounds[-1])
             result["last_round"] = {k: last[k] for k in ("round", "loss", "grad_norm")}
+            if "shard_cache" in last:  # the run's shard-cache reads so far (see docs/training.md)
+                result["shard_cache"] = last["shard_cache"]
         except NotFound:
             pass
     if curve:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlcore.infra import layout
-from mlcore.math.linear import ModelType
+from mlcore.math.linear import EXACT_MAX_FEATURES, ModelType
 from mlcore.math.optimizers import LrSchedule, Optimizer
 from mlcore.math.preprocessing import PreprocessingSpec
 
@@ -80,6 +80,12 @@ class Hyperparameters(UserInput):
     tolerated_failure_percentage: float = Field(
         0.0, ge=0, lt=100, description="share of shards per round that may fail (after retries) without failing the run"
     )
+    solver: Literal["sgd", "exact", "auto"] = Field(
+        "auto",
+        description="sgd: the optimizer's rounds; exact (linear_regression, sync, worker_mode gradient, at most "
+        f"{EXACT_MAX_FEATURES} features): workers return their shard's sufficient statistics and one aggregation "
+        "solves the normal equations; auto: exact where it applies, else sgd",
+    )
 
     @model_validator(mode="after")
     def _decay_shrinks(self) -> Hyperparameters:
@@ -89,6 +95,29 @@ class Hyperparameters(UserInput):
                 f"the {self.lr_schedule} schedule expects a rate in (0, 1]"
             )
         return self
+
+    @model_validator(mode="after")
+    def _exact_applies(self) -> Hyperparameters:
+        if self.solver == "exact" and self.model != "linear_regression":
+            raise ValueError(f"solver 'exact' solves linear_regression only, not {self.model}; use solver 'sgd'")
+        if self.solver == "exact" and self.worker_mode == "local_steps":
+            raise ValueError(
+                "solver 'exact' does not combine with worker_mode 'local_steps'; use worker_mode 'gradient'"
+            )
+        return self
+
+    def resolved_solver(self, n_features: int, mode: str = "sync") -> Literal["sgd", "exact"]:
+        """The solver a run with ``n_features`` features in ``mode`` uses: ``auto`` is exact for linear
+        regression in sync mode with worker_mode gradient and at most EXACT_MAX_FEATURES features, else sgd."""
+        if self.solver != "auto":
+            return self.solver
+        exact = (
+            self.model == "linear_regression"
+            and mode == "sync"
+            and self.worker_mode == "gradient"
+            and n_features <= EXACT_MAX_FEATURES
+        )
+        return "exact" if exact else "sgd"
 
 
 class TrainingRequest(UserInput):
@@ -142,6 +171,12 @@ class TrainingRequest(UserInput):
                 f"averaging_burn_in={hp.averaging_burn_in} is not below the run's at most {updates} updates "
                 f"(max_epochs x n_shards x steps_per_invocation): the average would never start"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _exact_is_sync(self) -> TrainingRequest:
+        if self.mode == "async" and self.hyperparameters.solver == "exact":
+            raise ValueError("solver 'exact' runs in sync mode only, not mode 'async'; use solver 'sgd'")
         return self
 
     @model_validator(mode="after")
@@ -225,6 +260,8 @@ class WorkerResult(Strict):
     loss_sum: float
     gradient_key: str
     update_key: str | None = Field(None, description="local_steps: the parameter change of the local steps")
+    shard_cache_hit: bool | None = Field(None, description="the shard came from the container's cache (None: not read)")
+    shard_bytes_downloaded: int = Field(0, ge=0, description="bytes of the shard this call downloaded (0 on a hit)")
 
 
 class FailedShard(Strict):
@@ -305,6 +342,8 @@ class AsyncWorkerResult(Strict):
     recomputed: int = Field(description="gradients too stale to apply, recomputed at the latest parameters")
     conflicts: int = Field(description="compare-and-swap writes that lost and were retried")
     versions: list[int] = Field(description="the parameter versions this call's updates created")
+    shard_cache_hit: bool | None = Field(None, description="the shard came from the container's cache (None: not read)")
+    shard_bytes_downloaded: int = Field(0, ge=0, description="bytes of the shard this call downloaded (0 on a hit)")
 
 
 class AsyncProgressTask(Strict):

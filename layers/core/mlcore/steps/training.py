@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from mlcore.infra import layout
-from mlcore.infra.errors import MLError
-from mlcore.infra.storage import AlreadyExists, NotFound, ObjectStore
+from mlcore.infra.errors import InvalidInput, MLError
+from mlcore.infra.storage import AlreadyExists, ArrayCache, CachedRead, NotFound, ObjectStore
 from mlcore.math import linear, optimizers
 from mlcore.steps.schemas import (
     AggregateTask,
@@ -58,12 +58,37 @@ def check_finite(what: str, *values: float | np.ndarray) -> None:
         raise TrainingDiverged(f"{what} is not finite: the run diverged")
 
 
-SHARD_CACHE: dict[str, tuple[str, np.ndarray]] = {}  # per warm container: shard key -> (ETag, rows)
+DEFAULT_CACHE_BYTES = 256 * 2**20  # until a handler sets its function's bound (Settings.shard_cache_bytes)
+SHARD_CACHE = ArrayCache(DEFAULT_CACHE_BYTES)  # per warm container: the shards its workers read
 
 
-def load_shard(store: ObjectStore, key: str) -> np.ndarray:
+def load_shard(store: ObjectStore, key: str) -> CachedRead:
     """A worker's shard, kept across invocations of a warm container and re-read only if its ETag changed."""
-    return store.get_array_cached(key, SHARD_CACHE)
+    return SHARD_CACHE.get_array(store, key)
+
+
+def shard_cache_fields(read: CachedRead | None) -> dict[str, Any]:
+    """A worker result's account of its shard read (none when the shard was passed in, not read)."""
+    if read is None:
+        return {}
+    return {"shard_cache_hit": read.hit, "shard_bytes_downloaded": read.downloaded}
+
+
+def shard_cache_summary(store: ObjectStore, task) -> dict[str, Any]:
+    """The run's shard-cache reads up to and including round ``task.round``: the totals in round ``r - 1``'s
+    summary plus this round's worker results (each shard counted once; failed shards read nothing counted)."""
+    previous: dict[str, Any] = {}
+    if task.round > 0:
+        with contextlib.suppress(NotFound):
+            previous = store.get_json(layout.round_key(task.run_id, task.round - 1)).get("shard_cache") or {}
+    reads = {
+        r.shard: r for r in task.results if r.round == task.round and getattr(r, "shard_cache_hit", None) is not None
+    }
+    hits = previous.get("hits", 0) + sum(r.shard_cache_hit for r in reads.values())
+    misses = previous.get("misses", 0) + sum(not r.shard_cache_hit for r in reads.values())
+    downloaded = previous.get("bytes_downloaded", 0) + sum(r.shard_bytes_downloaded for r in reads.values())
+    rate = hits / (hits + misses) if hits + misses else None
+    return {"hits": hits, "misses": misses, "hit_rate": rate, "bytes_downloaded": downloaded}
 
 
 def load_params(store: ObjectStore, key: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -74,6 +99,12 @@ def load_params(store: ObjectStore, key: str) -> tuple[np.ndarray, dict[str, np.
 
 def init_run(store: ObjectStore, task: InitTask) -> RoundState:
     """Round 0: zero parameters and a fresh optimizer state (written once; a replay is a no-op)."""
+    hp = task.hyperparameters
+    if hp.solver == "exact" and task.n_features > linear.EXACT_MAX_FEATURES:
+        raise InvalidInput(
+            f"solver 'exact' solves at most {linear.EXACT_MAX_FEATURES} features, the data has {task.n_features} "
+            "after preprocessing; use solver 'sgd' or 'auto'"
+        )
     shape = (task.n_features + 1, task.n_outputs)
     key = layout.params_key(task.run_id, 0)
     arrays = {"theta": np.zeros(shape), **optimizers.init_state(task.hyperparameters.optimizer, shape[0] * shape[1])}
@@ -89,17 +120,33 @@ def compute_gradient(store: ObjectStore, task: WorkerTask, shard: np.ndarray | N
 
     The parameters are the ``(n_features + 1, k)`` matrix (last row: intercepts)."""
     theta, _ = load_params(store, task.params_key)
-    data = load_shard(store, task.shard.key) if shard is None else shard
+    read = load_shard(store, task.shard.key) if shard is None else None
+    data = read.array if read is not None else shard
+    assert data is not None  # a shard passed in, or read
     X, y = data[:, :-1], data[:, -1]
     if X.shape[1] + 1 != theta.shape[0]:
         raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
+    hp = task.hyperparameters
+    key = layout.gradient_key(task.run_id, task.round, task.shard.index)
+    if hp is not None and hp.resolved_solver(X.shape[1]) == "exact":  # the shard's statistics, not a gradient
+        stats = linear.sufficient_statistics(X, y)
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss_sum, _ = linear.loss_grad_sums(task.model, theta.ravel(), X, y)
+        check_finite(f"the statistics of shard {task.shard.index} in round {task.round}", loss_sum, stats)
+        store.put_array(key, stats)
+        return WorkerResult(
+            shard=task.shard.index,
+            round=task.round,
+            rows=int(X.shape[0]),
+            loss_sum=loss_sum,
+            gradient_key=key,
+            **shard_cache_fields(read),
+        )
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged run is reported below, not as warnings
         loss_sum, grad = linear.loss_grad_sums(task.model, theta.ravel(), X, y)
     check_finite(f"the loss or gradient of shard {task.shard.index} in round {task.round}", loss_sum, grad)
-    key = layout.gradient_key(task.run_id, task.round, task.shard.index)
     store.put_array(key, grad)
     update = None
-    hp = task.hyperparameters
     if hp is not None and hp.worker_mode == "local_steps":
         update = layout.local_update_key(task.run_id, task.round, task.shard.index)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -113,6 +160,7 @@ def compute_gradient(store: ObjectStore, task: WorkerTask, shard: np.ndarray | N
         loss_sum=loss_sum,
         gradient_key=key,
         update_key=update,
+        **shard_cache_fields(read),
     )
 
 
@@ -204,6 +252,8 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
     hp = task.hyperparameters
     results, ignored, failed = usable_results(task.results, task.round, hp)
     theta, opt_state = load_params(store, task.params_key)
+    if hp.resolved_solver(theta.shape[0] - 1) == "exact":
+        return solve_exactly(store, task, results, theta, opt_state, started, ignored, failed)
     loss_sum, grad_sum, rows = average_gradients(store, results)
     loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
     grad_norm = float(np.linalg.norm(grad))
@@ -261,6 +311,62 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
     )
 
 
+def solve_exactly(
+    store: ObjectStore,
+    task: AggregateTask,
+    results: list[WorkerResult],
+    theta: np.ndarray,
+    opt_state: dict[str, np.ndarray],
+    started: float,
+    ignored: list[int],
+    failed: list[int],
+) -> RoundState:
+    """The exact solver's one aggregation: sum the shards' sufficient statistics, solve the normal equations,
+    store the solution as round ``r + 1``'s parameters and stop the run (reason ``solved``).
+
+    The round's loss and gradient norm are the objective's at the solution, from the statistics."""
+    hp = task.hyperparameters
+    n_features = theta.shape[0] - 1
+    _, stats, rows = average_gradients(store, results)
+    if stats.shape != (linear.statistics_size(n_features),):
+        raise ValueError(
+            f"the results of round {task.round} are not sufficient statistics of {n_features} features "
+            f"(solver exact): {stats.size} values instead of {linear.statistics_size(n_features)}"
+        )
+    solution, singular = linear.exact_solve(stats, n_features, rows, hp.l2)
+    loss, grad = linear.statistics_objective(stats, n_features, rows, solution, hp.l2)
+    grad_norm = float(np.linalg.norm(grad))
+    if not (np.all(np.isfinite(solution)) and np.isfinite(loss) and np.isfinite(grad_norm)):
+        raise TrainingDiverged(f"the exact solve of round {task.round} is not finite")
+    new_theta = solution.reshape(theta.shape)
+    next_key = layout.params_key(task.run_id, task.round + 1)
+    validation_loss: float | None = None
+    best: dict[str, Any] | None = None
+    if task.validation is not None:
+        validation_loss = validation_objective(store, task.validation.key, hp, new_theta)
+        best = {"round": task.round + 1, "loss": validation_loss}
+    write_once(store, next_key, {"theta": new_theta, **opt_state})
+    return record_round(
+        store,
+        task,
+        next_key,
+        "solved",
+        loss,
+        grad_norm,
+        {
+            "rows": rows,
+            "shards": len({r.shard for r in results}),
+            "ignored_shards": ignored,
+            "failed_shards": failed,
+            "validation_loss": validation_loss,
+            "best_validation": best,
+            "solver": {"name": "exact", "singular": singular},
+            "seconds": time.perf_counter() - started,
+            "finished_at": time.time(),
+        },
+    )
+
+
 def write_once(store: ObjectStore, key: str, arrays: dict[str, np.ndarray]) -> None:
     """Write parameters create-only: a replayed or concurrent init or aggregation never overwrites them."""
     with contextlib.suppress(AlreadyExists):
@@ -292,6 +398,7 @@ def record_round(
     )
     summary_key = layout.round_key(task.run_id, task.round)
     summary = {"round": task.round, "loss": loss, "grad_norm": grad_norm, **fields, "state": state.model_dump()}
+    summary["shard_cache"] = shard_cache_summary(store, task)
     try:
         store.put_json(summary_key, summary, if_absent=True)
     except AlreadyExists:
@@ -309,15 +416,12 @@ def validation_objective(store: ObjectStore, key: str, hp: Hyperparameters, thet
     return loss
 
 
-_validation_cache: dict[str, np.ndarray] = {}
+VALIDATION_CACHE = ArrayCache(DEFAULT_CACHE_BYTES)  # per warm container: the validation blocks of its runs
 
 
 def _validation_block(store: ObjectStore, key: str) -> np.ndarray:
-    """Validation rows, kept per warm container (the key is per run and its object immutable)."""
-    if key not in _validation_cache:
-        _validation_cache.clear()
-        _validation_cache[key] = store.get_array(key)
-    return _validation_cache[key]
+    """Validation rows, kept per warm container (the key is per run and its object written once)."""
+    return VALIDATION_CACHE.get_array(store, key, write_once=True).array
 
 
 def _best_so_far(store: ObjectStore, run_id: str, round_: int, validation_loss: float) -> dict:
