@@ -98,7 +98,7 @@ def run(
         )
 
         out(
-            f"trained    {model['rounds']} epochs over {n_shards} shards "
+            f"trained    {model['rounds']} round{'s' if model['rounds'] != 1 else ''} over {n_shards} shards "
             f"({hp['metrics']['stop_reason']}), {train_seconds:.1f}s in the local Step Functions interpreter"
         )
         out(f"registered model {model['model_name']} version {model['version']} ({model['artifact_key']})")
