@@ -298,16 +298,7 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
         reason,
         loss,
         grad_norm,
-        {
-            "rows": rows,
-            "shards": len({r.shard for r in results}),
-            "ignored_shards": ignored,
-            "failed_shards": failed,
-            "validation_loss": validation_loss,
-            "best_validation": best,
-            "seconds": time.perf_counter() - started,
-            "finished_at": time.time(),
-        },
+        _summary(results, rows, ignored, failed, validation_loss, best, started),
     )
 
 
@@ -354,17 +345,32 @@ def solve_exactly(
         loss,
         grad_norm,
         {
-            "rows": rows,
-            "shards": len({r.shard for r in results}),
-            "ignored_shards": ignored,
-            "failed_shards": failed,
-            "validation_loss": validation_loss,
-            "best_validation": best,
+            **_summary(results, rows, ignored, failed, validation_loss, best, started),
             "solver": {"name": "exact", "singular": singular},
-            "seconds": time.perf_counter() - started,
-            "finished_at": time.time(),
         },
     )
+
+
+def _summary(
+    results: list[WorkerResult],
+    rows: int,
+    ignored: list[int],
+    failed: list[int],
+    validation_loss: float | None,
+    best: dict[str, Any] | None,
+    started: float,
+) -> dict[str, Any]:
+    """What a round's record says besides its loss and gradient norm, for every solver."""
+    return {
+        "rows": rows,
+        "shards": len({r.shard for r in results}),
+        "ignored_shards": ignored,
+        "failed_shards": failed,
+        "validation_loss": validation_loss,
+        "best_validation": best,
+        "seconds": time.perf_counter() - started,
+        "finished_at": time.time(),
+    }
 
 
 def write_once(store: ObjectStore, key: str, arrays: dict[str, np.ndarray]) -> None:
