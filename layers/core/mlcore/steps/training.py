@@ -128,26 +128,15 @@ def compute_gradient(store: ObjectStore, task: WorkerTask, shard: np.ndarray | N
         raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
     hp = task.hyperparameters
     key = layout.gradient_key(task.run_id, task.round, task.shard.index)
-    if hp is not None and hp.resolved_solver(X.shape[1]) == "exact":  # the shard's statistics, not a gradient
-        stats = linear.sufficient_statistics(X, y)
-        with np.errstate(over="ignore", invalid="ignore"):
-            loss_sum, _ = linear.loss_grad_sums(task.model, theta.ravel(), X, y)
-        check_finite(f"the statistics of shard {task.shard.index} in round {task.round}", loss_sum, stats)
-        store.put_array(key, stats)
-        return WorkerResult(
-            shard=task.shard.index,
-            round=task.round,
-            rows=int(X.shape[0]),
-            loss_sum=loss_sum,
-            gradient_key=key,
-            **shard_cache_fields(read),
-        )
+    exact = hp is not None and hp.resolved_solver(X.shape[1]) == "exact"
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged run is reported below, not as warnings
         loss_sum, grad = linear.loss_grad_sums(task.model, theta.ravel(), X, y)
-    check_finite(f"the loss or gradient of shard {task.shard.index} in round {task.round}", loss_sum, grad)
-    store.put_array(key, grad)
+    result = linear.sufficient_statistics(X, y) if exact else grad  # exact: the shard's statistics, not a gradient
+    what = "statistics" if exact else "loss or gradient"
+    check_finite(f"the {what} of shard {task.shard.index} in round {task.round}", loss_sum, result)
+    store.put_array(key, result)
     update = None
-    if hp is not None and hp.worker_mode == "local_steps":
+    if hp is not None and hp.worker_mode == "local_steps":  # never with exact (Hyperparameters refuses it)
         update = layout.local_update_key(task.run_id, task.round, task.shard.index)
         with np.errstate(over="ignore", invalid="ignore"):
             change = local_steps(hp, theta, X, y, task.shard.index, task.round) - theta.ravel()
