@@ -33,11 +33,13 @@ help:
 	@echo "make bench-training - training benchmarks (ARGS=--full for the big ones)"
 	@echo "make clean  - remove .venv and .aws-sam"
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml client/pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install it or run make PYTHON312=/path/to/python3.12"; exit 1; }
 	$(PYTHON312) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# the client is its own distribution (client/pyproject.toml): installed with every extra for the tests
+	$(BIN)/pip install --quiet -e "./client[report,pandas,aws]"
 	@touch $@
 
 venv: $(BIN)/.installed

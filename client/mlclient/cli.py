@@ -1,8 +1,8 @@
 """`sml`: upload, train, watch, predict, manage models and report, over the HTTP API.
 
-Local by default (`make local` serves http://127.0.0.1:3000); `--stack NAME` reads a deployed
-stack's URL and API key from its CloudFormation outputs; `--url`/`--api-key` set them explicitly.
-Errors from the API are one line on stderr and a non-zero exit code.
+Built on the SDK (mlclient.sdk.Client). Where it talks to: `--url`/`--api-key`/`--stack`, else SML_URL,
+SML_API_KEY, SML_STACK; a local URL without a key gets the local server's; by default `make local`'s
+http://127.0.0.1:3000. Errors from the API are one line on stderr and a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -12,21 +12,18 @@ import csv
 import io
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.markup import escape
 from rich.table import Table
 
-from .api import LOCAL_API_KEY, LOCAL_URL, ApiError, Client, from_stack, put_presigned
+from .api import ENV_API_KEY, ENV_STACK, ENV_URL, LOCAL_URL, SmlError
+from .sdk import Client, duration
 
 console = Console()
 err_console = Console(stderr=True)
-DIRECT_UPLOAD_LIMIT = 5 * 1024 * 1024  # the API's body limit; larger files go through a presigned URL
-PREDICT_BATCH = 1000
-TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
 def _print_json(doc: Any) -> None:
@@ -61,58 +58,21 @@ def _number(value: str) -> Any:
 
 # -- commands -------------------------------------------------------------------
 def cmd_upload(client: Client, args: argparse.Namespace) -> int:
-    data = Path(args.file).read_bytes()
-    name = args.dataset or Path(args.file).stem
-    columns = [
-        TextColumn("uploading {task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(Path(args.file).name, total=len(data))
-        if len(data) <= DIRECT_UPLOAD_LIMIT and not args.via_s3:
-            content_type = "application/x-ndjson" if args.file.endswith((".jsonl", ".ndjson")) else "text/csv"
-            result = client.post(f"/datasets/{name}", data, content_type=content_type)
-            progress.update(task, completed=len(data))
-        else:
-            fmt = "jsonl" if args.file.endswith((".jsonl", ".ndjson")) else "csv"
-            ticket = client.post("/datasets", {"name": name, "format": fmt})
-            put_presigned(ticket["upload_url"], data, lambda n: progress.advance(task, n))
-            result = _wait_dataset(client, name)
-    _print_json(result)
+    _print_json(client.upload(Path(args.file), args.dataset, via_s3=args.via_s3))
     return 0
-
-
-def _wait_dataset(client: Client, name: str, timeout: float = 600.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            doc = client.get(f"/datasets/{name}")
-            if doc.get("status", "ready") != "pending":
-                if doc.get("status") == "failed":
-                    raise ApiError(f"data set {name!r} was rejected: {doc.get('reason')}")
-                return doc
-        except ApiError as err:
-            if "HTTP 404" not in str(err):
-                raise
-        time.sleep(1.0)
-    raise ApiError(f"data set {name!r} not registered after {timeout:.0f}s")
 
 
 def cmd_train(client: Client, args: argparse.Namespace) -> int:
     hyper = {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set or [])}
-    request: dict[str, Any] = {
-        "dataset": args.dataset,
-        "target": args.target,
-        "model_name": args.model_name,
-        "n_shards": args.shards,
-        "hyperparameters": hyper,
-    }
-    if args.version:
-        request["version"] = args.version
-    started = client.post("/training-runs", request)
+    started = client.train(
+        args.dataset,
+        args.target,
+        args.model_name,
+        shards=args.shards,
+        version=args.version,
+        hyperparameters=hyper,
+        wait=False,
+    )
     err_console.print(
         f"started run [bold]{started['run_id']}[/bold] on {started['dataset']} version {started['version']}"
     )
@@ -122,36 +82,15 @@ def cmd_train(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def watch(client: Client, run_id: str, poll: float = 1.0) -> int:
+def watch(client: Client, run_id: str) -> int:
     """Follow a run live: round, loss, rate and ETA, until it ends."""
-    run = client.get(f"/training-runs/{run_id}")
-    max_rounds = run.get("request", {}).get("hyperparameters", {}).get("max_epochs")
-    started = time.monotonic()
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} rounds"),
-        TextColumn("{task.fields[loss]}"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(run_id, total=max_rounds, loss="")
-        while True:
-            done = run.get("rounds_completed", 0)
-            last = run.get("last_round") or {}
-            loss = f"loss {last['loss']:.6g}" if last.get("loss") is not None else ""
-            progress.update(task, completed=done, loss=loss)
-            if run["status"] in TERMINAL:
-                break
-            time.sleep(poll)
-            run = client.get(f"/training-runs/{run_id}")
-    elapsed = time.monotonic() - started
-    if run["status"] != "SUCCEEDED":
-        error = run.get("error") or {}
-        raise ApiError(f"run {run_id} {run['status']}: {error.get('type')}: {error.get('message')}")
+    run = client.wait(run_id)
     model = run["model"]
+    took = duration(run)
     err_console.print(
-        f"run {run_id} SUCCEEDED in {elapsed:.0f}s: model {model['model_name']} version {model['version']}"
+        f"run {run_id} SUCCEEDED"
+        + (f" in {took:.0f}s" if took is not None else "")
+        + f": model {model['model_name']} version {model['version']}"
     )
     _print_json(model)
     return 0
@@ -163,10 +102,10 @@ def cmd_watch(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_runs(client: Client, args: argparse.Namespace) -> int:
     if args.run_id:
-        _print_json(client.get(f"/training-runs/{args.run_id}", curve="true" if args.curve else None))
+        _print_json(client.run(args.run_id, curve=args.curve))
         return 0
     table = Table("run", "status", "started", "stopped")
-    for run in client.get("/training-runs")["runs"]:
+    for run in client.runs():
         table.add_row(run["run_id"], run["status"], run["started_at"], run.get("stopped_at", ""))
     console.print(table)
     return 0
@@ -174,30 +113,38 @@ def cmd_runs(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_models(client: Client, args: argparse.Namespace) -> int:
     if args.action == "list":
-        _print_json(client.get("/models"))
+        _print_json(client.models())
     elif args.action == "show":
-        path = f"/models/{args.name}" + (f"/versions/{args.version}" if args.version else "")
-        _print_json(client.get(path))
+        _print_json(client.model(args.name, args.version))
     elif args.action == "promote":
-        _print_json(client.post(f"/models/{args.name}/promote", {"version": args.version, "force": args.force}))
+        if args.version is None:
+            raise SmlError("models promote needs a version: sml models promote NAME VERSION")
+        _print_json(client.promote(args.name, args.version, force=args.force))
     elif args.action == "rollback":
-        _print_json(client.post(f"/models/{args.name}/rollback", {}))
+        _print_json(client.rollback(args.name))
+    elif args.action == "compare":
+        rows = client.version_metrics(args.name, [args.version] if args.version else None)
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        table = Table(*columns, title=f"model {args.name}")
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+        console.print(table)
     return 0
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
 
 
 def cmd_predict(client: Client, args: argparse.Namespace) -> int:
     instances = read_instances(Path(args.file))
     if not instances:
-        raise ApiError(f"{args.file} holds no instances")
-    results: list[dict[str, Any]] = []
-    for start in range(0, len(instances), PREDICT_BATCH):
-        answer = client.post(f"/models/{args.model}/predict", {"instances": instances[start : start + PREDICT_BATCH]})
-        for i, prediction in enumerate(answer["predictions"]):
-            row = {"prediction": prediction}
-            if answer.get("probabilities"):
-                row.update({f"p({c})": p for c, p in zip(answer["classes"], answer["probabilities"][i], strict=True)})
-            results.append(row)
-    err_console.print(f"{len(results)} predictions from {answer['model']} version {answer['version']}")
+        raise SmlError(f"{args.file} holds no instances")
+    answer = client.predict_rows(args.model, instances)
+    results = answer.rows
+    err_console.print(f"{len(results)} predictions from {answer.model} version {answer.version}")
     out = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
     try:
         writer = csv.DictWriter(out, fieldnames=list(results[0]))
@@ -212,61 +159,27 @@ def cmd_predict(client: Client, args: argparse.Namespace) -> int:
 def cmd_batch(client: Client, args: argparse.Namespace) -> int:
     if args.action == "watch":
         return watch_batch(client, args.model)
-    input_key = args.target
-    if args.file:  # upload the rows as a data set version and predict over its stored file
-        data = Path(args.file).read_bytes()
-        content_type = "application/x-ndjson" if args.file.endswith((".jsonl", ".ndjson")) else "text/csv"
-        stored = client.post(f"/datasets/batch-{Path(args.file).stem}", data, content_type=content_type)
-        input_key = stored["key"]
-    if not input_key:
-        raise ApiError("batch start needs the input's key in the data bucket, or --file")
-    body = {"model": args.model, "input_key": input_key}
-    if args.version:
-        body["version"] = args.version
-    started = client.post("/batch-jobs", body)
-    err_console.print(f"started batch job [bold]{started['job_id']}[/bold] over {input_key}")
+    started = client.start_batch(args.model, args.target, file=args.file, version=args.version)
+    err_console.print(f"started batch job [bold]{started['job_id']}[/bold] over {started['input_key']}")
     if args.watch:
         return watch_batch(client, started["job_id"])
     _print_json(started)
     return 0
 
 
-def watch_batch(client: Client, job_id: str, poll: float = 1.0) -> int:
-    with err_console.status(f"batch job {job_id} running"):
-        job = client.get(f"/batch-jobs/{job_id}")
-        while job["status"] not in TERMINAL:
-            time.sleep(poll)
-            job = client.get(f"/batch-jobs/{job_id}")
-    if job["status"] != "SUCCEEDED":
-        raise ApiError(f"batch job {job_id} {job['status']}: {job.get('error')}: {job.get('cause')}")
-    _print_json(job)
+def watch_batch(client: Client, job_id: str) -> int:
+    _print_json(client.wait_batch(job_id))
     return 0
 
 
 def cmd_report(client: Client, args: argparse.Namespace) -> int:
-    from .report import build_report
-
-    run = client.get(f"/training-runs/{args.run_id}", curve="true")
-    if run["status"] != "SUCCEEDED":
-        raise ApiError(f"run {args.run_id} is {run['status']}; a report needs a finished run")
-    artifact = None
-    try:
-        model = run["model"]
-        artifact = client.get(f"/models/{model['model_name']}/versions/{model['version']}")
-    except ApiError:
-        artifact = None  # older servers: the report uses what the run itself carries
-    cost = client.get(f"/training-runs/{args.run_id}/cost", region=args.region)["actual"]
-    cost["basis"] = f"{cost['region']} list prices; Lambda time as measured by Step Functions; S3 requests estimated"
-    paths = build_report(run, artifact, Path(args.out), cost)
-    for path in paths:
+    for path in client.report(args.run_id, Path(args.out), region=args.region):
         console.print(str(path))
     return 0
 
 
 def cmd_cost(client: Client, args: argparse.Namespace) -> int:
-    doc = client.get(
-        f"/training-runs/{args.run_id}/cost", region=args.region, rows=args.rows, shards=args.shards, rounds=args.rounds
-    )
+    doc = client.cost(args.run_id, region=args.region, rows=args.rows, shards=args.shards, rounds=args.rounds)
     blocks = [("this run", doc["actual"])] + ([("what if", doc["what_if"])] if "what_if" in doc else [])
     for title, block in blocks:
         usage = block["usage"]
@@ -284,11 +197,20 @@ def cmd_cost(client: Client, args: argparse.Namespace) -> int:
 
 
 # -- entry point ----------------------------------------------------------------
+def _error(err: Exception) -> None:
+    """One line on stderr, however long, and taken literally (``sml-client[report]`` is not markup)."""
+    err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sml", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help=f"API base URL (default {LOCAL_URL}, or the --stack's)")
-    parser.add_argument("--api-key", help="API key sent as x-api-key")
-    parser.add_argument("--stack", help="a deployed stack's name: read ApiUrl and the API key from its outputs")
+    parser.add_argument("--url", help=f"API base URL (default ${ENV_URL}, the --stack's, or {LOCAL_URL})")
+    parser.add_argument(
+        "--api-key", help=f"API key sent as x-api-key (default ${ENV_API_KEY}; the local server's for a local URL)"
+    )
+    parser.add_argument(
+        "--stack", help=f"a deployed stack's name: read ApiUrl and the API key from its outputs (default ${ENV_STACK})"
+    )
     parser.add_argument("--region", help="AWS region of --stack, and of the cost price table")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -322,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve", action="store_true", help="include every round's summary")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("models", help="list, show, promote or roll back models")
-    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p = sub.add_parser("models", help="list, show, compare, promote or roll back models")
+    p.add_argument("action", choices=["list", "show", "compare", "promote", "rollback"])
     p.add_argument("name", nargs="?")
     p.add_argument("version", nargs="?", type=int)
     p.add_argument("--force", action="store_true", help="promote even if the metric is not better")
@@ -361,20 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.stack:
-            client = from_stack(args.stack, args.region)
-        else:
-            client = Client(url=args.url or LOCAL_URL, api_key=args.api_key or (None if args.url else LOCAL_API_KEY))
-        if args.api_key:
-            client.api_key = args.api_key
         if args.command == "models" and args.action != "list" and not args.name:
-            raise ApiError(f"models {args.action} needs a model name")
-        return args.func(client, args)
-    except ApiError as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False)
+            raise SmlError(f"models {args.action} needs a model name")
+        with Client(args.url, args.api_key, stack=args.stack, region=args.region, console=err_console) as client:
+            return int(args.func(client, args))
+    except SmlError as err:
+        _error(err)
         return 1
     except (OSError, ValueError) as err:  # unreadable or malformed input files
-        err_console.print(f"[red]error:[/red] {err}", highlight=False)
+        _error(err)
         return 2
     except KeyboardInterrupt:
         return 130

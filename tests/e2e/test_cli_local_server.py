@@ -182,3 +182,20 @@ def test_the_local_upload_path_writes_only_with_the_signature_of_its_own_key(ser
     target = f"{server.url}/_local_s3/models/nobody/aliases/production.json{query.format(good=good)}"
     assert _put(target, b'{"version": 99}') == 403
     assert _alias_version(server, "nobody") is None
+
+
+def test_a_local_url_without_a_key_uses_the_local_servers_key(server, capsys, monkeypatch):
+    monkeypatch.delenv("SML_API_KEY", raising=False)
+    assert sml(["--url", server.url, "runs"]) == 0
+    monkeypatch.setenv("SML_URL", server.url)
+    assert sml(["models", "list"]) == 0
+
+
+def test_a_refused_key_is_a_403_that_names_it_and_how_to_pass_one(server, capsys, monkeypatch):
+    monkeypatch.setenv("SML_API_KEY", "not-the-key-wxyz")
+    assert sml(["--url", server.url, "runs"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: HTTP 403: Forbidden: the key in SML_API_KEY (x-api-key ending 'wxyz') was refused; pass the API's "
+        "key with --api-key KEY or SML_API_KEY, or --stack NAME / SML_STACK for a deployed stack"
+    )

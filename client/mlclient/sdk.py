@@ -1,0 +1,485 @@
+"""The Python SDK: the whole flow in a few lines, pandas in and out.
+
+    from mlclient import Client
+
+    sml = Client()                                   # SML_URL / SML_API_KEY / SML_STACK, else `make local`
+    sml.upload(frame, "houses")                      # a DataFrame, a CSV / JSON Lines file, or bytes
+    run = sml.train("houses", target="price_k", model_name="houses", max_epochs=40)   # waits, with progress
+    sml.metrics(run["run_id"])                       # the model's test metrics
+    sml.predict("houses", new_rows)                  # a Series (a DataFrame with probabilities for classifiers)
+    sml.compare("houses"); sml.promote("houses", 2); sml.rollback("houses")
+
+Every API error is an ApiError carrying the API's ``message`` and HTTP ``status``; a run that fails is RunFailed.
+pandas (``sml-client[pandas]``) and matplotlib (``sml-client[report]``) are imported only when used.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from .api import ApiError, Config, RunFailed, SmlError, Transport
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DIRECT_UPLOAD_LIMIT = 5 * 1024 * 1024  # the API's body limit; larger files go through a presigned URL
+PREDICT_BATCH = 1000  # rows per predict request
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+Rows = Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise SmlError("DataFrames need pandas: pip install 'sml-client[pandas]'") from None
+    return pandas
+
+
+def _is_frame(value: object) -> bool:
+    pandas = sys.modules.get("pandas")  # a DataFrame exists only if pandas was imported
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
+def _data_format(path: str) -> str:
+    return "jsonl" if path.lower().endswith((".jsonl", ".ndjson")) else "csv"
+
+
+def _content_type(fmt: str) -> str:
+    return "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+
+
+def duration(doc: Mapping[str, Any]) -> float | None:
+    """Seconds between a run's or job's ``started_at`` and ``stopped_at``, when it has both."""
+    try:
+        start = datetime.fromisoformat(str(doc["started_at"]).replace("Z", "+00:00"))
+        stop = datetime.fromisoformat(str(doc["stopped_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
+    return (stop - start).total_seconds()
+
+
+@dataclass
+class Predictions:
+    """One row per instance: ``prediction`` and, for classifiers, ``p(<class>)`` per class; and who answered."""
+
+    rows: list[dict[str, Any]]
+    model: str
+    version: int
+    warnings: list[str] = field(default_factory=list)
+
+
+class Client:
+    """A client of one deployment of the API (a local server or a deployed stack).
+
+    Configuration: the arguments, else the environment (``SML_URL``, ``SML_API_KEY``, ``SML_STACK``); a local URL
+    (127.0.0.1, localhost) without a key gets the local server's; with nothing set, ``make local``'s
+    http://127.0.0.1:3000. ``stack`` reads the URL and key from a deployed stack's outputs (``sml-client[aws]``).
+    Requests are retried with backoff on 429, on 5xx for reads, and when the connection fails
+    (see :mod:`mlclient.api`). ``progress`` shows rich progress bars (on stderr) for uploads and runs.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        stack: str | None = None,
+        region: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 4,
+        progress: bool = True,
+        console: Console | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.config = Config.resolve(url, api_key, stack, region)
+        self.region = region
+        self.http = Transport(self.config, timeout=timeout, retries=retries, transport=transport, sleep=sleep)
+        self.progress = progress
+        self.console = console or Console(stderr=True)
+        self.sleep = sleep or time.sleep
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, **query: Any) -> Any:
+        """Any GET route's JSON answer (``None`` query values are left out)."""
+        return self.http.request("GET", path, query=query or None)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        """Any POST route's JSON answer; ``body`` is JSON unless bytes (then pass ``content_type=``)."""
+        return self.http.request("POST", path, body, **kwargs)
+
+    # -- progress ---------------------------------------------------------------
+    @contextmanager
+    def _bar(
+        self, label: str, total: float | None, columns: Sequence[ProgressColumn], show: bool | None
+    ) -> Iterator[Any]:
+        if not (self.progress if show is None else show):
+            yield None
+            return
+        with Progress(*columns, console=self.console, transient=False) as bar:
+            yield bar, bar.add_task(label, total=total, loss="")
+
+    # -- data sets ----------------------------------------------------------------
+    def upload(
+        self,
+        data: pd.DataFrame | str | Path | bytes,
+        name: str | None = None,
+        *,
+        data_format: str | None = None,
+        via_s3: bool = False,
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        """Register a new version of data set ``name`` from a DataFrame (sent as CSV), a CSV or JSON Lines file
+        (``name`` defaults to the file's stem) or bytes. Up to 5 MiB in the request, larger (or ``via_s3``) through
+        a presigned URL, then waits until it is registered. Returns the data set's document."""
+        if _is_frame(data):
+            frame: Any = data
+            payload, fmt, label = frame.to_csv(index=False).encode(), "csv", str(name)
+        elif isinstance(data, bytes):
+            payload, fmt, label = data, data_format or "csv", str(name)
+        else:
+            path = Path(data)  # type: ignore[arg-type]
+            payload, fmt, label = path.read_bytes(), data_format or _data_format(path.name), path.name
+            name = name or path.stem
+        if not name:
+            raise SmlError("upload needs a data set name (name=...) for a DataFrame or bytes")
+        columns = [TextColumn("uploading {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
+        with self._bar(label, len(payload), columns, progress) as shown:
+
+            def advance(n: int) -> None:
+                if shown:
+                    shown[0].advance(shown[1], n)
+
+            if len(payload) <= DIRECT_UPLOAD_LIMIT and not via_s3:
+                result = self.post(f"/datasets/{name}", payload, content_type=_content_type(fmt))
+                advance(len(payload))
+            else:
+                ticket = self.post("/datasets", {"name": name, "format": fmt})
+                self.http.put_presigned(ticket["upload_url"], payload, advance)
+                result = self.wait_dataset(name)
+        return dict(result)
+
+    def dataset(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The latest version of a data set (or ``version``): rows, columns, profile and upload state."""
+        return dict(self.get(f"/datasets/{name}", version=version))
+
+    def wait_dataset(self, name: str, timeout: float = 600.0, poll: float = 1.0) -> dict[str, Any]:
+        """Wait until an upload through a presigned URL is registered (or refused: SmlError with the reason)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                doc = self.dataset(name)
+                if doc.get("status", "ready") != "pending":
+                    if doc.get("status") == "failed":
+                        raise SmlError(f"data set {name!r} was rejected: {doc.get('reason')}")
+                    return doc
+            except ApiError as err:
+                if err.status != 404:
+                    raise
+            self.sleep(poll)
+        raise SmlError(f"data set {name!r} not registered after {timeout:.0f}s")
+
+    # -- training -----------------------------------------------------------------
+    def train(
+        self,
+        dataset: str,
+        target: str,
+        model_name: str,
+        *,
+        shards: int = 4,
+        version: str | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        wait: bool = True,
+        progress: bool | None = None,
+        **more_hyperparameters: Any,
+    ) -> dict[str, Any]:
+        """Start a training run on ``dataset`` (its latest version unless ``version``), predicting ``target``.
+
+        Hyperparameters come from ``hyperparameters`` and keyword arguments (``optimizer="adam",
+        max_epochs=40``); ``options`` adds other request fields (see docs/training.md). With ``wait`` (the default)
+        returns the finished run (RunFailed if it does not succeed), else the start answer (``run_id``, ...)."""
+        request: dict[str, Any] = {
+            "dataset": dataset,
+            "target": target,
+            "model_name": model_name,
+            "n_shards": shards,
+            "hyperparameters": {**(hyperparameters or {}), **more_hyperparameters},
+            **(options or {}),
+        }
+        if version:
+            request["version"] = version
+        started = dict(self.post("/training-runs", request))
+        return self.wait(started["run_id"], progress=progress) if wait else started
+
+    def run(self, run_id: str, curve: bool = False) -> dict[str, Any]:
+        """One run: status, request, progress; its model once it succeeded; ``curve`` adds every round."""
+        return dict(self.get(f"/training-runs/{run_id}", curve="true" if curve else None))
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The most recent runs, newest first."""
+        return list(self.get("/training-runs")["runs"])
+
+    def resume(self, run_id: str) -> dict[str, Any]:
+        """Continue a failed or stopped run from its last stored round."""
+        return dict(self.post(f"/training-runs/{run_id}/resume", {}))
+
+    def wait(
+        self, run_id: str, *, poll: float = 1.0, timeout: float | None = None, progress: bool | None = None
+    ) -> dict[str, Any]:
+        """Follow a run until it ends (a progress bar of rounds and loss); the finished run, or RunFailed."""
+        run = self.run(run_id)
+        rounds = run.get("request", {}).get("hyperparameters", {}).get("max_epochs")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} rounds"),
+            TextColumn("{task.fields[loss]}"),
+            TimeRemainingColumn(),
+        ]
+        with self._bar(run_id, rounds, columns, progress) as shown:
+            while True:
+                done = run.get("rounds_completed", 0)
+                last = run.get("last_round") or {}
+                loss = f"loss {last['loss']:.6g}" if last.get("loss") is not None else ""
+                if shown:
+                    # a run that converged early ends with a full bar, not at 152/300
+                    total = done if run["status"] in TERMINAL else rounds
+                    shown[0].update(shown[1], completed=done, total=total, loss=loss)
+                if run["status"] in TERMINAL:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise SmlError(f"run {run_id} still {run['status']} after {timeout:.0f}s")
+                self.sleep(poll)
+                run = self.run(run_id)
+        if run["status"] != "SUCCEEDED":
+            error = run.get("error") or {}
+            message = f"run {run_id} {run['status']}: {error.get('type')}: {error.get('message')}"
+            raise RunFailed(message, run)
+        return run
+
+    def metrics(self, run_id: str) -> dict[str, Any]:
+        """The test metrics of the model a run registered."""
+        run = self.run(run_id)
+        model = run.get("model")
+        if not model:
+            raise SmlError(f"run {run_id} is {run['status']}: it has no model yet")
+        artifact = self.model(model["model_name"], model["version"])
+        test = artifact.get("metrics", {}).get("test")
+        return dict(test if isinstance(test, dict) else model.get("metrics", {}))
+
+    def cost(
+        self,
+        run_id: str,
+        *,
+        region: str | None = None,
+        rows: int | None = None,
+        shards: int | None = None,
+        rounds: int | None = None,
+    ) -> dict[str, Any]:
+        """What a run cost (``actual``) and, given rows/shards/rounds, what a bigger one would (``what_if``)."""
+        query = {"region": region or self.region, "rows": rows, "shards": shards, "rounds": rounds}
+        return dict(self.get(f"/training-runs/{run_id}/cost", **query))
+
+    def report(self, run_id: str, out: str | Path = "report", *, region: str | None = None) -> list[Path]:
+        """Write a run's figures (PNG) and report.html into ``out``; returns the paths (``sml-client[report]``)."""
+        try:
+            from .report import build_report
+        except ImportError as err:
+            if not (err.name or "").startswith("matplotlib"):
+                raise
+            raise SmlError("reports need matplotlib: pip install 'sml-client[report]'") from None
+        run = self.run(run_id, curve=True)
+        if run["status"] != "SUCCEEDED":
+            raise SmlError(f"run {run_id} is {run['status']}; a report needs a finished run")
+        model = run["model"]
+        try:
+            artifact: dict[str, Any] | None = self.model(model["model_name"], model["version"])
+        except ApiError:
+            artifact = None  # older servers: the report uses what the run itself carries
+        cost = self.cost(run_id, region=region)["actual"]
+        cost["basis"] = (
+            f"{cost['region']} list prices; Lambda time as measured by Step Functions; S3 requests estimated"
+        )
+        return build_report(run, artifact, Path(out), cost)
+
+    # -- models -------------------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        """Every model with its ``latest`` and ``production`` versions."""
+        return list(self.get("/models"))
+
+    def model(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """A model's versions and aliases, or with ``version`` that version's artifact (metrics, lineage...)."""
+        return dict(self.get(f"/models/{name}" + (f"/versions/{version}" if version else "")))
+
+    def version_metrics(self, name: str, versions: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """One row per version (all unless ``versions``): ``version``, ``production``, ``created_at`` and every
+        numeric test metric."""
+        described = self.model(name)
+        production = (described.get("aliases", {}).get("production") or {}).get("version")
+        rows = []
+        for version in versions or described["versions"]:
+            artifact = self.model(name, version)
+            test = artifact.get("metrics", {}).get("test") or {}
+            row: dict[str, Any] = {"version": version, "production": version == production}
+            row["created_at"] = artifact.get("created_at")
+            row.update({k: v for k, v in test.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+            rows.append(row)
+        return rows
+
+    def compare(self, name: str, versions: Sequence[int] | None = None) -> pd.DataFrame:
+        """A model's versions side by side (a DataFrame indexed by version): test metrics, which is production."""
+        pandas = _pandas()
+        return pandas.DataFrame(self.version_metrics(name, versions)).set_index("version")
+
+    def promote(self, name: str, version: int, *, force: bool = False) -> dict[str, Any]:
+        """Make ``version`` the production version (``force``: even if its test metric is not better)."""
+        return dict(self.post(f"/models/{name}/promote", {"version": version, "force": force}))
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        """Move production back to its previous version."""
+        return dict(self.post(f"/models/{name}/rollback", {}))
+
+    # -- predictions --------------------------------------------------------------
+    def predict_rows(
+        self,
+        model: str,
+        instances: Rows,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+        batch_size: int = PREDICT_BATCH,
+    ) -> Predictions:
+        """Predictions for ``instances`` (dicts by column name, or lists in feature order), ``batch_size`` rows
+        per request, from the production version unless ``version`` or ``alias``."""
+        if not instances:
+            raise SmlError("no rows to predict")
+        rows: list[dict[str, Any]] = []
+        answer: dict[str, Any] = {}
+        warnings: list[str] = []
+        for start in range(0, len(instances), batch_size):
+            body = {"instances": list(instances[start : start + batch_size])}
+            answer = self.post(f"/models/{model}/predict", body, query={"version": version, "alias": alias})
+            warnings.extend(w for w in answer.get("warnings") or [] if w not in warnings)
+            for i, prediction in enumerate(answer["predictions"]):
+                row = {"prediction": prediction}
+                if answer.get("probabilities"):
+                    classes = answer["classes"]
+                    row.update({f"p({c})": p for c, p in zip(classes, answer["probabilities"][i], strict=True)})
+                rows.append(row)
+        return Predictions(rows=rows, model=answer["model"], version=answer["version"], warnings=warnings)
+
+    @overload
+    def predict(
+        self,
+        model: str,
+        rows: pd.DataFrame,
+        *,
+        version: int | None = ...,
+        alias: str | None = ...,
+        batch_size: int = ...,
+    ) -> pd.Series | pd.DataFrame: ...
+    @overload
+    def predict(
+        self, model: str, rows: Rows, *, version: int | None = ..., alias: str | None = ..., batch_size: int = ...
+    ) -> Predictions: ...
+    def predict(
+        self,
+        model: str,
+        rows: Any,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+        batch_size: int = PREDICT_BATCH,
+    ) -> Any:
+        """Predict a DataFrame: a Series ``prediction`` on the frame's index (a DataFrame with ``prediction`` and
+        ``p(<class>)`` columns for classifiers), with the serving model and version in ``.attrs``. A list of rows
+        gives :class:`Predictions`."""
+        if not _is_frame(rows):
+            return self.predict_rows(model, rows, version=version, alias=alias, batch_size=batch_size)
+        pandas = _pandas()
+        frame: Any = rows
+        instances = json.loads(frame.to_json(orient="records", date_format="iso"))  # NaN -> null, numpy -> JSON
+        result = self.predict_rows(model, instances, version=version, alias=alias, batch_size=batch_size)
+        out: Any
+        if any(len(row) > 1 for row in result.rows):
+            out = pandas.DataFrame(result.rows, index=frame.index)
+        else:
+            out = pandas.Series([r["prediction"] for r in result.rows], index=frame.index, name="prediction")
+        out.attrs.update({"model": result.model, "version": result.version, "warnings": result.warnings})
+        return out
+
+    # -- batch inference ----------------------------------------------------------
+    def start_batch(
+        self, model: str, input_key: str | None = None, *, file: str | Path | None = None, version: int | None = None
+    ) -> dict[str, Any]:
+        """Start batch inference over a file in the data bucket (``input_key``) or a local ``file`` uploaded first
+        as data set ``batch-<stem>``. The answer (``job_id``, ...) with the ``input_key`` predicted over."""
+        if file is not None:
+            path = Path(file)
+            fmt = _data_format(path.name)
+            stored = self.post(f"/datasets/batch-{path.stem}", path.read_bytes(), content_type=_content_type(fmt))
+            input_key = stored["key"]
+        if not input_key:
+            raise SmlError("batch start needs the input's key in the data bucket, or --file")
+        body: dict[str, Any] = {"model": model, "input_key": input_key}
+        if version:
+            body["version"] = version
+        return {**self.post("/batch-jobs", body), "input_key": input_key}
+
+    def batch_job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/batch-jobs/{job_id}"))
+
+    def wait_batch(self, job_id: str, *, poll: float = 1.0, progress: bool | None = None) -> dict[str, Any]:
+        """Wait for a batch job to end; its document, or RunFailed."""
+        shown = self.progress if progress is None else progress
+        with self.console.status(f"batch job {job_id} running") if shown else _nothing():
+            job = self.batch_job(job_id)
+            while job["status"] not in TERMINAL:
+                self.sleep(poll)
+                job = self.batch_job(job_id)
+        if job["status"] != "SUCCEEDED":
+            raise RunFailed(f"batch job {job_id} {job['status']}: {job.get('error')}: {job.get('cause')}", job)
+        return job
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
