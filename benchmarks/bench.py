@@ -30,6 +30,8 @@ MODULES = [
     "benchmarks.preprocess",
     "benchmarks.ingest",
     "benchmarks.scaling",
+    "benchmarks.training",  # collect: an 8-shard round's S3 requests and transitions, results inline vs via S3
+    "benchmarks.end_to_end",
 ]
 
 

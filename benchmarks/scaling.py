@@ -41,25 +41,34 @@ def orchestration_overhead(shards: int, rounds: int = 4) -> float:
             },
         )
         assert cloud.wait(arn)["status"] == "SUCCEEDED"
-        pages = cloud.sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
-        events = [e for page in pages for e in page["events"]]
-    by_id = {e["id"]: e for e in events}
-    starts = [e["timestamp"] for e in events if e["type"] == "MapStateEntered"]
-    ends = [
-        e["timestamp"]
-        for e in events
-        if e["type"] == "TaskStateExited" and e["stateExitedEventDetails"]["name"] == "Aggregate"
-    ]
-    overheads = []
-    for start, end in zip(starts, ends, strict=False):
-        workers = [
-            (e["timestamp"] - by_id[e["previousEventId"]]["timestamp"]).total_seconds()
-            for e in events
-            if e["type"] == "TaskSucceeded"
-            and start <= e["timestamp"] <= end
-            and '"gradient_key"' in e["taskSucceededEventDetails"]["output"]
+        # the rounds run in Express child executions of the rounds state machine (moto keeps their history)
+        rounds_arn = cloud.state_machine_arns["TrainingRoundsStateMachine"]
+        histories = [
+            [
+                e
+                for page in cloud.sfn.get_paginator("get_execution_history").paginate(executionArn=x["executionArn"])
+                for e in page["events"]
+            ]
+            for x in cloud.sfn.list_executions(stateMachineArn=rounds_arn)["executions"]
         ]
-        overheads.append((end - start).total_seconds() - max(workers, default=0.0))
+    overheads = []
+    for events in histories:
+        by_id = {e["id"]: e for e in events}
+        starts = [e["timestamp"] for e in events if e["type"] == "MapStateEntered"]
+        ends = [
+            e["timestamp"]
+            for e in events
+            if e["type"] == "TaskStateExited" and e["stateExitedEventDetails"]["name"] == "Aggregate"
+        ]
+        for start, end in zip(starts, ends, strict=False):
+            workers = [
+                (e["timestamp"] - by_id[e["previousEventId"]]["timestamp"]).total_seconds()
+                for e in events
+                if e["type"] == "TaskSucceeded"
+                and start <= e["timestamp"] <= end
+                and '"gradient_key"' in e["taskSucceededEventDetails"]["output"]
+            ]
+            overheads.append((end - start).total_seconds() - max(workers, default=0.0))
     return float(np.median(overheads))
 
 

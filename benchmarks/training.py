@@ -9,6 +9,9 @@
 3. Shard load through S3Store (moto) vs np.load of the same bytes: the transfer alone, the decode alone
    (our zero-copy .npy view vs np.load(BytesIO)), and both together, with tracemalloc's peak memory.
 4. Per-round orchestration time of the local run (moto's Step Functions interpreter, real handlers).
+5. Per-round S3 requests (by operation and kind of object) and state transitions of an 8-shard local run, the
+   workers' results inline in the Map's result vs through S3 (the inline budget forced to 0); also on the
+   `make bench` page (``collect``).
 """
 
 from __future__ import annotations
@@ -174,6 +177,135 @@ def bench_orchestration(full: bool) -> None:
     print("   (above 40 shards the gradients run in a Distributed Map)")
 
 
+OPERATIONS = {"GetObject": "GET", "HeadObject": "HEAD", "PutObject": "PUT", "ListObjectsV2": "LIST"}
+
+
+def _kind(key: str) -> str:
+    """The kind of object a request touches: parameters, round record, shard, gradient or update, else other."""
+    from mlcore.infra import layout
+
+    parts = key.split("/")
+    if len(parts) < 3:
+        return "other"
+    kinds = {
+        (layout.RUNS, "params"): "parameters",
+        (layout.RUNS, "rounds"): "round record",
+        (layout.PROCESSED, "shards"): "shard",
+        (layout.SCRATCH, "gradients"): "gradient",
+        (layout.SCRATCH, "updates"): "update",
+    }
+    return kinds.get((parts[0] + "/", parts[2]), "other")
+
+
+def _transitions(cloud) -> int:
+    """States entered so far by every execution of every state machine of the local cloud (child executions
+    included)."""
+    entered = 0
+    for machine in cloud.sfn.list_state_machines()["stateMachines"]:
+        for execution in cloud.sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
+            pages = cloud.sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
+            entered += sum(e["type"].endswith("StateEntered") for page in pages for e in page["events"])
+    return entered
+
+
+def round_requests(shards: int = 8, inline: bool = True, rounds: tuple[int, int] = (2, 4)) -> dict[str, float]:
+    """S3 requests (``"GET shard"``, ``"PUT gradient"``, ...; totals ``"GET+HEAD"`` and ``"PUT+LIST"`` as S3 bills
+    them) and state transitions of one sync round over ``shards`` shards of the local run (real handlers, moto's
+    interpreter), the results inline or (``inline=False``: the inline budget forced to 0) through S3: the counts of
+    a ``rounds[1]``-round run less those of a ``rounds[0]``-round run, divided by the difference, so the requests of
+    preprocessing, the init and the evaluation cancel out (requests of other objects than a round touches are left
+    out)."""
+    import threading
+    from collections import Counter
+    from unittest import mock
+
+    from mlcore.infra.storage import s3_client
+    from mlcore.steps import schemas
+    from mllocal.cloud import LocalCloud
+    from mllocal.template import ROOT, local_stack
+
+    csv = (ROOT / "data" / "housing.csv").read_bytes()
+    lock = threading.Lock()
+    counts: Counter[str] = Counter()
+
+    def count(model, params, **_) -> None:
+        op = OPERATIONS.get(model.name, model.name)
+        with lock:
+            counts[f"{op} {_kind(params.get('Key') or params.get('Prefix') or '')}"] += 1
+
+    runs = []
+    budget = schemas.INLINE_RESULTS_BYTES if inline else 0
+    with (
+        LocalCloud(local_stack(overrides={"LogLevel": "ERROR"})) as cloud,
+        mock.patch.object(schemas, "INLINE_RESULTS_BYTES", budget),
+    ):
+        cloud.request("POST", "/datasets/housing", csv, headers={"Content-Type": "text/csv"})
+        s3_client().meta.events.register("before-parameter-build.s3", count)
+        for n in rounds:
+            counts.clear()
+            request = {
+                "dataset": "housing",
+                "target": "price_k",
+                "model_name": f"bench-{n}",  # each registers its version 1: the same requests
+                "n_shards": shards,
+                "hyperparameters": {"max_epochs": n, "tolerance": 0.0, "solver": "sgd"},
+            }
+            before = _transitions(cloud)
+            execution = cloud.run("TrainingStateMachine", request, name=f"run-requests-{n}")
+            assert execution["status"] == "SUCCEEDED", execution
+            runs.append({**counts, "transitions": _transitions(cloud) - before})
+        s3_client().meta.events.unregister("before-parameter-build.s3", count)
+    short, long = runs
+    per_round = {k: (long.get(k, 0) - short.get(k, 0)) / (rounds[1] - rounds[0]) for k in {*short, *long}}
+    # "other": the data set, manifest, test block, registry: preprocessing and evaluation, not rounds (they differ
+    # between the two runs by caching and by whether the model is promoted)
+    per_round = {k: v for k, v in per_round.items() if v and not k.endswith(" other")}
+    per_round["GET+HEAD"] = sum(v for k, v in per_round.items() if k.startswith(("GET ", "HEAD ")))
+    per_round["PUT+LIST"] = sum(v for k, v in per_round.items() if k.startswith(("PUT ", "LIST ")))
+    return per_round
+
+
+def bench_round_requests(full: bool) -> None:
+    from mlcore.math import cost
+
+    shards = 8
+    via_s3, inline = round_requests(shards, inline=False), round_requests(shards, inline=True)
+    print(f"\n5. one sync round over {shards} shards: S3 requests and state transitions (local run, real handlers;")
+    print("   a 4-round run less a 2-round run, / 2)")
+    print(f"   {'':22} {'via S3 (budget 0)':>18} {'inline':>8}")
+    totals = ("GET+HEAD", "PUT+LIST", "transitions")
+    for key in sorted({*via_s3, *inline} - set(totals)) + list(totals):
+        print(f"   {key:22} {via_s3.get(key, 0):18g} {inline.get(key, 0):8g}")
+    estimate = cost.round_s3_requests(shards, cost.REFERENCE_RESULT_VALUES)
+    print(f"   cost model (cost.round_s3_requests, inline): {estimate['get']} GET, {estimate['put']} PUT a round")
+
+
+def collect(quick: bool) -> list:
+    """The page's figures: an 8-shard round's S3 requests and state transitions, results inline against through
+    S3 (the inline budget forced to 0), counted on the local run (deterministic: no spread)."""
+    from .harness import Figure
+
+    shards, rounds = 8, (1, 2) if quick else (2, 4)
+    via_s3 = round_requests(shards, inline=False, rounds=rounds)
+    inline = round_requests(shards, inline=True, rounds=rounds)
+    note = (
+        f"a round's requests: a {rounds[1]}-round local run (real handlers, moto) less a {rounds[0]}-round run, "
+        f"/ {rounds[1] - rounds[0]} (the requests of a round's objects: parameters, round records, shards, "
+        "gradients); GET+HEAD and PUT+LIST as S3 bills them; results via S3: the inline budget "
+        "(schemas.INLINE_RESULTS_BYTES) forced to 0"
+    )
+    return [
+        Figure("requests", f"{shards} shards, a round: {name}, results inline", inline.get(key, 0), unit,
+               "results via S3", via_s3.get(key, 0), note=note)
+        for name, key, unit in (
+            ("S3 GET and HEAD", "GET+HEAD", "requests"),
+            ("S3 PUT and LIST", "PUT+LIST", "requests"),
+            ("gradients written", "PUT gradient", "requests"),
+            ("state transitions", "transitions", "transitions"),
+        )
+    ]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="1,000,000-row shard, more rounds, 64 shards")
@@ -181,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_objective(args.full)
     bench_compute_and_load(args.full)
     bench_orchestration(args.full)
+    bench_round_requests(args.full)
     return 0
 
 

@@ -95,7 +95,7 @@ class LocalCloud:
         self._create_functions(role["Role"]["Arn"])
         for logical, sm in self.stack.state_machines.items():
             self.state_machine_arns[logical] = self.sfn.create_state_machine(
-                name=sm.name, definition=sm.definition, roleArn=role["Role"]["Arn"]
+                name=sm.name, definition=sm.definition, roleArn=role["Role"]["Arn"], type=sm.type
             )["stateMachineArn"]
         return self
 

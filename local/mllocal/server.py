@@ -43,8 +43,14 @@ class UploadSigner:
     def valid(self, key: str, signature: str) -> bool:
         return hmac.compare_digest(self.signature(key), signature)
 
+    @staticmethod
+    def part(key: str, number: str, upload_id: str) -> str:
+        """What a multipart upload's part URL is signed for: the key, the part number and the upload."""
+        return f"{key}?partNumber={number}&uploadId={upload_id}"
+
     def rewrite(self, data: bytes, base: str) -> bytes:
-        """Presigned S3 URLs point at moto's (unreachable) S3: send the client to this server instead."""
+        """Presigned S3 URLs point at moto's (unreachable) S3: send the client to this server instead (the URL of
+        a single upload, or of each part of a multipart upload)."""
         if b'"upload_url"' not in data:
             return data
         try:
@@ -54,6 +60,14 @@ class UploadSigner:
         if isinstance(doc, dict) and "upload_url" in doc and "key" in doc:
             query = urlencode({"signature": self.signature(doc["key"])})
             doc["upload_url"] = f"{base}{LOCAL_S3_PATH}{quote(doc['key'])}?{query}"
+            return json.dumps(doc).encode()
+        if isinstance(doc, dict) and isinstance(doc.get("parts"), list) and "multipart_upload_id" in doc:
+            key, upload_id = doc["key"], doc["multipart_upload_id"]
+            for part in doc["parts"]:
+                number = str(part["part_number"])
+                signature = self.signature(self.part(key, number, upload_id))
+                query = urlencode({"partNumber": number, "uploadId": upload_id, "signature": signature})
+                part["upload_url"] = f"{base}{LOCAL_S3_PATH}{quote(key)}?{query}"
             return json.dumps(doc).encode()
         return data
 
@@ -92,9 +106,18 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
                     self._send(405, {}, b"")
                     return
                 key = unquote(url.path[len(LOCAL_S3_PATH) :])
-                if not signer.valid(key, dict(parse_qsl(url.query)).get("signature", "")):
+                query = dict(parse_qsl(url.query))
+                number, upload_id = query.get("partNumber"), query.get("uploadId")
+                signed = key if number is None or upload_id is None else signer.part(key, number, upload_id)
+                if not signer.valid(signed, query.get("signature", "")):
                     message = "this upload URL is not signed for this key: POST /datasets gives one that is"
                     self._send(403, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode())
+                    return
+                if number is not None and upload_id is not None:  # a part: no object (and no event) until complete
+                    etag = cloud.s3.upload_part(
+                        Bucket=cloud.stack.bucket, Key=key, UploadId=upload_id, PartNumber=int(number), Body=body
+                    )["ETag"]
+                    self._send(200, {"ETag": etag}, b"")
                     return
                 cloud.object_created(key, body)
                 self._send(200, {}, b"")

@@ -5,7 +5,9 @@ moto 5.x's interpreter passes the state's parameters (``StateMachineArn``, ``Nam
 boto3's ``start_execution``, which expects ``stateMachineArn``/``name``/``input``,
 and returns boto3's response (``executionArn``, a ``datetime`` ``startDate``) where
 AWS returns ``ExecutionArn``/``StartDate``. ``start_execution_integration`` maps both
-for the duration of the context. Pinned to moto 5.x.
+for the duration of the context. The same for ``startExecution.sync:2``: moto returns
+DescribeExecution's boto3 names (``output``, ``error``, ``cause``), AWS ``Output``, ``Error``,
+``Cause``, in the task's result and in the cause of a failed child. Pinned to moto 5.x.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ Task = sfn_task.StateTaskServiceSfn
 @contextlib.contextmanager
 def start_execution_integration() -> Iterator[None]:
     normalise, evaluate = Task._normalise_parameters, Task._eval_service_task
+    normalise_response = Task._normalise_response
+
+    def pascal_case_described(self, response, boto_service_name=None, service_action_name=None):
+        normalise_response(self, response, boto_service_name, service_action_name)
+        if service_action_name == "describe_execution":  # the sync resolvers' result, before a failure's cause
+            for key in list(response):
+                value = response.pop(key)
+                response[key[0].upper() + key[1:]] = (
+                    value.isoformat() if isinstance(value, datetime.datetime) else value
+                )
 
     def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
         normalise(self, parameters, boto_service_name, service_action_name)
@@ -42,5 +54,6 @@ def start_execution_integration() -> Iterator[None]:
     with (
         mock.patch.object(Task, "_normalise_parameters", normalise_parameters),
         mock.patch.object(Task, "_eval_service_task", eval_service_task),
+        mock.patch.object(Task, "_normalise_response", pascal_case_described),
     ):
         yield

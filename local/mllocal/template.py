@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -182,6 +182,7 @@ class StateMachineSpec:
     logical_id: str
     name: str
     definition: str
+    type: Literal["STANDARD", "EXPRESS"] = "STANDARD"
 
 
 @dataclass
@@ -341,7 +342,10 @@ def local_stack(stack_name: str = "serverless-ml-local", overrides: dict[str, st
             for key, value in resolve(props.get("DefinitionSubstitutions", {})).items():
                 definition = definition.replace("${" + key + "}", value)
             state_machines[logical] = StateMachineSpec(
-                logical_id=logical, name=physical[logical].rsplit(":", 1)[1], definition=definition
+                logical_id=logical,
+                name=physical[logical].rsplit(":", 1)[1],
+                definition=definition,
+                type="EXPRESS" if props.get("Type") == "EXPRESS" else "STANDARD",
             )
     versioning = resources[buckets[0]].get("Properties", {}).get("VersioningConfiguration", {})
     apis = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Api"]

@@ -9,7 +9,16 @@ def test_quick_benchmarks_write_the_page(tmp_path, capsys):
     out = tmp_path / "benchmarks.md"
     assert main(["--quick", "--out", str(out)]) == 0
     page = out.read_text()
-    for heading in ("## Machine", "## Hardware", "## Quality", "## Async", "## Preprocessing", "## Scaling"):
+    for heading in (
+        "## Machine",
+        "## Hardware",
+        "## Quality",
+        "## Async",
+        "## Preprocessing",
+        "## Scaling",
+        "## Solvers",
+        "## End to end",
+    ):
         assert heading in page
     assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "objective / exact optimum" in page and "bare numpy" in page

@@ -139,7 +139,9 @@ ROUTES = [(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operat
 @pytest.mark.parametrize("shape", HOSTILE_BODIES)
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
 def test_hostile_bodies_are_refused_or_ignored_by_every_operation_never_a_5xx(server, method, path, shape):
-    url = server.url + path.format(name="m", job_id="batch-000000000000", run_id="run-000000000000", version=1)
+    url = server.url + path.format(
+        name="m", job_id="batch-000000000000", run_id="run-000000000000", version=1, upload_id="0123456789abcdef"
+    )
     headers = {"x-api-key": server.api_key or "", "Content-Type": "application/json"}
     response = requests.request(method, url, data=HOSTILE_BODIES[shape], headers=headers, timeout=60)
     assert response.status_code < 500, (response.status_code, response.text[:300])

@@ -131,3 +131,41 @@ def test_a_finished_run_cannot_be_resumed(long_runs, resumed_run):
 def test_resuming_an_unknown_run_is_404(long_runs):
     cloud, _, _ = long_runs
     assert cloud.request("POST", "/training-runs/run-0000000000ff/resume")["statusCode"] == 404
+
+
+def test_a_replayed_express_call_rewrites_nothing_and_returns_the_same_rounds(long_runs):
+    """The parent's Retry may start a call of rounds again: each round's aggregation is create-only, so a replay
+    recomputes and returns the stored rounds, and no parameters or round records are written again."""
+    cloud, _, expected = long_runs
+    arn = cloud.state_machine_arns["TrainingStateMachine"].replace(":stateMachine:", ":execution:")
+    history = cloud.sfn.get_execution_history(executionArn=f"{arn}:run-00000000000a", maxResults=1000)["events"]
+    calls = [json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in history if e["type"] == "TaskScheduled"]
+    calls = [c for c in calls if c.get("StateMachineArn") == cloud.state_machine_arns["TrainingRoundsStateMachine"]]
+    assert len(calls) == 1  # 7 rounds: one call of at most rounds_per_call = 25
+    child_input = calls[0]["Input"] if isinstance(calls[0]["Input"], dict) else json.loads(calls[0]["Input"])
+    assert (child_input["train"]["round"], child_input["until_round"]) == (0, 25)
+    returned = next(
+        e for e in history if e["type"] == "TaskSucceeded" and "Output" in e["taskSucceededEventDetails"]["output"]
+    )
+    original = json.loads(returned["taskSucceededEventDetails"]["output"])["Output"]
+
+    def stored() -> dict[str, tuple[str, object]]:
+        pages = cloud.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=cloud.stack.bucket, Prefix="runs/run-00000000000a/"
+        )
+        return {
+            o["Key"]: (o["ETag"], o["LastModified"])
+            for page in pages
+            for o in page.get("Contents", [])
+            if "/params/" in o["Key"] or "/rounds/" in o["Key"]
+        }
+
+    before = stored()
+    assert len([k for k in before if "/params/" in k]) == ROUNDS + 1
+    for attempt in range(2):
+        replay = cloud.run("TrainingRoundsStateMachine", child_input, name=f"replay-{attempt}", timeout=300)
+        assert replay["status"] == "SUCCEEDED", replay
+        assert json.loads(replay["output"]) == original
+    assert original["round"] == ROUNDS and original["done"] is True
+    assert stored() == before
+    np.testing.assert_array_equal(_theta(cloud, "run-00000000000a", ROUNDS), expected)

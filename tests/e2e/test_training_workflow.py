@@ -12,6 +12,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from mlcore.serving.registry import ModelArtifact
+from mlcore.steps import schemas
 from mlcore.steps.preparation.in_memory import build_matrices
 from mlcore.steps.tabular import column_kinds, read_csv, to_columns
 from mllocal.cloud import LocalCloud
@@ -85,7 +86,23 @@ class TestTheWholeDataSet:
         assert cloud.invocations["AggregatorFunction"] == rounds + 1
         assert cloud.invocations["PreprocessFunction"] == cloud.invocations["EvaluateFunction"] == 1
         history = _history(cloud, trained.arn)
-        assert sum(e["type"] == "MapStateStarted" for e in history) == rounds
+        # the rounds ran in Express children, rounds_per_call (25) a call: the parent holds the calls, not the Maps
+        assert not any(e["type"] == "MapStateStarted" for e in history)
+        entered = [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
+        assert entered.count("RunRounds") == entered.count("RoundsDone?") == -(-rounds // 25)
+        names = [e.get("stateEnteredEventDetails", {}).get("name") for e in history]
+        first = names.index("RunRounds")
+        call = history[first : first + schemas.EVENTS_PER_CHILD_CALL]  # the history arithmetic of schemas.py
+        assert [e["type"] for e in call] == [
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskSubmitted",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "ChoiceStateEntered",
+            "ChoiceStateExited",
+        ]
         assert len(history) < 25_000
 
     def test_training_matches_scikit_learn(self, trained):
@@ -232,7 +249,7 @@ class TestTheExactSolver:
             ({"mode": "async"}, "solver 'exact' runs in sync mode only, not mode 'async'; use solver 'sgd'"),
             (
                 {"hyperparameters": {"solver": "exact", "model": "logistic_regression"}},
-                "solver 'exact' solves linear_regression only, not logistic_regression; use solver 'sgd'",
+                "solver 'exact' solves linear_regression only, not logistic_regression; use solver 'newton' or 'auto'",
             ),
             (
                 {"hyperparameters": {"solver": "exact", "worker_mode": "local_steps"}},

@@ -140,8 +140,10 @@ def test_cost_what_if_scales_the_run_to_another_size(cloud):
     )
     scaled = bigger["what_if"]["usage"]
     assert scaled["functions"]["GradientWorker"]["invocations"] == 120
-    # a round is MapKind?, ComputeGradients, a GradientWorker per shard, Aggregate, Converged?: 4 + shards
-    assert scaled["state_transitions"] == usage["state_transitions"] - 3 * (4 + 2) + 30 * (4 + 4)
+    # the rounds run in Express children, 25 a call: the parent enters RunRounds and RoundsDone? per call
+    assert (usage["state_transitions"], usage["express_executions"]) == (5 + 1 + 2, 1)
+    assert (scaled["state_transitions"], scaled["express_executions"]) == (5 + 1 + 2 * 2, 2)
+    assert scaled["express_gb_seconds"] == pytest.approx(usage["express_gb_seconds"] / 3 * 30)
     assert bigger["what_if"]["total"] > doc["actual"]["total"]
 
 
@@ -283,13 +285,14 @@ def test_the_run_ceilings_come_from_the_template_parameters():
         request = json.loads(load_event("runs")["body"])  # 2 shards, 3 rounds of housing-sample
         arn = cloud.state_machine_arns["TrainingStateMachine"]
         try:
-            expensive = {**request, "hyperparameters": {"max_epochs": 2000}, "n_shards": 4}
-            # 32 training rows (housing-sample's split, see test_cost_of_a_run_from_its_history), 2000 rounds over 4
-            # shards: 5 + 2000 x (4 + 4) state transitions alone are $0.40
-            usage = cost.estimate(32, 4, 2000)
-            assert usage.state_transitions == 5 + 2000 * (4 + 4)
+            expensive = {**request, "hyperparameters": {"max_epochs": 2000}, "n_shards": 4, "mode": "async"}
+            # 32 training rows (housing-sample's split, see test_cost_of_a_run_from_its_history), 2000 async passes
+            # over 4 shards (in the Standard parent: sync rounds run in Express children, ~40x cheaper): 5 + 2000 x
+            # (3 + 4) state transitions alone are $0.35
+            usage = cost.estimate(32, 4, 2000, mode="async")
+            assert usage.state_transitions == 5 + 2000 * (3 + 4)
             estimate = cost.cost(usage, cost.price_table("us-east-1"))["total"]
-            assert estimate > 16_005 * 0.025 / 1000
+            assert estimate > 14_005 * 0.025 / 1000
             assert _body(cloud.request("POST", "/training-runs", expensive)) == (
                 400,
                 {

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from mlcore.steps.schemas import unpack_vector
 from tests.helpers import keys, load_event, versions
 
 
@@ -22,6 +23,11 @@ def _array(cloud, key):
     return np.load(
         io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read()), allow_pickle=False
     )
+
+
+def _vector(cloud, result):
+    """A worker result's vector: inline, or from S3."""
+    return unpack_vector(result["gradient"]) if result["gradient"] else _array(cloud, result["gradient_key"])
 
 
 @pytest.fixture
@@ -110,27 +116,43 @@ def test_worker_gradient_equals_the_shard_gradient(cloud, prepared):
     residual = -y  # parameters start at zero
     assert result["rows"] == 15 and result["round"] == 0
     assert result["loss_sum"] == pytest.approx(0.5 * residual @ residual, rel=1e-6)
-    np.testing.assert_allclose(
-        _array(cloud, result["gradient_key"]), np.append(X.T @ residual, residual.sum()), rtol=1e-5
-    )
+    np.testing.assert_allclose(unpack_vector(result["gradient"]), np.append(X.T @ residual, residual.sum()), rtol=1e-5)
+    assert result["gradient_key"] is None and keys(cloud, "scratch/") == []  # inline: nothing written
 
 
-def _round_zero(cloud):
+def test_a_worker_whose_shard_does_not_know_the_count_writes_its_gradient_to_s3(cloud, prepared):
+    _ok(cloud, "AggregatorFunction", load_event("aggregator_init"))
+    event = load_event("gradient_worker")
+    del event["shard"]["n_shards"]
+    result = _ok(cloud, "GradientWorkerFunction", event)
+    key = "scratch/run-example/gradients/round-00000/shard-00000.npy"
+    assert (result["gradient"], result["gradient_key"]) == (None, key) and keys(cloud, "scratch/") == [key]
+
+
+def _round_zero(cloud, inline: bool = True):
     _ok(cloud, "AggregatorFunction", load_event("aggregator_init"))
     results = []
     for index in (0, 1):
         event = load_event("gradient_worker")
-        event["shard"] = {"index": index, "key": f"processed/run-example/shards/shard-{index:05d}.npy", "rows": 15}
+        event["shard"] = {
+            **event["shard"],
+            "index": index,
+            "key": f"processed/run-example/shards/shard-{index:05d}.npy",
+        }
+        if not inline:
+            del event["shard"]["n_shards"]
         results.append(_ok(cloud, "GradientWorkerFunction", event))
     event = load_event("aggregator")
     event["results"] = results
     return event, results
 
 
-def test_aggregator_averages_the_gradients_by_rows(cloud, prepared):
-    event, results = _round_zero(cloud)
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "s3"])
+def test_aggregator_averages_the_gradients_by_rows(cloud, prepared, inline):
+    event, results = _round_zero(cloud, inline)
+    assert len(keys(cloud, "scratch/")) == (0 if inline else 2)
     state = _ok(cloud, "AggregatorFunction", event)
-    grads = [_array(cloud, r["gradient_key"]) for r in results]
+    grads = [_vector(cloud, r) for r in results]
     mean_grad = (grads[0] + grads[1]) / 30
     assert state["round"] == 1 and state["done"] is False
     assert state["loss"] == pytest.approx((results[0]["loss_sum"] + results[1]["loss_sum"]) / 30)
@@ -144,8 +166,9 @@ def test_aggregator_averages_the_gradients_by_rows(cloud, prepared):
     np.testing.assert_allclose(params["velocity"], mean_grad, rtol=1e-12)
 
 
-def test_aggregator_steps_once_per_round(cloud, prepared):
-    event, results = _round_zero(cloud)
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "s3"])
+def test_aggregator_steps_once_per_round(cloud, prepared, inline):
+    event, results = _round_zero(cloud, inline)
     state = _ok(cloud, "AggregatorFunction", event)
     # a duplicated delivery (results in another order, repeated shard) changes nothing
     replay = copy.deepcopy(event)
@@ -173,7 +196,7 @@ def test_aggregator_records_the_results_of_another_round_as_ignored(cloud, prepa
 
 def test_aggregator_leaves_the_results_of_another_round_out_of_the_step(cloud, prepared):
     state, results = _aggregate_with_a_late_result(cloud)
-    grads = [_array(cloud, r["gradient_key"]) for r in results]
+    grads = [_vector(cloud, r) for r in results]
     params = np.load(
         io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=state["params_key"])["Body"].read()),
         allow_pickle=False,
@@ -194,7 +217,7 @@ def test_aggregator_averages_over_the_shards_that_returned_within_the_tolerance(
 
     event["hyperparameters"]["tolerated_failure_percentage"] = 50
     state = _ok(cloud, "AggregatorFunction", event)
-    grad = _array(cloud, results[0]["gradient_key"])
+    grad = _vector(cloud, results[0])
     assert state["loss"] == pytest.approx(results[0]["loss_sum"] / 15)  # weighted by the rows that returned
     params = np.load(
         io.BytesIO(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=state["params_key"])["Body"].read()),
@@ -244,3 +267,29 @@ def test_evaluate_registers_versions_idempotently_per_run(cloud, prepared):
         cloud.s3.get_object(Bucket=cloud.stack.bucket, Key="models/housing-sample/aliases/latest.json")["Body"].read()
     )
     assert latest["version"] == 2
+
+
+def test_evaluate_holds_a_bounded_sample_of_a_large_test_block_and_fits_the_reference_on_a_sample(
+    cloud, prepared, monkeypatch
+):
+    from mlcore.steps import evaluation
+
+    event, _ = _round_zero(cloud)
+    _ok(cloud, "AggregatorFunction", event)
+    test = _array(cloud, "processed/run-example/test.npy")
+    manifest = json.loads(
+        cloud.s3.get_object(Bucket=cloud.stack.bucket, Key="processed/run-example/manifest.json")["Body"].read()
+    )
+    train_rows = [s["rows"] for s in manifest["shards"]]
+    monkeypatch.setattr(evaluation, "EVALUATED_MAX_ROWS", len(test) - 1)
+    monkeypatch.setattr(evaluation, "REFERENCE_MAX_ROWS", 10)
+    sampled = load_event("evaluate")
+    sampled["run_id"] = "run-sampled"
+    artifact_key = _ok(cloud, "EvaluateFunction", sampled)["artifact_key"]
+    metrics = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=artifact_key)["Body"].read())["metrics"]
+    assert metrics["test_rows_evaluated"] == {"rows": len(test) - 1, "of": len(test)}
+    assert metrics["test"]["rows"] == metrics["reference"]["test"]["rows"] == len(test) - 1
+    quotas = [10 * r // sum(train_rows) for r in train_rows]
+    assert metrics["reference"]["train_rows"] == sum(quotas) and metrics["reference"]["train_rows_of"] == sum(
+        train_rows
+    )

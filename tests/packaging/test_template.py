@@ -118,9 +118,9 @@ def test_concurrency_ceilings_come_from_the_template_parameters():
     )
     assert _map_concurrency(stack.state_machines["TrainingStateMachine"].definition) == {
         "AsyncSteps": 40,
-        "ComputeGradients": 40,
         "ComputeGradientsDistributed": 100,
     }
+    assert _map_concurrency(stack.state_machines["TrainingRoundsStateMachine"].definition) == {"ComputeGradients": 40}
     assert _map_concurrency(stack.state_machines["BatchInferenceStateMachine"].definition) == {"PredictChunks": 100}
 
     changed = local_stack(
@@ -134,9 +134,9 @@ def test_concurrency_ceilings_come_from_the_template_parameters():
     assert changed.functions["PredictFunction"].reserved_concurrency == 25
     assert _map_concurrency(changed.state_machines["TrainingStateMachine"].definition) == {
         "AsyncSteps": 8,
-        "ComputeGradients": 8,
         "ComputeGradientsDistributed": 300,
     }
+    assert _map_concurrency(changed.state_machines["TrainingRoundsStateMachine"].definition) == {"ComputeGradients": 8}
     assert _map_concurrency(changed.state_machines["BatchInferenceStateMachine"].definition) == {"PredictChunks": 5}
 
 

@@ -48,6 +48,8 @@ class FakeStore:
         self.arrays: dict[str, np.ndarray] = dict(arrays or {})
         self.archives: dict[str, dict[str, np.ndarray]] = {}  # what put_arrays stores (.npz on S3)
         self.objects: dict[str, bytes] = {}
+        self.multiparts: dict[str, dict[str, Any]] = {}  # presigned multipart uploads in progress, by upload id
+        self.metadata: dict[str, dict[str, str]] = {}  # user metadata of objects (multipart uploads set some)
         self.reads: Counter[str] = Counter()
         self.writes: Counter[str] = Counter()
 
@@ -66,6 +68,7 @@ class FakeStore:
             raise Conflict(key)
         for kind in (self.documents, self.arrays, self.archives, self.objects):
             kind.pop(key, None)
+        self.metadata.pop(key, None)
         self.writes[key] += 1
 
     def _read(self, key: str) -> None:
@@ -114,7 +117,12 @@ class FakeStore:
         return self.get_bytes(key)[start:end] if end > start else b""
 
     def head(self, key: str) -> dict[str, Any] | None:
-        return {"ETag": self.etag(key)} if self._holds(key) else None
+        if not self._holds(key):
+            return None
+        head: dict[str, Any] = {"ETag": self.etag(key), "Metadata": dict(self.metadata.get(key, {}))}
+        if key in self.objects:
+            head["ContentLength"] = len(self.objects[key])
+        return head
 
     def exists(self, key: str) -> bool:
         return self._holds(key)
@@ -159,6 +167,38 @@ class FakeStore:
 
     def presign_put(self, key: str, expires_in: int) -> str:
         return f"https://{self.bucket}.example/{key}?expires={expires_in}"
+
+    def list_objects(self, prefix: str) -> list[dict[str, Any]]:
+        return [{"Key": k, "Size": len(self.objects.get(k, b"")), "ETag": self.etag(k)} for k in self.list_keys(prefix)]
+
+    def presign_multipart(
+        self, key: str, n_parts: int, expires_in: int, *, content_type: str, metadata: dict[str, str]
+    ) -> tuple[str, list[str]]:
+        upload_id = f"mpu-{len(self.multiparts) + 1}"
+        self.multiparts[upload_id] = {"key": key, "content_type": content_type, "metadata": metadata, "parts": {}}
+        urls = [
+            f"https://{self.bucket}.example/{key}?uploadId={upload_id}&partNumber={n}" for n in range(1, n_parts + 1)
+        ]
+        return upload_id, urls
+
+    def upload_part(self, upload_id: str, number: int, body: bytes) -> str:
+        """What a PUT to a presigned part URL does: the part's ETag."""
+        etag = f'"{hashlib.md5(body).hexdigest()}"'
+        self.multiparts[upload_id]["parts"][number] = (etag, body)
+        return etag
+
+    def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None:
+        upload = self.multiparts.get(upload_id)
+        if upload is None or upload["key"] != key:
+            raise NotFound(key)
+        parts = upload["parts"]
+        if [parts.get(n, ("", b""))[0] for n in range(1, len(etags) + 1)] != etags:
+            raise Conflict("InvalidPart: one or more of the specified parts could not be found")
+        del self.multiparts[upload_id]
+        self.put_bytes(
+            key, b"".join(parts[n][1] for n in range(1, len(etags) + 1)), content_type=upload["content_type"]
+        )
+        self.metadata[key] = dict(upload["metadata"])
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:

@@ -6,6 +6,7 @@ import pytest
 
 from mlcore.math import cost
 from mlcore.steps import schemas
+from tests.helpers import ROOT
 
 
 def _measured() -> cost.Usage:
@@ -115,9 +116,9 @@ def test_the_reference_run_is_the_benchmarked_one():
     assert ref.functions["Aggregator"].billed_ms == 101 * 5
     assert ref.functions["Preprocess"].billed_ms == 1_000_000 * 0.0044
     assert ref.state_transitions == 5 + 100 * (4 + 16)
-    # estimated at its own size, the reference changes nothing
+    # estimated at its own size, the reference changes nothing but its orchestration: 4 Express calls of 25 rounds
     same = cost.estimate(1_000_000, 16, 100)
-    assert same.functions == ref.functions and same.state_transitions == ref.state_transitions
+    assert same.functions == ref.functions and same.state_transitions == 5 + 1 + 4 * 2
 
 
 def test_what_if_needs_at_least_one_row():
@@ -129,3 +130,93 @@ def test_what_if_needs_at_least_one_row():
 def test_unknown_regions_use_the_default_prices():
     assert cost.price_table("xx-nowhere-1").lambda_gb_second == cost.price_table("us-east-1").lambda_gb_second
     assert cost.step_of("arn:aws:lambda:us-east-1:1:function:stack-GradientWorkerFunction-AB12") == "GradientWorker"
+
+
+# -- Standard loop against Express children (docs/performance.md) --------------------------------------------------
+def test_express_duration_is_billed_in_100_ms_and_64_mb_steps():
+    assert cost.express_gb_seconds(0.01) == 0.1 * 64 / 1024  # the least: one step of each
+    assert cost.express_gb_seconds(0.1) == 0.1 * 64 / 1024
+    assert cost.express_gb_seconds(0.101) == 0.2 * 64 / 1024
+    assert cost.express_gb_seconds(25.0) == 250 * 0.1 * 64 / 1024 == 1.5625
+    assert cost.express_gb_seconds(1.0, memory_mb=65) == 1.0 * 128 / 1024
+
+
+def test_rounds_per_call_keeps_a_call_to_half_of_express_five_minutes():
+    assert cost.rounds_per_call() == 25 == 0.5 * 300 / 6  # the default at 6 s a round
+    assert cost.rounds_per_call(1.0) == 150
+    assert cost.rounds_per_call(7.0) == 21  # 150 / 7 = 21.4
+    assert cost.rounds_per_call(400.0) == 1
+    assert schemas.TrainingRequest.model_fields["rounds_per_call"].default == cost.rounds_per_call()
+    with pytest.raises(ValueError, match="round_seconds must be positive"):
+        cost.rounds_per_call(0)
+
+
+def test_standard_round_orchestration_is_its_transitions():
+    prices = cost.price_table("us-east-1")
+    assert cost.standard_round_orchestration(8, prices) == pytest.approx(12 * 0.025 / 1000) == 0.0003
+
+
+def test_express_round_orchestration_shares_a_call_among_its_rounds():
+    prices = cost.price_table("us-east-1")
+    # a call of 25 rounds of 1 s: 2 parent transitions (5e-5) + 1 request (1e-6) + 25 s x 64 MB = 1.5625 GB-s x
+    # 0.00001667 = 2.6047e-5; 7.7047e-5 / 25 rounds = 3.0819e-6 a round
+    assert cost.express_round_orchestration(25, prices) == pytest.approx(7.70469e-5 / 25, rel=1e-5)
+    # one round a call: 5e-5 + 1e-6 + 1 s (0.0625 GB-s = 1.0419e-6) = 5.2042e-5, still 5.8x under Standard's 3e-4
+    assert cost.express_round_orchestration(1, prices) == pytest.approx(5.20419e-5, rel=1e-5)
+    with pytest.raises(ValueError, match="do not fit in one Express execution"):
+        cost.express_round_orchestration(301, prices)
+
+
+def test_an_8_shard_round_costs_at_least_3x_less_with_express_children():
+    c = cost.round_comparison(8, 1_000_000)
+    # Lambda: 8 workers x 26 ms (12 + 0.107 x 125) at 1769 MB + the Aggregator's 5 ms at 1024 MB, 9 requests
+    lam = 8 * (0.026 * 1769 / 1024 * 0.0000166667 + 2e-7) + 0.005 * 0.0000166667 + 2e-7
+    assert c["lambda"] == pytest.approx(lam)
+    # S3: each worker GETs the parameters and its shard, the Aggregator 4 GET + 2 PUT; the gradients travel inline
+    assert c["s3"] == pytest.approx((8 * 2 + 4) * 0.0004 / 1000 + 2 * 0.005 / 1000)
+    assert c["standard_round"] == pytest.approx(0.0003 + lam + c["s3"]) == pytest.approx(0.000326, abs=1e-6)
+    assert c["express_round"] == pytest.approx(7.70469e-5 / 25 + lam + c["s3"]) == pytest.approx(2.9e-5, abs=1e-6)
+    assert c["ratio"] >= 3 and round(c["ratio"], 1) == 11.3
+
+
+def test_the_comparison_prints_the_figures_docs_performance_quotes():
+    text = cost.round_comparison_text()
+    assert text.splitlines() == [
+        "sync round, 8 shards of 125,000 rows, us-east-1:",
+        "  Lambda 0.0000079  S3 0.0000180",
+        "  Standard loop:  orchestration 0.0003000  round 0.0003259",
+        "  Express x25:    orchestration 0.0000031  round 0.0000290",
+        "  11.3x cheaper a round; orchestration 97x",
+    ]
+
+
+def test_express_executions_are_priced_in_the_breakdown():
+    usage = _measured()
+    assert "Step Functions Express" not in cost.cost(usage, cost.price_table("us-east-1"))["breakdown"]
+    usage.express_executions, usage.express_gb_seconds = 4, 1.5625
+    doc = cost.cost(usage, cost.price_table("us-east-1"))
+    assert doc["breakdown"]["Step Functions Express"] == pytest.approx(4 * 1e-6 + 1.5625 * 0.00001667)
+
+
+def test_estimate_runs_sync_rounds_on_the_inline_map_in_express_children():
+    usage = cost.estimate(1_000_000, 8, 60)
+    # 60 rounds = 25 + 25 + 10: 3 calls; the parent enters 5 + MapKind? + 2 a call
+    assert (usage.express_executions, usage.state_transitions) == (3, 5 + 1 + 3 * 2)
+    assert usage.express_gb_seconds == pytest.approx(2 * 25 * 64 / 1024 + 10 * 64 / 1024)  # 1 s a round
+    assert usage.functions["GradientWorker"].invocations == 8 * 60
+    distributed = cost.estimate(1_000_000, 41, 60)  # the Distributed Map stays in the Standard parent
+    assert (distributed.express_executions, distributed.state_transitions) == (0, 5 + 60 * (4 + 2 * 41))
+
+
+def test_what_if_scales_a_measured_run_with_express_children_by_its_calls():
+    measured = _measured()  # 10 rounds over 4 shards, in 1 call of 2 parent transitions (5 + MapKind? + 2)
+    measured.state_transitions, measured.express_executions, measured.express_gb_seconds = 8, 1, 0.625
+    bigger = cost.what_if(measured, 40_000, 4, 60)  # rounds_per_call() = 25 rounds a call: 3 calls
+    assert (bigger.express_executions, bigger.state_transitions) == (3, 6 + 3 * 2)
+    assert bigger.express_gb_seconds == pytest.approx(0.625 / 10 * 60)
+
+
+def test_docs_performance_quotes_the_printed_comparison():
+    page = (ROOT / "docs" / "performance.md").read_text()
+    quoted = "\n".join("    " + line for line in cost.round_comparison_text().splitlines())
+    assert quoted in page

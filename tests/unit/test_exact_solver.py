@@ -10,6 +10,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput
 from mlcore.math import linear
+from mlcore.math.second_order import NEWTON_MAX_PARAMS
 from mlcore.steps import training
 from mlcore.steps.schemas import (
     AggregateTask,
@@ -103,23 +104,28 @@ def test_the_default_solver_is_auto():
 
 
 @pytest.mark.parametrize(
-    ("hyperparameters", "n_features", "mode", "solver"),
+    ("hyperparameters", "n_features", "n_outputs", "mode", "solver"),
     [
-        ({}, 28, "sync", "exact"),
-        ({}, linear.EXACT_MAX_FEATURES, "sync", "exact"),
-        ({}, linear.EXACT_MAX_FEATURES + 1, "sync", "sgd"),  # the d x d system is too large
-        ({}, 28, "async", "sgd"),
-        ({"worker_mode": "local_steps"}, 28, "sync", "sgd"),
-        ({"model": "logistic_regression"}, 28, "sync", "sgd"),
-        ({"model": "softmax_regression"}, 28, "sync", "sgd"),
-        ({"solver": "sgd"}, 28, "sync", "sgd"),
-        ({"solver": "exact"}, 28, "sync", "exact"),
+        ({}, 28, 1, "sync", "exact"),
+        ({}, linear.EXACT_MAX_FEATURES, 1, "sync", "exact"),
+        ({}, linear.EXACT_MAX_FEATURES + 1, 1, "sync", "lbfgs"),  # the d x d system is too large
+        ({}, 28, 1, "async", "sgd"),
+        ({"worker_mode": "local_steps"}, 28, 1, "sync", "sgd"),
+        ({"model": "logistic_regression"}, 28, 1, "sync", "newton"),
+        ({"model": "logistic_regression"}, 28, 1, "async", "sgd"),
+        ({"model": "softmax_regression"}, 28, 3, "sync", "newton"),
+        ({"model": "softmax_regression"}, NEWTON_MAX_PARAMS // 3 - 1, 3, "sync", "newton"),  # 999 parameters
+        ({"model": "softmax_regression"}, NEWTON_MAX_PARAMS // 3, 3, "sync", "lbfgs"),  # 1,002 parameters
+        ({"solver": "sgd"}, 28, 1, "sync", "sgd"),
+        ({"solver": "exact"}, 28, 1, "sync", "exact"),
+        ({"solver": "lbfgs", "model": "logistic_regression"}, 28, 1, "sync", "lbfgs"),
+        ({"solver": "newton"}, 28, 1, "sync", "newton"),
     ],
 )
-def test_auto_picks_exact_for_linear_regression_in_sync_mode_and_sgd_otherwise(
-    hyperparameters, n_features, mode, solver
+def test_auto_picks_exact_or_newton_within_their_size_limits_in_sync_mode_else_lbfgs_and_sgd_otherwise(
+    hyperparameters, n_features, n_outputs, mode, solver
 ):
-    assert Hyperparameters(**hyperparameters).resolved_solver(n_features, mode) == solver
+    assert Hyperparameters(**hyperparameters).resolved_solver(n_features, n_outputs, mode) == solver
 
 
 @pytest.mark.parametrize(
@@ -127,11 +133,11 @@ def test_auto_picks_exact_for_linear_regression_in_sync_mode_and_sgd_otherwise(
     [
         (
             {"hyperparameters": {"solver": "exact", "model": "logistic_regression"}},
-            "solver 'exact' solves linear_regression only, not logistic_regression; use solver 'sgd'",
+            "solver 'exact' solves linear_regression only, not logistic_regression; use solver 'newton' or 'auto'",
         ),
         (
             {"hyperparameters": {"solver": "exact", "model": "softmax_regression"}},
-            "solver 'exact' solves linear_regression only, not softmax_regression; use solver 'sgd'",
+            "solver 'exact' solves linear_regression only, not softmax_regression; use solver 'newton' or 'auto'",
         ),
         (
             {"hyperparameters": {"solver": "exact", "worker_mode": "local_steps"}},
@@ -141,10 +147,18 @@ def test_auto_picks_exact_for_linear_regression_in_sync_mode_and_sgd_otherwise(
             {"mode": "async", "hyperparameters": {"solver": "exact"}},
             "solver 'exact' runs in sync mode only, not mode 'async'; use solver 'sgd'",
         ),
-        ({"hyperparameters": {"solver": "newton"}}, "Input should be 'sgd', 'exact' or 'auto'"),
+        (
+            {"mode": "async", "hyperparameters": {"solver": "newton", "model": "logistic_regression"}},
+            "solver 'newton' runs in sync mode only, not mode 'async'; use solver 'sgd'",
+        ),
+        (
+            {"hyperparameters": {"solver": "lbfgs", "worker_mode": "local_steps"}},
+            "solver 'lbfgs' does not combine with worker_mode 'local_steps'; use worker_mode 'gradient'",
+        ),
+        ({"hyperparameters": {"solver": "bfgs"}}, "Input should be 'sgd', 'exact', 'newton', 'lbfgs' or 'auto'"),
     ],
 )
-def test_exact_is_refused_where_it_does_not_apply(request_, message):
+def test_round_solvers_are_refused_where_they_do_not_apply(request_, message):
     with pytest.raises(ValidationError) as info:
         TrainingRequest(**REQUEST, **request_)
     assert message in str(info.value)
@@ -161,10 +175,11 @@ def test_exact_with_too_many_features_fails_init_and_writes_nothing():
     with pytest.raises(InvalidInput) as info:
         training.init_run(store, task)
     assert str(info.value) == (
-        "solver 'exact' solves at most 2000 features, the data has 2001 after preprocessing; use solver 'sgd' or 'auto'"
+        "solver 'exact' solves at most 2000 features, the data has 2001 after preprocessing; "
+        "use solver 'lbfgs' or 'auto'"
     )
     assert store.writes == {}
-    # auto falls back to SGD instead
+    # auto falls back to L-BFGS instead
     training.init_run(store, InitTask(run_id="run", n_features=2001, hyperparameters=Hyperparameters()))
     assert store.archives[layout.params_key("run", 0)]["theta"].shape == (2002, 1)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npformat
 
-from mlcore.infra.storage import npy_view
+from mlcore.infra.storage import npy_sample_rows, npy_view
 
 RNG = np.random.default_rng(3)
 
@@ -100,3 +100,54 @@ def test_format_version_3_is_refused():
     v3 = npy(np.array([(1,)], dtype=[("é", "<i4")]), version=(3, 0))
     with pytest.raises(ValueError, match=r"version 3\.0 is not supported"):
         npy_view(v3)
+
+
+# -- npy_sample_rows: bounded reads of a large block -----------------------------------------------------------
+
+
+class _RangeCounter:
+    """A store over one .npy object that counts its whole and ranged reads."""
+
+    def __init__(self, array: np.ndarray):
+        self.body = npy(array)
+        self.ranges: list[tuple[int, int]] = []
+        self.whole = 0
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        self.ranges.append((start, end))
+        return self.body[start:end]
+
+    def get_array(self, key: str) -> np.ndarray:
+        self.whole += 1
+        return npy_view(self.body)
+
+
+def test_a_block_no_larger_than_the_sample_is_read_whole():
+    block = RNG.standard_normal((30, 3)).astype(np.float32)
+    store = _RangeCounter(block)
+    rows, total = npy_sample_rows(store, "k", 30)  # type: ignore[arg-type]
+    assert total == 30 and store.whole == 1 and len(store.ranges) == 1  # the header, then one GET
+    np.testing.assert_array_equal(rows, block)
+
+
+@pytest.mark.parametrize(("n_rows", "max_rows", "windows"), [(1000, 100, 8), (1001, 1000, 64), (101, 100, 64)])
+def test_a_larger_block_is_sampled_as_runs_spread_from_end_to_end(n_rows, max_rows, windows):
+    block = np.column_stack([np.arange(n_rows), np.arange(n_rows) * 2.0]).astype(np.float64)  # row i holds i
+    store = _RangeCounter(block)
+    rows, total = npy_sample_rows(store, "k", max_rows, windows)  # type: ignore[arg-type]
+    index = rows[:, 0].astype(np.int64)
+    assert total == n_rows and store.whole == 0
+    assert rows.shape == (max_rows, 2) and len(store.ranges) == 1 + min(windows, max_rows)
+    assert len(set(index)) == max_rows and np.all(np.diff(index) > 0)  # distinct rows, in the block's order
+    np.testing.assert_array_equal(rows[:, 1], index * 2.0)  # whole rows, not torn
+    assert index[0] == 0 and index.max() >= n_rows * (windows - 1) // windows  # the first and the last segment
+    read = sum(end - start for start, end in store.ranges[1:])
+    assert read == max_rows * 2 * 8  # only the sampled rows are transferred
+
+
+def test_sampling_refuses_what_is_not_a_2d_block():
+    store = _RangeCounter(np.zeros(10))
+    with pytest.raises(ValueError, match=r"k is not a 2-D C-ordered array \(shape \(10,\)\)"):
+        npy_sample_rows(store, "k", 5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="need max_rows >= 1 and windows >= 1, got 0 and 64"):
+        npy_sample_rows(store, "k", 0)  # type: ignore[arg-type]

@@ -40,8 +40,9 @@ def test_more_shards_than_the_inline_map_takes_run_in_a_distributed_map():
 
 
 def test_history_event_limit_message():
+    # async passes run in the parent (sync rounds on the inline Map run in Express children: see below)
     with pytest.raises(ValidationError) as info:
-        TrainingRequest(**BASE, n_shards=40, rounds_per_execution=2000)
+        TrainingRequest(**BASE, n_shards=40, rounds_per_execution=2000, mode="async")
     message = str(info.value)
     assert "rounds_per_execution=2000 with n_shards=40 needs about 584040 execution history events" in message
     assert "over Step Functions' limit of 25000; at most 85 rounds fit in one execution" in message
@@ -49,7 +50,7 @@ def test_history_event_limit_message():
 
 
 def test_long_runs_continue_in_new_executions():
-    request = TrainingRequest(**BASE, n_shards=40, hyperparameters={"max_epochs": 2000})
+    request = TrainingRequest(**BASE, n_shards=40, mode="async", hyperparameters={"max_epochs": 2000})
     assert request.rounds_per_execution == 85  # the most that fit; the run continues in new executions
     assert TrainingRequest(**BASE, n_shards=1, rounds_per_execution=5).rounds_per_execution == 5
 
@@ -60,13 +61,34 @@ def test_long_runs_continue_in_new_executions():
 )
 def test_history_event_limit_boundary(rounds, n_shards, ok):
     assert (events(rounds, n_shards) <= schemas.HISTORY_EVENTS_LIMIT) is ok
-    kwargs = {**BASE, "n_shards": n_shards, "rounds_per_execution": rounds}
+    kwargs = {**BASE, "n_shards": n_shards, "rounds_per_execution": rounds, "mode": "async"}
     if ok:
         TrainingRequest(**kwargs)
     else:
         with pytest.raises(ValidationError, match="25000"):
             TrainingRequest(**kwargs)
     TrainingRequest(**{**BASE, "n_shards": n_shards, "hyperparameters": {"max_epochs": rounds}})  # never rejected
+
+
+def test_sync_rounds_on_the_inline_map_count_express_calls_against_the_history_limit():
+    # each call of rounds_per_call rounds is 8 events of the parent's history, whatever the shards
+    request = TrainingRequest(**BASE, n_shards=40, hyperparameters={"max_epochs": 2000})
+    assert request.rounds_per_call == 25
+    assert request.rounds_per_execution == (25_000 - 40) // 8 * 25 == 78_000
+    assert TrainingRequest(**BASE, n_shards=40, rounds_per_execution=2000).rounds_per_execution == 2000
+    assert TrainingRequest(**BASE, rounds_per_call=1).rounds_per_execution == 3120
+    with pytest.raises(ValidationError) as info:
+        TrainingRequest(**BASE, rounds_per_call=1, rounds_per_execution=3121)
+    message = str(info.value)
+    assert "rounds_per_execution=3121 with n_shards=4 needs about 25008 execution history events" in message
+    assert "at most 3120 rounds fit in one execution" in message
+
+
+@pytest.mark.parametrize("rounds_per_call", [0, 51])
+def test_rounds_per_call_bounds(rounds_per_call):
+    with pytest.raises(ValidationError) as info:
+        TrainingRequest(**BASE, rounds_per_call=rounds_per_call)
+    assert info.value.errors()[0]["loc"] == ("rounds_per_call",)
 
 
 def test_extra_fields_are_rejected():

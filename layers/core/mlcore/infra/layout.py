@@ -2,15 +2,17 @@
 
 | prefix       | holds                                                         | written by (template.yaml Policies) |
 | ------------ | ------------------------------------------------------------- | ----------------------------------- |
+| `landing/`   | the user's own files, e.g. the parts of a data set (`s3_prefix`) | the user (read by Ingest)        |
 | `uploads/`   | files waiting to be registered (presigned PUT, URL ingestion) | the uploader, Ingest                |
 |              | queued URL ingestions (`<id>.request.json`)                   | Ingest                              |
-| `raw/`       | data set versions (data, `dataset.json`) and `latest.json`    | Ingest                              |
+|              | queued prefix ingestions (`<id>.<step>.prefix.json`)          | Ingest                              |
+| `raw/`       | data set versions (data or `parts/`, `dataset.json`), `latest.json` | Ingest                        |
 | `datasets/`  | the state of a data set's latest asynchronous ingestion       | Ingest                              |
 | `processed/` | a run's shards, held-out blocks, shard list and manifest      | Preprocess                          |
 | `runs/`      | a run's parameters per round, round summaries, context        | Aggregator                          |
 |              | the async head (`runs/<run>/async/head.npz`)                  | Aggregator, GradientWorker          |
 |              | the run's registered model (`runs/<run>/model.json`)          | Evaluate                            |
-| `scratch/`   | per-round gradients and local updates of the workers          | GradientWorker                      |
+| `scratch/`   | per-round gradients and local updates over the inline budget  | GradientWorker                      |
 | `models/`    | model versions and the `latest` alias                         | Evaluate                            |
 |              | the `production` alias (promote, rollback)                    | Evaluate, Models                    |
 | `batch/`     | batch jobs: request, chunk plan, parts, outputs, summary      | BatchJobs, BatchPredict             |
@@ -26,6 +28,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # data set and model na
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 UPLOADS = "uploads/"
+LANDING = "landing/"  # where the user's files to register by s3_prefix lie (not managed: not INTERNAL_PREFIXES)
 RAW = "raw/"
 DATASETS = "datasets/"
 PROCESSED = "processed/"
@@ -59,6 +62,19 @@ def is_url_request(key: str) -> bool:
     return key.startswith(UPLOADS) and key.endswith(URL_REQUEST_SUFFIX)
 
 
+PREFIX_REQUEST_SUFFIX = ".prefix.json"
+
+
+def prefix_request_key(name: str, upload_id: str, step: int) -> str:
+    """A queued (or continued) ingestion of many files (``POST /datasets/{name} {"s3_prefix": ...}``): its
+    notification makes Ingest scan the next parts; ``step`` counts the invocations it took so far."""
+    return f"{UPLOADS}{name}/{upload_id}.{step:05d}{PREFIX_REQUEST_SUFFIX}"
+
+
+def is_prefix_request(key: str) -> bool:
+    return key.startswith(UPLOADS) and key.endswith(PREFIX_REQUEST_SUFFIX)
+
+
 def upload_dataset(key: str) -> str | None:
     """The data set an upload key belongs to (``uploads/<dataset>/<file>``), or None for any other key."""
     parts = key.split("/")
@@ -67,6 +83,15 @@ def upload_dataset(key: str) -> str | None:
 
 def dataset_data_key(name: str, version: str, fmt: str) -> str:
     return f"{RAW}{name}/{version}/data.{fmt}"
+
+
+def dataset_parts_prefix(name: str, version: str) -> str:
+    """The files of a version made of many (``s3_prefix``): ``part-00000.csv``, ... in the order of their keys."""
+    return f"{RAW}{name}/{version}/parts/"
+
+
+def dataset_part_key(name: str, version: str, index: int, fmt: str) -> str:
+    return f"{dataset_parts_prefix(name, version)}part-{index:05d}.{fmt}"
 
 
 def dataset_meta_key(name: str, version: str) -> str:

@@ -130,6 +130,14 @@ class ObjectStore(Protocol):
 
     def presign_put(self, key: str, expires_in: int) -> str: ...
 
+    def list_objects(self, prefix: str) -> list[dict[str, Any]]: ...
+
+    def presign_multipart(
+        self, key: str, n_parts: int, expires_in: int, *, content_type: str, metadata: dict[str, str]
+    ) -> tuple[str, list[str]]: ...
+
+    def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None: ...
+
     def delete(self, keys: list[str]) -> None: ...
 
     def put_json(self, key: str, doc: Any, *, if_absent: bool = False, if_match: str | None = None) -> str: ...
@@ -346,6 +354,49 @@ class S3Store:
             "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in, HttpMethod="PUT"
         )
 
+    def list_objects(self, prefix: str) -> list[dict[str, Any]]:
+        """The objects under ``prefix`` sorted by key: ``Key``, ``Size`` and ``ETag`` of each."""
+        found: list[dict[str, Any]] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            found.extend({"Key": o["Key"], "Size": int(o["Size"]), "ETag": o["ETag"]} for o in page.get("Contents", []))
+        return sorted(found, key=lambda o: o["Key"])
+
+    def presign_multipart(
+        self, key: str, n_parts: int, expires_in: int, *, content_type: str, metadata: dict[str, str]
+    ) -> tuple[str, list[str]]:
+        """Start a multipart upload of ``key`` and presign a PUT URL for each of its parts 1..``n_parts``: the
+        S3 upload id and the URLs. The upload's content type and metadata are set here, not by the uploader."""
+        upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=metadata
+        )["UploadId"]
+        urls = [
+            self.client.generate_presigned_url(
+                "upload_part",
+                Params={"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number},
+                ExpiresIn=expires_in,
+                HttpMethod="PUT",
+            )
+            for number in range(1, n_parts + 1)
+        ]
+        return upload_id, urls
+
+    def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None:
+        """Complete the multipart upload ``upload_id`` of ``key`` from its parts' ETags (part 1 first).
+        ``NotFound`` for an unknown (or already completed or aborted) upload; ``Conflict`` with S3's reason when
+        the parts are refused (an ETag that is no part's, a part under 5 MiB that is not the last)."""
+        parts = [{"PartNumber": number, "ETag": etag} for number, etag in enumerate(etags, start=1)]
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except ClientError as err:
+            code = _error_code(err)
+            if code == "NoSuchUpload":
+                raise NotFound(key) from err
+            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+                raise Conflict(f"{code}: {err.response.get('Error', {}).get('Message', '')}") from err
+            raise
+
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]
@@ -403,7 +454,20 @@ def npy_view(body: bytes) -> np.ndarray:
     as the array is. Object dtypes (which ``.npy`` can only hold pickled) are refused, as are
     truncated payloads; Fortran-ordered arrays come back as Fortran-ordered views.
     """
-    stream = io.BytesIO(body)
+    shape, fortran_order, dtype, offset = npy_header(body)
+    count = math.prod(shape)
+    if len(body) - offset < count * dtype.itemsize:
+        raise ValueError(
+            f"truncated .npy array: {shape} {dtype} needs {count * dtype.itemsize} bytes, {len(body) - offset} left"
+        )
+    flat = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
+
+
+def npy_header(head: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, payload offset)`` of the ``.npy`` file whose first bytes are ``head``
+    (parsed as a literal by ``numpy.lib.format``, never unpickled; object dtypes refused)."""
+    stream = io.BytesIO(head)
     try:
         version = npformat.read_magic(stream)
         if version == (1, 0):
@@ -416,14 +480,39 @@ def npy_view(body: bytes) -> np.ndarray:
         raise ValueError(f"not a readable .npy array: {err}") from None
     if dtype.hasobject:
         raise ValueError(f"refusing a .npy array of dtype {dtype}: object arrays are stored pickled (never loaded)")
-    count = math.prod(shape)
-    offset = stream.tell()
-    if len(body) - offset < count * dtype.itemsize:
-        raise ValueError(
-            f"truncated .npy array: {shape} {dtype} needs {count * dtype.itemsize} bytes, {len(body) - offset} left"
-        )
-    flat = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
-    return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
+    return shape, fortran_order, dtype, stream.tell()
+
+
+NPY_HEAD_BYTES = 4096  # the header of any 2-D array (numpy pads it to a multiple of 64 bytes)
+
+
+def npy_sample_rows(store: ObjectStore, key: str, max_rows: int, windows: int = 64) -> tuple[np.ndarray, int]:
+    """Up to ``max_rows`` rows of the 2-D C-ordered ``.npy`` object ``key`` and its row count: all its rows when it
+    has no more (one GET), else ``windows`` evenly spaced runs of consecutive rows that together make
+    ``max_rows``, each read by a ranged GET, so memory and transfer are bounded by ``max_rows`` whatever the size.
+    Runs spread over the whole object, so rows in a file's order (by date, say) are sampled from end to end."""
+    if max_rows < 1 or windows < 1:
+        raise ValueError(f"need max_rows >= 1 and windows >= 1, got {max_rows} and {windows}")
+    shape, fortran_order, dtype, offset = npy_header(store.get_range(key, 0, NPY_HEAD_BYTES))
+    if len(shape) != 2 or fortran_order:
+        raise ValueError(f"{key} is not a 2-D C-ordered array (shape {shape})")
+    rows, width = shape
+    if rows <= max_rows:
+        return store.get_array(key), rows
+    windows = min(windows, max_rows)
+    row_bytes = width * dtype.itemsize
+    starts = np.arange(windows, dtype=np.int64) * rows // windows  # equal segments; a run opens each
+    sizes = np.diff(np.append(starts, rows))
+    lengths = max_rows * sizes // rows  # below each segment's size, since max_rows < rows
+    lengths[: max_rows - int(lengths.sum())] += 1  # the remainder (fewer than `windows` rows), one per segment
+    parts = [
+        np.frombuffer(
+            store.get_range(key, offset + int(start) * row_bytes, offset + (int(start) + int(n)) * row_bytes),
+            dtype=dtype,
+        ).reshape(int(n), width)
+        for start, n in zip(starts, lengths, strict=True)
+    ]
+    return np.concatenate(parts), rows
 
 
 class CachedRead(NamedTuple):

@@ -20,6 +20,8 @@ class PriceTable:
     state_transition: float = 0.025 / 1000
     s3_put: float = 0.005 / 1000  # PUT, COPY, POST, LIST
     s3_get: float = 0.0004 / 1000  # GET, HEAD
+    express_request: float = 1.00 / 1e6  # Step Functions Express: per execution started
+    express_gb_second: float = 0.00001667  # Express duration, billed in 100 ms x 64 MB steps
 
 
 # Published on-demand prices (USD) as of 2026; where a region is missing, us-east-1's are used.
@@ -35,9 +37,9 @@ PRICES: dict[str, PriceTable] = {
 
 # S3 requests per invocation, by step, from the code's access pattern (see steps/training.py, steps/preparation/).
 S3_REQUESTS = {
-    "GradientWorker": {"get": 2, "put": 1},  # parameters, shard; gradient
+    "GradientWorker": {"get": 2, "put": 0},  # parameters, shard (its result travels inline, else see ResultViaS3)
     "Aggregator": {"get": 4, "put": 2},  # summary check, parameters, round 0, previous; parameters, summary
-    "AggregatorPerShard": {"get": 1, "put": 0},  # one gradient per shard
+    "ResultViaS3": {"get": 1, "put": 1},  # per shard and round whose result is over its inline share: PUT, GET
     "Preprocess": {"get": 3, "put": 2},  # metadata, latest, data; test, manifest (+1 PUT per shard)
     "Evaluate": {"get": 5, "put": 3},  # manifest, parameters, test, run pointer, list; model, pointer, alias
 }
@@ -63,6 +65,9 @@ class Usage:
     rounds: int = 0
     shards: int = 0
     train_rows: int = 0
+    result_values: int = 0  # float64 values in one worker result (29: 28 features); 0: unknown, counted via S3
+    express_executions: int = 0  # Express child executions started (each a billed request)
+    express_gb_seconds: float = 0.0  # their billed duration x memory (EXPRESS_* steps)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +83,10 @@ def cost(usage: Usage, prices: PriceTable) -> dict[str, Any]:
     for name, fn in sorted(usage.functions.items()):
         breakdown[f"Lambda {name}"] = fn.gb_seconds * prices.lambda_gb_second + fn.invocations * prices.lambda_request
     breakdown["Step Functions state transitions"] = usage.state_transitions * prices.state_transition
+    if usage.express_executions:
+        breakdown["Step Functions Express"] = (
+            usage.express_executions * prices.express_request + usage.express_gb_seconds * prices.express_gb_second
+        )
     breakdown["S3 requests"] = usage.s3_get * prices.s3_get + usage.s3_put * prices.s3_put
     return {"region": prices.region, "total": sum(breakdown.values()), "breakdown": breakdown, "usage": usage.to_dict()}
 
@@ -90,14 +99,40 @@ def step_of(function_name: str) -> str:
     return function_name.rsplit(":", 1)[-1]
 
 
+# A worker's result travels in the Map's result when its base64 text fits the shard's share of the round's budget
+# (steps.schemas.INLINE_RESULTS_BYTES // shards; a test checks both agree), else through S3 (ResultViaS3).
+INLINE_RESULTS_BYTES = 128 * 1024
+REFERENCE_RESULT_VALUES = 29  # the reference run's result: the gradient of 28 features and the intercept
+
+
+def results_inline(result_values: int, shards: int) -> bool:
+    """Whether a worker result of ``result_values`` float64 values travels inline in a run of ``shards`` shards
+    (base64: 4 characters per 3 bytes, padded); a result of unknown size (0) is counted as through S3."""
+    return result_values > 0 and 4 * ((8 * result_values + 2) // 3) <= INLINE_RESULTS_BYTES // max(shards, 1)
+
+
+def round_s3_requests(shards: int, result_values: int) -> dict[str, int]:
+    """S3 requests of one sync round: each worker's GETs, the Aggregator's, and per shard a PUT and a GET of its
+    result when it does not travel inline."""
+    w, a, via = S3_REQUESTS["GradientWorker"], S3_REQUESTS["Aggregator"], S3_REQUESTS["ResultViaS3"]
+    results = 0 if results_inline(result_values, shards) else shards
+    return {
+        "get": shards * w["get"] + a["get"] + results * via["get"],
+        "put": shards * w["put"] + a["put"] + results * via["put"],
+    }
+
+
 def estimate_s3(usage: Usage) -> None:
-    """Fill the S3 request counts from the invocations and the access pattern above."""
+    """Fill the S3 request counts from the invocations and the access pattern above (the results through S3
+    unless ``usage.result_values`` says they fit inline)."""
     get = put = 0
     for step, fn in usage.functions.items():
         pattern = S3_REQUESTS.get(step, {"get": 1, "put": 1})
         get += pattern["get"] * fn.invocations
         put += pattern["put"] * fn.invocations
-    get += S3_REQUESTS["AggregatorPerShard"]["get"] * usage.shards * usage.rounds
+    if not results_inline(usage.result_values, usage.shards):
+        get += S3_REQUESTS["ResultViaS3"]["get"] * usage.shards * usage.rounds
+        put += S3_REQUESTS["ResultViaS3"]["put"] * usage.shards * usage.rounds
     put += usage.shards  # the shards written by Preprocess
     usage.s3_get, usage.s3_put = get, put
 
@@ -106,6 +141,8 @@ def estimate_s3(usage: Usage) -> None:
 # entered is one transition; an Inline Map's iterations are not charged as such, the states inside them are; a
 # Distributed Map is charged one transition per child workflow execution it starts, and each child, a Standard
 # execution, is charged for the states it enters). Retries and the ShardFailed catch paths are not counted.
+# Since sync rounds on the inline Map run in Express children (statemachines/training_rounds.asl.json), their
+# transitions are not billed as such: see PARENT_TRANSITIONS_PER_CALL and express_round_orchestration below.
 FIXED_TRANSITIONS = 5  # Continued? (Choice), Preprocess, InitParameters, Mode? (Choice), EvaluateAndRegister
 # A sync round on the inline Map: MapKind? (Choice) + ComputeGradients (Map) + 1 GradientWorker per shard
 # + Aggregate + Converged? (Choice) = 4 + shards.
@@ -164,7 +201,7 @@ def what_if(
     if min(rows, shards, rounds) < 1:
         raise ValueError("rows, shards and rounds must be at least 1")
     m_rounds, m_shards = max(measured.rounds, 1), max(measured.shards, 1)
-    out = Usage(rounds=rounds, shards=shards, train_rows=rows)
+    out = Usage(rounds=rounds, shards=shards, train_rows=rows, result_values=measured.result_values)
     worker = measured.functions.get("GradientWorker", FunctionUsage())
     out.functions["GradientWorker"] = FunctionUsage(
         shards * rounds,
@@ -180,8 +217,17 @@ def what_if(
     if "Evaluate" in measured.functions:
         fn = measured.functions["Evaluate"]
         out.functions["Evaluate"] = FunctionUsage(fn.invocations, fn.billed_ms, fn.memory_mb)
-    fixed = measured.state_transitions - m_rounds * round_transitions(m_shards, mode, inline_max_shards)
-    out.state_transitions = max(fixed, 0) + rounds * round_transitions(shards, mode, inline_max_shards)
+    if measured.express_executions and mode == "sync" and shards <= inline_max_shards:
+        # rounds in Express children, rounds_per_call() a call: the parent's transitions per call, the children's
+        # requests, and their duration per round as measured
+        calls = math.ceil(rounds / rounds_per_call())
+        fixed = measured.state_transitions - measured.express_executions * PARENT_TRANSITIONS_PER_CALL
+        out.state_transitions = max(fixed, 0) + calls * PARENT_TRANSITIONS_PER_CALL
+        out.express_executions = calls
+        out.express_gb_seconds = measured.express_gb_seconds / m_rounds * rounds
+    else:
+        fixed = measured.state_transitions - m_rounds * round_transitions(m_shards, mode, inline_max_shards)
+        out.state_transitions = max(fixed, 0) + rounds * round_transitions(shards, mode, inline_max_shards)
     estimate_s3(out)
     return out
 
@@ -209,6 +255,7 @@ REFERENCE_RUN = Usage(
     rounds=100,
     shards=16,
     train_rows=1_000_000,
+    result_values=REFERENCE_RESULT_VALUES,
 )
 
 
@@ -216,8 +263,147 @@ def estimate(
     rows: int, shards: int, rounds: int, mode: str = "sync", inline_max_shards: int = INLINE_MAP_MAX_SHARDS
 ) -> Usage:
     """The usage of a run of ``rows`` training rows over ``shards`` shards for ``rounds`` rounds (passes in async
-    mode), before it runs: ``REFERENCE_RUN`` (a sync run on the inline Map) scaled by ``what_if``."""
+    mode), before it runs: ``REFERENCE_RUN`` (a sync run on the inline Map) scaled by ``what_if``. Sync rounds on
+    the inline Map run in Express children, ``rounds_per_call()`` a call of ``ROUND_SECONDS`` a round: the parent
+    enters ``FIXED_TRANSITIONS`` + MapKind? + 2 states a call."""
     usage = what_if(REFERENCE_RUN, rows, shards, rounds, inline_max_shards=inline_max_shards)
     if mode == "async":  # the reference's rounds were sync: count the passes' own transitions
         usage.state_transitions = FIXED_TRANSITIONS + rounds * round_transitions(shards, "async")
+    elif shards <= inline_max_shards:  # sync rounds on the inline Map run in Express children, per_call a call
+        per_call = rounds_per_call()
+        full, rest = divmod(rounds, per_call)
+        usage.express_executions = full + (rest > 0)
+        usage.state_transitions = FIXED_TRANSITIONS + 1 + usage.express_executions * PARENT_TRANSITIONS_PER_CALL
+        usage.express_gb_seconds = full * express_gb_seconds(per_call * ROUND_SECONDS) + (
+            express_gb_seconds(rest * ROUND_SECONDS) if rest else 0.0
+        )
     return usage
+
+
+# -- Standard loop or Express child: what a sync round's orchestration costs (docs/performance.md) -------------------
+# An Express execution is billed per request and per GB-second of its duration, the duration rounded up to 100 ms and
+# the memory it uses to 64 MB (64 MB is the least: a round's state is a few kilobytes); it runs at most 5 minutes.
+EXPRESS_DURATION_STEP_MS = 100
+EXPRESS_MEMORY_STEP_MB = 64
+EXPRESS_MAX_SECONDS = 300
+# The Standard parent's transitions per Express call: RunRounds (the startExecution.sync:2 Task) + RoundsDone? (Choice).
+PARENT_TRANSITIONS_PER_CALL = 2
+# What one sync round takes end to end on AWS, assumed for the estimates: the Map's Lambda invocations (the slowest
+# worker, 19 ms of compute on a 62,500-row shard, plus invoke and S3 latency), the Aggregator and the transitions
+# between them. Measured rounds on moto take 0.1-0.3 s (docs/benchmarks.md, Orchestration); 1 s leaves room.
+ROUND_SECONDS = 1.0
+# The slowest round a call is sized for: every worker retried once after a cold start and Lambda's backoff.
+SLOW_ROUND_SECONDS = 6.0
+# Share of Express's 5 minutes a call is sized to use at SLOW_ROUND_SECONDS a round.
+EXPRESS_MARGIN = 0.5
+# Billed time of a worker and of an aggregation, per invocation, where no history records it (in an Express child,
+# or a Distributed Map's child read from its map run's counts): REFERENCE_RUN's figures below.
+WORKER_FIXED_MS = 12
+AGGREGATOR_MS = 5
+
+
+def worker_ms(rows_per_shard: float) -> int:
+    """Billed ms of one GradientWorker invocation on a shard of ``rows_per_shard`` rows (REFERENCE_RUN's model)."""
+    return math.ceil(round(WORKER_FIXED_MS + WORKER_MS_PER_ROW * rows_per_shard, 6))
+
+
+def express_gb_seconds(seconds: float, memory_mb: int = EXPRESS_MEMORY_STEP_MB) -> float:
+    """Billed GB-seconds of one Express execution of ``seconds``: 100 ms and 64 MB steps, rounded up."""
+    steps = max(1, math.ceil(round(seconds * 1000 / EXPRESS_DURATION_STEP_MS, 6)))
+    memory = max(1, math.ceil(memory_mb / EXPRESS_MEMORY_STEP_MB)) * EXPRESS_MEMORY_STEP_MB
+    return steps * EXPRESS_DURATION_STEP_MS / 1000 * memory / 1024
+
+
+def rounds_per_call(
+    round_seconds: float = SLOW_ROUND_SECONDS, limit_seconds: int = EXPRESS_MAX_SECONDS, margin: float = EXPRESS_MARGIN
+) -> int:
+    """Rounds an Express call runs so that it lasts ``margin`` x ``limit_seconds`` at most at ``round_seconds`` a
+    round: the default, 0.5 x 300 s / 6 s = 25."""
+    if round_seconds <= 0 or not 0 < margin <= 1:
+        raise ValueError("round_seconds must be positive and margin in (0, 1]")
+    return max(1, math.floor(round(limit_seconds * margin / round_seconds, 6)))
+
+
+def standard_round_orchestration(shards: int, prices: PriceTable) -> float:
+    """USD of one sync round's orchestration in the Standard loop (inline Map): ``4 + shards`` transitions."""
+    return round_transitions(shards) * prices.state_transition
+
+
+def express_round_orchestration(
+    rounds: int, prices: PriceTable, round_seconds: float = ROUND_SECONDS, memory_mb: int = EXPRESS_MEMORY_STEP_MB
+) -> float:
+    """USD per round of an Express child running ``rounds`` sync rounds per call (its loop body: Map -> Aggregate
+    -> Choice, whatever the shards: Express does not bill transitions), started by the Standard parent: the parent's
+    ``PARENT_TRANSITIONS_PER_CALL`` transitions, one Express request and the call's duration (``rounds`` x
+    ``round_seconds``), shared by its rounds."""
+    if rounds < 1 or rounds * round_seconds > EXPRESS_MAX_SECONDS:
+        raise ValueError(
+            f"{rounds} rounds of {round_seconds} s do not fit in one Express execution ({EXPRESS_MAX_SECONDS} s)"
+        )
+    call = (
+        PARENT_TRANSITIONS_PER_CALL * prices.state_transition
+        + prices.express_request
+        + express_gb_seconds(rounds * round_seconds, memory_mb) * prices.express_gb_second
+    )
+    return call / rounds
+
+
+def round_compute(shards: int, rows_per_shard: int, prices: PriceTable) -> dict[str, float]:
+    """USD of one sync round's Lambda invocations and S3 requests, the same for either orchestration: the workers
+    (``REFERENCE_RUN``'s 12 ms fixed + ``WORKER_MS_PER_ROW`` a row at 1769 MB, billed in whole ms) and the Aggregator
+    (5 ms at 1024 MB), and their S3 requests (``S3_REQUESTS``)."""
+    lam = shards * (worker_ms(rows_per_shard) / 1000 * 1769 / 1024 * prices.lambda_gb_second + prices.lambda_request)
+    lam += AGGREGATOR_MS / 1000 * 1024 / 1024 * prices.lambda_gb_second + prices.lambda_request
+    s3 = round_s3_requests(shards, REFERENCE_RESULT_VALUES)  # the reference's gradients: inline
+    return {"lambda": lam, "s3": s3["get"] * prices.s3_get + s3["put"] * prices.s3_put}
+
+
+def round_comparison(
+    shards: int = 8,
+    rows: int = 1_000_000,
+    prices: PriceTable | None = None,
+    rounds: int | None = None,
+    round_seconds: float = ROUND_SECONDS,
+) -> dict[str, Any]:
+    """One sync round over ``shards`` shards of ``rows`` training rows, in USD: the Standard loop against Express
+    children of ``rounds`` rounds a call (``rounds_per_call()`` by default)."""
+    prices = prices or price_table("us-east-1")
+    k = rounds or rounds_per_call()
+    compute = round_compute(shards, rows // shards, prices)
+    standard = standard_round_orchestration(shards, prices)
+    express = express_round_orchestration(k, prices, round_seconds)
+    before = standard + compute["lambda"] + compute["s3"]
+    after = express + compute["lambda"] + compute["s3"]
+    return {
+        "shards": shards,
+        "rounds_per_call": k,
+        "round_seconds": round_seconds,
+        "lambda": compute["lambda"],
+        "s3": compute["s3"],
+        "standard_orchestration": standard,
+        "express_orchestration": express,
+        "standard_round": before,
+        "express_round": after,
+        "ratio": before / after,
+    }
+
+
+def round_comparison_text(shards: int = 8, rows: int = 1_000_000) -> str:
+    """The comparison above as the lines docs/performance.md quotes (``python -m mlcore.math.cost``)."""
+    c = round_comparison(shards, rows)
+    usd = "{:.7f}".format
+    return "\n".join(
+        [
+            f"sync round, {shards} shards of {rows // shards:,} rows, us-east-1:",
+            f"  Lambda {usd(c['lambda'])}  S3 {usd(c['s3'])}",
+            f"  Standard loop:  orchestration {usd(c['standard_orchestration'])}  round {usd(c['standard_round'])}",
+            f"  Express x{c['rounds_per_call']}:    orchestration {usd(c['express_orchestration'])}  "
+            f"round {usd(c['express_round'])}",
+            f"  {c['ratio']:.1f}x cheaper a round; orchestration "
+            f"{c['standard_orchestration'] / c['express_orchestration']:.0f}x",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(round_comparison_text())

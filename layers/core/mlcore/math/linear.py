@@ -97,6 +97,42 @@ def loss_grad_sums(model: str, theta: np.ndarray, X: np.ndarray, y: np.ndarray) 
     return loss_sum, grad.ravel()
 
 
+def hessian_sums(model: str, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Sum over rows of the loss's Hessian with respect to theta, ``p x p`` with ``p = (n_features + 1) * k``
+    (float64, summed over blocks of STATS_BLOCK_ROWS rows). It does not depend on the labels.
+
+    With ``Z = [X | 1]``: linear regression ``ZᵀZ``; logistic ``Zᵀ diag(s (1 - s)) Z`` (``s`` the sigmoid);
+    softmax, for the parameters of classes ``c`` and ``c'`` (theta's index ``feature * k + class``),
+    ``Zᵀ diag(p_c (δ_cc' - p_c')) Z``.
+    """
+    if model not in MODEL_TYPES:
+        raise ValueError(f"unknown model {model!r}; expected one of {MODEL_TYPES}")
+    n, m = X.shape
+    d = m + 1
+    k = theta.size // d
+    H = np.zeros((d, k, d, k))
+    for start in range(0, n, STATS_BLOCK_ROWS):
+        Xb = X[start : start + STATS_BLOCK_ROWS].astype(np.float64)
+        Zb = np.hstack([Xb, np.ones((len(Xb), 1))])
+        if model == "linear_regression":
+            H[:, 0, :, 0] += Zb.T @ Zb
+            continue
+        S = Zb @ _matrix(theta, m)
+        if model == "logistic_regression":
+            p = _sigmoid(S[:, 0])
+            H[:, 0, :, 0] += (Zb * (p * (1.0 - p))[:, None]).T @ Zb
+            continue
+        P = _softmax(S)
+        for c in range(k):
+            for c2 in range(c, k):
+                weights = P[:, c] * ((c == c2) - P[:, c2])
+                block = (Zb * weights[:, None]).T @ Zb
+                H[:, c, :, c2] += block
+                if c2 != c:
+                    H[:, c2, :, c] += block
+    return H.reshape(d * k, d * k)
+
+
 def regularized_objective(
     loss_sum: float, grad_sum: np.ndarray, rows: int, theta: np.ndarray, l2: float, k: int = 1
 ) -> tuple[float, np.ndarray]:

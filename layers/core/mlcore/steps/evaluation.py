@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcore.infra.storage import ObjectStore
+from mlcore.infra.storage import ObjectStore, npy_sample_rows
 from mlcore.math import linear
 from mlcore.math.metrics import classification_metrics, regression_metrics
 from mlcore.math.preprocessing import Preprocessor
@@ -14,6 +14,11 @@ from mlcore.steps.schemas import EvaluateTask
 from mlcore.steps.training import load_params, training_curve
 
 RESIDUAL_SAMPLE = 200
+# Evaluate holds at most this many test rows (float64, 29 columns: 464 MB) and fits the scikit-learn reference on at
+# most this many training rows, sampled as runs of rows spread over each block (storage.npy_sample_rows)
+EVALUATED_MAX_ROWS = 2_000_000
+REFERENCE_MAX_ROWS = 1_000_000
+SAMPLE_WINDOWS = 64
 
 
 def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
@@ -21,7 +26,8 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
     everything a model version records: weights, schema, preprocessing, hyperparameters, curve, lineage."""
     manifest = store.get_json(task.data.manifest_key)
     theta, _ = load_params(store, task.train.params_key)
-    test = store.get_array(manifest["test"]["key"]).astype("float64")
+    sample, test_rows = npy_sample_rows(store, manifest["test"]["key"], EVALUATED_MAX_ROWS)
+    test = sample.astype("float64")
     X, y = test[:, :-1], test[:, -1]
     model = task.request.hyperparameters.model
     residual_sample = None
@@ -43,6 +49,7 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
         "residual_sample": residual_sample,
         "reference": _reference(store, manifest, model, task.request.hyperparameters.l2, test, test_metrics),
         "baseline": trivial,
+        "test_rows_evaluated": {"rows": int(test.shape[0]), "of": int(test_rows)},
     }
     return {
         "name": task.request.model_name,
@@ -101,7 +108,12 @@ def _reference(store: ObjectStore, manifest: dict, model: str, l2: float, test, 
     """The same metrics for a scikit-learn fit on the same training shards (see ``reference``)."""
     from mlcore.math.reference import differences, reference_metrics
 
-    train = np.concatenate([store.get_array(s["key"]) for s in manifest["shards"]]).astype("float64")
+    shards = manifest["shards"]
+    total = sum(int(s["rows"]) for s in shards)
+    quotas = [max(1, REFERENCE_MAX_ROWS * int(s["rows"]) // total) for s in shards]  # in proportion to rows
+    windows = max(1, SAMPLE_WINDOWS // len(shards))
+    parts = [npy_sample_rows(store, s["key"], q, windows)[0] for s, q in zip(shards, quotas, strict=True)]
+    train = np.concatenate(parts).astype("float64")
     n_classes = len(manifest["preprocessor"].get("classes") or [])
     ref = reference_metrics(model, l2, train, test, n_classes)
-    return {**ref, "difference": differences(test_metrics, ref["test"])}
+    return {**ref, "train_rows_of": total, "difference": differences(test_metrics, ref["test"])}

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from mlcore.infra import aws, layout
@@ -185,9 +186,11 @@ def _latest(sfn, executions: list[dict[str, Any]]) -> dict[str, Any]:
 def usage(sfn, lam, state_machine_arn: str, run_id: str) -> cost.Usage:
     """What a run did, from its execution history: Lambda invocations and billed milliseconds per
     step (task start to end), memory sizes from the functions' configuration, state transitions;
-    S3 requests from the code's access pattern (cost.S3_REQUESTS)."""
+    S3 requests from the code's access pattern (cost.S3_REQUESTS). The child executions' work is added from
+    what the parent knows of them (``_count_children``)."""
     events: list[dict[str, Any]] = []
-    for execution in _executions(sfn, state_machine_arn, run_id):  # resumed executions are part of the run
+    executions = _executions(sfn, state_machine_arn, run_id)
+    for execution in executions:  # resumed executions are part of the run
         pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
         chunk = [e for page in pages for e in page["events"]]
         offset = max((e["id"] for e in events), default=0)
@@ -196,7 +199,10 @@ def usage(sfn, lam, state_machine_arn: str, run_id: str) -> cost.Usage:
     scheduled: dict[int, str] = {}  # TaskScheduled id -> function name
     result = cost.Usage()
     memory: dict[str, int] = {}
+    children: list[dict[str, Any]] = []  # the Express calls' results, as the parent recorded them
     for e in events:
+        if e["type"] in ("TaskSucceeded", "TaskFailed") and _is_express_call(e):
+            children.append(e)
         if e["type"].endswith("StateEntered"):
             result.state_transitions += 1
         elif e["type"] == "TaskScheduled":
@@ -215,15 +221,139 @@ def usage(sfn, lam, state_machine_arn: str, run_id: str) -> cost.Usage:
             fn.billed_ms += max(1, math.ceil((e["timestamp"] - started["timestamp"]).total_seconds() * 1000))
     request = json.loads(events[0]["executionStartedEventDetails"]["input"]) if events else {}
     result.shards = int(request.get("n_shards", 0) or 0)
-    result.rounds = max(result.functions.get("Aggregator", cost.FunctionUsage()).invocations - 1, 0)
     for e in events:  # the preprocess result carries the row count
         if e["type"] == "TaskSucceeded" and '"train_rows"' in e["taskSucceededEventDetails"].get("output", ""):
             payload = json.loads(e["taskSucceededEventDetails"]["output"]).get("Payload", {})
             result.train_rows = int(payload.get("data", {}).get("train_rows", 0))
             result.shards = len(payload.get("data", {}).get("shards", [])) or result.shards
             break
+    _count_children(sfn, lam, state_machine_arn, [e["executionArn"] for e in executions], events, children, result)
+    result.rounds = max(result.functions.get("Aggregator", cost.FunctionUsage()).invocations - 1, 0)
     cost.estimate_s3(result)
     return result
+
+
+EXPRESS_CALL = "startExecution.sync:2"  # how the parent runs sync rounds in Express children (RunRounds)
+
+
+def _is_express_call(event: dict[str, Any]) -> bool:
+    details = event.get("taskSucceededEventDetails") or event.get("taskFailedEventDetails") or {}
+    return details.get("resourceType") == "states" and details.get("resource") == EXPRESS_CALL
+
+
+def _when(value: Any) -> float:
+    """A date of a startExecution.sync result in seconds: epoch milliseconds (AWS) or an ISO 8601 string."""
+    return float(value) / 1000 if isinstance(value, int | float) else datetime.fromisoformat(str(value)).timestamp()
+
+
+def _count_children(
+    sfn,
+    lam,
+    state_machine_arn: str,
+    execution_arns: list[str],
+    events: list[dict[str, Any]],
+    calls: list[dict[str, Any]],
+    result: cost.Usage,
+) -> None:
+    """Add what the run's child executions did, which the parent's history does not hold.
+
+    - Express children (sync rounds on the inline Map): Step Functions keeps no history of an Express execution,
+      so each call is counted from its result in the parent's history: one request, its duration (StartDate to
+      StopDate, billed in 100 ms x 64 MB steps), its rounds (the round it returned less the round it was given; a
+      failed call's, up to the round the run's next execution started from, plus the round that failed), and per
+      round one GradientWorker per shard and one Aggregator, their billed time estimated (``cost.worker_ms``,
+      ``cost.AGGREGATOR_MS``).
+    - Distributed Map children (more shards than inline_map_max_shards): each map run's execution counts; per
+      child one transition for its start and one for its worker state, and one GradientWorker invocation, its
+      billed time estimated the same way.
+    """
+    rows_per_shard = result.train_rows / max(result.shards, 1)
+    memory: dict[str, int] = {}
+    starts = [e for e in events if e["type"] == "ExecutionStarted"]
+    for e in calls:
+        failed = "taskFailedEventDetails" in e
+        details = e.get("taskFailedEventDetails") or e.get("taskSucceededEventDetails") or {}
+        described = _json(details.get("cause") if failed else details.get("output"))
+        if "StartDate" not in described:
+            continue
+        result.express_executions += 1
+        stop = described.get("StopDate", described["StartDate"])
+        result.express_gb_seconds += cost.express_gb_seconds(_when(stop) - _when(described["StartDate"]))
+        given = _json(described.get("Input")).get("train", {})
+        if failed:  # the rounds it stored: where the run's next execution started from; and the round that failed
+            later = [_json(s["executionStartedEventDetails"].get("input")) for s in starts if s["id"] > e["id"]]
+            resumed = later[0].get("train", {}).get("round") if later else None
+            rounds = (int(resumed) - int(given.get("round", 0)) + 1) if resumed is not None else 0
+        else:
+            rounds = int(_json(described.get("Output")).get("round", 0)) - int(given.get("round", 0))
+        functions = _functions_of(sfn, _call_parameters(e, events).get("StateMachineArn"))
+        _add_estimated(lam, memory, result, functions, rounds, rows_per_shard)
+    worker: str | None = None
+    for execution_arn in execution_arns:
+        for run in sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", []):
+            children = int(sfn.describe_map_run(mapRunArn=run["mapRunArn"])["executionCounts"].get("total", 0))
+            result.state_transitions += cost.DISTRIBUTED_TRANSITIONS_PER_SHARD * children
+            worker = worker or _functions_of(sfn, state_machine_arn).get("GradientWorker")
+            if worker is not None and children:
+                fn = _function(lam, memory, result, "GradientWorker", worker)
+                fn.invocations += children
+                fn.billed_ms += children * cost.worker_ms(rows_per_shard)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    parsed = json.loads(value) if isinstance(value, str) else value
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _call_parameters(call: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters of the Task whose result is ``call``: its TaskScheduled event, found backwards."""
+    by_id = {e["id"]: e for e in events}
+    event = by_id.get(call["previousEventId"], {})
+    while event and event["type"] != "TaskScheduled":
+        event = by_id.get(event["previousEventId"], {})
+    return _json(event.get("taskScheduledEventDetails", {}).get("parameters")) if event else {}
+
+
+def _functions_of(sfn, state_machine_arn: str | None) -> dict[str, str]:
+    """Step -> function ARN of the Lambda tasks in a state machine's definition (Map item processors included)."""
+    if not state_machine_arn:
+        return {}
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=state_machine_arn)["definition"])
+    found: dict[str, str] = {}
+
+    def visit(states: dict[str, Any]) -> None:
+        for state in states.values():
+            name = state.get("Parameters", {}).get("FunctionName")
+            if isinstance(name, str):
+                found.setdefault(cost.step_of(name), name)
+            if "ItemProcessor" in state:
+                visit(state["ItemProcessor"]["States"])
+
+    visit(definition.get("States", {}))
+    return found
+
+
+def _function(lam, memory: dict[str, int], result: cost.Usage, step: str, name: str) -> cost.FunctionUsage:
+    """The usage of ``step`` (function ``name``), its memory size from Lambda's configuration."""
+    if name not in memory:
+        memory[name] = int(lam.get_function_configuration(FunctionName=name)["MemorySize"])
+    return result.functions.setdefault(step, cost.FunctionUsage(memory_mb=memory[name]))
+
+
+def _add_estimated(
+    lam, memory: dict[str, int], result: cost.Usage, functions: dict[str, str], rounds: int, rows_per_shard: float
+) -> None:
+    """Add ``rounds`` sync rounds' worker and aggregator invocations, their billed time estimated."""
+    for step, per_round, billed in (
+        ("GradientWorker", result.shards, cost.worker_ms(rows_per_shard)),
+        ("Aggregator", 1, cost.AGGREGATOR_MS),
+    ):
+        name = functions.get(step)
+        if name is None or rounds <= 0:
+            continue
+        fn = _function(lam, memory, result, step, name)
+        fn.invocations += per_round * rounds
+        fn.billed_ms += per_round * rounds * billed
 
 
 def run_cost(

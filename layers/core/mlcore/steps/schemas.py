@@ -1,16 +1,23 @@
-"""Contracts between the workflow's steps (pydantic). Payloads carry S3 keys and small numbers only."""
+"""Contracts between the workflow's steps (pydantic). Payloads carry S3 keys, small numbers and small vectors only."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from mlcore.infra import layout
 from mlcore.math.linear import EXACT_MAX_FEATURES, ModelType
 from mlcore.math.optimizers import LrSchedule, Optimizer
 from mlcore.math.preprocessing import PreprocessingSpec
+from mlcore.math.second_order import NEWTON_MAX_PARAMS
 
+Solver = Literal["sgd", "exact", "newton", "lbfgs", "auto"]
+ResolvedSolver = Literal["sgd", "exact", "newton", "lbfgs"]
+ROUND_SOLVERS = ("exact", "newton", "lbfgs")  # sync, worker_mode gradient: the aggregator's own rounds
 MAX_INLINE_SHARDS = 40  # inline Map concurrency limit
 MAX_SHARDS = 1000  # beyond inline_map_max_shards: a Distributed Map reading the shard list from S3
 EVENTS_PER_DISTRIBUTED_MAP = 12  # the parent's events of a Distributed Map (its children have their own)
@@ -18,6 +25,12 @@ HISTORY_EVENTS_LIMIT = 25_000  # Standard Workflows execution history
 EVENTS_PER_SHARD_PER_ROUND = 7
 EVENTS_PER_ROUND = 12
 EVENTS_FIXED = 40
+# A sync run on the inline Map runs its rounds in Express child executions (statemachines/training_rounds.asl.json),
+# rounds_per_call at a time; the parent's history holds per call: RunRounds' TaskStateEntered, TaskScheduled,
+# TaskStarted, TaskSubmitted, TaskSucceeded, TaskStateExited and RoundsDone?'s ChoiceStateEntered/Exited.
+EVENTS_PER_CHILD_CALL = 8
+ROUNDS_PER_CALL = 25  # mlcore.math.cost.rounds_per_call(): half of Express's 5 minutes at 6 s a round
+MAX_ROUNDS_PER_CALL = 50  # 6 s a round at most for a call to end within Express's 5 minutes
 
 
 class Strict(BaseModel):
@@ -80,11 +93,15 @@ class Hyperparameters(UserInput):
     tolerated_failure_percentage: float = Field(
         0.0, ge=0, lt=100, description="share of shards per round that may fail (after retries) without failing the run"
     )
-    solver: Literal["sgd", "exact", "auto"] = Field(
+    solver: Solver = Field(
         "auto",
-        description="sgd: the optimizer's rounds; exact (linear_regression, sync, worker_mode gradient, at most "
+        description="sgd: the optimizer's rounds; exact (linear_regression, at most "
         f"{EXACT_MAX_FEATURES} features): workers return their shard's sufficient statistics and one aggregation "
-        "solves the normal equations; auto: exact where it applies, else sgd",
+        "solves the normal equations; newton (at most "
+        f"{NEWTON_MAX_PARAMS} parameters): workers return gradient and Hessian sums, the aggregator takes Newton "
+        "steps with a line search spread over rounds; lbfgs: the same with L-BFGS directions from gradients only; "
+        "auto: exact for linear_regression, newton for classifiers, lbfgs beyond their size limits. exact, newton "
+        "and lbfgs run in sync mode with worker_mode gradient; auto is sgd otherwise",
     )
 
     @model_validator(mode="after")
@@ -97,27 +114,28 @@ class Hyperparameters(UserInput):
         return self
 
     @model_validator(mode="after")
-    def _exact_applies(self) -> Hyperparameters:
+    def _solver_applies(self) -> Hyperparameters:
         if self.solver == "exact" and self.model != "linear_regression":
-            raise ValueError(f"solver 'exact' solves linear_regression only, not {self.model}; use solver 'sgd'")
-        if self.solver == "exact" and self.worker_mode == "local_steps":
             raise ValueError(
-                "solver 'exact' does not combine with worker_mode 'local_steps'; use worker_mode 'gradient'"
+                f"solver 'exact' solves linear_regression only, not {self.model}; use solver 'newton' or 'auto'"
+            )
+        if self.solver in ROUND_SOLVERS and self.worker_mode == "local_steps":
+            raise ValueError(
+                f"solver '{self.solver}' does not combine with worker_mode 'local_steps'; use worker_mode 'gradient'"
             )
         return self
 
-    def resolved_solver(self, n_features: int, mode: str = "sync") -> Literal["sgd", "exact"]:
-        """The solver a run with ``n_features`` features in ``mode`` uses: ``auto`` is exact for linear
-        regression in sync mode with worker_mode gradient and at most EXACT_MAX_FEATURES features, else sgd."""
+    def resolved_solver(self, n_features: int, n_outputs: int = 1, mode: str = "sync") -> ResolvedSolver:
+        """The solver a run with ``n_features`` features and ``n_outputs`` weight columns in ``mode`` uses:
+        ``auto`` (sync mode, worker_mode gradient) is exact for linear regression up to EXACT_MAX_FEATURES
+        features, newton for classifiers up to NEWTON_MAX_PARAMS parameters, else lbfgs; sgd in other modes."""
         if self.solver != "auto":
             return self.solver
-        exact = (
-            self.model == "linear_regression"
-            and mode == "sync"
-            and self.worker_mode == "gradient"
-            and n_features <= EXACT_MAX_FEATURES
-        )
-        return "exact" if exact else "sgd"
+        if mode != "sync" or self.worker_mode != "gradient":
+            return "sgd"
+        if self.model == "linear_regression":
+            return "exact" if n_features <= EXACT_MAX_FEATURES else "lbfgs"
+        return "newton" if (n_features + 1) * n_outputs <= NEWTON_MAX_PARAMS else "lbfgs"
 
 
 class TrainingRequest(UserInput):
@@ -156,6 +174,14 @@ class TrainingRequest(UserInput):
         description="more shards than this run in a Distributed Map (sync mode) reading the shard list from S3",
     )
 
+    rounds_per_call: int = Field(
+        ROUNDS_PER_CALL,
+        ge=1,
+        le=MAX_ROUNDS_PER_CALL,
+        description="sync mode on the inline Map: rounds each Express child execution runs (an execution lasts at "
+        "most 5 minutes)",
+    )
+
     @model_validator(mode="after")
     def _target_matches_spec(self) -> TrainingRequest:
         if self.preprocessing and self.preprocessing.target not in (None, self.target):
@@ -174,9 +200,10 @@ class TrainingRequest(UserInput):
         return self
 
     @model_validator(mode="after")
-    def _exact_is_sync(self) -> TrainingRequest:
-        if self.mode == "async" and self.hyperparameters.solver == "exact":
-            raise ValueError("solver 'exact' runs in sync mode only, not mode 'async'; use solver 'sgd'")
+    def _solver_is_sync(self) -> TrainingRequest:
+        solver = self.hyperparameters.solver
+        if self.mode == "async" and solver in ROUND_SOLVERS:
+            raise ValueError(f"solver '{solver}' runs in sync mode only, not mode 'async'; use solver 'sgd'")
         return self
 
     @model_validator(mode="after")
@@ -187,13 +214,18 @@ class TrainingRequest(UserInput):
                 f"async mode runs at most inline_map_max_shards={self.inline_map_max_shards} shards, "
                 f"got n_shards={self.n_shards}"
             )
-        per_shard = EVENTS_PER_DISTRIBUTED_MAP if distributed else EVENTS_PER_SHARD_PER_ROUND * self.n_shards
-        per_round = EVENTS_PER_ROUND + per_shard
-        fit = (HISTORY_EVENTS_LIMIT - EVENTS_FIXED) // per_round
+        if self.mode == "sync" and not distributed:  # the parent counts child calls of rounds_per_call rounds
+            fit = (HISTORY_EVENTS_LIMIT - EVENTS_FIXED) // EVENTS_PER_CHILD_CALL * self.rounds_per_call
+            calls = -(-(self.rounds_per_execution or 0) // self.rounds_per_call)
+            events = EVENTS_FIXED + calls * EVENTS_PER_CHILD_CALL
+        else:
+            per_shard = EVENTS_PER_DISTRIBUTED_MAP if distributed else EVENTS_PER_SHARD_PER_ROUND * self.n_shards
+            per_round = EVENTS_PER_ROUND + per_shard
+            fit = (HISTORY_EVENTS_LIMIT - EVENTS_FIXED) // per_round
+            events = EVENTS_FIXED + (self.rounds_per_execution or 0) * per_round
         if self.rounds_per_execution is None:
             self.rounds_per_execution = fit
         elif self.rounds_per_execution > fit:
-            events = EVENTS_FIXED + self.rounds_per_execution * per_round
             raise ValueError(
                 f"rounds_per_execution={self.rounds_per_execution} with n_shards={self.n_shards} needs about "
                 f"{events} execution history events, over Step Functions' limit of {HISTORY_EVENTS_LIMIT}; "
@@ -206,6 +238,57 @@ class Shard(Strict):
     index: int
     key: str
     rows: int
+    n_shards: int | None = Field(
+        None,
+        ge=1,
+        description="the run's shard count: its workers share the round's inline result budget "
+        "(INLINE_RESULTS_BYTES); absent, the shard's results go through S3",
+    )
+
+
+# -- worker results in the Map's result -----------------------------------------------------------------------
+INLINE_RESULTS_BYTES = 128 * 1024
+"""The round's worker results that travel inline (their base64 text, all shards together) take at most this many
+bytes: half of Step Functions' 256 KiB payload limit, leaving the other half for the results' other fields and the
+execution's state. A shard's share is ``inline_result_bytes``; a result larger than its share goes through S3."""
+
+
+def inline_result_bytes(n_shards: int | None) -> int:
+    """One shard's share of INLINE_RESULTS_BYTES in a run of ``n_shards`` shards (0 when the count is unknown)."""
+    return INLINE_RESULTS_BYTES // n_shards if n_shards else 0
+
+
+def packed_size(n_values: int) -> int:
+    """Characters of ``pack_vector``'s text for ``n_values`` float64 values (base64: 4 per 3 bytes, padded)."""
+    return 4 * ((8 * n_values + 2) // 3)
+
+
+def pack_vector(values: np.ndarray) -> str:
+    """A float64 vector as the text a worker result carries: base64 of its little-endian bytes (exact, unlike
+    decimal text)."""
+    return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
+
+
+def unpack_vector(text: str) -> np.ndarray:
+    """The vector ``pack_vector`` made; refuses text that is not base64, not whole float64 values, or not finite."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("an inline result is not base64 text") from None
+    if not raw or len(raw) % 8:
+        raise ValueError(f"an inline result decodes to {len(raw)} bytes, not a whole number of float64 values")
+    values = np.frombuffer(raw, dtype="<f8").astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("an inline result holds a value that is not finite")
+    return values
+
+
+def _packed(text: str) -> str:
+    unpack_vector(text)
+    return text
+
+
+PackedVector = Annotated[str, AfterValidator(_packed)]
 
 
 class Block(Strict):
@@ -258,10 +341,26 @@ class WorkerResult(Strict):
     round: int
     rows: int
     loss_sum: float
-    gradient_key: str
-    update_key: str | None = Field(None, description="local_steps: the parameter change of the local steps")
+    gradient: PackedVector | None = Field(
+        None,
+        description="the shard's result vector (its gradient sum, or what the run's solver needs) inline: "
+        "base64 of little-endian float64 (pack_vector), when it fits the shard's share of INLINE_RESULTS_BYTES",
+    )
+    gradient_key: str | None = Field(None, description="the result vector in S3 (.npy) when it does not fit inline")
+    update: PackedVector | None = Field(
+        None, description="local_steps: the parameter change of the local steps, inline as ``gradient``"
+    )
+    update_key: str | None = Field(None, description="local_steps: the parameter change in S3 (.npy)")
     shard_cache_hit: bool | None = Field(None, description="the shard came from the container's cache (None: not read)")
     shard_bytes_downloaded: int = Field(0, ge=0, description="bytes of the shard this call downloaded (0 on a hit)")
+
+    @model_validator(mode="after")
+    def _delivered_once(self) -> WorkerResult:
+        if (self.gradient is None) == (self.gradient_key is None):
+            raise ValueError("a worker result carries its vector either inline (gradient) or in S3 (gradient_key)")
+        if self.update is not None and self.update_key is not None:
+            raise ValueError("a worker result carries its local update either inline (update) or in S3 (update_key)")
+        return self
 
 
 class FailedShard(Strict):

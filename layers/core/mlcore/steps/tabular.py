@@ -19,7 +19,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, islice
 from typing import Any
 
@@ -426,6 +426,63 @@ class _Column:
                 self.capped = True
 
     @property
+    def kind(self) -> str:
+        """numeric, categorical, or empty (no observed value: either kind's values may join it)."""
+        if not self.observed:
+            return "empty"
+        return "numeric" if self.numeric else "categorical"
+
+    def merge(self, other: _Column) -> None:
+        """Add the profile of the same column in the rows after these (another part of the data set)."""
+        self.missing += other.missing
+        self.observed += other.observed
+        self.absent += other.absent
+        self.numeric = self.numeric and other.numeric
+        self.booleans = self.booleans or other.booleans
+        self.texts = self.texts or other.texts
+        self.n += other.n
+        self.sums = [*self.sums, float(np.add.reduce(self.pending)), *other.sums]
+        self.pending = other.pending.copy()
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+        self.capped = self.capped or other.capped
+        for value, n in other.counts.items():
+            if value in self.counts or len(self.counts) < DISTINCT_CAP:
+                self.counts[value] += n
+            else:
+                self.capped = True
+
+    def state(self) -> dict:
+        """The running profile as a JSON document (``from_state`` reads it back), to carry it between the
+        invocations that scan the parts of one data set."""
+        return {
+            "name": self.name,
+            "missing": self.missing,
+            "observed": self.observed,
+            "absent": self.absent,
+            "numeric": self.numeric,
+            "booleans": self.booleans,
+            "texts": self.texts,
+            "n": self.n,
+            "sums": [*self.sums, float(np.add.reduce(self.pending))],
+            "low": self.low if self.n else None,
+            "high": self.high if self.n else None,
+            "counts": [[value, n] for value, n in self.counts.items()],
+            "capped": self.capped,
+        }
+
+    @classmethod
+    def from_state(cls, doc: dict) -> _Column:
+        column = cls(str(doc["name"]), int(doc["missing"]))
+        column.observed, column.absent, column.n = int(doc["observed"]), int(doc["absent"]), int(doc["n"])
+        column.numeric, column.booleans, column.texts = bool(doc["numeric"]), bool(doc["booleans"]), bool(doc["texts"])
+        column.sums = [float(v) for v in doc["sums"]]
+        column.low = np.inf if doc["low"] is None else float(doc["low"])
+        column.high = -np.inf if doc["high"] is None else float(doc["high"])
+        column.counts = Counter({str(value): int(n) for value, n in doc["counts"]})
+        column.capped = bool(doc["capped"])
+        return column
+
+    @property
     def recount(self) -> bool:
         """Text whose values were not all counted as themselves: count them again, as text, in a second pass."""
         return not self.numeric and (self.uncounted or (self.booleans and self.texts))
@@ -486,7 +543,8 @@ def _texts(values: pd.Series | list) -> list[str]:
 
 @dataclass
 class Scan:
-    """What ``scan`` found: the file's size and SHA-256, its delimiter (CSV), rows and column profile."""
+    """What ``scan`` found: the file's size and SHA-256, its delimiter (CSV), rows and column profile;
+    ``running``: the running profile of each column, which ``Profile`` merges across the parts of a data set."""
 
     format: str
     delimiter: str | None
@@ -494,6 +552,7 @@ class Scan:
     columns: list[dict]
     sha256: str
     size: int
+    running: dict[str, _Column] = field(default_factory=dict, repr=False, compare=False)
 
 
 def scan(read: Callable[[], Iterable[bytes]], fmt: str = "csv") -> Scan:
@@ -537,7 +596,74 @@ def scan(read: Callable[[], Iterable[bytes]], fmt: str = "csv") -> Scan:
                         columns[name].count(chunk[i].dropna().tolist())
                     else:
                         columns[name].count([str(r[name]) for r in chunk if r.get(name) is not None])
-    return Scan(fmt, delimiter, rows, [c.entry(fmt) for c in columns.values()], decoder.sha256, decoder.size)
+    entries = [c.entry(fmt) for c in columns.values()]
+    return Scan(fmt, delimiter, rows, entries, decoder.sha256, decoder.size, columns)
+
+
+class Profile:
+    """The profile of a data set made of CSV parts (one file each, every one with its header), merged part by
+    part in key order: each part is scanned alone (``scan``), must have the first part's columns in the same order,
+    its delimiter, and for each column the same kind (a column without values in a part fits either kind); then its
+    running profile is added to the merged one. ``state`` / ``from_state`` carry it between invocations."""
+
+    def __init__(self) -> None:
+        self.first: str | None = None  # the first part's key
+        self.names: list[str] = []
+        self.delimiter: str | None = None
+        self.rows = 0
+        self.columns: dict[str, _Column] = {}
+
+    def add(self, part: str, found: Scan) -> None:
+        """Merge the scan of ``part``, or raise InvalidInput naming the part and the first differing column."""
+        names = [c["name"] for c in found.columns]
+        if self.first is None:
+            self.first, self.names, self.delimiter = part, names, found.delimiter
+            self.rows, self.columns = found.rows, dict(found.running)
+            return
+        self._check(part, names, found)
+        for name in self.names:
+            self.columns[name].merge(found.running[name])
+        self.rows += found.rows
+
+    def _check(self, part: str, names: list[str], found: Scan) -> None:
+        unlike = f"part {part!r} does not match the first part {self.first!r}"
+        for i, (want, got) in enumerate(zip(self.names, names, strict=False), start=1):
+            if want != got:
+                raise InvalidInput(f"{unlike}: column {i} is {got!r} where the first part has {want!r}")
+        if len(names) > len(self.names):
+            extra = names[len(self.names)]
+            raise InvalidInput(f"{unlike}: it has an extra column {extra!r} (column {len(self.names) + 1})")
+        if len(names) < len(self.names):
+            lacking = self.names[len(names)]
+            raise InvalidInput(f"{unlike}: it lacks the column {lacking!r} (column {len(names) + 1})")
+        if found.delimiter != self.delimiter:
+            raise InvalidInput(
+                f"{unlike}: it is separated by {found.delimiter!r}, the first part by {self.delimiter!r}"
+            )
+        for name in self.names:
+            before, here = self.columns[name].kind, found.running[name].kind
+            if "empty" not in (before, here) and before != here:
+                raise InvalidInput(f"{unlike}: column {name!r} is {here} in it and {before} in the parts before")
+
+    def entries(self) -> list[dict]:
+        return [self.columns[name].entry("csv") for name in self.names]
+
+    def state(self) -> dict:
+        return {
+            "first": self.first,
+            "names": self.names,
+            "delimiter": self.delimiter,
+            "rows": self.rows,
+            "columns": [self.columns[name].state() for name in self.names],
+        }
+
+    @classmethod
+    def from_state(cls, doc: dict) -> Profile:
+        profile = cls()
+        profile.first, profile.names = doc["first"], [str(n) for n in doc["names"]]
+        profile.delimiter, profile.rows = doc["delimiter"], int(doc["rows"])
+        profile.columns = {str(c["name"]): _Column.from_state(c) for c in doc["columns"]}
+        return profile
 
 
 def _open(
@@ -561,6 +687,12 @@ def read_table(data: bytes, fmt: str = "csv", delimiter: str | None = None) -> p
     if fmt != "csv":
         raise InvalidInput(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     return read_csv(data, delimiter)
+
+
+def read_tables(files: list[bytes], fmt: str = "csv", delimiter: str | None = None) -> pd.DataFrame:
+    """The files (a version's file, or its parts in order, a header each) parsed as one table."""
+    frames = [read_table(data, fmt, delimiter) for data in files]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _decode(data: bytes) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput, MLError
 from mlcore.infra.storage import AlreadyExists, ArrayCache, CachedRead, NotFound, ObjectStore
-from mlcore.math import linear, optimizers
+from mlcore.math import linear, optimizers, second_order
 from mlcore.steps.schemas import (
     AggregateTask,
     FailedShard,
@@ -20,6 +21,10 @@ from mlcore.steps.schemas import (
     RoundState,
     WorkerResult,
     WorkerTask,
+    inline_result_bytes,
+    pack_vector,
+    packed_size,
+    unpack_vector,
 )
 
 
@@ -100,14 +105,25 @@ def load_params(store: ObjectStore, key: str) -> tuple[np.ndarray, dict[str, np.
 def init_run(store: ObjectStore, task: InitTask) -> RoundState:
     """Round 0: zero parameters and a fresh optimizer state (written once; a replay is a no-op)."""
     hp = task.hyperparameters
+    shape = (task.n_features + 1, task.n_outputs)
     if hp.solver == "exact" and task.n_features > linear.EXACT_MAX_FEATURES:
         raise InvalidInput(
             f"solver 'exact' solves at most {linear.EXACT_MAX_FEATURES} features, the data has {task.n_features} "
-            "after preprocessing; use solver 'sgd' or 'auto'"
+            "after preprocessing; use solver 'lbfgs' or 'auto'"
         )
-    shape = (task.n_features + 1, task.n_outputs)
+    if hp.solver == "newton" and shape[0] * shape[1] > second_order.NEWTON_MAX_PARAMS:
+        raise InvalidInput(
+            f"solver 'newton' fits at most {second_order.NEWTON_MAX_PARAMS} parameters, the model has "
+            f"{shape[0] * shape[1]} ({task.n_features} features after preprocessing + 1, x {task.n_outputs} "
+            "outputs); use solver 'lbfgs' or 'auto'"
+        )
     key = layout.params_key(task.run_id, 0)
-    arrays = {"theta": np.zeros(shape), **optimizers.init_state(task.hyperparameters.optimizer, shape[0] * shape[1])}
+    n_params = shape[0] * shape[1]
+    if hp.resolved_solver(task.n_features, task.n_outputs, task.mode) in ("newton", "lbfgs"):
+        state = second_order.init_state(n_params)
+    else:
+        state = optimizers.init_state(hp.optimizer, n_params)
+    arrays = {"theta": np.zeros(shape), **state}
     write_once(store, key, arrays)  # a replayed init leaves round 0 as it was
     if task.context is not None:
         with contextlib.suppress(AlreadyExists):
@@ -127,30 +143,59 @@ def compute_gradient(store: ObjectStore, task: WorkerTask, shard: np.ndarray | N
     if X.shape[1] + 1 != theta.shape[0]:
         raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
     hp = task.hyperparameters
-    key = layout.gradient_key(task.run_id, task.round, task.shard.index)
-    exact = hp is not None and hp.resolved_solver(X.shape[1]) == "exact"
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverged run is reported below, not as warnings
-        loss_sum, grad = linear.loss_grad_sums(task.model, theta.ravel(), X, y)
-    result = linear.sufficient_statistics(X, y) if exact else grad  # exact: the shard's statistics, not a gradient
-    what = "statistics" if exact else "loss or gradient"
+    loss_sum, result, what = shard_result(task.model, hp, theta, X, y)
     check_finite(f"the {what} of shard {task.shard.index} in round {task.round}", loss_sum, result)
-    store.put_array(key, result)
-    update = None
+    change = None
     if hp is not None and hp.worker_mode == "local_steps":  # never with exact (Hyperparameters refuses it)
-        update = layout.local_update_key(task.run_id, task.round, task.shard.index)
         with np.errstate(over="ignore", invalid="ignore"):
             change = local_steps(hp, theta, X, y, task.shard.index, task.round) - theta.ravel()
         check_finite(f"the local update of shard {task.shard.index} in round {task.round}", change)
-        store.put_array(update, change)
+    room = inline_result_bytes(task.shard.n_shards)  # the shard's share of the round's inline budget
+    gradient, gradient_key, room = deliver(
+        store, layout.gradient_key(task.run_id, task.round, task.shard.index), result, room
+    )
+    update = update_key = None
+    if change is not None:
+        key = layout.local_update_key(task.run_id, task.round, task.shard.index)
+        update, update_key, _ = deliver(store, key, change, room)
     return WorkerResult(
         shard=task.shard.index,
         round=task.round,
         rows=int(X.shape[0]),
         loss_sum=loss_sum,
-        gradient_key=key,
-        update_key=update,
+        gradient=gradient,
+        gradient_key=gradient_key,
+        update=update,
+        update_key=update_key,
         **shard_cache_fields(read),
     )
+
+
+def deliver(store: ObjectStore, key: str, values: np.ndarray, room: int) -> tuple[str | None, str | None, int]:
+    """Hand over a result vector: inline (its ``pack_vector`` text) when that takes at most ``room`` bytes, else
+    written to S3 under ``key``. Returns (the text or None, the key or None, the room left)."""
+    size = packed_size(values.size)
+    if size <= room:
+        return pack_vector(values), None, room - size
+    store.put_array(key, values)
+    return None, key, room
+
+
+def shard_result(
+    model: str, hp: Hyperparameters | None, theta: np.ndarray, X: np.ndarray, y: np.ndarray
+) -> tuple[float, np.ndarray, str]:
+    """A shard's loss sum and the vector it returns for the run's solver, and what that vector is:
+    sgd and lbfgs the gradient sum; exact the shard's sufficient statistics; newton the gradient sum followed by
+    the upper triangle of the Hessian sum."""
+    solver = "sgd" if hp is None else hp.resolved_solver(X.shape[1], theta.shape[1])
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged run is reported by the caller, not as warnings
+        loss_sum, grad = linear.loss_grad_sums(model, theta.ravel(), X, y)
+        if solver == "exact":
+            return loss_sum, linear.sufficient_statistics(X, y), "statistics"
+        if solver == "newton":
+            hessian = second_order.pack_symmetric(linear.hessian_sums(model, theta.ravel(), X))
+            return loss_sum, np.concatenate([grad, hessian]), "gradient or Hessian"
+    return loss_sum, grad, "loss or gradient"
 
 
 def local_steps(
@@ -174,8 +219,23 @@ def average_gradients(store: ObjectStore, results: list[WorkerResult]) -> tuple[
     by_shard = {r.shard: r for r in results}
     rows = sum(r.rows for r in by_shard.values())
     loss_sum = sum(r.loss_sum for r in by_shard.values())
-    grad_sum = sum(store.get_array(r.gradient_key) for r in sorted(by_shard.values(), key=lambda r: r.shard))
+    unique = sorted(by_shard.values(), key=lambda r: r.shard)
+    grad_sum = sum(read_vectors(store, [(r.gradient, r.gradient_key) for r in unique]))
     return loss_sum, np.asarray(grad_sum, dtype=np.float64), rows
+
+
+RESULT_READERS = 8  # concurrent GETs of the results that came through S3
+
+
+def read_vectors(store: ObjectStore, deliveries: list[tuple[str | None, str | None]]) -> list[np.ndarray]:
+    """The result vectors of (inline text, S3 key) pairs, in order: decoded where they came inline, the others
+    read from S3 concurrently (RESULT_READERS at a time)."""
+    keys = [key for text, key in deliveries if text is None and key is not None]
+    fetched: dict[str, np.ndarray] = {}
+    if keys:
+        with ThreadPoolExecutor(max_workers=min(RESULT_READERS, len(keys))) as pool:
+            fetched = dict(zip(keys, pool.map(store.get_array, keys), strict=True))
+    return [unpack_vector(text) if text is not None else fetched[str(key)] for text, key in deliveries]
 
 
 def learning_rate(hp: Hyperparameters, update: int) -> float:
@@ -241,8 +301,11 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
     hp = task.hyperparameters
     results, ignored, failed = usable_results(task.results, task.round, hp)
     theta, opt_state = load_params(store, task.params_key)
-    if hp.resolved_solver(theta.shape[0] - 1) == "exact":
+    solver = hp.resolved_solver(theta.shape[0] - 1, theta.shape[1])
+    if solver == "exact":
         return solve_exactly(store, task, results, theta, opt_state, started, ignored, failed)
+    if solver in ("newton", "lbfgs"):
+        return search_round(store, task, solver, results, theta, opt_state, started, ignored, failed)
     loss_sum, grad_sum, rows = average_gradients(store, results)
     loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
     grad_norm = float(np.linalg.norm(grad))
@@ -251,10 +314,11 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
     initial = grad_norm if task.round == 0 else initial_grad_norm(store, task.run_id)
     if hp.worker_mode == "local_steps":  # average of the shards' local changes, weighted by rows
         unique = sorted({r.shard: r for r in results}.values(), key=lambda r: r.shard)
-        missing = [r.shard for r in unique if not r.update_key]
+        missing = [r.shard for r in unique if r.update is None and not r.update_key]
         if missing:
             raise ValueError(f"results for shards {missing} carry no local update (worker_mode local_steps)")
-        update = sum(store.get_array(r.update_key) * r.rows for r in unique) / rows
+        changes = read_vectors(store, [(r.update, r.update_key) for r in unique])
+        update = sum(change * r.rows for change, r in zip(changes, unique, strict=True)) / rows
         new_theta, new_state = theta.ravel() + update, opt_state
     else:
         new_theta, new_state = optimizers.step(
@@ -338,6 +402,63 @@ def solve_exactly(
             "solver": {"name": "exact", "singular": singular},
         },
     )
+
+
+def search_round(
+    store: ObjectStore,
+    task: AggregateTask,
+    solver: str,
+    results: list[WorkerResult],
+    theta: np.ndarray,
+    state: dict[str, np.ndarray],
+    started: float,
+    ignored: list[int],
+    failed: list[int],
+) -> RoundState:
+    """A Newton or L-BFGS round (``math.second_order``): the objective at the candidate the workers evaluated
+    (and for Newton its Hessian) accepts it or shortens the step, and the next candidate is round ``r + 1``'s
+    parameters.
+
+    The stop rule is every solver's (``should_stop``), with convergence judged at accepted points only. The model
+    a stopped run keeps is the last accepted point; after convergence, Newton's last full step from it (in
+    Newton's quadratic region, where that step is always accepted)."""
+    hp = task.hyperparameters
+    p, k = theta.size, theta.shape[1]
+    loss_sum, vector, rows = average_gradients(store, results)
+    expected = p + (second_order.triangle_size(p) if solver == "newton" else 0)
+    if vector.shape != (expected,):
+        raise ValueError(
+            f"the results of round {task.round} have {vector.size} values, solver {solver} with {p} parameters "
+            f"expects {expected}"
+        )
+    loss, grad = linear.regularized_objective(loss_sum, vector[:p], rows, theta.ravel(), hp.l2, k)
+    hessian = None
+    if solver == "newton":
+        hessian = second_order.regularized_hessian(second_order.unpack_symmetric(vector[p:], p), rows, hp.l2, k)
+    grad_norm = float(np.linalg.norm(grad))
+    if task.round == 0 and not (np.isfinite(loss) and np.isfinite(grad_norm)):
+        raise TrainingDiverged("the objective at the initial parameters is not finite")
+    candidate, new_state, accepted = second_order.line_search_round(solver, state, theta.ravel(), loss, grad, hessian)
+    initial = grad_norm if task.round == 0 else initial_grad_norm(store, task.run_id)
+    if accepted:
+        reason = should_stop(hp, task.round, grad_norm, loss, initial)
+    else:
+        reason = "max_epochs" if task.round + 1 >= hp.max_epochs else None
+    validation_loss: float | None = None
+    best: dict[str, Any] | None = None
+    if task.validation is not None:
+        validation_loss = validation_objective(store, task.validation.key, hp, theta)
+        best = _best_so_far(store, task.run_id, task.round, validation_loss)
+        if reason is None and hp.patience is not None and task.round - best["round"] >= hp.patience:
+            reason = "early_stopping"
+    model = candidate if reason is None or (reason == "converged" and solver == "newton") else new_state["anchor"]
+    next_key = layout.params_key(task.run_id, task.round + 1)
+    write_once(store, next_key, {"theta": model.reshape(theta.shape), **new_state})
+    if reason == "early_stopping" and best is not None:
+        next_key = layout.params_key(task.run_id, best["round"])
+    search = {"name": solver, "accepted": accepted, "step": float(new_state["step"][0])}
+    fields = {**_summary(results, rows, ignored, failed, validation_loss, best, started), "solver": search}
+    return record_round(store, task, next_key, reason, loss, grad_norm, fields)
 
 
 def _summary(

@@ -1,5 +1,5 @@
-"""Preparation in memory (data sets up to ``dispatch.STREAM_THRESHOLD_BYTES``): the whole table is parsed once,
-split, fitted on the training rows and written as ``.npy`` shards, held-out blocks and the manifest."""
+"""Preparation in memory (data sets up to ``dispatch.STREAM_THRESHOLD_BYTES``, all parts together): the whole table
+is parsed once, split, fitted on the training rows and written as ``.npy`` shards, held-out blocks and the manifest."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from mlcore.infra.errors import InvalidInput
 from mlcore.infra.storage import ObjectStore
 from mlcore.math import linear
 from mlcore.math.preprocessing import PreprocessingSpec, Preprocessor, fit, rows_to_drop
+from mlcore.steps import ingestion
 from mlcore.steps.preparation import shared
 from mlcore.steps.schemas import PreprocessResult, TrainingRequest
-from mlcore.steps.tabular import column_kinds, read_table, to_columns
+from mlcore.steps.tabular import column_kinds, read_tables, to_columns
 
 
 def split_indices(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +85,8 @@ def preprocess_in_memory(store: ObjectStore, request: TrainingRequest, run_id: s
     on any failure nothing of the run's preparation is left. Identifiers and personal data the profile marks are
     dropped unless the spec names them (``shared.drop_sensitive``)."""
     request, dropped_sensitive = shared.drop_sensitive(request, meta)
-    frame = read_table(store.get_bytes(meta["key"]), meta["format"], meta.get("delimiter", ","))
+    files = [store.get_bytes(key) for key in ingestion.data_keys(meta)]  # one, or the parts of a small version
+    frame = read_tables(files, meta["format"], meta.get("delimiter", ","))
     prep, train, test, dropped, validation = build_matrices(
         to_columns(frame),
         column_kinds(frame),

@@ -99,10 +99,14 @@ def check_split(test_fraction: float, validation_fraction: float, train: int, va
 
 
 def plan_shards(run_id: str, train_rows: int, n_shards: int) -> list[Shard]:
-    """``n_shards`` consecutive slices of the training rows, sizes differing by at most one."""
+    """``n_shards`` consecutive slices of the training rows, sizes differing by at most one (each knows the count:
+    its worker's share of the round's inline result budget)."""
     check_shards(n_shards, train_rows)
     base, extra = divmod(train_rows, n_shards)
-    return [Shard(index=i, key=layout.shard_key(run_id, i), rows=base + (i < extra)) for i in range(n_shards)]
+    return [
+        Shard(index=i, key=layout.shard_key(run_id, i), rows=base + (i < extra), n_shards=n_shards)
+        for i in range(n_shards)
+    ]
 
 
 def check_shards(n_shards: int, train_rows: int) -> None:

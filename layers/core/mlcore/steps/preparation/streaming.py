@@ -44,6 +44,7 @@ from mlcore.math.preprocessing import (
     resolve_kinds,
     rows_to_drop,
 )
+from mlcore.steps import ingestion
 from mlcore.steps.preparation import shared
 from mlcore.steps.schemas import Block, PreprocessResult, Shard, TrainingRequest
 from mlcore.steps.tabular import to_columns
@@ -55,19 +56,22 @@ TRAIN, VALIDATION, TEST = 0, 1, 2
 
 
 def _chunks(
-    store: ObjectStore, key: str, kinds: dict[str, str], chunk_rows: int, delimiter: str = ","
+    store: ObjectStore, keys: list[str], kinds: dict[str, str], chunk_rows: int, delimiter: str = ","
 ) -> Iterator[pd.DataFrame]:
+    """The rows of the files ``keys`` (a version's file, or its parts in order, a header each) as one table, in
+    frames of at most ``chunk_rows`` rows (a part's last frame may be shorter)."""
     dtypes = {name: (np.float64 if kind == "numeric" else object) for name, kind in kinds.items()}
-    body = store.open(key)
-    try:
-        # pandas reads the body with read() only (the stubs ask for a seekable file)
-        yield from pd.read_csv(
-            cast(Any, body), sep=delimiter, chunksize=chunk_rows, skipinitialspace=True, dtype=dtypes
-        )
-    except (pd.errors.ParserError, ValueError) as err:
-        raise InvalidInput(f"the file could not be read in chunks: {err}") from None
-    finally:
-        body.close()
+    for key in keys:
+        body = store.open(key)
+        try:
+            # pandas reads the body with read() only (the stubs ask for a seekable file)
+            yield from pd.read_csv(
+                cast(Any, body), sep=delimiter, chunksize=chunk_rows, skipinitialspace=True, dtype=dtypes
+            )
+        except (pd.errors.ParserError, ValueError) as err:
+            raise InvalidInput(f"the file could not be read in chunks: {err}") from None
+        finally:
+            body.close()
 
 
 def row_splits(n_rows: int, start: int, request: TrainingRequest) -> np.ndarray:
@@ -166,7 +170,7 @@ def preprocess_streaming(
 
     # pass 1: statistics of the training rows
     start = 0
-    for frame in _chunks(store, meta["key"], kinds, chunk_rows, meta.get("delimiter", ",")):
+    for frame in _chunks(store, ingestion.data_keys(meta), kinds, chunk_rows, meta.get("delimiter", ",")):
         columns = to_columns(frame, kinds)
         keep, split, has_target = rows(columns, start)
         start += len(frame)
@@ -207,7 +211,7 @@ def preprocess_streaming(
 
     def transformed() -> Iterator[tuple[int, np.ndarray]]:
         start = 0
-        for frame in _chunks(store, meta["key"], kinds, chunk_rows, meta.get("delimiter", ",")):
+        for frame in _chunks(store, ingestion.data_keys(meta), kinds, chunk_rows, meta.get("delimiter", ",")):
             columns = to_columns(frame, kinds)
             keep, split, _ = rows(columns, start)
             start += len(frame)
