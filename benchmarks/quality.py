@@ -278,7 +278,7 @@ def collect(quick: bool) -> list[Figure]:
             gap = (objective(case, theta) - optimum) / optimum
             figures += [
                 Figure("solvers", f"{case.name} ({case.model}), solver {name}: rounds ({reason})", rounds, "rounds",
-                       "issue #14's bound for newton", 10.0 if name == "newton" else None),
+                       *(("issue #14's bound", 10.0) if name == "newton" else ())),
                 Figure("solvers", f"{case.name}, solver {name}: objective - optimum, relative", gap, "relative",
                        exact_name, 0.0,
                        note="the real worker and aggregator steps against moto S3, 4 shards, default tolerance "

@@ -26,6 +26,16 @@ HEADLINES = [
         "async training (averaged), 1,000,000 x 28: objective / exact optimum",
     ),
     ("updates lost of 400 accepted, 8 workers (compare-and-swap)", "async: updates lost of 400, 8 workers"),
+    (
+        "breast cancer (logistic_regression), solver newton: rounds (converged)",
+        "logistic regression (breast cancer), Newton: rounds to scikit-learn's optimum",
+    ),
+    ("wine (softmax_regression), solver newton: rounds (converged)", "softmax (wine), Newton: rounds"),
+    (
+        "1,000,000 x 28 regression CSV (224 MiB): CSV to registered model",
+        "CSV to registered model, 1,000,000 x 28 (224 MiB), locally",
+    ),
+    ("8 shards, a round: S3 PUT and LIST, results inline", "S3 writes per 8-shard round (results in the Map result)"),
     ("round time, 1,000,000 rows / 16 shards", "a training round, 1,000,000 rows / 16 shards"),
     ("round cost, 1,000,000 rows / 16 shards", "its AWS cost"),
     ("peak RSS, 2,000,000 rows (streaming, 2 passes)", "Preprocess peak memory, 2,000,000 rows"),

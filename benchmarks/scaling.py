@@ -41,15 +41,16 @@ def orchestration_overhead(shards: int, rounds: int = 4) -> float:
             },
         )
         assert cloud.wait(arn)["status"] == "SUCCEEDED"
-        # the rounds run in Express child executions of the rounds state machine (moto keeps their history)
-        rounds_arn = cloud.state_machine_arns["TrainingRoundsStateMachine"]
+        # up to the inline Map's shards the rounds run in Express child executions of the rounds state machine
+        # (moto keeps their history); above them, in the parent's Distributed Map
         histories = [
             [
                 e
                 for page in cloud.sfn.get_paginator("get_execution_history").paginate(executionArn=x["executionArn"])
                 for e in page["events"]
             ]
-            for x in cloud.sfn.list_executions(stateMachineArn=rounds_arn)["executions"]
+            for machine in ("TrainingRoundsStateMachine", "TrainingStateMachine")
+            for x in cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arns[machine])["executions"]
         ]
     overheads = []
     for events in histories:
@@ -66,7 +67,7 @@ def orchestration_overhead(shards: int, rounds: int = 4) -> float:
                 for e in events
                 if e["type"] == "TaskSucceeded"
                 and start <= e["timestamp"] <= end
-                and '"gradient_key"' in e["taskSucceededEventDetails"]["output"]
+                and '"loss_sum"' in e["taskSucceededEventDetails"]["output"]  # a GradientWorker's result
             ]
             overheads.append((end - start).total_seconds() - max(workers, default=0.0))
     return float(np.median(overheads))
@@ -120,18 +121,27 @@ def round_compute(rows: int, shards: int) -> dict[str, float]:
         }
 
 
-def round_cost(shards: int, compute: dict[str, float]) -> float:
+def round_cost(shards: int, compute: dict[str, float], seconds: float) -> float:
+    """USD of one sync round as the workflow runs it: the measured Lambda time, the round's S3 requests with the
+    results inline (``cost.round_s3_requests``), and its orchestration: an Express child's share per round
+    (``rounds_per_call`` rounds of ``seconds`` each) up to the inline Map's shards, the Standard parent's
+    Distributed Map transitions above them."""
     stack = local_stack()
+    prices = cost.price_table("us-east-1")
     worker_mb = stack.functions["GradientWorkerFunction"].memory_mb
     agg_mb = stack.functions["AggregatorFunction"].memory_mb
-    usage = cost.Usage(rounds=1, shards=shards, state_transitions=cost.round_transitions(shards))
+    inline_map = shards <= cost.INLINE_MAP_MAX_SHARDS
+    usage = cost.Usage(rounds=1, shards=shards, state_transitions=0 if inline_map else cost.round_transitions(shards))
     usage.functions["GradientWorker"] = cost.FunctionUsage(
         shards, int(compute["worker_total"] * 1000) + shards, worker_mb
     )
     usage.functions["Aggregator"] = cost.FunctionUsage(1, int(compute["aggregator"] * 1000) + 1, agg_mb)
-    cost.estimate_s3(usage)
-    usage.s3_put -= shards  # no shards are written in a round
-    return cost.cost(usage, cost.price_table("us-east-1"))["total"]
+    requests = cost.round_s3_requests(shards, FEATURES + 1)
+    usage.s3_get, usage.s3_put = requests["get"], requests["put"]
+    total = cost.cost(usage, prices)["total"]
+    if inline_map:
+        total += cost.express_round_orchestration(cost.rounds_per_call(), prices, seconds)
+    return total
 
 
 def collect(quick: bool, plot_dir: Path | None = None) -> list[Figure]:
@@ -149,7 +159,7 @@ def collect(quick: bool, plot_dir: Path | None = None) -> list[Figure]:
         for rows, shards in points:
             compute = round_compute(rows, shards)
             seconds = overhead[shards] + compute["worker"] + compute["aggregator"]
-            usd = round_cost(shards, compute)
+            usd = round_cost(shards, compute, seconds)
             series[axis].append((rows if axis == "rows" else shards, seconds, usd))
             figures.append(
                 Figure(

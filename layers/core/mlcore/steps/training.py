@@ -333,14 +333,9 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
     next_key = layout.params_key(task.run_id, task.round + 1)
     if not np.all(np.isfinite(new_theta)):  # the step itself overflowed
         raise divergence(task.round, hp)
-    reason = should_stop(hp, task.round, grad_norm, loss, initial)
-    validation_loss: float | None = None
-    best: dict[str, Any] | None = None
-    if task.validation is not None:
-        validation_loss = validation_objective(store, task.validation.key, hp, theta)
-        best = _best_so_far(store, task.run_id, task.round, validation_loss)
-        if reason is None and hp.patience is not None and task.round - best["round"] >= hp.patience:
-            reason = "early_stopping"
+    reason, validation_loss, best = early_stopping(
+        store, task, theta, should_stop(hp, task.round, grad_norm, loss, initial)
+    )
     write_once(store, next_key, {"theta": new_theta.reshape(theta.shape), **new_state})
     if reason == "early_stopping" and best is not None:  # the model is the one with the best validation loss
         next_key = layout.params_key(task.run_id, best["round"])
@@ -444,13 +439,7 @@ def search_round(
         reason = should_stop(hp, task.round, grad_norm, loss, initial)
     else:
         reason = "max_epochs" if task.round + 1 >= hp.max_epochs else None
-    validation_loss: float | None = None
-    best: dict[str, Any] | None = None
-    if task.validation is not None:
-        validation_loss = validation_objective(store, task.validation.key, hp, theta)
-        best = _best_so_far(store, task.run_id, task.round, validation_loss)
-        if reason is None and hp.patience is not None and task.round - best["round"] >= hp.patience:
-            reason = "early_stopping"
+    reason, validation_loss, best = early_stopping(store, task, theta, reason)
     model = candidate if reason is None or (reason == "converged" and solver == "newton") else new_state["anchor"]
     next_key = layout.params_key(task.run_id, task.round + 1)
     write_once(store, next_key, {"theta": model.reshape(theta.shape), **new_state})
@@ -459,6 +448,22 @@ def search_round(
     search = {"name": solver, "accepted": accepted, "step": float(new_state["step"][0])}
     fields = {**_summary(results, rows, ignored, failed, validation_loss, best, started), "solver": search}
     return record_round(store, task, next_key, reason, loss, grad_norm, fields)
+
+
+def early_stopping(
+    store: ObjectStore, task: AggregateTask, theta: np.ndarray, reason: str | None
+) -> tuple[str | None, float | None, dict[str, Any] | None]:
+    """With a validation split: the validation loss at ``theta`` (the parameters the round's workers evaluated),
+    the best round so far, and ``early_stopping`` as the reason once ``patience`` rounds passed without a better
+    one (unless the round already stops): ``(reason, validation loss, best)``."""
+    if task.validation is None:
+        return reason, None, None
+    hp = task.hyperparameters
+    validation_loss = validation_objective(store, task.validation.key, hp, theta)
+    best = _best_so_far(store, task.run_id, task.round, validation_loss)
+    if reason is None and hp.patience is not None and task.round - best["round"] >= hp.patience:
+        reason = "early_stopping"
+    return reason, validation_loss, best
 
 
 def _summary(
