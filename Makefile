@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo local bench bench-quick bench-preprocess bench-ingest bench-serving bench-training openapi security test lint typecheck validate build unit integration e2e packaging clean
+.PHONY: help venv demo local bench bench-quick bench-preprocess bench-large bench-ingest bench-serving bench-training openapi security test lint typecheck validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
@@ -27,19 +27,25 @@ help:
 	@echo "make bench  - every benchmark, repeated; writes docs/benchmarks.md and docs/*.png"
 	@echo "make build  - sam build"
 	@echo "make bench-preprocess - peak memory and rows/s of the streaming Preprocess on 200k and 2M rows"
+	@echo "make bench-large - distributed Preprocess: peak memory per function, wall time per stage (ARGS=--gib 5)"
 	@echo "make bench-ingest - peak memory and MB/s of registering a 256 MiB CSV already in S3"
 	@echo "make bench-serving - Predict latency (warm), cold import and size of the built Predict"
 	@echo "make openapi - regenerate docs/openapi.json from the API functions' code"
 	@echo "make bench-training - training benchmarks (ARGS=--full for the big ones)"
 	@echo "make clean  - remove .venv and .aws-sam"
 
+# pip shows what it downloads and installs, with progress bars: the first `make demo` is minutes of it, never silent
+PIP_PROGRESS := --progress-bar on --disable-pip-version-check
+
 $(BIN)/.installed: pyproject.toml client/pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install it or run make PYTHON312=/path/to/python3.12"; exit 1; }
+	@echo "creating $(VENV) with $(PYTHON312): the server's, the tools' and the client's dependencies (a few minutes, once)"
 	$(PYTHON312) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install $(PIP_PROGRESS) --upgrade pip
+	$(BIN)/pip install $(PIP_PROGRESS) -e ".[dev]"
 	# the client is its own distribution (client/pyproject.toml): installed with every extra for the tests
-	$(BIN)/pip install --quiet -e "./client[report,pandas,aws]"
+	$(BIN)/pip install $(PIP_PROGRESS) -e "./client[report,pandas,aws]"
+	@echo "$(VENV) is ready"
 	@touch $@
 
 venv: $(BIN)/.installed
@@ -103,6 +109,9 @@ test: lint typecheck validate security build
 
 bench-preprocess: venv
 	$(BIN)/python benchmarks/preprocess.py
+
+bench-large: venv
+	$(BIN)/python -m benchmarks.large $(ARGS)
 
 bench-ingest: venv
 	$(BIN)/python benchmarks/ingest.py

@@ -262,6 +262,23 @@ class Transport:
             raise ApiError(message, response.status_code, method=method, path=path)
         return response.json() if response.content else None
 
+    def get_presigned(self, url: str) -> bytes:
+        """GET a presigned URL (without the API key: the URL's signature is the authority); retried as any GET."""
+        try:
+            for attempt in self._attempts("GET"):
+                with attempt:
+                    response = self.upload_http.get(url)
+                    if response.status_code in RETRY_STATUSES:
+                        raise _Retryable(response)
+        except _Retryable as err:
+            response = err.response
+        except httpx.HTTPError as err:
+            raise ApiError(f"download failed: {err}") from None
+        if response.status_code >= 400:
+            body = response.content[:200].decode(errors="replace")
+            raise ApiError(f"download failed: {body}", response.status_code, method="GET")
+        return response.content
+
     def put_presigned(self, url: str, data: bytes, progress: Callable[[int], None] | None = None) -> None:
         """PUT ``data`` to a presigned URL (without the API key: the URL's signature is the authority), reporting
         bytes sent; retried as any PUT, from the first byte."""

@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .api import ENV_API_KEY, ENV_STACK, ENV_URL, LOCAL_URL, SmlError
-from .sdk import Client, duration
+from .sdk import Client, duration, format_duration, outcome_text, read_spec
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,80 +58,239 @@ def _number(value: str) -> Any:
         return value
 
 
+# -- output ---------------------------------------------------------------------
+def _line(text: str, *, err: bool = False) -> None:
+    """One line, never wrapped (a file or a pipe reads it whole)."""
+    (err_console if err else console).print(text, soft_wrap=True, highlight=False)
+
+
+def _when(value: Any) -> str:
+    """An API timestamp as a person reads it: 2026-01-01 12:00:05 (UTC), whole."""
+    text = str(value or "")
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return text
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
+    """Rows as a table: every cell whole (folded, never cut off), timestamps in _when's form."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_when(row.get(c)) if c.endswith("_at") else _cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _fields(doc: Mapping[str, Any], names: Sequence[str], title: str | None = None) -> None:
+    """One document as a two-column table of the ``names`` it has."""
+    _table(
+        [{"field": n, "value": _when(doc[n]) if n.endswith("_at") else doc[n]} for n in names if n in doc],
+        ["field", "value"],
+        title,
+    )
+
+
+def _show(args: argparse.Namespace, doc: Any, human: Callable[[], None]) -> None:
+    """--json: the API's document as it came; else ``human``, a table or a line."""
+    if args.json:
+        _print_json(doc)
+    else:
+        human()
+
+
 # -- commands -------------------------------------------------------------------
 def cmd_upload(client: Client, args: argparse.Namespace) -> int:
-    _print_json(client.upload(Path(args.file), args.dataset, via_s3=args.via_s3))
+    doc = client.upload(Path(args.file), args.dataset, via_s3=args.via_s3)
+
+    def human() -> None:
+        _line(
+            f"data set {doc['dataset']} version {doc['version']}: {doc.get('rows')} rows x "
+            f"{doc.get('n_columns', len(doc.get('columns') or []))} columns"
+            + ("" if doc.get("created", True) else " (already registered: the same content)")
+        )
+        _table(doc.get("columns") or [], ["name", "kind", "missing", "min", "max", "mean"])
+
+    _show(args, doc, human)
     return 0
+
+
+def cmd_datasets(client: Client, args: argparse.Namespace) -> int:
+    if args.name:
+        doc = client.dataset(args.name, args.version)
+
+        def one() -> None:
+            _fields(
+                doc,
+                ["dataset", "version", "status", "format", "rows", "n_columns", "bytes", "key", "created_at", "reason"],
+                title=f"data set {args.name}",
+            )
+            _table(doc.get("columns") or [], ["name", "kind", "missing", "min", "max", "mean"])
+
+        _show(args, doc, one)
+        return 0
+    listed = client.datasets()
+    _show(args, listed, lambda: _table(listed, ["dataset", "version", "format", "rows", "n_columns", "created_at"]))
+    return 0
+
+
+def _request_options(args: argparse.Namespace) -> dict[str, Any]:
+    spec = read_spec(args.spec) if args.spec else None
+    target = args.target or (spec or {}).get("target")
+    if not target:
+        raise SmlError("train needs --target, or a --spec that names its target")
+    return {"target": target, "spec": spec, "mode": args.mode, "test_fraction": args.test_fraction}
 
 
 def cmd_train(client: Client, args: argparse.Namespace) -> int:
     hyper = {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set or [])}
+    options = _request_options(args)
     started = client.train(
         args.dataset,
-        args.target,
+        options.pop("target"),
         args.model_name,
         shards=args.shards,
         version=args.version,
         hyperparameters=hyper,
         wait=False,
+        **options,
     )
-    err_console.print(
-        f"started run [bold]{started['run_id']}[/bold] on {started['dataset']} version {started['version']}"
+    _line(
+        f"started run [bold]{started['run_id']}[/bold] on {started['dataset']} version {started['version']}", err=True
     )
     if args.watch:
-        return watch(client, started["run_id"])
-    _print_json(started)
+        return watch(client, started["run_id"], args)
+    _show(args, started, lambda: _line(f"follow it: sml watch {started['run_id']}"))
     return 0
 
 
-def watch(client: Client, run_id: str) -> int:
-    """Follow a run live: round, loss, rate and ETA, until it ends."""
+def watch(client: Client, run_id: str, args: argparse.Namespace) -> int:
+    """Follow a run live: round, loss, rate and ETA, until it ends; then how it ended and its model."""
     run = client.wait(run_id)
     model = run["model"]
-    took = duration(run)
-    err_console.print(
-        f"run {run_id} SUCCEEDED"
-        + (f" in {took:.0f}s" if took is not None else "")
-        + f": model {model['model_name']} version {model['version']}"
-    )
-    _print_json(model)
+    _line(f"run {run_id} {outcome_text(run)}: model {model['model_name']} version {model['version']}", err=True)
+    _show(args, model, lambda: _model_line(model))
     return 0
+
+
+def _model_line(model: Mapping[str, Any]) -> None:
+    metrics = model.get("metrics") or {}
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, int | float))
+    _line(f"model {model.get('model_name')} version {model.get('version')}" + (f": {shown}" if shown else ""))
 
 
 def cmd_watch(client: Client, args: argparse.Namespace) -> int:
-    return watch(client, args.run_id)
+    return watch(client, args.run_id, args)
+
+
+RUN_FIELDS = ["run_id", "status", "started_at", "stopped_at", "duration", "rounds_completed", "stop_reason", "loss"]
+
+
+def _run_row(run: Mapping[str, Any]) -> dict[str, Any]:
+    took = duration(run)
+    last = run.get("last_round") or {}
+    return {**run, "duration": format_duration(took) if took is not None else "", "loss": last.get("loss")}
 
 
 def cmd_runs(client: Client, args: argparse.Namespace) -> int:
     if args.run_id:
-        _print_json(client.run(args.run_id, curve=args.curve))
+        run = client.run(args.run_id, curve=args.curve)
+
+        def one() -> None:
+            row = _run_row(run)
+            error = run.get("error") or {}
+            if error:
+                row["error"] = f"{error.get('type')}: {error.get('message')}"
+            if run.get("model"):
+                row["model"] = f"{run['model'].get('model_name')} version {run['model'].get('version')}"
+            _fields(row, [*RUN_FIELDS, "model", "error"], title=f"run {args.run_id}")
+
+        _show(args, run, one)
         return 0
-    table = Table("run", "status", "started", "stopped")
-    for run in client.runs():
-        table.add_row(run["run_id"], run["status"], run["started_at"], run.get("stopped_at", ""))
-    console.print(table)
+    listed = client.runs(None if args.all else args.limit)
+    _show(args, listed, lambda: _table([_run_row(r) for r in listed], RUN_FIELDS[:5]))
     return 0
+
+
+def cmd_stop(client: Client, args: argparse.Namespace) -> int:
+    doc = client.stop(args.run_id)
+    _show(args, doc, lambda: _line(f"run {args.run_id} stopped; continue it with: sml resume {args.run_id}"))
+    return 0
+
+
+def cmd_resume(client: Client, args: argparse.Namespace) -> int:
+    doc = client.resume(args.run_id)
+    _line(f"run {args.run_id} resumed from round {doc.get('resumed_from_round')}", err=True)
+    if args.watch:
+        return watch(client, args.run_id, args)
+    _show(args, doc, lambda: _line(f"follow it: sml watch {args.run_id}"))
+    return 0
+
+
+def _aliases(described: Mapping[str, Any]) -> dict[int, str]:
+    named: dict[int, list[str]] = {}
+    for alias, doc in (described.get("aliases") or {}).items():
+        if isinstance(doc, dict) and doc.get("version") is not None:
+            named.setdefault(int(doc["version"]), []).append(alias)
+    return {v: ", ".join(sorted(a)) for v, a in named.items()}
 
 
 def cmd_models(client: Client, args: argparse.Namespace) -> int:
     if args.action == "list":
-        _print_json(client.models())
+        listed = client.models()
+        _show(args, listed, lambda: _table(listed, ["name", "latest", "production"]))
+    elif args.action == "show" and args.version is None:
+        described = client.model(args.name)
+        aliases = _aliases(described)
+        rows = [{"version": v, "aliases": aliases.get(int(v), "")} for v in described.get("versions", [])]
+        _show(args, described, lambda: _table(rows, ["version", "aliases"], title=f"model {args.name}"))
     elif args.action == "show":
-        _print_json(client.model(args.name, args.version))
+        artifact = client.model(args.name, args.version)
+        _show(args, artifact, lambda: _artifact_summary(artifact))
     elif args.action == "promote":
         if args.version is None:
             raise SmlError("models promote needs a version: sml models promote NAME VERSION")
-        _print_json(client.promote(args.name, args.version, force=args.force))
+        doc = client.promote(args.name, args.version, force=args.force)
+        _show(args, doc, lambda: _line(f"model {args.name}: production is version {args.version}"))
     elif args.action == "rollback":
-        _print_json(client.rollback(args.name))
+        doc = client.rollback(args.name)
+        version = doc.get("version")
+        _show(args, doc, lambda: _line(f"model {args.name}: production rolled back to version {version}"))
     elif args.action == "compare":
         rows = client.version_metrics(args.name, [args.version] if args.version else None)
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        table = Table(*columns, title=f"model {args.name}")
-        for row in rows:
-            table.add_row(*(_cell(row.get(c)) for c in columns))
-        console.print(table)
+        _show(args, rows, lambda: _table(rows, columns, title=f"model {args.name}"))
     return 0
+
+
+def _artifact_summary(artifact: Mapping[str, Any]) -> None:
+    """A version in a screen: what it is, how it was trained, how well it does; --json has everything."""
+    metrics = artifact.get("metrics") or {}
+    lineage = artifact.get("lineage") or {}
+    row = {
+        "model": f"{artifact.get('name')} version {artifact.get('version')}",
+        "type": (artifact.get("model") or {}).get("type"),
+        "target": artifact.get("target"),
+        "features": len(artifact.get("feature_names") or []),
+        "created_at": artifact.get("created_at"),
+        "run": lineage.get("run_id"),
+        "dataset": f"{lineage.get('dataset')} version {lineage.get('dataset_version')}" if lineage else None,
+        "rounds": metrics.get("rounds"),
+        "stop_reason": metrics.get("stop_reason"),
+    }
+    _fields({k: v for k, v in row.items() if v is not None}, list(row), title="model version")
+    test = metrics.get("test") or {}
+    reference = metrics.get("reference") or {}
+    reference = reference.get("test", reference) if isinstance(reference, dict) else {}
+    rows = [
+        {"metric": k, "this model": v, "scikit-learn reference": reference.get(k)}
+        for k, v in test.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    _table(rows, ["metric", "this model", "scikit-learn reference"], title="test metrics")
+    for warning in artifact.get("warnings") or []:
+        _line(f"[yellow]warning:[/yellow] {escape(str(warning))}", err=True)
 
 
 def _cell(value: Any) -> str:
@@ -142,44 +303,92 @@ def cmd_predict(client: Client, args: argparse.Namespace) -> int:
     instances = read_instances(Path(args.file))
     if not instances:
         raise SmlError(f"{args.file} holds no instances")
-    answer = client.predict_rows(args.model, instances)
-    results = answer.rows
-    err_console.print(f"{len(results)} predictions from {answer.model} version {answer.version}")
+    answer = client.predict_rows(args.model, instances, strict=args.strict)
+    for warning in answer.warnings:
+        _line(f"[yellow]warning:[/yellow] {escape(warning)}", err=True)
+    _line(f"{len(answer.rows)} predictions from {answer.model} version {answer.version}", err=True)
+    kept = _kept_columns(instances, args.keep)
+    rows = [
+        {**{c: inst.get(c) for c in kept}, **result} if isinstance(inst, dict) else dict(result)
+        for inst, result in zip(instances, answer.rows, strict=True)
+    ]
+    fieldnames = list(dict.fromkeys([*kept, *(k for row in answer.rows for k in row)]))
     out = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
     try:
-        writer = csv.DictWriter(out, fieldnames=list(results[0]))
+        writer = csv.DictWriter(out, fieldnames=fieldnames)
         writer.writeheader()
-        writer.writerows(results)
+        writer.writerows(rows)
     finally:
         if args.out:
             out.close()
     return 0
 
 
+def _kept_columns(instances: Sequence[Any], keep: Sequence[str] | None) -> list[str]:
+    """The input columns written beside the predictions: ``--keep``'s, else every column of the input (rows given
+    as lists have none)."""
+    present = list(dict.fromkeys(k for inst in instances if isinstance(inst, dict) for k in inst))
+    if not keep:
+        return present
+    missing = [c for c in keep if c not in present]
+    if missing:
+        raise SmlError(f"--keep names column(s) the input does not have: {', '.join(missing)}")
+    return list(keep)
+
+
 def cmd_batch(client: Client, args: argparse.Namespace) -> int:
     if args.action == "watch":
-        return watch_batch(client, args.model)
-    started = client.start_batch(args.model, args.target, file=args.file, version=args.version)
-    err_console.print(f"started batch job [bold]{started['job_id']}[/bold] over {started['input_key']}")
+        return watch_batch(client, args.model, args)
+    if args.action == "download":
+        out = Path(args.out or f"{args.model}-predictions.jsonl")
+        summary = client.download_batch(args.model, out, errors=args.errors)
+        _line(
+            f"wrote {summary.get('predicted')} predictions of batch job {args.model} to {out}"
+            + (f" and {summary.get('failures')} refused rows to {args.errors}" if args.errors else ""),
+            err=True,
+        )
+        return 0
+    started = client.start_batch(
+        args.model, args.target, file=args.file, dataset=args.dataset, version=args.version, id_columns=args.id_column
+    )
+    if "dataset" in started:
+        _line(f"uploaded {args.file} as data set {started['dataset']} version {started['dataset_version']}", err=True)
+    _line(f"started batch job [bold]{started['job_id']}[/bold] over {started['input_key']}", err=True)
     if args.watch:
-        return watch_batch(client, started["job_id"])
-    _print_json(started)
+        return watch_batch(client, started["job_id"], args)
+    _show(args, started, lambda: _line(f"follow it: sml batch watch {started['job_id']}"))
     return 0
 
 
-def watch_batch(client: Client, job_id: str) -> int:
-    _print_json(client.wait_batch(job_id))
+def watch_batch(client: Client, job_id: str, args: argparse.Namespace) -> int:
+    job = client.wait_batch(job_id)
+    summary = job.get("summary") or {}
+
+    def human() -> None:
+        _line(
+            f"batch job {job_id} {job['status']}: {summary.get('predicted')} of {summary.get('rows')} rows predicted, "
+            f"{summary.get('failures')} refused, in {summary.get('duration_s')}s; "
+            f"download them: sml batch download {job_id}"
+        )
+
+    _show(args, job, human)
     return 0
 
 
 def cmd_report(client: Client, args: argparse.Namespace) -> int:
-    for path in client.report(args.run_id, Path(args.out), region=args.region):
+    paths = client.report(args.run_id, Path(args.out), region=args.region)
+    for path in paths:
         console.print(str(path))
+    for warning in client.warnings(args.run_id):
+        _line(f"[yellow]warning:[/yellow] {escape(warning)}", err=True)
     return 0
 
 
 def cmd_cost(client: Client, args: argparse.Namespace) -> int:
     doc = client.cost(args.run_id, region=args.region, rows=args.rows, shards=args.shards, rounds=args.rounds)
+    if args.json:
+        _print_json(doc)
+        return 0
     blocks = [("this run", doc["actual"])] + ([("what if", doc["what_if"])] if "what_if" in doc else [])
     for title, block in blocks:
         usage = block["usage"]
@@ -212,20 +421,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--stack", help=f"a deployed stack's name: read ApiUrl and the API key from its outputs (default ${ENV_STACK})"
     )
     parser.add_argument("--region", help="AWS region of --stack, and of the cost price table")
+    # every command prints tables for people, or with --json the API's documents for machines
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print the API's JSON instead of tables")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("upload", help="upload a CSV or JSON Lines data set (progress bar; large files via S3)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    p = command("upload", "upload a CSV or JSON Lines data set (progress bar; large files via S3)")
     p.add_argument("file")
     p.add_argument("--dataset", help="data set name (default: the file name)")
     p.add_argument("--via-s3", action="store_true", help="upload through a presigned S3 URL whatever the size")
     p.set_defaults(func=cmd_upload)
 
-    p = sub.add_parser("train", help="start a training run")
+    p = command("train", "start a training run")
     p.add_argument("--dataset", required=True)
     p.add_argument("--version")
-    p.add_argument("--target", required=True)
+    p.add_argument("--target", help="the column to predict (default: the --spec's target)")
     p.add_argument("--model-name", required=True)
     p.add_argument("--shards", type=int, default=4)
+    p.add_argument("--spec", help="a preprocessing spec, a JSON file (see docs/preprocessing.md)")
+    p.add_argument("--mode", choices=["sync", "async"], help="sync (default) or async training (docs/training.md)")
+    p.add_argument("--test-fraction", type=float, help="share of the rows held out for the test metrics (0.2)")
     p.add_argument(
         "--set",
         action="append",
@@ -235,45 +453,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="follow the run until it ends")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("watch", help="follow a run live until it ends")
+    p = command("watch", "follow a run live until it ends")
     p.add_argument("run_id")
     p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser("runs", help="list runs, or show one")
+    p = command("datasets", "list the data sets, or show one")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--version", help="a version of the data set instead of the latest")
+    p.set_defaults(func=cmd_datasets)
+
+    p = command("runs", "list runs (newest first), or show one")
     p.add_argument("run_id", nargs="?")
-    p.add_argument("--curve", action="store_true", help="include every round's summary")
+    p.add_argument("--curve", action="store_true", help="include every round's summary (with --json)")
+    p.add_argument("--limit", type=int, default=50, help="how many runs to list (default 50)")
+    p.add_argument("--all", action="store_true", help="list every run, page after page")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("models", help="list, show, compare, promote or roll back models")
+    p = command("stop", "stop a running run (sml resume continues it)")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_stop)
+
+    p = command("resume", "continue a failed or stopped run from its last stored round")
+    p.add_argument("run_id")
+    p.add_argument("--watch", action="store_true", help="follow the run until it ends")
+    p.set_defaults(func=cmd_resume)
+
+    p = command("models", "list, show, compare, promote or roll back models")
     p.add_argument("action", choices=["list", "show", "compare", "promote", "rollback"])
     p.add_argument("name", nargs="?")
     p.add_argument("version", nargs="?", type=int)
     p.add_argument("--force", action="store_true", help="promote even if the metric is not better")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("predict", help="predict the rows of a CSV, JSON or JSON Lines file")
+    p = command("predict", "predict the rows of a CSV, JSON or JSON Lines file")
     p.add_argument("model")
     p.add_argument("file")
     p.add_argument("--out", help="CSV file for the predictions (default: stdout)")
+    p.add_argument(
+        "--keep", action="append", metavar="COLUMN", help="input column to write beside the predictions (default: all)"
+    )
+    p.add_argument("--strict", action="store_true", help="refuse rows with columns that are not features")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("batch", help="start a batch inference job over a file, or follow one")
-    p.add_argument("action", choices=["start", "watch"])
-    p.add_argument("model", help="start: the model name; watch: the job id")
+    p = command("batch", "start a batch inference job over a file, follow one, or download its predictions")
+    p.add_argument("action", choices=["start", "watch", "download"])
+    p.add_argument("model", help="start: the model name; watch, download: the job id")
     p.add_argument("target", nargs="?", help="start: the input's key in the data bucket")
-    p.add_argument("--file", help="start: upload this CSV / JSON Lines file and predict its rows")
+    p.add_argument("--file", help="start: upload this CSV / JSON Lines file first, as a data set, and predict its rows")
+    p.add_argument("--dataset", help="start --file: the data set to register the file as (default: the file's name)")
+    p.add_argument(
+        "--id-column", action="append", default=[], metavar="COLUMN", help="start: copy this column into the output"
+    )
     p.add_argument("--version", type=int, help="start: this model version instead of production")
     p.add_argument("--watch", action="store_true", help="start: follow the job until it ends")
+    p.add_argument("--out", help="download: the predictions file (default JOB-predictions.jsonl)")
+    p.add_argument("--errors", help="download: also write the refused rows to this file")
     p.set_defaults(func=cmd_batch)
 
-    p = sub.add_parser("cost", help="what a run cost, and what a bigger one would (--rows/--shards/--rounds)")
+    p = command("cost", "what a run cost, and what a bigger one would (--rows/--shards/--rounds)")
     p.add_argument("run_id")
     p.add_argument("--rows", type=int)
     p.add_argument("--shards", type=int)
     p.add_argument("--rounds", type=int)
     p.set_defaults(func=cmd_cost)
 
-    p = sub.add_parser("report", help="loss curves, metrics, residuals or confusion matrix, timing: PNG + HTML")
+    p = command("report", "loss curves, metrics, feature importance, residuals or confusion matrix, timing: PNG + HTML")
     p.add_argument("run_id")
     p.add_argument("--out", default="report", help="output folder (default ./report)")
     p.set_defaults(func=cmd_report)

@@ -36,6 +36,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from .api import ApiError, Config, RunFailed, SmlError, Transport
 
@@ -69,6 +70,40 @@ def _content_type(fmt: str) -> str:
     return "application/x-ndjson" if fmt == "jsonl" else "text/csv"
 
 
+# how much worse than the scikit-learn reference a model may be before it is flagged, per metric: higher-is-better
+# metrics by an absolute margin, errors by a ratio
+WORSE_BY = {
+    "r2": ("higher", 0.05),
+    "accuracy": ("higher", 0.05),
+    "rmse": ("lower", 1.1),
+    "mae": ("lower", 1.1),
+    "log_loss": ("lower", 1.1),
+}
+
+
+def reference_warnings(metrics: Mapping[str, Any], reference: Mapping[str, Any] | None) -> list[str]:
+    """One line per metric on which the model is clearly worse than the scikit-learn reference on the same split
+    (``WORSE_BY``)."""
+    found = []
+    for name, (better, margin) in WORSE_BY.items():
+        ours, ref = metrics.get(name), (reference or {}).get(name)
+        if not isinstance(ours, int | float) or not isinstance(ref, int | float):
+            continue
+        if (better == "higher" and ours < ref - margin) or (better == "lower" and ref > 0 and ours > ref * margin):
+            found.append(f"{name} {ours:.4g} is clearly worse than the scikit-learn reference's {ref:.4g}")
+    return found
+
+
+def read_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """A preprocessing spec given as a dict, or a JSON file's path."""
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    doc = json.loads(Path(spec).read_text(encoding="utf-8"))
+    if not isinstance(doc, dict):
+        raise SmlError(f"{spec} must hold a JSON object (a preprocessing spec, see docs/preprocessing.md)")
+    return doc
+
+
 def duration(doc: Mapping[str, Any]) -> float | None:
     """Seconds between a run's or job's ``started_at`` and ``stopped_at``, when it has both."""
     try:
@@ -77,6 +112,36 @@ def duration(doc: Mapping[str, Any]) -> float | None:
     except (KeyError, ValueError):
         return None
     return (stop - start).total_seconds()
+
+
+def format_duration(seconds: float) -> str:
+    """12.3s, 2m 05s, 1h 02m: a run's true duration as a person reads it."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def outcome_text(run: Mapping[str, Any]) -> str:
+    """How a run ended, e.g. ``SUCCEEDED in 12.3s: converged after 152 rounds`` (its status, the time from its
+    start to its end, and the stop reason the API reports)."""
+    took = duration(run)
+    text = str(run["status"]) + (f" in {format_duration(took)}" if took is not None else "")
+    reason = run.get("stop_reason") or (run.get("model") or {}).get("stop_reason")
+    if reason:
+        text += f": {str(reason).replace('_', ' ')} after {run.get('rounds_completed', 0)} rounds"
+    return text
+
+
+class _EtaOrOutcome(TimeRemainingColumn):
+    """The estimated time left while a run goes on; once it ended, how (``outcome_text``)."""
+
+    def render(self, task: Any) -> Any:
+        outcome = task.fields.get("outcome")
+        return Text(outcome) if outcome else super().render(task)
 
 
 @dataclass
@@ -153,7 +218,7 @@ class Client:
             yield None
             return
         with Progress(*columns, console=self.console, transient=False) as bar:
-            yield bar, bar.add_task(label, total=total, loss="")
+            yield bar, bar.add_task(label, total=total, loss="", outcome="")
 
     # -- data sets ----------------------------------------------------------------
     def upload(
@@ -195,6 +260,10 @@ class Client:
                 result = self.wait_dataset(name)
         return dict(result)
 
+    def datasets(self) -> list[dict[str, Any]]:
+        """Every data set: its latest version's name, version, format, rows, column count, size, creation time."""
+        return list(self.get("/datasets")["datasets"])
+
     def dataset(self, name: str, version: str | None = None) -> dict[str, Any]:
         """The latest version of a data set (or ``version``): rows, columns, profile and upload state."""
         return dict(self.get(f"/datasets/{name}", version=version))
@@ -226,6 +295,9 @@ class Client:
         version: str | None = None,
         hyperparameters: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
+        spec: Mapping[str, Any] | str | Path | None = None,
+        mode: str | None = None,
+        test_fraction: float | None = None,
         wait: bool = True,
         progress: bool | None = None,
         **more_hyperparameters: Any,
@@ -233,8 +305,10 @@ class Client:
         """Start a training run on ``dataset`` (its latest version unless ``version``), predicting ``target``.
 
         Hyperparameters come from ``hyperparameters`` and keyword arguments (``optimizer="adam",
-        max_epochs=40``); ``options`` adds other request fields (see docs/training.md). With ``wait`` (the default)
-        returns the finished run (RunFailed if it does not succeed), else the start answer (``run_id``, ...)."""
+        max_epochs=40``); ``spec`` is the preprocessing spec (a dict or a JSON file, see docs/preprocessing.md);
+        ``mode`` (``sync``/``async``) and ``test_fraction`` as in the request; ``options`` adds other request fields
+        (see docs/training.md). With ``wait`` (the default) returns the finished run (RunFailed if it does not
+        succeed), else the start answer (``run_id``, ...)."""
         request: dict[str, Any] = {
             "dataset": dataset,
             "target": target,
@@ -245,6 +319,12 @@ class Client:
         }
         if version:
             request["version"] = version
+        if spec is not None:
+            request["preprocessing"] = read_spec(spec)
+        if mode is not None:
+            request["mode"] = mode
+        if test_fraction is not None:
+            request["test_fraction"] = test_fraction
         started = dict(self.post("/training-runs", request))
         return self.wait(started["run_id"], progress=progress) if wait else started
 
@@ -252,9 +332,22 @@ class Client:
         """One run: status, request, progress; its model once it succeeded; ``curve`` adds every round."""
         return dict(self.get(f"/training-runs/{run_id}", curve="true" if curve else None))
 
-    def runs(self) -> list[dict[str, Any]]:
-        """The most recent runs, newest first."""
-        return list(self.get("/training-runs")["runs"])
+    def runs(self, limit: int | None = 50) -> list[dict[str, Any]]:
+        """The ``limit`` most recent runs (every run with ``None``), newest first, following the API's pages."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while limit is None or len(found) < limit:
+            size = 100 if limit is None else min(100, limit - len(found))
+            page = self.get("/training-runs", limit=None if size == 50 else size, next=token)  # 50: the API's page
+            found += page["runs"]
+            token = page.get("next")
+            if not token:
+                break
+        return found
+
+    def stop(self, run_id: str) -> dict[str, Any]:
+        """Stop a running run (its stored rounds stay: ``resume`` continues from the last one)."""
+        return dict(self.post(f"/training-runs/{run_id}/stop", {}))
 
     def resume(self, run_id: str) -> dict[str, Any]:
         """Continue a failed or stopped run from its last stored round."""
@@ -272,7 +365,7 @@ class Client:
             BarColumn(),
             TextColumn("{task.completed}/{task.total} rounds"),
             TextColumn("{task.fields[loss]}"),
-            TimeRemainingColumn(),
+            _EtaOrOutcome(),
         ]
         with self._bar(run_id, rounds, columns, progress) as shown:
             while True:
@@ -280,9 +373,12 @@ class Client:
                 last = run.get("last_round") or {}
                 loss = f"loss {last['loss']:.6g}" if last.get("loss") is not None else ""
                 if shown:
-                    # a run that converged early ends with a full bar, not at 152/300
-                    total = done if run["status"] in TERMINAL else rounds
-                    shown[0].update(shown[1], completed=done, total=total, loss=loss)
+                    # a run that ended early ends with a full bar, not at 152/300, and says why and how long it took
+                    ended, finished = run["status"] in TERMINAL, run["status"] == "SUCCEEDED"
+                    total = max(done, 1) if finished else rounds
+                    outcome = outcome_text(run) if ended else ""
+                    completed = total if finished else done
+                    shown[0].update(shown[1], completed=completed, total=total, loss=loss, outcome=outcome)
                 if run["status"] in TERMINAL:
                     break
                 if deadline is not None and time.monotonic() > deadline:
@@ -340,6 +436,21 @@ class Client:
         )
         return build_report(run, artifact, Path(out), cost)
 
+    def warnings(self, run_id: str) -> list[str]:
+        """What a finished run's model should be read with: the metrics on which it is clearly worse than the
+        scikit-learn reference fit on the same split (``reference_warnings``), and the model's own warnings."""
+        run = self.run(run_id)
+        model = run.get("model")
+        if not model:
+            return []
+        artifact = self.model(model["model_name"], model["version"])
+        metrics = artifact.get("metrics") or {}
+        reference = metrics.get("reference")
+        if isinstance(reference, dict) and "test" in reference:
+            reference = reference["test"]
+        found = reference_warnings(metrics.get("test") or {}, reference if isinstance(reference, dict) else None)
+        return found + [str(w) for w in artifact.get("warnings") or []]
+
     # -- models -------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
         """Every model with its ``latest`` and ``production`` versions."""
@@ -386,9 +497,11 @@ class Client:
         version: int | None = None,
         alias: str | None = None,
         batch_size: int = PREDICT_BATCH,
+        strict: bool = False,
     ) -> Predictions:
         """Predictions for ``instances`` (dicts by column name, or lists in feature order), ``batch_size`` rows
-        per request, from the production version unless ``version`` or ``alias``."""
+        per request, from the production version unless ``version`` or ``alias``. Columns that are not features
+        are ignored and named in ``warnings``; ``strict`` refuses them (ApiError 400)."""
         if not instances:
             raise SmlError("no rows to predict")
         rows: list[dict[str, Any]] = []
@@ -396,7 +509,8 @@ class Client:
         warnings: list[str] = []
         for start in range(0, len(instances), batch_size):
             body = {"instances": list(instances[start : start + batch_size])}
-            answer = self.post(f"/models/{model}/predict", body, query={"version": version, "alias": alias})
+            query = {"version": version, "alias": alias, "strict": "true" if strict else None}
+            answer = self.post(f"/models/{model}/predict", body, query=query)
             warnings.extend(w for w in answer.get("warnings") or [] if w not in warnings)
             for i, prediction in enumerate(answer["predictions"]):
                 row = {"prediction": prediction}
@@ -448,21 +562,49 @@ class Client:
 
     # -- batch inference ----------------------------------------------------------
     def start_batch(
-        self, model: str, input_key: str | None = None, *, file: str | Path | None = None, version: int | None = None
+        self,
+        model: str,
+        input_key: str | None = None,
+        *,
+        file: str | Path | None = None,
+        dataset: str | None = None,
+        version: int | None = None,
+        id_columns: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """Start batch inference over a file in the data bucket (``input_key``) or a local ``file`` uploaded first
-        as data set ``batch-<stem>``. The answer (``job_id``, ...) with the ``input_key`` predicted over."""
+        """Start batch inference over a file in the data bucket (``input_key``) or a local ``file``, uploaded first
+        as a version of data set ``dataset`` (default: the file's stem, as ``upload`` names it). ``id_columns`` are
+        copied beside each prediction. The answer (``job_id``, ...) with the ``input_key`` predicted over and, for
+        a file, the ``dataset`` and ``dataset_version`` it was registered as."""
+        registered: dict[str, Any] = {}
         if file is not None:
             path = Path(file)
-            fmt = _data_format(path.name)
-            stored = self.post(f"/datasets/batch-{path.stem}", path.read_bytes(), content_type=_content_type(fmt))
+            name = dataset or path.stem
+            stored = self.post(
+                f"/datasets/{name}", path.read_bytes(), content_type=_content_type(_data_format(path.name))
+            )
             input_key = stored["key"]
+            registered = {"dataset": name, "dataset_version": stored.get("version")}
         if not input_key:
-            raise SmlError("batch start needs the input's key in the data bucket, or --file")
+            raise SmlError("batch start needs the input's key in the data bucket, or a file (--file)")
         body: dict[str, Any] = {"model": model, "input_key": input_key}
         if version:
             body["version"] = version
-        return {**self.post("/batch-jobs", body), "input_key": input_key}
+        if id_columns:
+            body["id_columns"] = list(id_columns)
+        return {**self.post("/batch-jobs", body), "input_key": input_key, **registered}
+
+    def batch_output(self, job_id: str) -> dict[str, Any]:
+        """A finished job's download URLs (``predictions_url``, ``errors_url``), keys and summary."""
+        return dict(self.get(f"/batch-jobs/{job_id}/output"))
+
+    def download_batch(self, job_id: str, out: str | Path, *, errors: str | Path | None = None) -> dict[str, Any]:
+        """Write a finished job's predictions (JSON Lines: ``row``, id columns, ``prediction``...) to ``out`` and,
+        given ``errors``, the rows it refused there. Returns the job's summary."""
+        where = self.batch_output(job_id)
+        Path(out).write_bytes(self.http.get_presigned(where["predictions_url"]))
+        if errors is not None:
+            Path(errors).write_bytes(self.http.get_presigned(where["errors_url"]))
+        return dict(where["summary"])
 
     def batch_job(self, job_id: str) -> dict[str, Any]:
         return dict(self.get(f"/batch-jobs/{job_id}"))

@@ -27,6 +27,12 @@ def describe_job(job_id: str) -> dict:
     return batch.describe(settings.store(), aws.stepfunctions(), settings.batch_state_machine_arn, job_id)
 
 
+@app.get("/batch-jobs/<job_id>/output")
+def job_output(job_id: str) -> dict:
+    settings = Settings.from_env()
+    return batch.output(settings.store(), aws.stepfunctions(), settings.batch_state_machine_arn, job_id)
+
+
 @logger.inject_lambda_context(correlation_id_path=API_REQUEST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

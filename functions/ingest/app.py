@@ -143,6 +143,11 @@ def _url_policy(settings: Settings) -> urlfetch.UrlPolicy:
     )
 
 
+@app.get("/datasets")
+def list_datasets() -> dict:
+    return {"datasets": ingestion.list_datasets(Settings.from_env().store())}
+
+
 @app.get("/datasets/<name>")
 def describe(name: str) -> dict:
     version = app.current_event.get_query_string_value("version")

@@ -32,6 +32,7 @@ class PredictResponse(BaseModel):
     predictions: list[float] | list[str] = Field(description="values, or class labels for classifiers")
     classes: list[str] | None = Field(None, description="class labels, in the order of each probability row")
     probabilities: list[list[float]] | None = Field(None, description="class probabilities (classifiers only)")
+    warnings: list[str] | None = Field(None, description="what was ignored: columns that are not features")
 
 
 @app.post("/models/<name>/predict")
@@ -42,10 +43,14 @@ def predict(
     alias: Annotated[
         Literal["production", "latest"], Query(description="alias to serve when no version is given")
     ] = online.DEFAULT_ALIAS,
+    strict: Annotated[bool, Query(description="refuse instances with columns that are not features")] = False,
 ) -> PredictResponse:
     store = Settings.from_env().store()
     artifact = cache.get_version(store, name, version) if version else cache.get(store, name, alias)
+    extra = online.extra_columns(artifact, body.instances, strict=strict)
     result = online.predict(artifact, body.instances)
+    if extra:
+        result["warnings"] = [online.ignored_warning(extra)]
     metrics.add_metric(name="Predictions", unit="Count", value=len(body.instances))
     return PredictResponse(**result)
 

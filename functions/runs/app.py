@@ -6,6 +6,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mlcore.infra import aws
+from mlcore.infra.errors import InvalidInput
 from mlcore.infra.http import accepted, register_error_handlers, resolve
 from mlcore.infra.observability import API_REQUEST, logger, metrics, tracer
 from mlcore.infra.settings import Settings
@@ -33,8 +34,20 @@ def start_run(request: TrainingRequest) -> Response[dict]:
 
 
 @app.get("/training-runs")
-def list_runs() -> dict:
-    return {"runs": runs.list_runs(aws.stepfunctions(), Settings.from_env().training_state_machine_arn)}
+def list_runs(
+    limit: Annotated[int, Query(ge=1, le=100, description="runs per page")] = 50,
+    next: Annotated[str | None, Query(max_length=200, description="the previous page's `next` token")] = None,
+) -> dict:
+    unknown = sorted(set(app.current_event.query_string_parameters or {}) - {"limit", "next"})
+    if unknown:  # a misspelt parameter (`?limt=5`) would otherwise be ignored silently
+        raise InvalidInput(f"unknown query parameter(s): {', '.join(map(repr, unknown))}; this route takes limit, next")
+    settings = Settings.from_env()
+    return runs.list_runs(aws.stepfunctions(), settings.training_state_machine_arn, limit, next)
+
+
+@app.post("/training-runs/<run_id>/stop", responses={202: {"description": "The run is stopping"}})
+def stop_run(run_id: str) -> Response[dict]:
+    return accepted(runs.stop(aws.stepfunctions(), Settings.from_env().training_state_machine_arn, run_id))
 
 
 @app.post("/training-runs/<run_id>/resume", responses={202: {"description": "The run continues"}})
@@ -62,6 +75,7 @@ def run_cost(
 ) -> dict:
     settings = Settings.from_env()
     return runs.run_cost(
+        settings.store(),
         aws.stepfunctions(),
         aws.lambda_service(),
         settings.training_state_machine_arn,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import threading
 import time
 import uuid
@@ -27,6 +28,18 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef
 
 MOTO_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+INTERPRETER_LOGGER = "moto.stepfunctions.parser.asl.component.eval_component"
+
+
+class InterpreterNoise(logging.Filter):
+    """moto's Step Functions interpreter logs at ERROR, with the whole state (often kilobytes), every error a state
+    machine meets by design: a path the payload does not have (``NoSuchJsonPathError``, e.g. an optional field a
+    Choice tests), a task that failed and is retried or caught. What a user needs of those is in the execution's
+    status and history, which the API reports; so these lines are dropped at their source, that one logger, while a
+    LocalCloud runs. Setting the logger to DEBUG keeps them, for debugging the interpreter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or logging.getLogger(INTERPRETER_LOGGER).isEnabledFor(logging.DEBUG)
 
 
 class LocalCloud:
@@ -57,6 +70,8 @@ class LocalCloud:
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         warnings.filterwarnings("ignore", message="No application metrics to publish")
+        self._noise = InterpreterNoise()
+        logging.getLogger(INTERPRETER_LOGGER).addFilter(self._noise)
         self._mock.start()
         self._atomic = atomic_conditional_writes()
         self._atomic.__enter__()
@@ -130,6 +145,7 @@ class LocalCloud:
         self._permissions.__exit__(*exc)
         self._sfn_tasks.__exit__(*exc)
         self._mock.stop()
+        logging.getLogger(INTERPRETER_LOGGER).removeFilter(self._noise)
         s3_client.cache_clear()
 
     # -- workflows ---------------------------------------------------------

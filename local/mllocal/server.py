@@ -44,6 +44,11 @@ class UploadSigner:
         return hmac.compare_digest(self.signature(key), signature)
 
     @staticmethod
+    def download(key: str) -> str:
+        """What a download URL is signed for: a GET of the key (never a PUT of it)."""
+        return f"GET {key}"
+
+    @staticmethod
     def part(key: str, number: str, upload_id: str) -> str:
         """What a multipart upload's part URL is signed for: the key, the part number and the upload."""
         return f"{key}?partNumber={number}&uploadId={upload_id}"
@@ -51,12 +56,18 @@ class UploadSigner:
     def rewrite(self, data: bytes, base: str) -> bytes:
         """Presigned S3 URLs point at moto's (unreachable) S3: send the client to this server instead (the URL of
         a single upload, or of each part of a multipart upload)."""
-        if b'"upload_url"' not in data:
+        if b'"upload_url"' not in data and b'"predictions_url"' not in data:
             return data
         try:
             doc = json.loads(data)
         except ValueError:
             return data
+        if isinstance(doc, dict) and "predictions_url" in doc and "predictions_key" in doc:  # a batch job's output
+            for name in ("predictions", "errors"):
+                key = doc[f"{name}_key"]
+                query = urlencode({"signature": self.signature(self.download(key))})
+                doc[f"{name}_url"] = f"{base}{LOCAL_S3_PATH}{quote(key)}?{query}"
+            return json.dumps(doc).encode()
         if isinstance(doc, dict) and "upload_url" in doc and "key" in doc:
             query = urlencode({"signature": self.signature(doc["key"])})
             doc["upload_url"] = f"{base}{LOCAL_S3_PATH}{quote(doc['key'])}?{query}"
@@ -101,12 +112,15 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
             body = self._body()
             if body is None:
                 return
-            if url.path.startswith(LOCAL_S3_PATH):  # a presigned upload, rewritten to this server
+            if url.path.startswith(LOCAL_S3_PATH):  # a presigned upload or download, rewritten to this server
+                key = unquote(url.path[len(LOCAL_S3_PATH) :])
+                query = dict(parse_qsl(url.query))
+                if self.command == "GET":
+                    self._download(key, query.get("signature", ""))
+                    return
                 if self.command != "PUT":
                     self._send(405, {}, b"")
                     return
-                key = unquote(url.path[len(LOCAL_S3_PATH) :])
-                query = dict(parse_qsl(url.query))
                 number, upload_id = query.get("partNumber"), query.get("uploadId")
                 signed = key if number is None or upload_id is None else signer.part(key, number, upload_id)
                 if not signer.valid(signed, query.get("signature", "")):
@@ -127,7 +141,11 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
                 self._send(403, {"Content-Type": "application/json"}, json.dumps({"message": "Forbidden"}).encode())
                 return
             resp = cloud.request(
-                self.command, url.path, body or None, headers=headers, query=dict(parse_qsl(url.query))
+                self.command,
+                url.path,
+                body or None,
+                headers=headers,
+                query=dict(parse_qsl(url.query, keep_blank_values=True)),  # as API Gateway: `?a=` is {"a": ""}
             )
             out_headers = dict(resp.get("headers") or {})
             for key, values in (resp.get("multiValueHeaders") or {}).items():
@@ -136,6 +154,15 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
             data = base64.b64decode(raw) if resp.get("isBase64Encoded") else raw.encode()
             data = signer.rewrite(data, f"http://{self.headers.get('Host', 'localhost')}")
             self._send(int(resp["statusCode"]), out_headers, data)
+
+        def _download(self, key: str, signature: str) -> None:
+            """A presigned GET of a batch job's output: the object's bytes, if the URL was signed for it."""
+            if not signer.valid(signer.download(key), signature):
+                message = "this download URL is not signed for this key: GET /batch-jobs/{id}/output gives one that is"
+                self._send(403, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode())
+                return
+            body = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read()
+            self._send(200, {"Content-Type": "application/x-ndjson"}, body)
 
         def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
             self.send_response(status)

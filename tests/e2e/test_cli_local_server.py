@@ -10,7 +10,9 @@ import urllib.request
 
 import pytest
 
+from mlclient import Client
 from mlclient.cli import main as sml
+from mlclient.sdk import duration, format_duration
 from mllocal.server import BODY_TIMEOUT_SECONDS, LocalApi
 from mllocal.template import ROOT
 
@@ -27,6 +29,12 @@ def _sml(server, *args) -> int:
     return sml(["--url", server.url, "--api-key", server.api_key or "unused", *args])
 
 
+def server_run(server, run_id: str) -> dict:
+    request = urllib.request.Request(f"{server.url}/training-runs/{run_id}", headers={"x-api-key": server.api_key})
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
+
+
 def _png_size(path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
@@ -36,9 +44,15 @@ def _png_size(path) -> tuple[int, int]:
 def test_upload_train_watch_predict_report(server, tmp_path, capsys):
     small = tmp_path / "houses.csv"
     small.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:301]))
-    assert _sml(server, "upload", str(small), "--dataset", "houses") == 0
+    assert _sml(server, "upload", str(small), "--dataset", "houses", "--json") == 0
     uploaded = json.loads(capsys.readouterr().out)
     assert uploaded["rows"] == 300
+    assert _sml(server, "upload", str(small), "--dataset", "houses") == 0  # people get a line and a table
+    out = capsys.readouterr().out
+    first = (
+        f"data set houses version {uploaded['version']}: 300 rows x 7 columns (already registered: the same content)"
+    )
+    assert out.splitlines()[0] == first and "neighborhood" in out and len(out.splitlines()) < 30
 
     assert (
         _sml(
@@ -59,14 +73,21 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
             "--set",
             "max_epochs=40",
             "--watch",
+            "--json",
         )
         == 0
     )
     captured = capsys.readouterr()
     model = json.loads(captured.out)
     assert model["model_name"] == "houses" and model["version"] == 1
-    assert "SUCCEEDED" in captured.err
     run_id = captured.err.split("started run ")[1].split()[0]
+    ended = next(line for line in captured.err.splitlines() if line.startswith(f"run {run_id} SUCCEEDED in "))
+    run = server_run(server, run_id)
+    assert run["stop_reason"]  # the stop reason is shown, with the rounds
+    assert f": {run['stop_reason'].replace('_', ' ')} after {run['rounds_completed']} rounds: model houses" in ended
+    assert duration(run) > 0  # from the run's start to its end
+    assert _sml(server, "watch", run_id) == 0  # a finished run: its true duration, not "in 0s"
+    assert f"run {run_id} SUCCEEDED in {format_duration(duration(run))}:" in capsys.readouterr().err
 
     instances = tmp_path / "rows.csv"
     instances.write_text(
@@ -76,12 +97,42 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
     out = tmp_path / "pred.csv"
     assert _sml(server, "predict", "houses", str(instances), "--out", str(out)) == 0
     lines = out.read_text().splitlines()
-    assert lines[0] == "prediction" and len(lines) == 3
-    assert float(lines[1]) < float(lines[2])  # the bigger, newer house costs more
+    assert lines[0] == "area_m2,bedrooms,age_years,distance_km,lot_m2,neighborhood,prediction" and len(lines) == 3
+    assert lines[1].startswith("92.2,2.0,62.7,3.11,156.0,harbor,")
+    assert float(lines[1].split(",")[-1]) < float(lines[2].split(",")[-1])  # the bigger, newer house costs more
 
-    assert _sml(server, "batch", "start", "houses", "--file", str(instances), "--watch") == 0
-    job = json.loads(capsys.readouterr().out)
+    with_ids = tmp_path / "with_ids.csv"
+    with_ids.write_text(
+        "house,area_m2,bedrooms,age_years,distance_km,lot_m2,neighborhood,price_k\n"
+        "h-1,92.2,2,62.7,3.11,156,harbor,250\nh-2,128.4,3,5.4,2.59,,riverside,400\n"
+    )
+    assert _sml(server, "predict", "houses", str(with_ids), "--keep", "house", "--out", str(out)) == 0
+    assert "warning: ignored column(s) that are not features of the model: house, price_k" in capsys.readouterr().err
+    lines = out.read_text().splitlines()
+    assert lines[0] == "house,prediction" and [line.split(",")[0] for line in lines[1:]] == ["h-1", "h-2"]
+    assert _sml(server, "predict", "houses", str(with_ids), "--strict") == 1
+    assert "HTTP 400: instances[0] has unknown feature(s): house, price_k" in capsys.readouterr().err
+
+    start = ["batch", "start", "houses", "--file", str(with_ids), "--id-column", "house", "--watch", "--json"]
+    assert _sml(server, *start) == 0
+    captured = capsys.readouterr()
+    job = json.loads(captured.out)
     assert job["status"] == "SUCCEEDED" and job["summary"]["rows"] == 2 and job["summary"]["failures"] == 0
+    assert "uploaded " + str(with_ids) + " as data set with_ids version " in captured.err
+    assert _sml(server, "datasets", "--json") == 0
+    assert sorted(d["dataset"] for d in json.loads(capsys.readouterr().out)) == ["houses", "with_ids"]
+    assert _sml(server, "datasets") == 0
+    assert "with_ids" in capsys.readouterr().out
+    downloaded = tmp_path / "batch.jsonl"
+    assert _sml(server, "batch", "download", job["job_id"], "--out", str(downloaded)) == 0
+    predicted = [json.loads(line) for line in downloaded.read_text().splitlines()]
+    assert [(p["row"], p["house"]) for p in predicted] == [(0, "h-1"), (1, "h-2")]
+    assert [p["prediction"] for p in predicted] == pytest.approx([float(x.split(",")[-1]) for x in lines[1:]])
+    with Client(server.url, server.api_key, progress=False) as client:
+        where = client.batch_output(job["job_id"])
+    assert _put(where["predictions_url"], b"{}") == 403  # a download URL never writes
+    assert _get(where["errors_url"].replace("signature=", "signature=0")) == 403
+    assert _get(where["errors_url"]) == 200
 
     assert _sml(server, "models", "list") == 0
     assert "houses" in capsys.readouterr().out
@@ -90,6 +141,16 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
 
     assert _sml(server, "runs") == 0
     assert run_id in capsys.readouterr().out
+    assert _sml(server, "runs", run_id) == 0
+    shown = capsys.readouterr().out
+    assert "stop_reason" in shown and run["stop_reason"] in shown
+    assert _sml(server, "stop", run_id) == 1
+    assert (
+        f"HTTP 409: training run '{run_id}' is SUCCEEDED: only a RUNNING run can be stopped" in capsys.readouterr().err
+    )
+    assert _sml(server, "models", "show", "houses", "1") == 0
+    shown = capsys.readouterr().out
+    assert "test metrics" in shown and "scikit-learn reference" in shown and len(shown.splitlines()) < 60
 
     report = tmp_path / "report"
     assert _sml(server, "report", run_id, "--out", str(report)) == 0
@@ -98,7 +159,10 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
         assert width > 300 and height > 200
     page = (report / "report.html").read_text()
     assert run_id in page and page.count("data:image/png;base64,") >= 2 and "r2" in page
-    assert "Cost estimate" in page and "Lambda GradientWorker" in page
+    assert "Cost estimate" in page and "Lambda GradientWorker" in page and "<th>total</th>" in page
+    assert "Feature importance" in page and "standardized coefficient" in page and "area_m2" in page
+    assert f"stopped by {run['stop_reason']}" in page and "of which" in page
+    assert server.cloud.s3.get_object(Bucket=server.cloud.stack.bucket, Key=f"runs/{run_id}/usage.json")
 
     assert _sml(server, "cost", run_id, "--rows", "1000000", "--shards", "16", "--rounds", "100") == 0
     out = capsys.readouterr().out
@@ -106,7 +170,7 @@ def test_upload_train_watch_predict_report(server, tmp_path, capsys):
 
 
 def test_an_upload_through_a_presigned_url_is_registered_by_the_object_created_notification(server, capsys):
-    assert _sml(server, "upload", str(SAMPLE), "--dataset", "big", "--via-s3") == 0
+    assert _sml(server, "upload", str(SAMPLE), "--dataset", "big", "--via-s3", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["status"] == "ready" and doc["rows"] == 3000 and doc["dataset"] == "big"
 
@@ -156,6 +220,14 @@ def _put(url: str, body: bytes) -> int:
     request = urllib.request.Request(url, data=body, method="PUT")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
             return response.status
     except urllib.error.HTTPError as err:
         return err.code

@@ -86,7 +86,7 @@ def test_the_client_installs_alone_and_runs_upload_train_predict(server, version
     # no --api-key anywhere: the local server's key is found for its local URL
     name = f"alone{version[0]}{version[1]}"
     (tmp_path / "houses.csv").write_bytes(first_rows(HOUSING_CSV, 300))
-    uploaded = _run([sml, "--url", server.url, "upload", "houses.csv", "--dataset", name], env, tmp_path)
+    uploaded = _run([sml, "--url", server.url, "upload", "houses.csv", "--dataset", name, "--json"], env, tmp_path)
     assert '"rows": 300' in uploaded.stdout
     train = [sml, "--url", server.url, "train", "--dataset", name, "--target", "price_k", "--model-name", name]
     trained = _run([*train, "--shards", "2", "--watch"], env, tmp_path)
@@ -97,4 +97,5 @@ def test_the_client_installs_alone_and_runs_upload_train_predict(server, version
     )
     predicted = _run([sml, "predict", name, "rows.csv"], {**env, "SML_URL": server.url}, tmp_path)
     lines = predicted.stdout.splitlines()
-    assert lines[0] == "prediction" and len(lines) == 3 and float(lines[1]) < float(lines[2])
+    assert lines[0].endswith(",neighborhood,prediction") and len(lines) == 3
+    assert float(lines[1].split(",")[-1]) < float(lines[2].split(",")[-1])

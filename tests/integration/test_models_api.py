@@ -84,6 +84,15 @@ def test_promoting_a_version_that_is_not_better_needs_force(cloud, model):
     assert body["versions"] == [1, 2] and body["aliases"]["production"]["version"] == 2
 
 
+def test_the_promote_event_promotes_with_curls_default_content_type(cloud, model):
+    _register_worse(cloud, model)
+    event = load_event("models_promote")  # the body is JSON labelled application/x-www-form-urlencoded, as curl -d
+    event["body"] = json.dumps({"version": 2, "force": True})
+    payload, error = cloud.invoke("ModelsFunction", event)
+    assert error is None and payload["statusCode"] == 200, payload
+    assert (json.loads(payload["body"])["version"], json.loads(payload["body"])["reason"]) == (2, "forced")
+
+
 def test_rollback_walks_back_the_production_history(cloud, model):
     _register_worse(cloud, model)
     assert _call(cloud, "POST", "/models/housing-sample/promote", {"version": 2, "force": True})[0] == 200

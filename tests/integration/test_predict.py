@@ -9,15 +9,17 @@ import json
 import numpy as np
 import pytest
 
+from mlcore.infra import layout
 from mlcore.serving.registry import ModelArtifact
 from tests.helpers import load_event
 
 
-def _predict(cloud, body, name="housing-sample", raw=False):
+def _predict(cloud, body, name="housing-sample", raw=False, query=None):
     event = copy.deepcopy(load_event("predict"))
     event["path"] = f"/models/{name}/predict"
     event["pathParameters"] = {"name": name}
-    event["queryStringParameters"] = event["multiValueQueryStringParameters"] = None  # the default: production
+    event["queryStringParameters"] = query  # None: the default, production
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
     event["body"] = body if raw else json.dumps(body)
     payload, error = cloud.invoke("PredictFunction", event)
     assert error is None, payload
@@ -131,8 +133,8 @@ BAD_REQUESTS = [
                 }
             ]
         },
-        400,
-        "instances[0] has unknown feature(s): color",
+        200,
+        "ignored column(s) that are not features of the model: color",
     ),
     ({"instances": [[1, 2, 3, 4, 5, "harbor"]] * 1001}, 422, "instances"),
 ]
@@ -143,6 +145,20 @@ def test_bad_requests_get_a_4xx_naming_the_field(cloud, model):
         got_status, got = _predict(cloud, body)
         assert got_status == status, (body, got)
         assert message in json.dumps(got), (message, got)
+
+
+ROW = {"area_m2": 1, "bedrooms": 2, "age_years": 1, "distance_km": 1, "lot_m2": 1, "neighborhood": "harbor"}
+
+
+def test_extra_columns_are_ignored_with_a_warning_unless_strict(cloud, model):
+    status, plain = _predict(cloud, {"instances": [ROW]})
+    status_extra, extra = _predict(cloud, {"instances": [{"id": 1, **ROW, "price_k": 300}, ROW]})
+    assert status == status_extra == 200
+    assert extra["predictions"] == [plain["predictions"][0]] * 2
+    assert extra["warnings"] == ["ignored column(s) that are not features of the model: id, price_k"]
+    assert plain.get("warnings") is None
+    strict, refused = _predict(cloud, {"instances": [ROW, {**ROW, "id": 1}]}, query={"strict": "true"})
+    assert (strict, refused) == (400, {"message": "instances[1] has unknown feature(s): id"})
 
 
 def test_nan_is_400_naming_the_field(cloud, model):
@@ -183,3 +199,27 @@ def test_any_valid_rest_proxy_event_is_accepted(cloud, model):
     }
     payload, error = cloud.invoke("PredictFunction", event)
     assert error is None and payload["statusCode"] == 200, payload
+
+
+def test_the_batch_events_run_plan_chunk_and_finalize(cloud, model):
+    """events/batch_predict.json (plan), batch_predict_chunk.json (one chunk: its byte range from chunks.json) and
+    batch_predict_finalize.json, as `sam local invoke` would run them, over a job whose document is in the bucket."""
+    job_id = load_event("batch_predict")["job_id"]
+    header = "house,area_m2,bedrooms,age_years,distance_km,lot_m2,neighborhood\n"
+    cloud.s3.put_object(
+        Bucket=cloud.stack.bucket, Key="landing/rows.csv", Body=header + "h-1,92.2,2,62.7,3.11,156,harbor\n"
+    )
+    job = {"job_id": job_id, "model": "housing-sample", "version": 1, "input_key": "landing/rows.csv", "format": "csv"}
+    job |= {"batch_rows": 1000, "id_columns": ["house"], "created_at": "2026-01-01T00:00:00+00:00", "started": 0.0}
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=layout.job_key(job_id), Body=json.dumps(job))
+    planned, error = cloud.invoke("BatchPredictFunction", load_event("batch_predict"))
+    assert error is None and planned["rows"] == 1, planned
+    chunks = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=planned["chunks_key"])["Body"].read())
+    event = load_event("batch_predict_chunk")
+    assert set(event) == {"action", "job_id", "first_row", "start", "end"} and event["job_id"] == job_id
+    stats, error = cloud.invoke("BatchPredictFunction", {**event, **chunks[0]})
+    assert error is None and stats["predicted"] == 1, stats
+    summary, error = cloud.invoke("BatchPredictFunction", load_event("batch_predict_finalize"))
+    assert error is None and summary["predicted"] == 1, summary
+    body = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=summary["predictions_key"])["Body"].read()
+    assert json.loads(body)["house"] == "h-1"

@@ -92,6 +92,48 @@ def test_list_runs(cloud):
     assert listed["runs"][0]["status"] == "SUCCEEDED"
 
 
+def test_the_run_list_pages_and_refuses_an_unknown_parameter(cloud):
+    _finished_run(cloud)
+    status, listed = _body(cloud.request("GET", "/training-runs", query={"limit": "1"}))
+    assert status == 200 and len(listed["runs"]) == 1
+    assert _body(cloud.request("GET", "/training-runs", query={"limt": "5"})) == (
+        400,
+        {"message": "unknown query parameter(s): 'limt'; this route takes limit, next"},
+    )
+    assert _body(cloud.request("GET", "/training-runs", query={"": ""})) == (
+        400,
+        {"message": "unknown query parameter(s): ''; this route takes limit, next"},
+    )
+    assert _body(cloud.request("GET", "/training-runs", query={"next": "bm9wZQ"})) == (
+        400,
+        {"message": "next is not a page token this API returned: pass the `next` of the previous page"},
+    )
+
+
+def test_a_finished_run_cannot_be_stopped_and_an_unknown_one_is_404(cloud):
+    run_id = _finished_run(cloud)["run_id"]
+    assert _body(cloud.request("POST", f"/training-runs/{run_id}/stop")) == (
+        409,
+        {"message": f"training run '{run_id}' is SUCCEEDED: only a RUNNING run can be stopped"},
+    )
+    assert _body(cloud.request("POST", "/training-runs/run-000000000000/stop")) == (
+        404,
+        {"message": "training run 'run-000000000000' does not exist"},
+    )
+
+
+def test_a_finished_runs_usage_is_stored_by_the_first_cost_call_and_read_after(cloud):
+    run_id = _finished_run(cloud)["run_id"]
+    key = f"runs/{run_id}/usage.json"
+    first = _body(cloud.request("GET", f"/training-runs/{run_id}/cost"))
+    stored = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read())
+    assert first[0] == 200 and stored == first[1]["actual"]["usage"]
+    tampered = {**stored, "state_transitions": 1}  # what the endpoint reads now is the stored document
+    cloud.s3.put_object(Bucket=cloud.stack.bucket, Key=key, Body=json.dumps(tampered))
+    status, again = _body(cloud.request("GET", f"/training-runs/{run_id}/cost"))
+    assert status == 200 and again["actual"]["usage"]["state_transitions"] == 1
+
+
 def test_a_run_is_described_with_its_curve_only_when_asked(cloud):
     started = _finished_run(cloud)
     _, run = _body(cloud.request("GET", f"/training-runs/{started['run_id']}", query={"curve": "true"}))
@@ -141,8 +183,8 @@ def test_cost_what_if_scales_the_run_to_another_size(cloud):
     scaled = bigger["what_if"]["usage"]
     assert scaled["functions"]["GradientWorker"]["invocations"] == 120
     # the rounds run in Express children, 25 a call: the parent enters RunRounds and RoundsDone? per call
-    assert (usage["state_transitions"], usage["express_executions"]) == (5 + 1 + 2, 1)
-    assert (scaled["state_transitions"], scaled["express_executions"]) == (5 + 1 + 2 * 2, 2)
+    assert (usage["state_transitions"], usage["express_executions"]) == (6 + 1 + 2, 1)
+    assert (scaled["state_transitions"], scaled["express_executions"]) == (6 + 1 + 2 * 2, 2)
     assert scaled["express_gb_seconds"] == pytest.approx(usage["express_gb_seconds"] / 3 * 30)
     assert bigger["what_if"]["total"] > doc["actual"]["total"]
 
@@ -290,7 +332,7 @@ def test_the_run_ceilings_come_from_the_template_parameters():
             # over 4 shards (in the Standard parent: sync rounds run in Express children, ~40x cheaper): 5 + 2000 x
             # (3 + 4) state transitions alone are $0.35
             usage = cost.estimate(32, 4, 2000, mode="async")
-            assert usage.state_transitions == 5 + 2000 * (3 + 4)
+            assert usage.state_transitions == 6 + 2000 * (3 + 4)
             estimate = cost.cost(usage, cost.price_table("us-east-1"))["total"]
             assert estimate > 14_005 * 0.025 / 1000
             assert _body(cloud.request("POST", "/training-runs", expensive)) == (

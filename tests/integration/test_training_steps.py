@@ -132,13 +132,8 @@ def test_a_worker_whose_shard_does_not_know_the_count_writes_its_gradient_to_s3(
 def _round_zero(cloud, inline: bool = True):
     _ok(cloud, "AggregatorFunction", load_event("aggregator_init"))
     results = []
-    for index in (0, 1):
-        event = load_event("gradient_worker")
-        event["shard"] = {
-            **event["shard"],
-            "index": index,
-            "key": f"processed/run-example/shards/shard-{index:05d}.npy",
-        }
+    for name in ("gradient_worker", "gradient_worker_shard1"):  # the two shards events/aggregator.json refers to
+        event = load_event(name)
         if not inline:
             del event["shard"]["n_shards"]
         results.append(_ok(cloud, "GradientWorkerFunction", event))

@@ -117,6 +117,8 @@ def test_concurrency_ceilings_come_from_the_template_parameters():
         [n for n in stack.functions if n != "PredictFunction"]
     )
     assert _map_concurrency(stack.state_machines["TrainingStateMachine"].definition) == {
+        "PrepareStats": 40,
+        "PrepareWrite": 40,
         "AsyncSteps": 40,
         "ComputeGradientsDistributed": 100,
     }
@@ -129,10 +131,13 @@ def test_concurrency_ceilings_come_from_the_template_parameters():
             "TrainingMapMaxConcurrency": "300",
             "TrainingInlineMapMaxConcurrency": "8",
             "BatchMapMaxConcurrency": "5",
+            "PreprocessMapMaxConcurrency": "3",
         }
     )
     assert changed.functions["PredictFunction"].reserved_concurrency == 25
     assert _map_concurrency(changed.state_machines["TrainingStateMachine"].definition) == {
+        "PrepareStats": 3,
+        "PrepareWrite": 3,
         "AsyncSteps": 8,
         "ComputeGradientsDistributed": 300,
     }
@@ -151,6 +156,8 @@ def test_zero_reserves_nothing_rather_than_disabling_predict():
 def test_map_ceilings_cannot_be_zero():
     """MaxConcurrency 0 means unlimited to Step Functions: the parameters start at 1."""
     parameters = load_template()["Parameters"]
-    for name in ("TrainingMapMaxConcurrency", "TrainingInlineMapMaxConcurrency", "BatchMapMaxConcurrency"):
+    names = ("TrainingMapMaxConcurrency", "TrainingInlineMapMaxConcurrency", "BatchMapMaxConcurrency")
+    for name in (*names, "PreprocessMapMaxConcurrency"):
         assert parameters[name]["MinValue"] == 1, name
     assert parameters["TrainingInlineMapMaxConcurrency"]["MaxValue"] == 40  # an inline Map's own ceiling
+    assert parameters["PreprocessMapMaxConcurrency"]["MaxValue"] == 40

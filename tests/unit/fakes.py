@@ -168,6 +168,9 @@ class FakeStore:
     def presign_put(self, key: str, expires_in: int) -> str:
         return f"https://{self.bucket}.example/{key}?expires={expires_in}"
 
+    def presign_get(self, key: str, expires_in: int) -> str:
+        return f"https://{self.bucket}.example/{key}?method=GET&expires={expires_in}"
+
     def list_objects(self, prefix: str) -> list[dict[str, Any]]:
         return [{"Key": k, "Size": len(self.objects.get(k, b"")), "ETag": self.etag(k)} for k in self.list_keys(prefix)]
 

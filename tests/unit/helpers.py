@@ -44,3 +44,42 @@ def central_differences(f, theta: np.ndarray, h: float = 1e-6) -> np.ndarray:
         step[i] = h
         grad[i] = (f(theta + step) - f(theta - step)) / (2.0 * h)
     return grad
+
+
+def train_in_memory(store, hp, shards: list[np.ndarray], *, n_outputs: int = 1, seed: int = 0, validation=None):
+    """The sync workflow's rounds in process, as the state machine calls the steps: one worker per ``[X | y]``
+    block of ``shards``, then the aggregator, until the run is done. The final state and each round's results."""
+    from mlcore.steps import training
+    from mlcore.steps.schemas import AggregateTask, InitTask, Shard, WorkerTask
+
+    n_features = shards[0].shape[1] - 1
+    init = InitTask(run_id="run", n_features=n_features, n_outputs=n_outputs, hyperparameters=hp, seed=seed)
+    state = training.init_run(store, init)
+    rounds = []
+    while not state.done:
+        results = [
+            training.compute_gradient(
+                store,
+                WorkerTask(
+                    run_id="run",
+                    model=hp.model,
+                    round=state.round,
+                    params_key=state.params_key,
+                    shard=Shard(index=i, key=f"shard-{i}", rows=len(block), n_shards=len(shards)),
+                    hyperparameters=hp,
+                ),
+                shard=block,
+            )
+            for i, block in enumerate(shards)
+        ]
+        rounds.append(results)
+        task = AggregateTask(
+            run_id="run",
+            round=state.round,
+            params_key=state.params_key,
+            hyperparameters=hp,
+            results=results,
+            validation=validation,
+        )
+        state = training.aggregate(store, task)
+    return state, rounds

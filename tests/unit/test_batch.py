@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mlcore.infra import layout
-from mlcore.infra.errors import InvalidInput
+from mlcore.infra.errors import ConflictError, InvalidInput
 from mlcore.serving import batch, online
 
 from .fakes import FakeStore
@@ -145,6 +145,7 @@ def _predicted_job(store: FakeStore) -> None:
 def test_finalize_accounts_for_every_planned_chunk():
     store = FakeStore()
     _predicted_job(store)
+    store.documents[layout.job_key(JOB)]["job_id"] = JOB
     summary = batch.finalize(store, JOB, now=1.0)
     assert (summary["rows"], summary["predicted"], summary["chunks"]) == (5, 5, 3)
 
@@ -161,3 +162,79 @@ def test_finalize_fails_naming_a_chunk_whose_output_is_missing(kind):
     assert not store.exists(layout.job_output_key(JOB, "predictions.jsonl"))
     assert not store.exists(layout.job_output_key(JOB, "errors.jsonl"))
     assert not store.exists(layout.job_summary_key(JOB))
+
+
+def test_json_lines_rows_ignore_columns_that_are_not_features():
+    assert batch._parse_json_row(make_artifact(), '{"id": 9, "city": "b", "sqft": 2}', 0) == {"sqft": 2, "city": "b"}
+
+
+def test_named_id_columns_pass_through_to_the_output_csv():
+    store = FakeStore()
+    artifact = make_artifact()
+    store.put_json(layout.version_key(artifact.name, artifact.version), artifact.model_dump(mode="json"))
+    data = b"house,sqft,city\nh-1,100,a\nh-2,bad,b\nh-3,120,c\n"
+    store.put_bytes("landing/ids.csv", data)
+    job = {"model": artifact.name, "version": artifact.version, "input_key": "landing/ids.csv", "format": "csv"}
+    store.put_json(layout.job_key(JOB), {**job, "batch_rows": 10, "id_columns": ["house"]})
+    batch.plan(store, JOB)
+    start = len(b"house,sqft,city\n")
+    batch.predict_chunk(store, online.ModelCache(), JOB, 0, start, len(data))
+    lines = [json.loads(x) for x in store.get_bytes(layout.job_part_key(JOB, "parts", 0)).splitlines()]
+    assert [(x["row"], x["house"], list(x)) for x in lines] == [
+        (0, "h-1", ["row", "house", "prediction"]),
+        (2, "h-3", ["row", "house", "prediction"]),
+    ]
+
+
+def test_named_id_columns_pass_through_to_the_output_json_lines():
+    store = FakeStore()
+    size, start = _chunk_job(store, [b'{"id": 7, "sqft": 100, "city": "a"}\n', b"[120, null]\n"], "jsonl")
+    store.documents[layout.job_key(JOB)]["id_columns"] = ["id"]
+    batch.predict_chunk(store, online.ModelCache(), JOB, 0, start, start + size)
+    lines = [json.loads(x) for x in store.get_bytes(layout.job_part_key(JOB, "parts", 0)).splitlines()]
+    assert [(x["row"], x["id"]) for x in lines] == [(0, 7), (1, None)]
+
+
+def test_an_id_column_missing_from_the_header_fails_the_plan():
+    store = FakeStore()
+    _chunk_job(store, [b"100,a\n"])
+    store.documents[layout.job_key(JOB)].update(batch_rows=10, id_columns=["house"])
+    with pytest.raises(InvalidInput, match=r"input 'landing/rows' has no column\(s\): house"):
+        batch.plan(store, JOB)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [(["row"], "id_columns may not be named row"), (["a", "a"], "id_columns names a column twice")],
+)
+def test_id_columns_that_would_clash_are_refused(names, message):
+    with pytest.raises(ValueError, match=message):
+        batch.BatchJobRequest(model="m", input_key="landing/x.csv", id_columns=names)
+
+
+class _Sfn:
+    def __init__(self, status: str):
+        self.status = status
+
+    def describe_execution(self, executionArn: str) -> dict:
+        return {"status": self.status}
+
+
+def test_a_finished_jobs_output_is_a_pair_of_download_urls():
+    store = FakeStore()
+    _predicted_job(store)
+    store.documents[layout.job_key(JOB)]["job_id"] = JOB
+    summary = batch.finalize(store, JOB, now=1.0)
+    got = batch.output(store, _Sfn("SUCCEEDED"), "arn:aws:states:us-east-1:1:stateMachine:b", JOB)
+    key = layout.job_output_key(JOB, "predictions.jsonl")
+    assert got["predictions_url"] == store.presign_get(key, batch.OUTPUT_URL_SECONDS)
+    assert got["errors_url"] == store.presign_get(layout.job_output_key(JOB, "errors.jsonl"), 3600)
+    assert (got["predictions_key"], got["expires_in"], got["summary"]) == (key, 3600, summary)
+
+
+def test_a_job_still_running_has_no_output_yet():
+    store = FakeStore()
+    _predicted_job(store)
+    store.documents[layout.job_key(JOB)]["job_id"] = JOB
+    with pytest.raises(ConflictError, match=f"batch job '{JOB}' is RUNNING: its output is there once it SUCCEEDED"):
+        batch.output(store, _Sfn("RUNNING"), "arn:aws:states:us-east-1:1:stateMachine:b", JOB)

@@ -87,8 +87,8 @@ def test_a_round_is_4_plus_shards_transitions():
 
 def test_an_async_pass_is_3_plus_shards_transitions():
     assert cost.round_transitions(8, "async") == 3 + 8
-    # AsyncSteps, 8 x AsyncWorker, AsyncProgress, AsyncDone?; 5 outside the passes
-    assert cost.estimate(100_000, 8, 50, mode="async").state_transitions == 5 + 50 * 11 == 555
+    # AsyncSteps, 8 x AsyncWorker, AsyncProgress, AsyncDone?; 6 outside the passes
+    assert cost.estimate(100_000, 8, 50, mode="async").state_transitions == 6 + 50 * 11 == 556
 
 
 def test_rounds_above_the_inline_map_limit_count_the_distributed_map_children():
@@ -101,7 +101,7 @@ def test_rounds_above_the_inline_map_limit_count_the_distributed_map_children():
     assert cost.round_transitions(64, inline_max_shards=64) == 4 + 64
     bigger = cost.what_if(_measured(), 400_000, 64, 20)
     assert bigger.state_transitions == 5 + 20 * 132 == 2_645
-    assert cost.estimate(1_000_000, 64, 100).state_transitions == 5 + 100 * 132 == 13_205
+    assert cost.estimate(1_000_000, 64, 100).state_transitions == 6 + 100 * 132 == 13_206
     prices = cost.price_table("us-east-1")
     sixteen = cost.cost(cost.estimate(1_000_000, 16, 100), prices)["total"]
     sixty_four = cost.cost(cost.estimate(1_000_000, 64, 100), prices)["total"]
@@ -115,10 +115,10 @@ def test_the_reference_run_is_the_benchmarked_one():
     assert ref.functions["GradientWorker"].billed_ms == 1600 * 18.6875 == 29_900
     assert ref.functions["Aggregator"].billed_ms == 101 * 5
     assert ref.functions["Preprocess"].billed_ms == 1_000_000 * 0.0044
-    assert ref.state_transitions == 5 + 100 * (4 + 16)
+    assert ref.state_transitions == 6 + 100 * (4 + 16)
     # estimated at its own size, the reference changes nothing but its orchestration: 4 Express calls of 25 rounds
     same = cost.estimate(1_000_000, 16, 100)
-    assert same.functions == ref.functions and same.state_transitions == 5 + 1 + 4 * 2
+    assert same.functions == ref.functions and same.state_transitions == 6 + 1 + 4 * 2
 
 
 def test_what_if_needs_at_least_one_row():
@@ -200,16 +200,16 @@ def test_express_executions_are_priced_in_the_breakdown():
 
 def test_estimate_runs_sync_rounds_on_the_inline_map_in_express_children():
     usage = cost.estimate(1_000_000, 8, 60)
-    # 60 rounds = 25 + 25 + 10: 3 calls; the parent enters 5 + MapKind? + 2 a call
-    assert (usage.express_executions, usage.state_transitions) == (3, 5 + 1 + 3 * 2)
+    # 60 rounds = 25 + 25 + 10: 3 calls; the parent enters 6 + MapKind? + 2 a call
+    assert (usage.express_executions, usage.state_transitions) == (3, 6 + 1 + 3 * 2)
     assert usage.express_gb_seconds == pytest.approx(2 * 25 * 64 / 1024 + 10 * 64 / 1024)  # 1 s a round
     assert usage.functions["GradientWorker"].invocations == 8 * 60
     distributed = cost.estimate(1_000_000, 41, 60)  # the Distributed Map stays in the Standard parent
-    assert (distributed.express_executions, distributed.state_transitions) == (0, 5 + 60 * (4 + 2 * 41))
+    assert (distributed.express_executions, distributed.state_transitions) == (0, 6 + 60 * (4 + 2 * 41))
 
 
 def test_what_if_scales_a_measured_run_with_express_children_by_its_calls():
-    measured = _measured()  # 10 rounds over 4 shards, in 1 call of 2 parent transitions (5 + MapKind? + 2)
+    measured = _measured()  # 10 rounds over 4 shards, in 1 call of 2 parent transitions (6 + MapKind? + 2)
     measured.state_transitions, measured.express_executions, measured.express_gb_seconds = 8, 1, 0.625
     bigger = cost.what_if(measured, 40_000, 4, 60)  # rounds_per_call() = 25 rounds a call: 3 calls
     assert (bigger.express_executions, bigger.state_transitions) == (3, 6 + 3 * 2)

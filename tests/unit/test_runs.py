@@ -78,9 +78,93 @@ def test_the_run_list_groups_executions_by_run_and_shows_the_latest_status():
     sfn = FakeStepFunctions(
         [(RUN, "SUCCEEDED"), ("run-00000000000d", "FAILED"), (f"{RUN}-r3", "RUNNING"), ("batch-0", "RUNNING")]
     )
-    listed = runs.list_runs(sfn, ARN)
+    listed = runs.list_runs(sfn, ARN)["runs"]
     assert [(r["run_id"], r["status"]) for r in listed] == [("run-00000000000d", "FAILED"), (RUN, "RUNNING")]
     assert listed[1]["started_at"] == T0.isoformat()
+
+
+def test_runs_beyond_a_page_are_reached_with_the_next_token():
+    names = [f"run-{i:012x}" for i in range(7)]
+    sfn = FakeStepFunctions([(n, "SUCCEEDED") for n in names] + [(f"{names[1]}-r3", "FAILED")])
+    first = runs.list_runs(sfn, ARN, limit=3)
+    assert [r["run_id"] for r in first["runs"]] == names[6:3:-1]
+    second = runs.list_runs(sfn, ARN, limit=3, next_token=first["next"])
+    assert [r["run_id"] for r in second["runs"]] == names[3:0:-1]
+    last = runs.list_runs(sfn, ARN, limit=3, next_token=second["next"])
+    assert [(r["run_id"], r["status"]) for r in last["runs"]] == [(names[0], "SUCCEEDED")]
+    assert "next" not in last
+    assert [(r["run_id"], r["status"]) for r in second["runs"]][-1] == (names[1], "FAILED")  # its continuation's
+
+
+def test_a_page_token_the_api_did_not_give_is_refused():
+    with pytest.raises(InvalidInput, match="next is not a page token this API returned"):
+        runs.list_runs(FakeStepFunctions([]), ARN, next_token="bm90IGEgdG9rZW4")
+
+
+class StoppableStepFunctions(FakeStepFunctions):
+    def stop_execution(self, executionArn: str, error: str, cause: str) -> dict:
+        self.stopped = (executionArn, error, cause)
+        self.describe_execution(executionArn)["status"] = "ABORTED"
+        return {}
+
+
+def test_a_running_run_is_stopped_through_its_latest_execution():
+    sfn = StoppableStepFunctions([(RUN, "SUCCEEDED"), (f"{RUN}-r3", "RUNNING")])
+    assert runs.stop(sfn, ARN, RUN) == {"run_id": RUN, "status": "ABORTED"}
+    assert sfn.stopped == (sfn.executions[1]["executionArn"], "StoppedByUser", "stopped through the API")
+
+
+@pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED", "ABORTED"])
+def test_a_run_that_is_not_running_is_not_stopped(status):
+    sfn = StoppableStepFunctions([(RUN, status)])
+    with pytest.raises(ConflictError, match=f"training run '{RUN}' is {status}: only a RUNNING run can be stopped"):
+        runs.stop(sfn, ARN, RUN)
+    assert not hasattr(sfn, "stopped")
+
+
+def test_a_finished_runs_usage_is_measured_once_and_stored(monkeypatch):
+    measured: list[str] = []
+
+    def usage(sfn, lam, arn, run_id, executions=None):
+        measured.append(run_id)
+        return cost.Usage(
+            functions={"Aggregator": cost.FunctionUsage(3, 1500, 512)},
+            state_transitions=40,
+            rounds=2,
+            shards=2,
+            train_rows=100,
+        )
+
+    monkeypatch.setattr(runs, "usage", usage)
+    store, sfn = FakeStore(), FakeStepFunctions([(RUN, "SUCCEEDED")])
+    first = runs.run_cost(store, sfn, None, ARN, RUN, "us-east-1")
+    second = runs.run_cost(store, sfn, None, ARN, RUN, "us-east-1", rounds=10)
+    assert measured == [RUN]  # the history is paged once; afterwards the stored usage is read
+    assert store.get_json(layout.run_usage_key(RUN))["functions"]["Aggregator"] == {
+        "invocations": 3,
+        "billed_ms": 1500,
+        "memory_mb": 512,
+    }
+    assert second["actual"] == first["actual"] and second["what_if"]["usage"]["rounds"] == 10
+
+
+def test_a_running_runs_usage_is_measured_live_and_not_stored(monkeypatch):
+    measured: list[str] = []
+    monkeypatch.setattr(
+        runs, "usage", lambda sfn, lam, arn, run_id, executions=None: measured.append(run_id) or cost.Usage()
+    )
+    store, sfn = FakeStore(), FakeStepFunctions([(RUN, "RUNNING")])
+    runs.run_cost(store, sfn, None, ARN, RUN, "us-east-1")
+    runs.run_cost(store, sfn, None, ARN, RUN, "us-east-1")
+    assert measured == [RUN, RUN] and not store.exists(layout.run_usage_key(RUN))
+
+
+def test_a_resumed_run_drops_its_stored_usage():
+    store, sfn = FakeStore(), FakeStepFunctions([(RUN, "FAILED")])
+    store.put_json(layout.context_key(RUN), {"request": {}, "data": {}})
+    store.put_json(layout.run_usage_key(RUN), cost.Usage().to_dict())
+    runs.resume(store, sfn, ARN, RUN)
+    assert not store.exists(layout.run_usage_key(RUN))
 
 
 def test_a_lambda_failure_is_reported_by_its_message_without_the_stack_trace():
@@ -339,7 +423,7 @@ def test_a_run_whose_estimate_is_above_the_cost_ceiling_is_refused_and_nothing_s
     # 80,000 training rows, 2000 rounds over 1000 shards (a Distributed Map: 4 + 2 x 1000 transitions a round): the
     # state transitions alone cost 2000 x 2004 x $0.000025
     usage = cost.estimate(80_000, 1000, 2000)
-    assert usage.state_transitions == 5 + 2000 * 2004
+    assert usage.state_transitions == 6 + 2000 * 2004
     assert estimate == cost.cost(usage, cost.price_table("us-east-1"))["total"] > 2000 * 2004 * 0.025 / 1000
     with pytest.raises(InvalidInput) as err:
         runs.start(_stored(meta), sfn, ARN, big, max_cost_usd=5.0)

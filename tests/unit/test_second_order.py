@@ -13,9 +13,10 @@ from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput
 from mlcore.math import linear, second_order
 from mlcore.steps import training
-from mlcore.steps.schemas import AggregateTask, Hyperparameters, InitTask, RoundState, Shard, WorkerTask
+from mlcore.steps.schemas import Hyperparameters, InitTask
 
 from .fakes import FakeStore
+from .helpers import train_in_memory
 
 # -- the Hessian -----------------------------------------------------------------------------------------------
 
@@ -167,36 +168,9 @@ def _objective(model: str, theta: np.ndarray, X: np.ndarray, y: np.ndarray, l2: 
 
 
 def _run(hp: Hyperparameters, X: np.ndarray, y: np.ndarray, k: int, shards: int = 3):
-    """The workflow's rounds in process: workers on ``shards`` row ranges, then the aggregator, until done; the
-    store, the final state and each round's worker results."""
+    """The workflow's rounds in process on ``shards`` row ranges: the store, the final state, each round's results."""
     store = FakeStore()
-    rounds = []
-    training.init_run(store, InitTask(run_id="run", n_features=X.shape[1], n_outputs=k, hyperparameters=hp))
-    parts = np.array_split(np.column_stack([X, y]), shards)
-    state = RoundState(run_id="run", round=0, params_key=layout.params_key("run", 0))
-    while not state.done:
-        results = [
-            training.compute_gradient(
-                store,
-                WorkerTask(
-                    run_id="run",
-                    round=state.round,
-                    params_key=state.params_key,
-                    shard=Shard(index=i, key=f"shard-{i}", rows=len(part)),
-                    model=hp.model,
-                    hyperparameters=hp,
-                ),
-                shard=part,
-            )
-            for i, part in enumerate(parts)
-        ]
-        rounds.append(results)
-        state = training.aggregate(
-            store,
-            AggregateTask(
-                run_id="run", round=state.round, params_key=state.params_key, hyperparameters=hp, results=results
-            ),
-        )
+    state, rounds = train_in_memory(store, hp, np.array_split(np.column_stack([X, y]), shards), n_outputs=k)
     return store, state, rounds
 
 

@@ -39,10 +39,6 @@ def test_objects_and_lists_give_the_same_columns(artifact):
         ([], "instances must be a non-empty list"),
         ([{"sqft": 1.0, "city": "a"}, {"sqft": 1.0}], "instances[1] is missing feature(s): city"),
         ([{}], "instances[0] is missing feature(s): sqft, city"),
-        (
-            [{"sqft": 1.0, "city": "a", "rooms": 3, "colour": "red"}],
-            "instances[0] has unknown feature(s): colour, rooms",
-        ),
         ([[1.0]], "instances[0] has 1 values, expected 2 in this order: sqft, city"),
         ([[1.0, "a"], [1.0, "a", 3]], "instances[1] has 3 values, expected 2 in this order: sqft, city"),
         ([{"sqft": "12", "city": "a"}], "instances[0].sqft must be a number or null, got '12'"),
@@ -57,7 +53,6 @@ def test_objects_and_lists_give_the_same_columns(artifact):
         "empty",
         "missing",
         "missing-all",
-        "unknown",
         "short-list",
         "long-list",
         "string-for-number",
@@ -73,6 +68,21 @@ def test_invalid_instances_name_the_field(artifact, instances, message):
     with pytest.raises(InvalidInput) as info:
         online.instances_to_columns(artifact, instances)
     assert str(info.value) == message
+
+
+def test_columns_that_are_not_features_are_ignored_and_named(artifact):
+    instances = [{"id": 7, "sqft": 1.0, "city": "a", "price": 3}, [2.0, "b"], {"sqft": 3.0, "city": None, "id": 8}]
+    assert online.instances_to_columns(artifact, instances) == {"sqft": [1.0, 2.0, 3.0], "city": ["a", "b", None]}
+    assert online.extra_columns(artifact, instances) == ["id", "price"]
+    assert online.extra_columns(artifact, [[2.0, "b"], {"sqft": 1.0, "city": "a"}]) == []
+    assert online.ignored_warning(["id", "price"]) == "ignored column(s) that are not features of the model: id, price"
+
+
+def test_strict_refuses_columns_that_are_not_features(artifact):
+    instances = [{"sqft": 1.0, "city": "a"}, {"sqft": 1.0, "city": "a", "rooms": 3, "colour": "red"}]
+    with pytest.raises(InvalidInput) as info:
+        online.extra_columns(artifact, instances, strict=True)
+    assert str(info.value) == "instances[1] has unknown feature(s): colour, rooms"
 
 
 def test_instance_limit(artifact):

@@ -59,6 +59,10 @@ def _error(status: int, message: str) -> dict:
 
 
 JSON_ONLY = ("application/json",)
+# What clients send with a JSON body when they do not say it is JSON: curl's `-d` defaults to this type. A route that
+# reads JSON takes such a body as JSON (a form-encoded body is not JSON and fails as a syntax error); any other type
+# (text/csv, multipart/form-data, ...) is still refused with 415.
+UNLABELLED_JSON = ("application/x-www-form-urlencoded",)
 DEFAULT_MAX_BODY = 1_048_576
 
 
@@ -80,15 +84,31 @@ def guard(
     resolver failing on e.g. multipart without a boundary), then ``check_body`` when ``decode``, and ``check_json``
     for a JSON body."""
     media = _content_type(event)
-    if event.get("body") and media is not None and media not in content_types:
+    json_types = (*JSON_ONLY, *UNLABELLED_JSON) if set(JSON_ONLY) & set(content_types) else JSON_ONLY
+    if event.get("body") and media is not None and media not in (*content_types, *json_types):
         return event, _error(415, f"unsupported Content-Type {media!r}; send {' or '.join(content_types)}")
-    if not (decode or media in (None, *JSON_ONLY)):
+    if media in UNLABELLED_JSON and media not in content_types:
+        event = _as_json(event)
+    if not (decode or media in (None, *json_types)):
         return event, None
     # JSON is always text: decode base64 and check UTF-8 here
     event, rejected = check_body(event, max_bytes if max_bytes is not None else 10 * DEFAULT_MAX_BODY)
-    if rejected is None and event.get("body") and media in (None, *JSON_ONLY):
+    if rejected is None and event.get("body") and media in (None, *json_types):
         rejected = check_json(event["body"])
     return event, rejected
+
+
+def _as_json(event: dict) -> dict:
+    """The event with its Content-Type header(s) rewritten to application/json, so the resolver reads the body
+    as the JSON it is rather than as form fields."""
+    headers = {
+        k: ("application/json" if k.lower() == "content-type" else v) for k, v in (event.get("headers") or {}).items()
+    }
+    multi = {
+        k: (["application/json"] if k.lower() == "content-type" else v)
+        for k, v in (event.get("multiValueHeaders") or {}).items()
+    }
+    return {**event, "headers": headers, **({"multiValueHeaders": multi} if multi else {})}
 
 
 def check_json(body: str) -> dict | None:

@@ -13,6 +13,7 @@
 |              | the async head (`runs/<run>/async/head.npz`)                  | Aggregator, GradientWorker          |
 |              | the run's registered model (`runs/<run>/model.json`)          | Evaluate                            |
 | `scratch/`   | per-round gradients and local updates over the inline budget  | GradientWorker                      |
+|              | a distributed preparation's plan, statistics, validation pieces | Preprocess                        |
 | `models/`    | model versions and the `latest` alias                         | Evaluate                            |
 |              | the `production` alias (promote, rollback)                    | Evaluate, Models                    |
 | `batch/`     | batch jobs: request, chunk plan, parts, outputs, summary      | BatchJobs, BatchPredict             |
@@ -102,6 +103,14 @@ def dataset_latest_key(name: str) -> str:
     return f"{RAW}{name}/latest.json"
 
 
+def dataset_of_latest_key(key: str) -> str | None:
+    """'raw/<name>/latest.json' -> '<name>'; None for any other key."""
+    parts = key.split("/")
+    if len(parts) == 3 and key.startswith(RAW) and parts[2] == "latest.json":
+        return parts[1]
+    return None
+
+
 def dataset_status_key(name: str) -> str:
     return f"{DATASETS}{name}/status.json"
 
@@ -125,6 +134,41 @@ def manifest_key(run_id: str) -> str:
     return f"{PROCESSED}{run_id}/manifest.json"
 
 
+def processed_prefix(run_id: str) -> str:
+    """Everything a run's preparation keeps: deleted together when a distributed preparation fails."""
+    return f"{PROCESSED}{run_id}/"
+
+
+def held_out_piece_key(run_id: str, piece: int) -> str:
+    """The test rows of one piece of a distributed preparation (the manifest lists them)."""
+    return f"{PROCESSED}{run_id}/test/piece-{piece:05d}.npy"
+
+
+# -- a distributed preparation's working files: scratch/ ----------------------------------------------------
+def preparation_prefix(run_id: str) -> str:
+    return f"{SCRATCH}{run_id}/preparation/"
+
+
+def preparation_plan_key(run_id: str) -> str:
+    """The pieces to read and the request: written first, read by every other step."""
+    return f"{preparation_prefix(run_id)}plan.json"
+
+
+def preparation_fit_key(run_id: str) -> str:
+    """The fitted preprocessor and each piece's share of the shards and held-out rows."""
+    return f"{preparation_prefix(run_id)}fit.json"
+
+
+def piece_stats_key(run_id: str, piece: int, ext: str) -> str:
+    """One piece's statistics: ``json`` (counts, moments, categories) and ``npz`` (reservoir samples)."""
+    return f"{preparation_prefix(run_id)}stats/piece-{piece:05d}.{ext}"
+
+
+def validation_piece_key(run_id: str, piece: int) -> str:
+    """One piece's validation rows, joined into ``held_out_key(run_id, "validation")`` at the end."""
+    return f"{preparation_prefix(run_id)}validation/piece-{piece:05d}.npy"
+
+
 # -- a training run's state: runs/, scratch/ ----------------------------------------------------------------
 def params_key(run_id: str, round_: int) -> str:
     return f"{RUNS}{run_id}/params/round-{round_:05d}.npz"
@@ -140,6 +184,11 @@ def round_key(run_id: str, round_: int) -> str:
 
 def context_key(run_id: str) -> str:
     return f"{RUNS}{run_id}/context.json"
+
+
+def run_usage_key(run_id: str) -> str:
+    """What a finished run used (Lambda time, transitions, S3 requests), computed once when its cost is first asked."""
+    return f"{RUNS}{run_id}/usage.json"
 
 
 def async_head_key(run_id: str) -> str:

@@ -130,6 +130,8 @@ class ObjectStore(Protocol):
 
     def presign_put(self, key: str, expires_in: int) -> str: ...
 
+    def presign_get(self, key: str, expires_in: int) -> str: ...
+
     def list_objects(self, prefix: str) -> list[dict[str, Any]]: ...
 
     def presign_multipart(
@@ -352,6 +354,12 @@ class S3Store:
         """A URL that lets its holder PUT this one object for ``expires_in`` seconds."""
         return self.client.generate_presigned_url(
             "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in, HttpMethod="PUT"
+        )
+
+    def presign_get(self, key: str, expires_in: int) -> str:
+        """A URL that lets its holder GET this one object for ``expires_in`` seconds."""
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in, HttpMethod="GET"
         )
 
     def list_objects(self, prefix: str) -> list[dict[str, Any]]:

@@ -72,6 +72,12 @@ class Usage:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Usage:
+        """The inverse of ``to_dict`` (a stored usage)."""
+        functions = {name: FunctionUsage(**fn) for name, fn in doc.get("functions", {}).items()}
+        return cls(**{**doc, "functions": functions})
+
 
 def price_table(region: str) -> PriceTable:
     return PRICES.get(region, PriceTable(region))
@@ -143,7 +149,9 @@ def estimate_s3(usage: Usage) -> None:
 # execution, is charged for the states it enters). Retries and the ShardFailed catch paths are not counted.
 # Since sync rounds on the inline Map run in Express children (statemachines/training_rounds.asl.json), their
 # transitions are not billed as such: see PARENT_TRANSITIONS_PER_CALL and express_round_orchestration below.
-FIXED_TRANSITIONS = 5  # Continued? (Choice), Preprocess, InitParameters, Mode? (Choice), EvaluateAndRegister
+# Continued? (Choice), Preprocess, Prepared? (Choice), InitParameters, Mode? (Choice), EvaluateAndRegister; a data set
+# prepared a piece per function adds PrepareStats, PrepareMerge, PrepareWrite, PrepareFinish and 1 per piece per Map.
+FIXED_TRANSITIONS = 6
 # A sync round on the inline Map: MapKind? (Choice) + ComputeGradients (Map) + 1 GradientWorker per shard
 # + Aggregate + Converged? (Choice) = 4 + shards.
 SYNC_ROUND_TRANSITIONS = 4

@@ -342,6 +342,23 @@ class Moments:
         if count:
             self._merge(count, abs(value), lambda c: (value / c, 0.0))
 
+    def merge(self, other: Moments) -> None:
+        """Add the values ``other`` has seen (another piece of the same column), as if they had been added here."""
+        if other.n:
+            scale = other._c
+            self._merge(other.n, scale, lambda c: (other._mean * scale / c, other._m2 * (scale / c) ** 2))
+
+    def state(self) -> list[float]:
+        """``[n, c, mean, m2]``: everything ``from_state`` needs (JSON round-trips floats exactly)."""
+        return [float(self.n), self._c, self._mean, self._m2]
+
+    @classmethod
+    def from_state(cls, state: Sequence[float]) -> Moments:
+        moments = cls()
+        moments.n = int(state[0])
+        moments._c, moments._mean, moments._m2 = float(state[1]), float(state[2]), float(state[3])
+        return moments
+
     @staticmethod
     def _chunk(y: np.ndarray) -> tuple[float, float]:
         mean = float(y.mean())

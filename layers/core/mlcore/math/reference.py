@@ -1,6 +1,7 @@
 """A scikit-learn reference fit on the same training rows, so every model records how close it came.
 
-The objectives match ``models`` exactly: mean loss + ``0.5 * l2 * ||W||^2`` is scikit-learn's
+For an MLP the reference is the linear model of its kind (how much the network gains over it). The linear
+objectives match ``models`` exactly: mean loss + ``0.5 * l2 * ||W||^2`` is scikit-learn's
 ``Ridge(alpha=l2 * n)`` (``LinearRegression`` when ``l2 == 0``) and ``LogisticRegression(C=1 / (l2 * n))``
 (``C=inf`` when ``l2 == 0``). scikit-learn is imported here only, lazily: it is packaged with the
 Evaluate function alone, never with Predict or the training workers.
@@ -12,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from mlcore.math import linear
+from mlcore.math import models
 from mlcore.math.metrics import classification_metrics, regression_metrics
 
 
 def estimator(model: str, l2: float, n_rows: int):
-    if model in linear.CLASSIFIERS:
+    if model in models.CLASSIFIERS:
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(C=1.0 / (l2 * n_rows) if l2 > 0 else np.inf, tol=1e-8, max_iter=5000)
@@ -32,7 +33,7 @@ def reference_metrics(model: str, l2: float, train: np.ndarray, test: np.ndarray
     X_test, y_test = test[:, :-1].astype(np.float64), test[:, -1].astype(np.float64)
     est = estimator(model, l2, X.shape[0])
     test_metrics: dict[str, Any]
-    if model in linear.CLASSIFIERS:
+    if model in models.CLASSIFIERS:
         est.fit(X, y.astype(np.int64))
         proba = np.zeros((X_test.shape[0], max(n_classes, int(est.classes_.max()) + 1)))
         proba[:, est.classes_.astype(np.int64)] = est.predict_proba(X_test)  # classes absent from train: 0

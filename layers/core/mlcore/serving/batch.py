@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from mlcore.infra import aws, jsontext, layout
-from mlcore.infra.errors import InvalidInput, NotFoundError
+from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
 from mlcore.infra.storage import NotFound, ObjectStore
 from mlcore.serving import online, registry
 from mlcore.serving.registry import ModelArtifact
@@ -39,6 +39,9 @@ class IncompleteJob(RuntimeError):
 
 JOB_ID = re.compile(r"^batch-[0-9a-f]{12}$")
 MAX_BATCH_ROWS = 10_000
+MAX_ID_COLUMNS = 20
+OUTPUT_FIELDS = ("row", "prediction", "probabilities")
+OUTPUT_URL_SECONDS = 3600  # how long the URLs of GET /batch-jobs/{id}/output are valid
 
 
 class BatchJobRequest(BaseModel):
@@ -52,6 +55,21 @@ class BatchJobRequest(BaseModel):
     version: int | None = Field(None, ge=1, description="model version; the alias's version when omitted")
     alias: str = Field("production", pattern="^(production|latest)$")
     batch_rows: int = Field(1000, ge=1, le=MAX_BATCH_ROWS, description="rows per Distributed Map item")
+    id_columns: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list,
+        max_length=MAX_ID_COLUMNS,
+        description="input columns copied beside each prediction in the output (an id, a key), not features",
+    )
+
+    @field_validator("id_columns")
+    @classmethod
+    def _not_reserved(cls, names: list[str]) -> list[str]:
+        reserved = [n for n in names if n in OUTPUT_FIELDS]
+        if reserved:
+            raise ValueError(f"id_columns may not be named {', '.join(reserved)}: the output's own fields")
+        if len(set(names)) != len(names):
+            raise ValueError("id_columns names a column twice")
+        return names
 
 
 # the steps of the batch inference workflow, told apart by ``action``
@@ -93,6 +111,7 @@ def start(store: ObjectStore, sfn, state_machine_arn: str, request: BatchJobRequ
         "input_key": request.input_key,
         "format": request.format or ("jsonl" if request.input_key.endswith((".jsonl", ".ndjson")) else "csv"),
         "batch_rows": request.batch_rows,
+        "id_columns": request.id_columns,
         "created_at": datetime.now(UTC).isoformat(),
         "started": time.time(),
     }
@@ -119,6 +138,26 @@ def describe(store: ObjectStore, sfn, state_machine_arn: str, job_id: str) -> di
         out["error"] = desc.get("error")
         out["cause"] = desc.get("cause")
     return out
+
+
+def output(
+    store: ObjectStore, sfn, state_machine_arn: str, job_id: str, expires_in: int = OUTPUT_URL_SECONDS
+) -> dict[str, Any]:
+    """Where to download a finished job's output: presigned GET URLs of its predictions and errors (valid
+    ``expires_in`` seconds), their keys and the summary. A job that has not succeeded has no output (409)."""
+    job = describe(store, sfn, state_machine_arn, job_id)
+    if job["status"] != "SUCCEEDED" or "summary" not in job:
+        raise ConflictError(f"batch job {job_id!r} is {job['status']}: its output is there once it SUCCEEDED")
+    summary = job["summary"]
+    return {
+        "job_id": job_id,
+        "predictions_url": store.presign_get(summary["predictions_key"], expires_in),
+        "errors_url": store.presign_get(summary["errors_key"], expires_in),
+        "expires_in": expires_in,
+        "predictions_key": summary["predictions_key"],
+        "errors_key": summary["errors_key"],
+        "summary": summary,
+    }
 
 
 # -- workflow steps -------------------------------------------------------------------------------------
@@ -162,7 +201,7 @@ def plan(store: ObjectStore, job_id: str) -> dict[str, Any]:
         except StopIteration:
             raise InvalidInput(f"input {job['input_key']!r} is empty") from None
         header = next(csv.reader([header_raw.decode("utf-8-sig")]))
-        missing = [n for n in artifact.preprocessor.input_names if n not in header]
+        missing = [n for n in (*artifact.preprocessor.input_names, *job.get("id_columns", [])) if n not in header]
         if missing:
             raise InvalidInput(f"input {job['input_key']!r} has no column(s): {', '.join(missing)}")
     chunks: list[dict[str, int]] = []
@@ -238,6 +277,16 @@ def _csv_records(text: str) -> Iterator[list[str] | InvalidInput]:
             yield InvalidInput(f"not well-formed CSV: {err}")
 
 
+def _ids(id_columns: list[str], header: list[str] | None, values: Any) -> dict[str, Any]:
+    """The id columns of a row that parsed: a CSV record's fields as text; a JSON Lines object's values (null
+    for a list instance, which names no column, or an object without the column)."""
+    if header is not None:
+        record = dict(zip(header, values, strict=True))
+        return {c: record[c] for c in id_columns}
+    instance = json.loads(values)
+    return {c: instance.get(c) if isinstance(instance, dict) else None for c in id_columns}
+
+
 def predict_chunk(
     store: ObjectStore, cache: online.ModelCache, job_id: str, first_row: int, start: int, end: int
 ) -> dict[str, Any]:
@@ -249,6 +298,8 @@ def predict_chunk(
     text = store.get_range(job["input_key"], start, end).decode("utf-8", errors="replace")
     valid: list[dict[str, Any]] = []
     valid_rows: list[int] = []
+    valid_ids: list[dict[str, Any]] = []
+    id_columns: list[str] = job.get("id_columns", [])
     errors: list[dict[str, Any]] = []
     row = first_row
     parse: Callable[[Any, int], dict[str, Any]]
@@ -266,6 +317,8 @@ def predict_chunk(
                 raise values
             valid.append(parse(values, row))
             valid_rows.append(row)
+            if id_columns:
+                valid_ids.append(_ids(id_columns, header, values))
         except InvalidInput as err:
             errors.append({"row": row, "error": str(err)})
         row += 1
@@ -277,7 +330,7 @@ def predict_chunk(
             if i in nonfinite:  # never Infinity or NaN in the output: the row is an error
                 errors.append({"row": r, "error": online.NONFINITE})
                 continue
-            line: dict[str, Any] = {"row": r, "prediction": p}
+            line: dict[str, Any] = {"row": r, **(valid_ids[i] if id_columns else {}), "prediction": p}
             if probabilities is not None:
                 line["probabilities"] = probabilities[i]
             lines.append(json.dumps(line, allow_nan=False))

@@ -11,7 +11,6 @@ import numpy as np
 
 from mlcore.infra.errors import InvalidInput
 from mlcore.infra.storage import ObjectStore
-from mlcore.math import linear
 from mlcore.serving import registry
 from mlcore.serving.registry import ModelArtifact
 
@@ -46,8 +45,7 @@ def instances_to_columns(artifact: ModelArtifact, instances: Sequence[Instance])
                 missing = [n for n in names if n not in inst]
                 if missing:
                     raise InvalidInput(f"instances[{i}] is missing feature(s): {', '.join(missing)}")
-                raise InvalidInput(f"instances[{i}] has unknown feature(s): {', '.join(sorted(set(inst) - name_set))}")
-            row = [inst[n] for n in names]
+            row = [inst[n] for n in names]  # other keys (an id, the target...) are not features: see extra_columns
         for n, v in zip(names, row, strict=True):
             t = type(v)
             if t is float:
@@ -59,6 +57,25 @@ def instances_to_columns(artifact: ModelArtifact, instances: Sequence[Instance])
                 _check(i, n, v, n in numeric)
         rows.append(row)
     return {n: [r[j] for r in rows] for j, n in enumerate(names)}
+
+
+def extra_columns(artifact: ModelArtifact, instances: Sequence[Instance], *, strict: bool = False) -> list[str]:
+    """The keys of object instances that are not features of the model (an id, the target...), sorted: prediction
+    ignores them and the answer names them in ``warnings``. ``strict`` refuses them instead, naming the first
+    instance that has any."""
+    names = set(artifact.preprocessor.input_names)
+    extra: set[str] = set()
+    for i, inst in enumerate(instances):
+        if isinstance(inst, dict) and not inst.keys() <= names:
+            unknown = set(inst) - names
+            if strict:
+                raise InvalidInput(f"instances[{i}] has unknown feature(s): {', '.join(sorted(unknown))}")
+            extra |= unknown
+    return sorted(extra)
+
+
+def ignored_warning(extra: Sequence[str]) -> str:
+    return f"ignored column(s) that are not features of the model: {', '.join(extra)}"
 
 
 def _check(i: int, n: str, v: Any, is_numeric: bool) -> None:
@@ -124,19 +141,18 @@ def predictions(artifact: ModelArtifact, instances: Sequence[Instance]) -> tuple
     """The model's answer for validated instances, and the positions of those whose prediction (or
     probabilities) is not finite: values far enough outside the training data overflow float64."""
     columns = numeric_arrays(artifact, instances_to_columns(artifact, instances))
-    kind = artifact.model.type
     result: dict[str, Any] = {"model": artifact.name, "version": artifact.version, "target": artifact.target}
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported per instance below
         X = artifact.preprocessor.transform(columns)  # once, for predictions and probabilities
         if artifact.is_classifier:
-            proba = linear.predict_proba(kind, artifact.theta, X)
+            proba = artifact.net.predict_proba(artifact.theta, X)
             finite = np.isfinite(proba).all(axis=1)
             labels = artifact.classes
-            result["predictions"] = [labels[i] for i in linear.predict(kind, artifact.theta, X)]
+            result["predictions"] = [labels[i] for i in artifact.net.predict(artifact.theta, X)]
             result["classes"] = labels
             result["probabilities"] = proba.tolist()
         else:
-            values = linear.predict(kind, artifact.theta, X)
+            values = artifact.net.predict(artifact.theta, X)
             finite = np.isfinite(values)
             result["predictions"] = values.tolist()
     return result, np.flatnonzero(~finite).tolist()

@@ -20,6 +20,7 @@ version; versions are never deleted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from mlcore import __version__
 from mlcore.infra import layout
 from mlcore.infra.errors import ConflictError, CorruptData, InvalidInput, NotFoundError
 from mlcore.infra.storage import AlreadyExists, Conflict, NotFound, ObjectStore
-from mlcore.math import linear
+from mlcore.math import linear, mlp, models
 from mlcore.math.preprocessing import Preprocessor
 from mlcore.steps.schemas import RegisteredModel
 
@@ -57,12 +58,29 @@ class LinearWeights(BaseModel):
     intercept: list[float]
 
 
+class Layer(BaseModel):
+    """One layer of a network: ``weights`` (fan_in x fan_out) and ``biases`` (fan_out)."""
+
+    weights: list[list[float]]
+    biases: list[float]
+
+
+class NetworkWeights(BaseModel):
+    """Weights of a multilayer perceptron: its hidden layers' ``activation``, its ``layout`` (per layer
+    ``[fan_in + 1, fan_out]``) and its ``layers``, input first."""
+
+    type: Literal["mlp_regression", "mlp_classifier"]
+    activation: mlp.Activation
+    layout: list[tuple[int, int]]
+    layers: list[Layer]
+
+
 class ModelArtifact(BaseModel):
     format_version: Literal[1] = FORMAT_VERSION
     name: str
     version: int = Field(ge=1)
     created_at: str
-    model: LinearWeights
+    model: LinearWeights | NetworkWeights = Field(discriminator="type")
     target: str
     feature_names: list[str]
     preprocessor: Preprocessor
@@ -79,14 +97,27 @@ class ModelArtifact(BaseModel):
         baseline = self.metrics.get("baseline")
         return isinstance(baseline, dict) and baseline.get("beaten") is False
 
-    @property
+    @functools.cached_property
     def theta(self) -> np.ndarray:
-        """Flat parameter vector as the math in ``models`` takes it."""
+        """Flat parameter vector as the math in ``models`` takes it (the artifact is immutable: computed once)."""
+        if isinstance(self.model, NetworkWeights):
+            blocks = [
+                np.asarray([*layer.weights, layer.biases], dtype=np.float64).ravel() for layer in self.model.layers
+            ]
+            return np.concatenate(blocks)
         return np.asarray([*self.model.coefficients, self.model.intercept], dtype=np.float64).ravel()
+
+    @functools.cached_property
+    def net(self) -> models.Net:
+        """The model family, layout and activation the parameters are read with."""
+        if isinstance(self.model, NetworkWeights):
+            return models.Net(self.model.type, models.layout_of(self.model.layout), self.model.activation)
+        shape = (len(self.model.coefficients) + 1, len(self.model.intercept))
+        return models.Net(self.model.type, (shape,))
 
     @property
     def is_classifier(self) -> bool:
-        return self.model.type in linear.CLASSIFIERS
+        return self.model.type in models.CLASSIFIERS
 
     @property
     def classes(self) -> list[str]:
@@ -97,13 +128,13 @@ class ModelArtifact(BaseModel):
 
     def predict(self, instances: dict[str, list[Any]] | dict[str, np.ndarray]) -> list[Any]:
         """Predicted values (regression) or class labels (classification)."""
-        out = linear.predict(self.model.type, self.theta, self.preprocessor.transform(instances))
+        out = self.net.predict(self.theta, self.preprocessor.transform(instances))
         if self.is_classifier:
             return [self.classes[i] for i in out]
         return out.tolist()
 
     def predict_proba(self, instances: dict[str, list[Any]] | dict[str, np.ndarray]) -> np.ndarray:
-        return linear.predict_proba(self.model.type, self.theta, self.preprocessor.transform(instances))
+        return self.net.predict_proba(self.theta, self.preprocessor.transform(instances))
 
 
 def library_versions() -> dict[str, str]:
@@ -367,11 +398,14 @@ def _check_artifact(artifact: ModelArtifact, name: str, version: int, where: str
     if artifact.version != version:
         raise CorruptModel(f"{where} is corrupt: version is {artifact.version}, its path says {version}")
     n_features = len(artifact.preprocessor.feature_names)
-    k = len(artifact.model.intercept)
     try:
-        expected_k = linear.n_outputs(artifact.model.type, len(artifact.preprocessor.classes or []))
+        expected_k = models.n_outputs(artifact.model.type, len(artifact.preprocessor.classes or []))
     except ValueError as err:
         raise CorruptModel(f"{where} is corrupt: preprocessor.classes: {err}") from None
+    if isinstance(artifact.model, NetworkWeights):
+        _check_network(artifact.model, n_features, expected_k, where)
+        return
+    k = len(artifact.model.intercept)
     rows = artifact.model.coefficients
     if k != expected_k or len(rows) != n_features or any(len(r) != k for r in rows):
         shape = f"{len(rows)} x {sorted({len(r) for r in rows})}, intercept {k}"
@@ -379,3 +413,30 @@ def _check_artifact(artifact: ModelArtifact, name: str, version: int, where: str
             f"{where} is corrupt: model.coefficients must be {n_features} x {expected_k} "
             f"with an intercept of {expected_k}, got {shape}"
         )
+
+
+def _check_network(weights: NetworkWeights, n_features: int, n_outputs: int, where: str) -> None:
+    """CorruptModel naming the field unless the layout runs from the preprocessing's features to the model's
+    outputs through connected layers, and every layer's weights and biases have the layout's shape."""
+    shapes = weights.layout
+    if not shapes or shapes[0][0] != n_features + 1 or shapes[-1][1] != n_outputs:
+        raise CorruptModel(
+            f"{where} is corrupt: model.layout must run from {n_features} features + 1 to {n_outputs} outputs, "
+            f"got {[list(s) for s in shapes]}"
+        )
+    try:
+        mlp.check_layout(np.zeros(mlp.n_params(tuple(shapes))), tuple(shapes))
+    except ValueError as err:
+        raise CorruptModel(f"{where} is corrupt: model.layout: {err}") from None
+    if len(weights.layers) != len(shapes):
+        raise CorruptModel(
+            f"{where} is corrupt: model.layers has {len(weights.layers)} layers, its layout {len(shapes)}"
+        )
+    for i, (layer, (rows, cols)) in enumerate(zip(weights.layers, shapes, strict=True)):
+        got = f"{len(layer.weights)} x {sorted({len(r) for r in layer.weights})}"
+        if len(layer.weights) != rows - 1 or any(len(r) != cols for r in layer.weights):
+            raise CorruptModel(f"{where} is corrupt: model.layers.{i}.weights must be {rows - 1} x {cols}, got {got}")
+        if len(layer.biases) != cols:
+            raise CorruptModel(
+                f"{where} is corrupt: model.layers.{i}.biases must have {cols} values, got {len(layer.biases)}"
+            )

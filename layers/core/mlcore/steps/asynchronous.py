@@ -36,7 +36,7 @@ import numpy as np
 
 from mlcore.infra import layout
 from mlcore.infra.storage import Conflict, ObjectStore
-from mlcore.math import linear, optimizers
+from mlcore.math import models, optimizers
 from mlcore.steps.schemas import (
     AsyncProgressTask,
     AsyncWorkerResult,
@@ -53,8 +53,10 @@ from mlcore.steps.training import (
     initial_grad_norm,
     initial_loss,
     learning_rate,
-    load_params,
     load_shard,
+    network,
+    params_arrays,
+    read_params,
     record_round,
     recorded_round,
     shard_cache_fields,
@@ -69,11 +71,16 @@ MAX_CONFLICTS = 1000  # per submission: beyond this the call fails (and Step Fun
 
 @dataclass(frozen=True)
 class Head:
-    theta: np.ndarray  # (n_features + 1, k): the parameters after ``version`` updates
+    theta: np.ndarray  # as stored (``training.params_arrays``): the parameters after ``version`` updates
     state: dict[str, np.ndarray]  # the optimizer's
     version: int
     etag: str
     average: np.ndarray | None = None  # with ``averaging``: the running average of the parameters
+    layout: np.ndarray | None = None  # an MLP's layout (a linear model's is its matrix's shape)
+
+    @property
+    def shapes(self) -> models.Layout:
+        return models.layout_of(self.layout if self.layout is not None else [self.theta.shape])
 
     @property
     def model(self) -> np.ndarray:
@@ -98,15 +105,17 @@ def read_head(store: ObjectStore, key: str) -> Head:
     theta = arrays.pop("theta")
     version = int(arrays.pop("version"))
     average = arrays.pop("average", None)
-    return Head(theta=theta, state=arrays, version=version, etag=etag, average=average)
+    shapes = arrays.pop("layout", None)
+    return Head(theta=theta, state=arrays, version=version, etag=etag, average=average, layout=shapes)
 
 
 def init_async_run(store: ObjectStore, task: InitTask) -> RoundState:
     """Round 0 as in sync mode, plus the head at version 0 (a replay leaves both as they were)."""
     state = init_run(store, task)
-    theta, opt_state = load_params(store, state.params_key)
-    average = {"average": theta} if task.hyperparameters.averaging else {}
-    head = {"theta": theta, "version": np.array(0, dtype=np.int64), **average, **opt_state}
+    theta, shapes, opt_state = read_params(store, state.params_key)
+    stored = params_arrays(theta, shapes, {})
+    average = {"average": stored["theta"]} if task.hyperparameters.averaging else {}
+    head = {**stored, "version": np.array(0, dtype=np.int64), **average, **opt_state}
     write_once(store, layout.async_head_key(task.run_id), head)
     return state
 
@@ -141,6 +150,8 @@ def submit(
         new_theta = theta.reshape(head.theta.shape)
         check_finite(f"the parameters of version {head.version + 1}", new_theta)
         arrays = {"theta": new_theta, "version": np.array(head.version + 1, dtype=np.int64), **state}
+        if head.layout is not None:
+            arrays["layout"] = head.layout
         if hp.averaging:  # in the same write as the step: the average counts every applied update once
             arrays["average"] = optimizers.iterate_average(
                 head.average,
@@ -176,19 +187,19 @@ def run_async_steps(store: ObjectStore, task: AsyncWorkerTask, shard: np.ndarray
     X, y = data[:, :-1], data[:, -1]
     rng = np.random.default_rng([task.shard.index, task.round])
     key = layout.async_head_key(task.run_id)
+    # a linear model's layout is its matrix's shape; an MLP's is read once from the head
+    mlp_net = network(hp.model, read_head(store, key).shapes, hp) if models.is_mlp(hp.model) else None
     applied: list[Applied] = []
     for _ in range(hp.steps_per_invocation):
         rows = optimizers.minibatch(X.shape[0], hp.batch_size, rng)
         Xb, yb = X[rows], y[rows]
 
         def gradient(theta: np.ndarray, Xb=Xb, yb=yb) -> tuple[float, np.ndarray]:
-            if Xb.shape[1] + 1 != theta.shape[0]:
-                raise ValueError(
-                    f"shard {task.shard.key} has {Xb.shape[1]} features, parameters expect {theta.shape[0] - 1}"
-                )
+            net = mlp_net or network(hp.model, (theta.shape,), hp)
+            net.check_features(Xb.shape[1], f"shard {task.shard.key}")
             with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is checked by submit
-                loss_sum, grad_sum = linear.loss_grad_sums(hp.model, theta.ravel(), Xb, yb)
-            return linear.regularized_objective(loss_sum, grad_sum, len(yb), theta.ravel(), hp.l2, theta.shape[1])
+                loss_sum, grad_sum = net.loss_grad_sums(theta.ravel(), Xb, yb)
+            return net.regularized_objective(loss_sum, grad_sum, len(yb), theta.ravel(), hp.l2)
 
         applied.append(submit(store, key, gradient, hp))
     return AsyncWorkerResult(
@@ -234,7 +245,10 @@ def progress(store: ObjectStore, task: AsyncProgressTask) -> RoundState:
     head = read_head(store, layout.async_head_key(task.run_id))
     next_key = layout.params_key(task.run_id, task.round + 1)
     version = np.array(head.version, dtype=np.int64)
-    write_once(store, next_key, {"theta": head.model, "iterate": head.theta, "version": version, **head.state})
+    snapshot = {"theta": head.model, "iterate": head.theta, "version": version, **head.state}
+    if head.layout is not None:
+        snapshot["layout"] = head.layout
+    write_once(store, next_key, snapshot)
     return record_round(
         store,
         task,

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 
 from mlcore.infra.storage import ObjectStore, npy_sample_rows
-from mlcore.math import linear
+from mlcore.math import mlp, models
 from mlcore.math.metrics import classification_metrics, regression_metrics
 from mlcore.math.preprocessing import Preprocessor
 from mlcore.steps.schemas import EvaluateTask
-from mlcore.steps.training import load_params, training_curve
+from mlcore.steps.training import network, read_params, training_curve
 
 RESIDUAL_SAMPLE = 200
 # Evaluate holds at most this many test rows (float64, 29 columns: 464 MB) and fits the scikit-learn reference on at
@@ -25,22 +25,24 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
     """Test metrics (and a scikit-learn reference fit's on the same rows) of the run's final parameters, with
     everything a model version records: weights, schema, preprocessing, hyperparameters, curve, lineage."""
     manifest = store.get_json(task.data.manifest_key)
-    theta, _ = load_params(store, task.train.params_key)
-    sample, test_rows = npy_sample_rows(store, manifest["test"]["key"], EVALUATED_MAX_ROWS)
+    theta, shapes, _ = read_params(store, task.train.params_key)
+    hp = task.request.hyperparameters
+    net = network(hp.model, shapes, hp)
+    sample, test_rows = held_out_sample(store, manifest["test"], EVALUATED_MAX_ROWS)
     test = sample.astype("float64")
     X, y = test[:, :-1], test[:, -1]
-    model = task.request.hyperparameters.model
+    model = hp.model
     residual_sample = None
     test_metrics: dict[str, Any]
-    if model in linear.CLASSIFIERS:
-        test_metrics = classification_metrics(y, linear.predict_proba(model, theta.ravel(), X))
+    if net.is_classifier:
+        test_metrics = classification_metrics(y, net.predict_proba(theta, X))
     else:
-        predicted = linear.predict(model, theta.ravel(), X)
+        predicted = net.predict(theta, X)
         test_metrics = regression_metrics(y, predicted)
         # (true, predicted) pairs of up to RESIDUAL_SAMPLE test rows, for residual plots in reports
         rows = np.linspace(0, len(y) - 1, num=min(RESIDUAL_SAMPLE, len(y)), dtype=np.int64)
         residual_sample = [[float(y[i]), float(predicted[i])] for i in rows]
-    trivial = baseline(y, test_metrics, manifest["preprocessor"].get("classes"), model in linear.CLASSIFIERS)
+    trivial = baseline(y, test_metrics, manifest["preprocessor"].get("classes"), net.is_classifier)
     metrics = {
         "test": test_metrics,
         "final_train_loss": task.train.loss,
@@ -53,7 +55,7 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
     }
     return {
         "name": task.request.model_name,
-        "model": {"type": model, "coefficients": theta[:-1].tolist(), "intercept": theta[-1].tolist()},
+        "model": model_weights(net, theta),
         "target": manifest["target"],
         "feature_names": manifest["feature_names"],
         "preprocessor": Preprocessor.model_validate(manifest["preprocessor"]),
@@ -74,6 +76,32 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
             "test_rows": task.data.test_rows,
         },
     }
+
+
+def model_weights(net: models.Net, theta: np.ndarray) -> dict[str, Any]:
+    """The artifact's ``model``: a linear model's ``coefficients`` (n_features x k) and ``intercept`` (k); an MLP's
+    ``activation``, ``layout`` and ``layers`` (per layer ``weights`` fan_in x fan_out and ``biases``)."""
+    if not models.is_mlp(net.model):
+        matrix = theta.reshape(net.layout[0])
+        return {"type": net.model, "coefficients": matrix[:-1].tolist(), "intercept": matrix[-1].tolist()}
+    return {
+        "type": net.model,
+        "activation": net.activation,
+        "layout": [list(shape) for shape in net.layout],
+        "layers": [{"weights": W.tolist(), "biases": b.tolist()} for W, b in mlp.layers(theta, net.layout)],
+    }
+
+
+def held_out_sample(store: ObjectStore, test: dict, max_rows: int) -> tuple[np.ndarray, int]:
+    """Up to ``max_rows`` test rows and the test row count: of the one test block, or of the blocks of a distributed
+    preparation's pieces (``{"rows", "blocks"}``), from each in proportion to its rows (all of them when they fit)."""
+    if "blocks" not in test:
+        return npy_sample_rows(store, test["key"], max_rows)
+    blocks, total = test["blocks"], int(test["rows"])
+    windows = max(1, SAMPLE_WINDOWS // len(blocks))
+    quotas = [max(1, max_rows * int(b["rows"]) // total) for b in blocks]
+    parts = [npy_sample_rows(store, b["key"], q, windows)[0] for b, q in zip(blocks, quotas, strict=True)]
+    return np.concatenate(parts), total
 
 
 def baseline(y, test_metrics: dict[str, Any], classes: list[str] | None, classifier: bool) -> dict[str, Any]:

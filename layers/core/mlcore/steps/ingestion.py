@@ -566,6 +566,23 @@ def describe(store: ObjectStore, name: str, version: str | None = None) -> dict:
         ) from None
 
 
+LISTED = ("dataset", "version", "format", "rows", "n_columns", "bytes", "created_at")
+
+
+def list_datasets(store: ObjectStore) -> list[dict]:
+    """Every data set with a registered version, by name: its latest version's name, version, format, rows,
+    column count, size and creation time (``describe`` has the columns and profile)."""
+    names = [n for key in store.list_keys(layout.RAW) if (n := layout.dataset_of_latest_key(key))]
+    listed = []
+    for name in sorted(names):
+        try:
+            meta = describe(store, name)
+        except NotFoundError:  # a version being registered between the listing and the read
+            continue
+        listed.append({k: meta[k] for k in LISTED if k in meta})
+    return listed
+
+
 def status(store: ObjectStore, name: str) -> dict:
     """The latest version (if any) and the state of the latest asynchronous ingestion.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -12,7 +13,7 @@ from typing import Any
 from mlcore.infra import aws, layout
 from mlcore.infra.errors import ConflictError, InvalidInput, LimitExceeded, MLError, NotFoundError
 from mlcore.infra.storage import NotFound, ObjectStore
-from mlcore.math import cost, linear
+from mlcore.math import cost, models
 from mlcore.math.preprocessing import PreprocessingSpec, resolve_kinds
 from mlcore.steps import ingestion
 from mlcore.steps.preparation import shared
@@ -21,6 +22,7 @@ from mlcore.steps.training import training_curve
 
 RUN_ID = re.compile(r"^run-[0-9a-f]{12}$")
 RESUMABLE = ("FAILED", "TIMED_OUT", "ABORTED")
+TERMINAL = ("SUCCEEDED", *RESUMABLE)
 MAX_REASON = 500
 MIN_ROWS = 10  # rows with a target value a training run needs at least
 
@@ -53,9 +55,9 @@ def check_feasible(request: TrainingRequest, meta: dict) -> None:
         )
     model = request.hyperparameters.model
     kind = profile[target]["kind"]
-    if model not in linear.CLASSIFIERS and kind != "numeric":
+    if model not in models.CLASSIFIERS and kind != "numeric":
         raise InvalidInput(f"target column {target!r} must be numeric for regression")
-    if model in linear.CLASSIFIERS:
+    if model in models.CLASSIFIERS:
         low, high = profile[target].get("min"), profile[target].get("max")
         classes = _count(profile[target].get("distinct")) if kind != "numeric" else None
         if kind == "numeric" and low is not None and low == high:
@@ -183,13 +185,13 @@ def _latest(sfn, executions: list[dict[str, Any]]) -> dict[str, Any]:
     return latest if "input" in latest else sfn.describe_execution(executionArn=latest["executionArn"])
 
 
-def usage(sfn, lam, state_machine_arn: str, run_id: str) -> cost.Usage:
+def usage(sfn, lam, state_machine_arn: str, run_id: str, executions: list[dict[str, Any]] | None = None) -> cost.Usage:
     """What a run did, from its execution history: Lambda invocations and billed milliseconds per
     step (task start to end), memory sizes from the functions' configuration, state transitions;
     S3 requests from the code's access pattern (cost.S3_REQUESTS). The child executions' work is added from
     what the parent knows of them (``_count_children``)."""
     events: list[dict[str, Any]] = []
-    executions = _executions(sfn, state_machine_arn, run_id)
+    executions = executions or _executions(sfn, state_machine_arn, run_id)
     for execution in executions:  # resumed executions are part of the run
         pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
         chunk = [e for page in pages for e in page["events"]]
@@ -356,7 +358,26 @@ def _add_estimated(
         fn.billed_ms += per_round * rounds * billed
 
 
+def stored_usage(store: ObjectStore, sfn, lam, state_machine_arn: str, run_id: str) -> cost.Usage:
+    """A run's usage: read once stored; else measured from its execution history (``usage``, which pages every
+    execution's events), and stored when the run has ended (it cannot change until a resume, which drops it), so
+    later calls read one object. A run still going is measured live each time."""
+    if not RUN_ID.match(run_id):
+        raise NotFoundError(f"training run {run_id!r} does not exist")
+    try:
+        return cost.Usage.from_dict(store.get_json(layout.run_usage_key(run_id)))
+    except NotFound:
+        pass
+    executions = _executions(sfn, state_machine_arn, run_id)
+    status = _latest(sfn, executions)["status"]
+    measured = usage(sfn, lam, state_machine_arn, run_id, executions)
+    if status in TERMINAL:
+        store.put_json(layout.run_usage_key(run_id), measured.to_dict())
+    return measured
+
+
 def run_cost(
+    store: ObjectStore,
     sfn,
     lam,
     state_machine_arn: str,
@@ -367,7 +388,7 @@ def run_cost(
     rounds: int | None = None,
 ) -> dict[str, Any]:
     """The run's cost, and with any of rows/shards/rounds a what-if for that size."""
-    measured = usage(sfn, lam, state_machine_arn, run_id)
+    measured = stored_usage(store, sfn, lam, state_machine_arn, run_id)
     prices = cost.price_table(region)
     result = {"run_id": run_id, "actual": cost.cost(measured, prices)}
     if rows or shards or rounds:
@@ -378,13 +399,39 @@ def run_cost(
     return result
 
 
-def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The most recent runs, newest first, each with the status of its latest execution."""
-    listed = sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=1000)["executions"]
+def _page_token(run: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(f"{run['started_at']}|{run['run_id']}".encode()).decode().rstrip("=")
+
+
+def _after(token: str) -> tuple[str, str]:
+    """The (started_at, run_id) a page token names: the last run of the page before."""
+    try:
+        started_at, run_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split("|")
+        datetime.fromisoformat(started_at)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("next is not a page token this API returned: pass the `next` of the previous page") from None
+    if not RUN_ID.match(run_id):
+        raise InvalidInput("next is not a page token this API returned: pass the `next` of the previous page")
+    return started_at, run_id
+
+
+def list_runs(sfn, state_machine_arn: str, limit: int = 50, next_token: str | None = None) -> dict[str, Any]:
+    """A page of runs, newest first, each with the status of its latest execution: ``{"runs": [...]}`` and, when
+    older runs remain, ``next``, the token of the following page. Executions are listed newest first until
+    ``limit`` runs older than the token, and one more, have their own (first) execution listed: a run's
+    continuations and resumptions start after it, so they are listed by then."""
+    after = _after(next_token) if next_token else None
     by_run: dict[str, list[dict[str, Any]]] = {}
-    for e in listed:  # continuations and resumptions belong to their run
-        if (run_id := _run_of(e["name"])) is not None:
+    complete = 0  # runs (older than the token) whose first execution was listed
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn):
+        for e in page["executions"]:  # continuations and resumptions belong to their run
+            if (run_id := _run_of(e["name"])) is None:
+                continue
             by_run.setdefault(run_id, []).append(e)
+            if e["name"] == run_id and (after is None or (e["startDate"].isoformat(), run_id) < after):
+                complete += 1
+        if complete > limit:
+            break
     runs = []
     for run_id, executions in by_run.items():
         executions.sort(key=lambda e: e["startDate"])
@@ -397,7 +444,23 @@ def list_runs(sfn, state_machine_arn: str, limit: int = 50) -> list[dict[str, An
                 **({"stopped_at": latest["stopDate"].isoformat()} if latest.get("stopDate") else {}),
             }
         )
-    return sorted(runs, key=lambda r: r["started_at"], reverse=True)[:limit]
+    runs.sort(key=lambda r: (r["started_at"], r["run_id"]), reverse=True)
+    if after is not None:
+        runs = [r for r in runs if (r["started_at"], r["run_id"]) < after]
+    listed: dict[str, Any] = {"runs": runs[:limit]}
+    if len(runs) > limit:
+        listed["next"] = _page_token(runs[limit - 1])
+    return listed
+
+
+def stop(sfn, state_machine_arn: str, run_id: str) -> dict[str, Any]:
+    """Stop a running run: its latest execution is aborted (the rounds stored so far stay, so ``resume`` continues
+    from the last one). A run that is not running is a conflict."""
+    latest = _latest(sfn, _executions(sfn, state_machine_arn, run_id))
+    if latest["status"] != "RUNNING":
+        raise ConflictError(f"training run {run_id!r} is {latest['status']}: only a RUNNING run can be stopped")
+    sfn.stop_execution(executionArn=latest["executionArn"], error="StoppedByUser", cause="stopped through the API")
+    return {"run_id": run_id, "status": "ABORTED"}
 
 
 def resume(store: ObjectStore, sfn, state_machine_arn: str, run_id: str) -> dict[str, Any]:
@@ -418,6 +481,7 @@ def resume(store: ObjectStore, sfn, state_machine_arn: str, run_id: str) -> dict
     else:
         train = {"run_id": run_id, "round": 0, "params_key": layout.params_key(run_id, 0)}
     name = f"{run_id}-resume-r{train['round']}-{uuid.uuid4().hex[:6]}"
+    store.delete([layout.run_usage_key(run_id)])  # the run goes on: its usage is measured again when it ends
     payload = {"run_id": run_id, "request": context["request"], "data": context["data"], "train": train}
     sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
     return {"run_id": run_id, "status": "RUNNING", "execution": name, "resumed_from_round": train["round"]}
@@ -475,6 +539,8 @@ def describe(store: ObjectStore, sfn, state_machine_arn: str, run_id: str, curve
         try:
             last = store.get_json(rounds[-1])
             result["last_round"] = {k: last[k] for k in ("round", "loss", "grad_norm")}
+            if (last.get("state") or {}).get("reason"):  # why the run stopped: converged, max_epochs, ...
+                result["stop_reason"] = last["state"]["reason"]
             if "shard_cache" in last:  # the run's shard-cache reads so far (see docs/training.md)
                 result["shard_cache"] = last["shard_cache"]
         except NotFound:

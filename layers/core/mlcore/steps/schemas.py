@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from mlcore.infra import layout
-from mlcore.math.linear import EXACT_MAX_FEATURES, ModelType
+from mlcore.math.linear import EXACT_MAX_FEATURES
+from mlcore.math.mlp import Activation
+from mlcore.math.models import MLP_MAX_LAYERS, MLP_MAX_PARAMS, MLP_MAX_WIDTH, MLP_MODELS, ModelType
 from mlcore.math.optimizers import LrSchedule, Optimizer
 from mlcore.math.preprocessing import PreprocessingSpec
 from mlcore.math.second_order import NEWTON_MAX_PARAMS
@@ -100,9 +103,39 @@ class Hyperparameters(UserInput):
         "solves the normal equations; newton (at most "
         f"{NEWTON_MAX_PARAMS} parameters): workers return gradient and Hessian sums, the aggregator takes Newton "
         "steps with a line search spread over rounds; lbfgs: the same with L-BFGS directions from gradients only; "
-        "auto: exact for linear_regression, newton for classifiers, lbfgs beyond their size limits. exact, newton "
-        "and lbfgs run in sync mode with worker_mode gradient; auto is sgd otherwise",
+        "auto: exact for linear_regression, newton for classifiers, lbfgs beyond their size limits and for "
+        "mlp_regression and mlp_classifier (exact and newton fit linear models only). exact, newton and lbfgs run "
+        "in sync mode with worker_mode gradient; auto is sgd otherwise",
     )
+
+    hidden_layers: list[int] | None = Field(
+        None,
+        description=f"mlp_regression and mlp_classifier: units per hidden layer, e.g. [64, 64] (1 to {MLP_MAX_LAYERS} "
+        f"layers of 1 to {MLP_MAX_WIDTH} units, at most {MLP_MAX_PARAMS} parameters in all); [64] when omitted",
+    )
+    activation: Activation = Field("relu", description="mlp_regression and mlp_classifier: the hidden layers' one")
+
+    @model_validator(mode="after")
+    def _network_fits(self) -> Hyperparameters:
+        mlp = self.model in MLP_MODELS
+        if self.hidden_layers is not None and not mlp:
+            raise ValueError(f"hidden_layers applies to {' and '.join(MLP_MODELS)} only, not {self.model}")
+        if self.activation != "relu" and not mlp:
+            raise ValueError(f"activation applies to {' and '.join(MLP_MODELS)} only, not {self.model}")
+        sizes = self.hidden_layers
+        if sizes is None:
+            return self
+        if not 1 <= len(sizes) <= MLP_MAX_LAYERS:
+            raise ValueError(f"hidden_layers must list 1 to {MLP_MAX_LAYERS} layer sizes, got {len(sizes)}")
+        bad = [s for s in sizes if not 1 <= s <= MLP_MAX_WIDTH]
+        if bad:
+            raise ValueError(f"hidden_layers sizes must be 1 to {MLP_MAX_WIDTH} units, got {bad[0]}")
+        between = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+        if between > MLP_MAX_PARAMS:
+            raise ValueError(
+                f"hidden_layers {sizes} have {between} parameters between them, over the limit of {MLP_MAX_PARAMS}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _decay_shrinks(self) -> Hyperparameters:
@@ -115,6 +148,10 @@ class Hyperparameters(UserInput):
 
     @model_validator(mode="after")
     def _solver_applies(self) -> Hyperparameters:
+        if self.solver in ("exact", "newton") and self.model in MLP_MODELS:
+            raise ValueError(
+                f"solver '{self.solver}' fits linear models only, not {self.model}; use solver 'lbfgs', 'sgd' or 'auto'"
+            )
         if self.solver == "exact" and self.model != "linear_regression":
             raise ValueError(
                 f"solver 'exact' solves linear_regression only, not {self.model}; use solver 'newton' or 'auto'"
@@ -128,11 +165,14 @@ class Hyperparameters(UserInput):
     def resolved_solver(self, n_features: int, n_outputs: int = 1, mode: str = "sync") -> ResolvedSolver:
         """The solver a run with ``n_features`` features and ``n_outputs`` weight columns in ``mode`` uses:
         ``auto`` (sync mode, worker_mode gradient) is exact for linear regression up to EXACT_MAX_FEATURES
-        features, newton for classifiers up to NEWTON_MAX_PARAMS parameters, else lbfgs; sgd in other modes."""
+        features, newton for linear classifiers up to NEWTON_MAX_PARAMS parameters, else lbfgs (always for an MLP:
+        full-batch L-BFGS fits a small network well); sgd in other modes."""
         if self.solver != "auto":
             return self.solver
         if mode != "sync" or self.worker_mode != "gradient":
             return "sgd"
+        if self.model in MLP_MODELS:
+            return "lbfgs"
         if self.model == "linear_regression":
             return "exact" if n_features <= EXACT_MAX_FEATURES else "lbfgs"
         return "newton" if (n_features + 1) * n_outputs <= NEWTON_MAX_PARAMS else "lbfgs"
@@ -389,6 +429,7 @@ class InitTask(Strict):
     run_id: str
     n_features: int
     n_outputs: int = 1
+    seed: int = Field(0, ge=0, description="the request's seed: an MLP's initial weights")
     hyperparameters: Hyperparameters
     mode: Literal["sync", "async"] = "sync"
     context: dict | None = Field(None, description="the run's request and data, kept for a resume")
@@ -397,8 +438,21 @@ class InitTask(Strict):
 class PreprocessTask(Strict):
     """The training workflow's first task: prepare the requested data set for run ``run_id``."""
 
+    action: Literal["prepare"] = "prepare"
     run_id: str
     request: TrainingRequest
+
+
+class PreparationTask(Strict):
+    """A step of a distributed preparation (``preparation.distributed``): the statistics or the writing of one
+    piece, the merge and fit, the finish (shard list and manifest), or the abort that deletes what was written."""
+
+    action: Literal["stats", "merge", "write", "finish", "abort"]
+    run_id: str
+    piece: int | None = Field(None, ge=0, description="the piece of the plan (stats and write)")
+
+
+PreprocessEvent = PreprocessTask | PreparationTask
 
 
 class EvaluateTask(Strict):

@@ -4,13 +4,20 @@ Imported only by the functions that parse CSV (Ingest, Preprocess); Predict,
 GradientWorker and Aggregator never load pandas.
 
 ``scan`` validates and profiles a file read as a stream of byte chunks, in bounded memory: the bytes are
-hashed as they are read, decoded chunk by chunk, cut into whole records and parsed ``CHUNK_CHARS`` of text
+hashed as they are read, checked to be UTF-8, cut into whole records and parsed about ``CHUNK_CHARS`` bytes
 at a time, and each column keeps running aggregates (missing, min, max, sum; for text the counts of at most
 ``DISTINCT_CAP`` distinct values). ``read_table`` parses a whole file into one frame (Preprocess in memory).
+
+Each record is parsed once, by pandas: the checks csv.reader would make (fields per record, quoted fields that
+never close, over-long fields, stray carriage returns) are made with numpy over the bytes of each block of
+records (``_check_block``); only a block they cannot vouch for is read again by csv.reader (``_CsvBlocks``),
+which names the first bad line, and a file with a quote csv.reader does not read as quoting (one inside an
+unquoted field, say) is read by csv.reader from there on.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import hashlib
@@ -34,7 +41,7 @@ FORMATS = ("csv", "jsonl")
 TOP_CATEGORIES = 5
 DELIMITERS = (",", ";", "\t", "|")  # detected from the first SNIFF_LINES lines; comma wins a tie
 SNIFF_LINES = 50
-CHUNK_CHARS = 8 * 1024 * 1024  # text parsed per step of the scan
+CHUNK_CHARS = 8 * 1024 * 1024  # bytes of text parsed per step of the scan
 SUM_BLOCK = 65_536  # a numeric column's mean: exact sum (fsum) of the sums of blocks of this many values
 DISTINCT_CAP = 10_000  # distinct text values counted exactly per column; beyond, "distinct" is ">= 10000"
 TOP_VALUE_CHARS = 64  # longer values are shown truncated in a profile's "top"
@@ -57,6 +64,7 @@ MAGIC = (  # the start of a file in a binary format people mistake for a table
     (b"SQLite format 3\x00", "an SQLite magic number"),
 )
 MAGIC_BYTES = max(len(magic) for magic, _ in MAGIC)
+BOM = "\ufeff".encode()
 
 
 def _binary(what: str) -> InvalidInput:
@@ -69,14 +77,16 @@ def _not_utf8(data: bytes, err: UnicodeDecodeError, offset: int) -> InvalidInput
 
 
 class _Decoder:
-    """Byte chunks as text: hashed and counted as they are read; a binary or non-UTF-8 file is refused."""
+    """Byte chunks checked to be UTF-8 text: counted (and hashed, once: ``hashed``) as they are read; a binary
+    or non-UTF-8 file is refused."""
 
-    def __init__(self, chunks: Iterable[bytes]):
+    def __init__(self, chunks: Iterable[bytes], hashed: bool = True):
         self.chunks = chunks
-        self.digest = hashlib.sha256()
+        self.digest = hashlib.sha256() if hashed else None
         self.size = 0
 
-    def texts(self) -> Iterator[str]:
+    def pieces(self) -> Iterator[bytes]:
+        """The bytes as read, each piece ending on a character boundary, without a byte order mark."""
         carry = b""  # the start of a character cut by the chunk boundary
         head = b""  # the first bytes, for the magic numbers
         blank = True
@@ -92,28 +102,35 @@ class _Decoder:
             nul = chunk.find(b"\x00")
             if nul >= 0:
                 raise _binary(f"NUL byte at offset {self.size + nul}")
-            self.digest.update(chunk)
+            if self.digest is not None:
+                self.digest.update(chunk)
             start = self.size - len(carry)
             self.size += len(chunk)
             blank = blank and not chunk.strip()
             if blank and following is None:
                 raise InvalidInput("the file is empty")
-            data = carry + chunk
-            try:
-                text, carry = data.decode("utf-8"), b""
-            except UnicodeDecodeError as err:
-                if err.reason != "unexpected end of data" or err.end != len(data) or following is None:
-                    raise _not_utf8(data, err, start) from None
-                text, carry = data[: err.start].decode("utf-8"), data[err.start :]
-            if start == 0 and text.startswith("\ufeff"):
-                text = text[1:]
-            if text:
-                yield text
+            data = carry + chunk if carry else chunk
+            carry = b""
+            if not data.isascii():
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    if err.reason != "unexpected end of data" or err.end != len(data) or following is None:
+                        raise _not_utf8(data, err, start) from None
+                    data, carry = data[: err.start], data[err.start :]
+                if start == 0 and data.startswith(BOM):
+                    data = data[len(BOM) :]
+            if data:
+                yield data
         if blank:
             raise InvalidInput("the file is empty")
 
+    def texts(self) -> Iterator[str]:
+        return (piece.decode("utf-8") for piece in self.pieces())
+
     @property
     def sha256(self) -> str:
+        assert self.digest is not None
         return self.digest.hexdigest()
 
 
@@ -189,53 +206,228 @@ def _opening_line(lines: list[str], first: int) -> int:
 
 
 class _CsvBlocks:
-    """The data rows of a CSV as blocks of about CHUNK_CHARS of text (whole records), once the header and each
-    record's field count are checked; ``names`` is the header's column names once read."""
+    """Records as csv.reader reads them, the first that is not well-formed named by its line: the header
+    (``header``), then the data rows as blocks of about CHUNK_CHARS of text (whole records) once each record's
+    field count is checked. ``names``: the header, when ``lines`` start after it; ``before``: the lines of the
+    file before ``lines``."""
 
-    def __init__(self, lines: Iterator[str], delimiter: str):
+    def __init__(self, lines: Iterator[str], delimiter: str, names: list[str] | None = None, before: int = 0):
         self.feed = _Feed(lines)
         self.reader = csv.reader(self.feed.lines, delimiter=delimiter)
-        self.names: list[str] | None = None
+        self.names = names
+        self.before = before
 
-    def __iter__(self) -> Iterator[list[str]]:
+    @property
+    def line(self) -> int:
+        """The number of the last line read."""
+        return self.before + self.reader.line_num
+
+    def _records(self) -> Iterator[list[str]]:
         feed, reader = self.feed, self.reader
-        width = -1
         while True:
-            first, start = reader.line_num + 1, len(feed.taken)
+            first, start = self.line + 1, len(feed.taken)
             try:
                 row = next(reader)
             except StopIteration:
-                break
+                return
             except csv.Error as err:  # e.g. a field longer than csv.field_size_limit() characters
-                raise InvalidInput(f"line {reader.line_num} is not well-formed CSV: {err}") from None
-            if len(row) != width:
-                if feed.exhausted:  # the reader ran out of lines inside a quoted field
-                    line = _opening_line(feed.taken[start:], first)
-                    raise InvalidInput(f"unclosed quote: the quoted field that opens on line {line} never closes")
-                if not row:  # blank lines are skipped, as pandas does
-                    continue
-                if self.names is None:
-                    self.names = _header(row)
-                    width = len(self.names)
-                    feed.take()
-                    continue
-                if len(row) > width:  # pandas would take an over-long first row's extra field as an index
-                    raise InvalidInput(
-                        f"line {reader.line_num} has {len(row)} fields, more than the {width} in the header"
-                    )
-                # a short row is ragged too (an empty field is written as ",,")
-                raise InvalidInput(
-                    f"line {reader.line_num} has {len(row)} fields, fewer than the {width} in the header"
-                )
-            if feed.exhausted:
+                raise InvalidInput(f"line {self.line} is not well-formed CSV: {err}") from None
+            if feed.exhausted:  # the reader ran out of lines inside a quoted field
                 line = _opening_line(feed.taken[start:], first)
                 raise InvalidInput(f"unclosed quote: the quoted field that opens on line {line} never closes")
+            yield row
+
+    def header(self) -> list[str]:
+        """The column names: the first record that is not a blank line, checked."""
+        for row in self._records():
+            if row:  # blank lines are skipped, as pandas does
+                self.names = _header(row)
+                self.feed.take()
+                return self.names
+        raise InvalidInput("the file has no header row")
+
+    def __iter__(self) -> Iterator[list[str]]:
+        width = len(self.names if self.names is not None else self.header())
+        feed = self.feed
+        for row in self._records():
+            if len(row) > width:  # pandas would take an over-long first row's extra field as an index
+                raise InvalidInput(f"line {self.line} has {len(row)} fields, more than the {width} in the header")
+            if row and len(row) < width:  # a short row is ragged too (an empty field is written as ",,")
+                raise InvalidInput(f"line {self.line} has {len(row)} fields, fewer than the {width} in the header")
             if feed.full:
                 yield feed.take()
-        if self.names is None:
-            raise InvalidInput("the file has no header row")
         if feed.taken:
             yield feed.take()
+
+
+class _Stream:
+    """The checked bytes of a file (``_Decoder.pieces``) as they are read: its first lines (``peek``), then its
+    lines one at a time (``lines``), then the bytes not taken followed by the pieces not read (``rest``)."""
+
+    def __init__(self, pieces: Iterator[bytes]):
+        self.pieces = pieces
+        self.buffer = b""
+        self.pos = 0  # the bytes of the buffer taken
+
+    def _more(self) -> bool:
+        piece = next(self.pieces, None)
+        if piece is None:
+            return False
+        self.buffer = self.buffer[self.pos :] + piece
+        self.pos = 0
+        return True
+
+    def _line_end(self, offset: int) -> int:
+        """The end (after its newline) of the line ``offset`` bytes after those taken, as an offset from them,
+        reading pieces as needed; -1 when the file ends first."""
+        search = offset
+        while True:
+            end = self.buffer.find(b"\n", self.pos + search)
+            if end >= 0:
+                return end + 1 - self.pos
+            search = len(self.buffer) - self.pos
+            if not self._more():
+                return -1
+
+    def peek(self, n: int) -> list[str]:
+        """The first ``n`` lines not taken (fewer at the end of the file), each with its "\\n" (the last one may
+        lack it), leaving them to be taken."""
+        offset = 0
+        for _ in range(n):
+            end = self._line_end(offset)
+            if end < 0:
+                offset = len(self.buffer) - self.pos
+                break
+            offset = end
+        return list(_lines([self.buffer[self.pos : self.pos + offset].decode("utf-8")]))
+
+    def lines(self) -> Iterator[str]:
+        """The lines not taken, each taken as it is yielded."""
+        while True:
+            end = self._line_end(0)
+            if end < 0:
+                end = len(self.buffer) - self.pos
+                if not end:
+                    return
+            line = self.buffer[self.pos : self.pos + end].decode("utf-8")
+            self.pos += end
+            yield line
+
+    def rest(self) -> Iterator[bytes]:
+        rest, self.buffer, self.pos = self.buffer[self.pos :], b"", 0  # held once, by the caller
+        return chain([rest], self.pieces)
+
+
+NEWLINE, RETURN, QUOTE = b"\n"[0], b"\r"[0], b'"'[0]
+
+
+def _plain_quotes(data: np.ndarray, quotes: np.ndarray, sep: int) -> bool:
+    """Whether every quote (at ``quotes``, in order) opens a field, closes one or doubles a quote inside one: the
+    quotes csv.reader reads as quoting. Then a byte is inside a quoted field exactly when an odd number of quotes
+    precede it."""
+    opening, closing = quotes[0::2], quotes[1::2]
+    before = data[opening[opening > 0] - 1]  # the first byte of the data starts a record
+    after = data[closing[closing + 1 < data.size] + 1]  # the last byte ends the file
+    return bool(np.isin(before, (sep, NEWLINE, QUOTE)).all() and np.isin(after, (sep, NEWLINE, RETURN, QUOTE)).all())
+
+
+def _outside(quotes: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Which of the ``positions`` an even number of ``quotes`` precede."""
+    before = np.searchsorted(quotes, positions)
+    before &= 1
+    return before == 0
+
+
+def _check_block(buffer: bytes, delimiter: str, width: int, final: bool) -> tuple[int, bool] | None:
+    """How many bytes at the start of ``buffer`` (which starts with a record) are whole records, and whether
+    csv.reader would surely read each of them without error as a blank line or ``width`` fields; None when some
+    quote in them is not one that opens a field, closes one or doubles a quote inside one (``_plain_quotes``),
+    where only csv.reader knows where records end. ``final``: the buffer ends the file (and its last record).
+
+    A newline ends a record when an even number of quotes precede it (CSV's "" inside a quoted field keeps the
+    parity), a delimiter separates fields on the same condition; numpy finds them over the bytes."""
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    ends = np.flatnonzero(data == NEWLINE)
+    quoted = buffer.find(b'"') >= 0
+    quotes = np.flatnonzero(data == QUOTE) if quoted else ends[:0]
+    if quoted:
+        ends = ends[_outside(quotes, ends)]
+    cut = len(buffer) if final else int(ends[-1]) + 1 if ends.size else 0
+    if not cut:
+        return 0, True
+    data = data[:cut]
+    sep = ord(delimiter)
+    delimiters = np.flatnonzero(data == sep)
+    if quoted:
+        quotes = quotes[quotes < cut]
+        if not _plain_quotes(data, quotes, sep):
+            return None
+        if quotes.size % 2:  # a quoted field still open where the file ends
+            return cut, False
+        delimiters = delimiters[_outside(quotes, delimiters)]
+    if not ends.size or ends[-1] != cut - 1:  # the last record of the file, without its newline
+        ends = np.append(ends, cut)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts
+    blank = (lengths == 0) | ((lengths == 1) & (data[np.minimum(starts, cut - 1)] == RETURN))
+    fields = np.diff(np.searchsorted(delimiters, ends), prepend=0) + 1
+    if not np.all((fields == width) | blank):
+        return cut, False
+    returns = np.flatnonzero(data == RETURN)
+    if returns.size:  # csv.reader takes a carriage return only before a newline or at the end of the file
+        following = returns + 1
+        if not np.all((following == cut) | (data[np.minimum(following, cut - 1)] == NEWLINE)):
+            return cut, False
+    limit = csv.field_size_limit()
+    if lengths.max() > limit:  # a field over the limit (in characters; its bytes are at least as many)?
+        bounds = np.sort(np.concatenate((delimiters, ends)))
+        if (np.diff(bounds, prepend=-1) - 1).max() > limit:
+            return cut, False
+    return cut, True
+
+
+def _decoded(pieces: Iterable[bytes]) -> Iterator[str]:
+    """Checked UTF-8 bytes as text, a character cut by the end of a piece decoded with the next."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for piece in pieces:
+        yield decoder.decode(piece)
+    yield decoder.decode(b"", final=True)
+
+
+def _data_blocks(stream: _Stream, before: int, delimiter: str, names: list[str]) -> Iterator[bytes | str]:
+    """The data rows after the header (``before``: the lines up to it) as blocks of about CHUNK_CHARS bytes of
+    whole records, each once its records are checked: by ``_check_block``, or where it cannot vouch for them by
+    csv.reader (``_CsvBlocks``), which names the first bad line."""
+    width, line = len(names), before
+    block: list[bytes] = []
+    size = 0
+    rest = b""
+    pieces = stream.rest()
+    final = False
+    while not final:
+        piece = next(pieces, None)
+        final = piece is None
+        buffer = rest + piece if rest and piece else piece or rest
+        checked = _check_block(buffer, delimiter, width, final)
+        if checked is None or (checked[0] == 0 and len(buffer) >= CHUNK_CHARS):  # csv.reader from here on
+            if block:
+                yield b"".join(block)
+            for lines in _CsvBlocks(_lines(_decoded(chain([buffer], pieces))), delimiter, names, line):
+                yield "".join(lines)
+            return
+        cut, surely = checked
+        records, rest = buffer[:cut], buffer[cut:]
+        del piece, buffer  # only ``records`` is held while it is parsed
+        if not surely:
+            for _ in _CsvBlocks(_lines([records.decode("utf-8")]), delimiter, names, line):
+                pass
+        line += records.count(b"\n")
+        if records:
+            block.append(records)
+            size += len(records)
+        if block and (size >= CHUNK_CHARS or final):
+            yield b"".join(block)
+            block, size = [], 0
 
 
 def _header(row: list[str]) -> list[str]:
@@ -251,21 +443,21 @@ def _header(row: list[str]) -> list[str]:
 
 
 def _csv_chunks(
-    lines: Iterator[str], delimiter: str, as_text: Iterable[str] = ()
+    stream: _Stream, delimiter: str, as_text: Iterable[str] = ()
 ) -> Iterator[tuple[list[str], pd.DataFrame]]:
     """The data rows as frames typed as pandas types them (the ``as_text`` columns: raw strings), about
-    CHUNK_CHARS of text each."""
-    blocks = _CsvBlocks(lines, delimiter)
-    for block in blocks:
-        assert blocks.names is not None
-        text = [i for i, n in enumerate(blocks.names) if n in as_text]
-        yield blocks.names, _parse(block, delimiter, len(blocks.names), text)
+    CHUNK_CHARS bytes of text each."""
+    header = _CsvBlocks(stream.lines(), delimiter)
+    names = header.header()
+    text = [i for i, n in enumerate(names) if n in as_text]
+    for block in _data_blocks(stream, header.line, delimiter, names):
+        yield names, _parse(block, delimiter, len(names), text)
 
 
-def _parse(lines: list[str], delimiter: str, width: int, as_text: list[int]) -> pd.DataFrame:
+def _parse(block: bytes | str, delimiter: str, width: int, as_text: list[int]) -> pd.DataFrame:
     try:
         return pd.read_csv(
-            io.StringIO("".join(lines)),
+            io.BytesIO(block) if isinstance(block, bytes) else io.StringIO(block),
             sep=delimiter,
             header=None,
             names=list(range(width)),
@@ -416,14 +608,20 @@ class _Column:
     def count(self, texts: list[str]) -> None:
         if texts and max(map(len, texts)) > TOP_VALUE_CHARS:
             texts = [_counted(t) for t in texts]
-        if not self.capped and len(self.counts) + len(texts) <= DISTINCT_CAP:
-            self.counts.update(texts)
+        counts = self.counts
+        if not self.capped and len(counts) + len(texts) <= DISTINCT_CAP:
+            counts.update(texts)
             return
-        for value, n in Counter(texts).items():
-            if value in self.counts or len(self.counts) < DISTINCT_CAP:
-                self.counts[value] += n
-            else:
-                self.capped = True
+        chunk = Counter(texts)
+        known = chunk.keys() & counts.keys()
+        for value in known:
+            counts[value] += chunk[value]
+        room = max(DISTINCT_CAP - len(counts), 0)
+        if len(chunk) - len(known) > room:
+            self.capped = True
+        if room:  # new values join in order of first appearance while there is room
+            for value in islice((v for v in chunk if v not in known), room):
+                counts[value] = chunk[value]
 
     @property
     def kind(self) -> str:
@@ -537,8 +735,11 @@ def _add_jsonl(columns: dict[str, _Column], names: Iterable[str], records: list[
 
 
 def _texts(values: pd.Series | list) -> list[str]:
-    items = values.tolist() if isinstance(values, pd.Series) else values
-    return [v if type(v) is str else str(v) for v in items]
+    if isinstance(values, pd.Series):
+        if pd.api.types.infer_dtype(values, skipna=False) == "string":  # every value a str already
+            return values.tolist()
+        values = values.tolist()
+    return [v if type(v) is str else str(v) for v in values]
 
 
 @dataclass
@@ -589,7 +790,7 @@ def scan(read: Callable[[], Iterable[bytes]], fmt: str = "csv") -> Scan:
     if again:
         for name in again:
             columns[name].counts, columns[name].capped = Counter(), False
-        for names, chunk in _open(_Decoder(read()), fmt, again)[1]:
+        for names, chunk in _open(_Decoder(read(), hashed=False), fmt, again)[1]:
             for i, name in enumerate(names):
                 if name in again:
                     if fmt == "csv":
@@ -670,13 +871,13 @@ def _open(
     decoder: _Decoder, fmt: str, as_text: Iterable[str] = ()
 ) -> tuple[str | None, Iterator[tuple[list[str], Any]]]:
     """The delimiter (CSV) and the file's chunks: (column names so far, a frame or a list of records)."""
-    lines = _lines(decoder.texts())
     if fmt == "jsonl":
         names: dict[str, None] = {}
-        return None, ((list(names), records) for records in _jsonl_chunks(lines, names))
-    sample = list(islice(lines, SNIFF_LINES))
+        return None, ((list(names), records) for records in _jsonl_chunks(_lines(decoder.texts()), names))
+    stream = _Stream(decoder.pieces())
+    sample = stream.peek(SNIFF_LINES)
     delimiter = sniff_delimiter(sample, complete=len(sample) < SNIFF_LINES)
-    return delimiter, _csv_chunks(chain(sample, lines), delimiter, as_text)
+    return delimiter, _csv_chunks(stream, delimiter, as_text)
 
 
 def read_table(data: bytes, fmt: str = "csv", delimiter: str | None = None) -> pd.DataFrame:
@@ -696,7 +897,7 @@ def read_tables(files: list[bytes], fmt: str = "csv", delimiter: str | None = No
 
 
 def _decode(data: bytes) -> str:
-    return "".join(_Decoder([data]).texts())
+    return "".join(_Decoder([data], hashed=False).texts())
 
 
 def _check_finite(frame: pd.DataFrame, first_line: int) -> None:
@@ -726,20 +927,22 @@ def read_jsonl(data: bytes) -> pd.DataFrame:
 def read_csv(data: bytes, delimiter: str | None = None) -> pd.DataFrame:
     """Parse a CSV with a header row (``delimiter``, detected when None), or raise InvalidInput naming what is
     wrong."""
-    text = _decode(data)
-    lines = list(_lines([text]))
-    delimiter = delimiter or sniff_delimiter(lines[:SNIFF_LINES], complete=len(lines) <= SNIFF_LINES)
-    records = _CsvBlocks(iter(lines), delimiter)
-    for _ in records:
+    text = b"".join(_Decoder([data], hashed=False).pieces())
+    stream = _Stream(text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS))
+    if not delimiter:
+        sample = stream.peek(SNIFF_LINES + 1)
+        delimiter = sniff_delimiter(sample[:SNIFF_LINES], complete=len(sample) <= SNIFF_LINES)
+    header = _CsvBlocks(stream.lines(), delimiter)
+    names = header.header()
+    for _ in _data_blocks(stream, header.line, delimiter, names):  # the checks, block by block
         pass
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True)
+        frame = pd.read_csv(io.BytesIO(text), sep=delimiter, skipinitialspace=True)
     except pd.errors.ParserError as err:
         raise InvalidInput(f"the file is not a well-formed CSV: {err}") from None
     except pd.errors.EmptyDataError:
         raise InvalidInput("the file has no header row") from None
-    assert records.names is not None
-    frame.columns = records.names
+    frame.columns = names
     if len(frame) == 0:
         raise InvalidInput("the file has a header but no data rows")
     _check_finite(frame, 1)

@@ -12,7 +12,8 @@ import numpy as np
 from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput, MLError
 from mlcore.infra.storage import AlreadyExists, ArrayCache, CachedRead, NotFound, ObjectStore
-from mlcore.math import linear, optimizers, second_order
+from mlcore.math import linear, models, optimizers, second_order
+from mlcore.math.mlp import Layout
 from mlcore.steps.schemas import (
     AggregateTask,
     FailedShard,
@@ -97,14 +98,46 @@ def shard_cache_summary(store: ObjectStore, task) -> dict[str, Any]:
 
 
 def load_params(store: ObjectStore, key: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The stored ``theta`` (a linear model's ``(n_features + 1, k)`` matrix, an MLP's flat vector) and the
+    optimizer's or solver's state (without the layout)."""
     arrays = store.get_arrays(key)
     theta = arrays.pop("theta")
+    arrays.pop("layout", None)
     return theta, arrays
 
 
+def read_params(store: ObjectStore, key: str) -> tuple[np.ndarray, Layout, dict[str, np.ndarray]]:
+    """The flat parameter vector, its layout (``models``) and the optimizer's or solver's state."""
+    arrays = store.get_arrays(key)
+    theta = arrays.pop("theta")
+    stored = arrays.pop("layout", None)
+    return theta.ravel(), models.layout_of(stored if stored is not None else [theta.shape]), arrays
+
+
+def params_arrays(theta: np.ndarray, layout: Layout, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What a parameters object stores: a one-layer (linear) model its ``(n_features + 1, k)`` matrix, whose
+    shape is its layout; a network its flat vector and its ``layout`` (an ``(n_layers, 2)`` integer array)."""
+    if len(layout) == 1:
+        return {"theta": theta.reshape(layout[0]), **state}
+    return {"theta": theta.ravel(), "layout": np.asarray(layout, dtype=np.int64), **state}
+
+
+def network(model: str, layout: Layout, hp: Hyperparameters | None) -> models.Net:
+    """The model a task's parameters of ``layout`` describe."""
+    return models.Net(model, layout, "relu" if hp is None else hp.activation)
+
+
 def init_run(store: ObjectStore, task: InitTask) -> RoundState:
-    """Round 0: zero parameters and a fresh optimizer state (written once; a replay is a no-op)."""
+    """Round 0: initial parameters (zeros for a linear model, seeded He/Glorot weights for an MLP) and a fresh
+    optimizer state (written once; a replay is a no-op)."""
     hp = task.hyperparameters
+    net = network(hp.model, models.make_layout(hp.model, task.n_features, task.n_outputs, hp.hidden_layers), hp)
+    if models.is_mlp(hp.model) and net.n_params > models.MLP_MAX_PARAMS:
+        raise InvalidInput(
+            f"hidden_layers {list(hp.hidden_layers or models.DEFAULT_HIDDEN_LAYERS)} make a network of "
+            f"{net.n_params} parameters with {task.n_features} features after preprocessing and {task.n_outputs} "
+            f"outputs, over the limit of {models.MLP_MAX_PARAMS}; use smaller hidden_layers"
+        )
     shape = (task.n_features + 1, task.n_outputs)
     if hp.solver == "exact" and task.n_features > linear.EXACT_MAX_FEATURES:
         raise InvalidInput(
@@ -118,12 +151,11 @@ def init_run(store: ObjectStore, task: InitTask) -> RoundState:
             "outputs); use solver 'lbfgs' or 'auto'"
         )
     key = layout.params_key(task.run_id, 0)
-    n_params = shape[0] * shape[1]
     if hp.resolved_solver(task.n_features, task.n_outputs, task.mode) in ("newton", "lbfgs"):
-        state = second_order.init_state(n_params)
+        state = second_order.init_state(net.n_params)
     else:
-        state = optimizers.init_state(hp.optimizer, n_params)
-    arrays = {"theta": np.zeros(shape), **state}
+        state = optimizers.init_state(hp.optimizer, net.n_params)
+    arrays = params_arrays(net.init(task.seed), net.layout, state)
     write_once(store, key, arrays)  # a replayed init leaves round 0 as it was
     if task.context is not None:
         with contextlib.suppress(AlreadyExists):
@@ -132,23 +164,22 @@ def init_run(store: ObjectStore, task: InitTask) -> RoundState:
 
 
 def compute_gradient(store: ObjectStore, task: WorkerTask, shard: np.ndarray | None = None) -> WorkerResult:
-    """Loss and gradient sums of one shard (``[X | y]`` float32) at the round's parameters.
-
-    The parameters are the ``(n_features + 1, k)`` matrix (last row: intercepts)."""
-    theta, _ = load_params(store, task.params_key)
+    """Loss and gradient sums of one shard (``[X | y]`` float32) at the round's parameters (the flat vector of
+    ``models``' layout)."""
+    theta, shapes, _ = read_params(store, task.params_key)
     read = load_shard(store, task.shard.key) if shard is None else None
     data = read.array if read is not None else shard
     assert data is not None  # a shard passed in, or read
     X, y = data[:, :-1], data[:, -1]
-    if X.shape[1] + 1 != theta.shape[0]:
-        raise ValueError(f"shard {task.shard.key} has {X.shape[1]} features, parameters expect {theta.shape[0] - 1}")
     hp = task.hyperparameters
-    loss_sum, result, what = shard_result(task.model, hp, theta, X, y)
+    net = network(task.model, shapes, hp)
+    net.check_features(X.shape[1], f"shard {task.shard.key}")
+    loss_sum, result, what = shard_result(task.model, hp, theta, X, y, net)
     check_finite(f"the {what} of shard {task.shard.index} in round {task.round}", loss_sum, result)
     change = None
     if hp is not None and hp.worker_mode == "local_steps":  # never with exact (Hyperparameters refuses it)
         with np.errstate(over="ignore", invalid="ignore"):
-            change = local_steps(hp, theta, X, y, task.shard.index, task.round) - theta.ravel()
+            change = local_steps(hp, theta, X, y, task.shard.index, task.round, net) - theta
         check_finite(f"the local update of shard {task.shard.index} in round {task.round}", change)
     room = inline_result_bytes(task.shard.n_shards)  # the shard's share of the round's inline budget
     gradient, gradient_key, room = deliver(
@@ -182,14 +213,20 @@ def deliver(store: ObjectStore, key: str, values: np.ndarray, room: int) -> tupl
 
 
 def shard_result(
-    model: str, hp: Hyperparameters | None, theta: np.ndarray, X: np.ndarray, y: np.ndarray
+    model: str,
+    hp: Hyperparameters | None,
+    theta: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    net: models.Net | None = None,
 ) -> tuple[float, np.ndarray, str]:
     """A shard's loss sum and the vector it returns for the run's solver, and what that vector is:
     sgd and lbfgs the gradient sum; exact the shard's sufficient statistics; newton the gradient sum followed by
-    the upper triangle of the Hessian sum."""
-    solver = "sgd" if hp is None else hp.resolved_solver(X.shape[1], theta.shape[1])
+    the upper triangle of the Hessian sum. Without ``net``, ``theta`` is a linear model's matrix."""
+    net = net or network(model, (theta.shape,), hp)
+    solver = "sgd" if hp is None else hp.resolved_solver(X.shape[1], net.n_outputs)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged run is reported by the caller, not as warnings
-        loss_sum, grad = linear.loss_grad_sums(model, theta.ravel(), X, y)
+        loss_sum, grad = net.loss_grad_sums(theta.ravel(), X, y)
         if solver == "exact":
             return loss_sum, linear.sufficient_statistics(X, y), "statistics"
         if solver == "newton":
@@ -199,17 +236,24 @@ def shard_result(
 
 
 def local_steps(
-    hp: Hyperparameters, theta: np.ndarray, X: np.ndarray, y: np.ndarray, shard: int, round_: int
+    hp: Hyperparameters,
+    theta: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    shard: int,
+    round_: int,
+    net: models.Net | None = None,
 ) -> np.ndarray:
-    """``steps_per_invocation`` plain SGD steps on minibatches of one shard (pure; seeded by shard and round)."""
-    k = theta.shape[1]
+    """``steps_per_invocation`` plain SGD steps on minibatches of one shard (pure; seeded by shard and round).
+    Without ``net``, ``theta`` is a linear model's matrix."""
+    net = net or network(hp.model, (theta.shape,), hp)
     local = theta.ravel().copy()
     rng = np.random.default_rng([shard, round_])
     for _ in range(hp.steps_per_invocation):
         rows = optimizers.minibatch(X.shape[0], hp.batch_size, rng)
         Xb, yb = X[rows], y[rows]
-        loss_sum, grad_sum = linear.loss_grad_sums(hp.model, local, Xb, yb)
-        _, grad = linear.regularized_objective(loss_sum, grad_sum, len(yb), local, hp.l2, k)
+        loss_sum, grad_sum = net.loss_grad_sums(local, Xb, yb)
+        _, grad = net.regularized_objective(loss_sum, grad_sum, len(yb), local, hp.l2)
         local = local - learning_rate(hp, round_) * grad
     return local
 
@@ -300,14 +344,16 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
     started = time.perf_counter()
     hp = task.hyperparameters
     results, ignored, failed = usable_results(task.results, task.round, hp)
-    theta, opt_state = load_params(store, task.params_key)
-    solver = hp.resolved_solver(theta.shape[0] - 1, theta.shape[1])
+    flat, shapes, opt_state = read_params(store, task.params_key)
+    net = network(hp.model, shapes, hp)
+    solver = hp.resolved_solver(net.n_features, net.n_outputs)
     if solver == "exact":
+        theta = flat.reshape(shapes[0])
         return solve_exactly(store, task, results, theta, opt_state, started, ignored, failed)
     if solver in ("newton", "lbfgs"):
-        return search_round(store, task, solver, results, theta, opt_state, started, ignored, failed)
+        return search_round(store, task, solver, results, net, flat, opt_state, started, ignored, failed)
     loss_sum, grad_sum, rows = average_gradients(store, results)
-    loss, grad = linear.regularized_objective(loss_sum, grad_sum, rows, theta.ravel(), hp.l2, theta.shape[1])
+    loss, grad = net.regularized_objective(loss_sum, grad_sum, rows, flat, hp.l2)
     grad_norm = float(np.linalg.norm(grad))
     if diverged(loss, grad_norm, loss if task.round == 0 else initial_loss(store, task.run_id)):
         raise divergence(task.round, hp)
@@ -319,11 +365,11 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
             raise ValueError(f"results for shards {missing} carry no local update (worker_mode local_steps)")
         changes = read_vectors(store, [(r.update, r.update_key) for r in unique])
         update = sum(change * r.rows for change, r in zip(changes, unique, strict=True)) / rows
-        new_theta, new_state = theta.ravel() + update, opt_state
+        new_theta, new_state = flat + update, opt_state
     else:
         new_theta, new_state = optimizers.step(
             hp.optimizer,
-            theta.ravel(),
+            flat,
             grad,
             opt_state,
             learning_rate=learning_rate(hp, task.round),
@@ -334,9 +380,9 @@ def aggregate(store: ObjectStore, task: AggregateTask) -> RoundState:
     if not np.all(np.isfinite(new_theta)):  # the step itself overflowed
         raise divergence(task.round, hp)
     reason, validation_loss, best = early_stopping(
-        store, task, theta, should_stop(hp, task.round, grad_norm, loss, initial)
+        store, task, net, flat, should_stop(hp, task.round, grad_norm, loss, initial)
     )
-    write_once(store, next_key, {"theta": new_theta.reshape(theta.shape), **new_state})
+    write_once(store, next_key, params_arrays(new_theta, shapes, new_state))
     if reason == "early_stopping" and best is not None:  # the model is the one with the best validation loss
         next_key = layout.params_key(task.run_id, best["round"])
     return record_round(
@@ -404,6 +450,7 @@ def search_round(
     task: AggregateTask,
     solver: str,
     results: list[WorkerResult],
+    net: models.Net,
     theta: np.ndarray,
     state: dict[str, np.ndarray],
     started: float,
@@ -418,7 +465,7 @@ def search_round(
     a stopped run keeps is the last accepted point; after convergence, Newton's last full step from it (in
     Newton's quadratic region, where that step is always accepted)."""
     hp = task.hyperparameters
-    p, k = theta.size, theta.shape[1]
+    p, k = theta.size, net.n_outputs
     loss_sum, vector, rows = average_gradients(store, results)
     expected = p + (second_order.triangle_size(p) if solver == "newton" else 0)
     if vector.shape != (expected,):
@@ -426,23 +473,23 @@ def search_round(
             f"the results of round {task.round} have {vector.size} values, solver {solver} with {p} parameters "
             f"expects {expected}"
         )
-    loss, grad = linear.regularized_objective(loss_sum, vector[:p], rows, theta.ravel(), hp.l2, k)
+    loss, grad = net.regularized_objective(loss_sum, vector[:p], rows, theta, hp.l2)
     hessian = None
     if solver == "newton":
         hessian = second_order.regularized_hessian(second_order.unpack_symmetric(vector[p:], p), rows, hp.l2, k)
     grad_norm = float(np.linalg.norm(grad))
     if task.round == 0 and not (np.isfinite(loss) and np.isfinite(grad_norm)):
         raise TrainingDiverged("the objective at the initial parameters is not finite")
-    candidate, new_state, accepted = second_order.line_search_round(solver, state, theta.ravel(), loss, grad, hessian)
+    candidate, new_state, accepted = second_order.line_search_round(solver, state, theta, loss, grad, hessian)
     initial = grad_norm if task.round == 0 else initial_grad_norm(store, task.run_id)
     if accepted:
         reason = should_stop(hp, task.round, grad_norm, loss, initial)
     else:
         reason = "max_epochs" if task.round + 1 >= hp.max_epochs else None
-    reason, validation_loss, best = early_stopping(store, task, theta, reason)
+    reason, validation_loss, best = early_stopping(store, task, net, theta, reason)
     model = candidate if reason is None or (reason == "converged" and solver == "newton") else new_state["anchor"]
     next_key = layout.params_key(task.run_id, task.round + 1)
-    write_once(store, next_key, {"theta": model.reshape(theta.shape), **new_state})
+    write_once(store, next_key, params_arrays(model, net.layout, new_state))
     if reason == "early_stopping" and best is not None:
         next_key = layout.params_key(task.run_id, best["round"])
     search = {"name": solver, "accepted": accepted, "step": float(new_state["step"][0])}
@@ -451,15 +498,16 @@ def search_round(
 
 
 def early_stopping(
-    store: ObjectStore, task: AggregateTask, theta: np.ndarray, reason: str | None
+    store: ObjectStore, task: AggregateTask, net: models.Net, theta: np.ndarray, reason: str | None
 ) -> tuple[str | None, float | None, dict[str, Any] | None]:
-    """With a validation split: the validation loss at ``theta`` (the parameters the round's workers evaluated),
+    """With a validation split: the validation loss at ``theta`` (the flat parameters of ``net`` the round's
+    workers evaluated),
     the best round so far, and ``early_stopping`` as the reason once ``patience`` rounds passed without a better
     one (unless the round already stops): ``(reason, validation loss, best)``."""
     if task.validation is None:
         return reason, None, None
     hp = task.hyperparameters
-    validation_loss = validation_objective(store, task.validation.key, hp, theta)
+    validation_loss = validation_objective(store, task.validation.key, hp, theta, net)
     best = _best_so_far(store, task.run_id, task.round, validation_loss)
     if reason is None and hp.patience is not None and task.round - best["round"] >= hp.patience:
         reason = "early_stopping"
@@ -527,13 +575,15 @@ def record_round(
     return state
 
 
-def validation_objective(store: ObjectStore, key: str, hp: Hyperparameters, theta: np.ndarray) -> float:
-    """Mean loss (plus the L2 term, as the training loss) of the validation block at ``theta``."""
+def validation_objective(
+    store: ObjectStore, key: str, hp: Hyperparameters, theta: np.ndarray, net: models.Net | None = None
+) -> float:
+    """Mean loss (plus the L2 term, as the training loss) of the validation block at ``theta`` (flat, of ``net``'s
+    layout; without ``net``, a linear model's matrix)."""
     block = _validation_block(store, key)
-    loss_sum, _ = linear.loss_grad_sums(hp.model, theta.ravel(), block[:, :-1], block[:, -1])
-    loss, _ = linear.regularized_objective(
-        loss_sum, np.zeros(theta.size), block.shape[0], theta.ravel(), hp.l2, theta.shape[1]
-    )
+    net = net or network(hp.model, (theta.shape,), hp)
+    loss_sum, _ = net.loss_grad_sums(theta.ravel(), block[:, :-1], block[:, -1])
+    loss, _ = net.regularized_objective(loss_sum, np.zeros(theta.size), block.shape[0], theta.ravel(), hp.l2)
     return loss
 
 

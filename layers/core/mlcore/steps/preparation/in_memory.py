@@ -9,7 +9,7 @@ import numpy as np
 
 from mlcore.infra.errors import InvalidInput
 from mlcore.infra.storage import ObjectStore
-from mlcore.math import linear
+from mlcore.math import models
 from mlcore.math.preprocessing import PreprocessingSpec, Preprocessor, fit, rows_to_drop
 from mlcore.steps import ingestion
 from mlcore.steps.preparation import shared
@@ -49,7 +49,7 @@ def build_matrices(
     preprocessor so predictions map back to them). ``spec`` is the declarative preprocessing (defaults
     without it); rows it says to drop are removed before the split."""
     shared.check_target(target, columns)
-    keep, y_all, classes = shared.encode_target(columns[target], kinds[target], target, model in linear.CLASSIFIERS)
+    keep, y_all, classes = shared.encode_target(columns[target], kinds[target], target, model in models.CLASSIFIERS)
     with_target = int(keep.sum())
     keep &= ~rows_to_drop(columns, kinds, spec)
     shared.check_rows(target, with_target, int(keep.sum()))

@@ -10,7 +10,7 @@ import numpy as np
 from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput
 from mlcore.infra.storage import ObjectStore
-from mlcore.math import linear
+from mlcore.math import models
 from mlcore.math.preprocessing import ColumnSpec, PreprocessingSpec, Preprocessor
 from mlcore.steps.schemas import Block, PreprocessResult, Shard, TrainingRequest
 
@@ -73,7 +73,7 @@ def check_classes(model: str, target: str, classes: list[str] | None) -> None:
 def check_class_count(model: str, target: str, n_classes: int) -> None:
     """Refuse a classifier whose target has too few classes (or, for logistic regression, too many)."""
     try:
-        linear.n_outputs(model, n_classes)
+        models.n_outputs(model, n_classes)
     except ValueError as err:
         raise InvalidInput(f"target column {target!r}: {err}") from None
 
@@ -150,13 +150,18 @@ def finish(
     meta: dict,
     prep: Preprocessor,
     shards: list[Shard],
-    test: Block,
+    test: Block | list[Block],
     validation: Block | None,
     dropped_rows: int,
     **extra: object,
 ) -> PreprocessResult:
     """Write the shard list (the Distributed Map's items) and the manifest, last, once every block is stored,
-    and return the step's result. ``extra`` goes into the manifest as it is."""
+    and return the step's result. ``extra`` goes into the manifest as it is. ``test`` is one block, or the blocks of
+    a distributed preparation's pieces (the manifest's ``test`` is then ``{"rows", "blocks"}``)."""
+    test_rows = test.rows if isinstance(test, Block) else sum(b.rows for b in test)
+    test_doc = (
+        test.model_dump() if isinstance(test, Block) else {"rows": test_rows, "blocks": [b.model_dump() for b in test]}
+    )
     shard_list = layout.shard_list_key(run_id)
     store.put_json(shard_list, [s.model_dump() for s in shards])
     manifest = {
@@ -171,7 +176,7 @@ def finish(
         "schema": [{"name": c.name, "kind": c.kind} for c in prep.columns],
         "preprocessor": prep.model_dump(),
         "shards": [s.model_dump() for s in shards],
-        "test": test.model_dump(),
+        "test": test_doc,
         "validation": validation.model_dump() if validation else None,
         "format": SHARD_FORMAT,
         **extra,
@@ -184,9 +189,9 @@ def finish(
         shards=shards,
         shards_key=shard_list,
         n_features=len(prep.feature_names),
-        n_outputs=linear.n_outputs(request.hyperparameters.model, len(prep.classes or ())),
+        n_outputs=models.n_outputs(request.hyperparameters.model, len(prep.classes or ())),
         classes=prep.classes,
         validation=validation,
         train_rows=sum(s.rows for s in shards),
-        test_rows=test.rows,
+        test_rows=test_rows,
     )

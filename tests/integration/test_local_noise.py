@@ -1,0 +1,33 @@
+"""What the local runtime prints: moto's Step Functions interpreter logs every error a state machine meets by design
+(a missing optional path, a task failure it retries or catches) at ERROR with the whole state; a LocalCloud drops
+those lines at their source, that one logger, and nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+from moto.stepfunctions.parser.asl.component import eval_component
+
+from mllocal.cloud import INTERPRETER_LOGGER, LocalCloud
+
+DUMP = "Exception=NoSuchJsonPathError, Details=None-Available at '%s'"
+
+
+def test_the_interpreters_error_lines_are_dropped_while_a_local_cloud_runs(caplog):
+    assert eval_component.LOG.name == INTERPRETER_LOGGER  # the logger moto really uses
+    caplog.set_level(logging.INFO)
+    with LocalCloud():
+        eval_component.LOG.error(DUMP, "x" * 5000)
+        eval_component.LOG.warning("kept: below ERROR")
+        logging.getLogger("mllocal.elsewhere").error("kept: another logger")
+    kept = [r.getMessage() for r in caplog.records if r.message.startswith(("kept", "Exception="))]
+    assert kept == ["kept: below ERROR", "kept: another logger"]
+    eval_component.LOG.error(DUMP, "after")  # outside a LocalCloud nothing is filtered
+    assert caplog.records[-1].getMessage() == DUMP % "after"
+
+
+def test_the_lines_are_kept_when_the_interpreter_is_debugged(caplog):
+    caplog.set_level(logging.DEBUG, logger=INTERPRETER_LOGGER)
+    with LocalCloud():
+        eval_component.LOG.error(DUMP, "state")
+    assert [r.getMessage() for r in caplog.records if r.name == INTERPRETER_LOGGER] == [DUMP % "state"]
