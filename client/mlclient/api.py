@@ -264,20 +264,7 @@ class Transport:
 
     def get_presigned(self, url: str) -> bytes:
         """GET a presigned URL (without the API key: the URL's signature is the authority); retried as any GET."""
-        try:
-            for attempt in self._attempts("GET"):
-                with attempt:
-                    response = self.upload_http.get(url)
-                    if response.status_code in RETRY_STATUSES:
-                        raise _Retryable(response)
-        except _Retryable as err:
-            response = err.response
-        except httpx.HTTPError as err:
-            raise ApiError(f"download failed: {err}") from None
-        if response.status_code >= 400:
-            body = response.content[:200].decode(errors="replace")
-            raise ApiError(f"download failed: {body}", response.status_code, method="GET")
-        return response.content
+        return self._presigned("GET", url, "download").content
 
     def put_presigned(self, url: str, data: bytes, progress: Callable[[int], None] | None = None) -> None:
         """PUT ``data`` to a presigned URL (without the API key: the URL's signature is the authority), reporting
@@ -290,16 +277,22 @@ class Transport:
                     progress(len(part))
                 yield part
 
+        self._presigned("PUT", url, "upload", content=chunks, headers={"Content-Length": str(len(data))})
+
+    def _presigned(self, method: str, url: str, what: str, content=None, headers=None) -> httpx.Response:
+        """One presigned request, retried by the method's policy; ``content`` makes the body anew per attempt."""
         try:
-            for attempt in self._attempts("PUT"):
+            for attempt in self._attempts(method):
                 with attempt:
-                    response = self.upload_http.put(url, content=chunks(), headers={"Content-Length": str(len(data))})
+                    body = content() if content is not None else None
+                    response = self.upload_http.request(method, url, content=body, headers=headers)
                     if response.status_code in RETRY_STATUSES:
                         raise _Retryable(response)
         except _Retryable as err:
             response = err.response
         except httpx.HTTPError as err:
-            raise ApiError(f"upload failed: {err}") from None
+            raise ApiError(f"{what} failed: {err}") from None
         if response.status_code >= 400:
             body = response.content[:200].decode(errors="replace")
-            raise ApiError(f"upload failed: {body}", response.status_code, method="PUT")
+            raise ApiError(f"{what} failed: {body}", response.status_code, method=method)
+        return response
