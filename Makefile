@@ -17,10 +17,11 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo local bench bench-quick bench-preprocess bench-large bench-ingest bench-serving bench-training openapi security test lint typecheck validate build unit integration e2e packaging clean
+.PHONY: help venv demo demo-tune local bench bench-quick bench-preprocess bench-large bench-ingest bench-serving bench-training openapi security test lint typecheck validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
+	@echo "make demo-tune - a small tuning job on data/housing.csv locally, its trials live (the SDK over HTTP)"
 	@echo "make local  - serve the whole API on http://127.0.0.1:3000 (moto, real handlers and state machines)"
 	@echo "make test   - ruff, mypy, sam validate --lint, ASL check, sam build, and all pytest suites"
 	@echo "make typecheck - mypy over mlcore, mllocal, mlclient and every functions/*/app.py ([tool.mypy])"
@@ -52,6 +53,9 @@ venv: $(BIN)/.installed
 
 demo: venv
 	$(BIN)/python -m mllocal.demo
+
+demo-tune: venv
+	$(BIN)/python -m mllocal.demo --tune
 
 local: venv
 	$(BIN)/python -m mllocal.server --port $(or $(PORT),3000)

@@ -22,7 +22,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from .api import ENV_API_KEY, ENV_STACK, ENV_URL, LOCAL_URL, SmlError
-from .sdk import Client, duration, format_duration, outcome_text, read_spec
+from .sdk import (
+    Client,
+    comparison_table,
+    duration,
+    format_duration,
+    outcome_text,
+    read_spec,
+    trials_table,
+    tuning_outcome,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -76,8 +85,9 @@ def _when(value: Any) -> str:
 def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
     """Rows as a table: every cell whole (folded, never cut off), timestamps in _when's form."""
     table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for column in columns:  # ids and timestamps stay whole on one line (a narrow terminal folds the rest)
+        whole = 19 if column.endswith("_at") else 16 if column in ("run_id", "job_id") else None
+        table.add_column(column, overflow="fold", min_width=whole)
     for row in rows:
         table.add_row(*(_when(row.get(c)) if c.endswith("_at") else _cell(row.get(c)) for c in columns))
     console.print(table)
@@ -159,15 +169,30 @@ def cmd_train(client: Client, args: argparse.Namespace) -> int:
     _line(
         f"started run [bold]{started['run_id']}[/bold] on {started['dataset']} version {started['version']}", err=True
     )
+    _problem_lines(started.get("problem"), started.get("model"))
     if args.watch:
         return watch(client, started["run_id"], args)
     _show(args, started, lambda: _line(f"follow it: sml watch {started['run_id']}"))
     return 0
 
 
-def watch(client: Client, run_id: str, args: argparse.Namespace) -> int:
-    """Follow a run live: round, loss, rate and ETA, until it ends; then how it ended and its model."""
+def _problem_lines(problem: Mapping[str, Any] | None, model: str | None) -> None:
+    """What the run inferred (its task, model and metric) and did with other columns, one line each."""
+    if not problem:
+        return
+    why = f" ({problem['reason']})" if problem.get("reason") else ""
+    model = model or problem.get("linear_model")
+    _line(f"task {problem.get('task')}{why}: model {model}, metric {problem.get('metric')}", err=True)
+    for decision in problem.get("decisions") or []:
+        _line(f"  {decision.get('action')} column {decision.get('column')}: {decision.get('reason')}", err=True)
+
+
+def watch(client: Client, run_id: str, args: argparse.Namespace, show_problem: bool = False) -> int:
+    """Follow a run live: round, loss, rate and ETA, until it ends; then how it ended and its model (and, with
+    ``show_problem``, its task and column decisions)."""
     run = client.wait(run_id)
+    if show_problem:
+        _problem_lines(run.get("problem"), ((run.get("request") or {}).get("hyperparameters") or {}).get("model"))
     model = run["model"]
     _line(f"run {run_id} {outcome_text(run)}: model {model['model_name']} version {model['version']}", err=True)
     _show(args, model, lambda: _model_line(model))
@@ -181,20 +206,37 @@ def _model_line(model: Mapping[str, Any]) -> None:
 
 
 def cmd_watch(client: Client, args: argparse.Namespace) -> int:
-    return watch(client, args.run_id, args)
+    return watch(client, args.run_id, args, show_problem=True)
 
 
 RUN_FIELDS = ["run_id", "status", "started_at", "stopped_at", "duration", "rounds_completed", "stop_reason", "loss"]
+# `sml runs`: what tells runs apart (GET /training-runs gives each run's key hyperparameters and test metric)
+LIST_FIELDS = ["run_id", "status", "started_at", "setup", "test", "stop_reason"]
 
 
 def _run_row(run: Mapping[str, Any]) -> dict[str, Any]:
     took = duration(run)
     last = run.get("last_round") or {}
-    return {**run, "duration": format_duration(took) if took is not None else "", "loss": last.get("loss")}
+    hp = run.get("hyperparameters") or {}
+    value = run.get("test_metric")
+    setup = [hp.get("model"), hp.get("optimizer"), f"lr {hp['learning_rate']:g}" if hp.get("learning_rate") else None]
+    setup += [run.get("mode"), f"solver {hp['solver']}" if hp.get("solver") else None]
+    return {
+        **run,
+        "duration": format_duration(took) if took is not None else "",
+        "loss": last.get("loss"),
+        "setup": " ".join(str(part) for part in setup if part),  # model, optimizer, learning rate, mode, solver
+        "test": f"{run.get('metric')} {value:.4g}" if isinstance(value, int | float) else "",
+    }
 
 
 def cmd_runs(client: Client, args: argparse.Namespace) -> int:
+    if args.run_id and args.run_id[0] == "compare":
+        return compare_runs(client, args.run_id[1:], args)
+    if len(args.run_id) > 1:
+        raise SmlError("runs shows one run; to put several side by side: sml runs compare RUN RUN...")
     if args.run_id:
+        args.run_id = args.run_id[0]
         run = client.run(args.run_id, curve=args.curve)
 
         def one() -> None:
@@ -209,7 +251,100 @@ def cmd_runs(client: Client, args: argparse.Namespace) -> int:
         _show(args, run, one)
         return 0
     listed = client.runs(None if args.all else args.limit)
-    _show(args, listed, lambda: _table([_run_row(r) for r in listed], RUN_FIELDS[:5]))
+    _show(args, listed, lambda: _table([_run_row(r) for r in listed], LIST_FIELDS))
+    return 0
+
+
+def compare_runs(client: Client, run_ids: Sequence[str], args: argparse.Namespace) -> int:
+    """Runs side by side: a row per field (status, model, hyperparameters, rounds, stop reason, metrics,
+    duration, cost), a column per run; --json: one flat document per run."""
+    if not run_ids:
+        raise SmlError("runs compare needs run ids: sml runs compare RUN [RUN...]")
+    rows = client.run_comparison(run_ids)
+
+    def human() -> None:
+        table = []
+        for line in comparison_table(rows):
+            field = line.pop("field")
+            if field == "duration_s":
+                line = {k: format_duration(v) if isinstance(v, int | float) else v for k, v in line.items()}
+            elif field == "cost_usd":
+                line = {k: f"{v:.6f}" if isinstance(v, int | float) else v for k, v in line.items()}
+            table.append({"field": {"duration_s": "duration", "cost_usd": "cost (USD)"}.get(field, field), **line})
+        _table(table, ["field", *(str(r["run_id"]) for r in rows)], title="runs side by side")
+
+    _show(args, rows, human)
+    return 0
+
+
+# -- tuning ---------------------------------------------------------------------
+def cmd_tune(client: Client, args: argparse.Namespace) -> int:
+    started = client.tune(
+        args.dataset,
+        args.target,
+        args.model_name,
+        version=args.version,
+        max_trials=args.max_trials,
+        max_parallel_trials=args.max_parallel,
+        max_cost_usd=args.max_cost,
+        seed=args.seed,
+        search_space=args.space,
+        min_epochs=args.min_epochs,
+        max_epochs=args.max_epochs,
+        reduction_factor=args.reduction_factor,
+        shards=args.shards,
+        test_fraction=args.test_fraction,
+        validation_fraction=args.validation_fraction,
+        spec=args.spec,
+    )
+    estimate = started.get("estimated_cost_usd")
+    _line(
+        f"started tuning job [bold]{started['job_id']}[/bold]: task {started.get('task')}, validation "
+        f"{started.get('metric')}, {started.get('max_trials')} trials ({started.get('max_parallel_trials')} at a "
+        f"time), rungs {started.get('rungs')} epochs, estimated cost "
+        + (f"${estimate:.4f}" if isinstance(estimate, int | float) else "unknown"),
+        err=True,
+    )
+    for decision in started.get("decisions") or []:
+        _line(
+            f"column {decision.get('column')}: {decision.get('action')} ({escape(str(decision.get('reason')))})",
+            err=True,
+        )
+    if args.watch:
+        return watch_tuning(client, started["job_id"], args)
+    _show(args, started, lambda: _line(f"follow it: sml tuning watch {started['job_id']}"))
+    return 0
+
+
+def watch_tuning(client: Client, job_id: str, args: argparse.Namespace) -> int:
+    """Follow a tuning job live (its trials as a table) until it ends; then the best trial and its model."""
+    job = client.wait_tuning(job_id, poll=args.poll)
+    _line(tuning_outcome(job), err=True)
+    _show(args, job, lambda: None)
+    return 0
+
+
+def _leaderboard(job: Mapping[str, Any]) -> None:
+    console.print(trials_table(job, console.width))
+    _line(tuning_outcome(job))
+
+
+def cmd_tuning(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "watch":
+        return watch_tuning(client, args.job_id, args)
+    if args.action == "stop":
+        doc = client.stop_tuning(args.job_id)
+        _show(args, doc, lambda: _line(f"tuning job {args.job_id} {doc.get('status')}"))
+        return 0
+    job = client.tuning_job(args.job_id)
+    _show(args, job, lambda: _leaderboard(job))
+    return 0
+
+
+def cmd_tunings(client: Client, args: argparse.Namespace) -> int:
+    listed = client.tuning_jobs(args.limit)
+    columns = ["job_id", "status", "task", "metric", "model_name", "best_validation_metric", "started_at", "ended_at"]
+    _show(args, listed, lambda: _table(listed, columns))
     return 0
 
 
@@ -261,6 +396,15 @@ def cmd_models(client: Client, args: argparse.Namespace) -> int:
         rows = client.version_metrics(args.name, [args.version] if args.version else None)
         columns = list(dict.fromkeys(k for row in rows for k in row))
         _show(args, rows, lambda: _table(rows, columns, title=f"model {args.name}"))
+    elif args.action == "export":
+        version = args.export_version or args.version
+        if version is None or not args.out:
+            raise SmlError("models export needs a version and a file: sml models export NAME --version V -o FILE")
+        doc = client.export_onnx(args.name, version, args.out)
+        inputs = ", ".join(f"{i['name']} ({i['type']})" for i in doc.get("inputs", []))
+        outputs = ", ".join(o["name"] for o in doc.get("outputs", []))
+        text = f"model {args.name} version {version}: ONNX graph (opset {doc.get('opset')}, {doc.get('size')} bytes)"
+        _show(args, doc, lambda: _line(f"{text} written to {args.out}\ninputs: {inputs}\noutputs: {outputs}"))
     return 0
 
 
@@ -376,6 +520,14 @@ def watch_batch(client: Client, job_id: str, args: argparse.Namespace) -> int:
 
 
 def cmd_report(client: Client, args: argparse.Namespace) -> int:
+    if args.tuning:
+        if args.run_id:
+            raise SmlError("report takes a run id or --tuning JOB, not both")
+        for path in client.tuning_report(args.tuning, Path(args.out)):
+            console.print(str(path))
+        return 0
+    if not args.run_id:
+        raise SmlError("report needs a run id, or --tuning JOB for a tuning job's search")
     paths = client.report(args.run_id, Path(args.out), region=args.region)
     for path in paths:
         console.print(str(path))
@@ -462,8 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="a version of the data set instead of the latest")
     p.set_defaults(func=cmd_datasets)
 
-    p = command("runs", "list runs (newest first), or show one")
-    p.add_argument("run_id", nargs="?")
+    p = command("runs", "list runs (newest first), show one, or compare several: runs compare RUN [RUN...]")
+    p.add_argument("run_id", nargs="*", metavar="RUN", help="a run id; or `compare` and run ids")
     p.add_argument("--curve", action="store_true", help="include every round's summary (with --json)")
     p.add_argument("--limit", type=int, default=50, help="how many runs to list (default 50)")
     p.add_argument("--all", action="store_true", help="list every run, page after page")
@@ -478,11 +630,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="follow the run until it ends")
     p.set_defaults(func=cmd_resume)
 
-    p = command("models", "list, show, compare, promote or roll back models")
-    p.add_argument("action", choices=["list", "show", "compare", "promote", "rollback"])
+    p = command("models", "list, show, compare, promote, roll back or export (ONNX) models")
+    p.add_argument("action", choices=["list", "show", "compare", "promote", "rollback", "export"])
     p.add_argument("name", nargs="?")
     p.add_argument("version", nargs="?", type=int)
     p.add_argument("--force", action="store_true", help="promote even if the metric is not better")
+    p.add_argument("--version", dest="export_version", type=int, help="export: the version to export")
+    p.add_argument("-o", "--out", help="export: the .onnx file to write")
     p.set_defaults(func=cmd_models)
 
     p = command("predict", "predict the rows of a CSV, JSON or JSON Lines file")
@@ -518,9 +672,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cost)
 
     p = command("report", "loss curves, metrics, feature importance, residuals or confusion matrix, timing: PNG + HTML")
-    p.add_argument("run_id")
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--tuning", metavar="JOB", help="a tuning job's search instead: metric against learning rate, rungs")
     p.add_argument("--out", default="report", help="output folder (default ./report)")
     p.set_defaults(func=cmd_report)
+
+    p = command("tune", "start a tuning job: many trials in parallel, weak ones stopped early, the best registered")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--version")
+    p.add_argument("--target", required=True, help="the column to predict")
+    p.add_argument("--model-name", required=True)
+    p.add_argument("--max-trials", type=int, help="trials to sample (default 16)")
+    p.add_argument("--max-parallel", type=int, help="trials running at once (default 4)")
+    p.add_argument("--max-cost", type=float, help="refuse the job if its estimated cost in USD is above this")
+    p.add_argument("--seed", type=int, help="the search's seed: the same seed samples the same trials (default 0)")
+    p.add_argument("--space", help="the search space, a JSON file (see docs/tuning.md); default: every model family")
+    p.add_argument("--min-epochs", type=int, help="the first rung's epochs (default 5)")
+    p.add_argument("--max-epochs", type=int, help="the last rung's epochs (default 135)")
+    p.add_argument("--reduction-factor", type=int, help="1/eta of a rung's trials advance (default 3)")
+    p.add_argument("--shards", type=int, help="shards per trial (default 2)")
+    p.add_argument("--test-fraction", type=float)
+    p.add_argument("--validation-fraction", type=float, help="rows the trials are ranked on (default 0.2)")
+    p.add_argument("--spec", help="a preprocessing spec, a JSON file (see docs/preprocessing.md)")
+    p.add_argument("--watch", action="store_true", help="follow the trials live until the job ends")
+    p.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_tune)
+
+    p = command("tuning", "a tuning job: watch its trials live, show its leaderboard, or stop it")
+    p.add_argument("action", choices=["watch", "show", "stop"])
+    p.add_argument("job_id")
+    p.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_tuning)
+
+    p = command("tunings", "list tuning jobs")
+    p.add_argument("--limit", type=int, help="at most this many")
+    p.set_defaults(func=cmd_tunings)
     return parser
 
 

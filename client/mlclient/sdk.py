@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import httpx
 from rich.console import Console
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -36,6 +37,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from .api import ApiError, Config, RunFailed, SmlError, Transport
@@ -104,11 +106,22 @@ def read_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     return doc
 
 
+def read_json_object(value: Mapping[str, Any] | str | Path, what: str) -> dict[str, Any]:
+    """A JSON object given as a dict, or a JSON file's path."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    doc = json.loads(Path(value).read_text(encoding="utf-8"))
+    if not isinstance(doc, dict):
+        raise SmlError(f"{value} must hold a JSON object ({what})")
+    return doc
+
+
 def duration(doc: Mapping[str, Any]) -> float | None:
-    """Seconds between a run's or job's ``started_at`` and ``stopped_at``, when it has both."""
+    """Seconds between a run's or job's ``started_at`` and ``stopped_at`` (a tuning job's ``ended_at``), when it
+    has both."""
     try:
         start = datetime.fromisoformat(str(doc["started_at"]).replace("Z", "+00:00"))
-        stop = datetime.fromisoformat(str(doc["stopped_at"]).replace("Z", "+00:00"))
+        stop = datetime.fromisoformat(str(doc.get("stopped_at") or doc["ended_at"]).replace("Z", "+00:00"))
     except (KeyError, ValueError):
         return None
     return (stop - start).total_seconds()
@@ -133,6 +146,165 @@ def outcome_text(run: Mapping[str, Any]) -> str:
     reason = run.get("stop_reason") or (run.get("model") or {}).get("stop_reason")
     if reason:
         text += f": {str(reason).replace('_', ' ')} after {run.get('rounds_completed', 0)} rounds"
+    return text
+
+
+# -- comparing runs -----------------------------------------------------------------
+KEY_HYPERPARAMETERS = ("model", "optimizer", "learning_rate", "l2", "batch_size", "solver", "max_epochs")
+COMPARED_BEFORE = ("run_id", "status", "model", "mode")  # then the hyperparameters, then COMPARED_AFTER
+COMPARED_AFTER = ("rounds", "stop_reason")  # then the test metrics, then duration and cost
+
+
+def comparison_row(run: Mapping[str, Any], cost_usd: float | None = None) -> dict[str, Any]:
+    """One run as a flat row to compare: status, model type, mode, every hyperparameter of its request, rounds,
+    stop reason, each test metric of its registered model, duration in seconds and cost in USD."""
+    request = run.get("request") or {}
+    hyperparameters = dict(request.get("hyperparameters") or {})
+    model = run.get("model") or {}
+    row: dict[str, Any] = {
+        "run_id": run.get("run_id"),
+        "status": run.get("status"),
+        "model": hyperparameters.pop("model", None),
+        "mode": request.get("mode"),
+    }
+    row.update({f"hp.{k}": v for k, v in hyperparameters.items()})
+    row["rounds"] = run.get("rounds_completed")
+    row["stop_reason"] = run.get("stop_reason") or model.get("stop_reason")
+    metrics = model.get("metrics") or {}
+    row.update({f"test.{k}": v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+    row["duration_s"] = duration(run)
+    row["cost_usd"] = cost_usd
+    return row
+
+
+def comparison_fields(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The fields a comparison shows, in order: status, model, mode; the key hyperparameters
+    (``KEY_HYPERPARAMETERS``) and any other that differs between the runs; rounds, stop reason; every test
+    metric any run has; duration and cost."""
+    present = list(dict.fromkeys(k for row in rows for k in row))
+    hyper = [k for k in present if k.startswith("hp.")]
+    shown = [
+        k
+        for k in hyper
+        if k[3:] in KEY_HYPERPARAMETERS or len({json.dumps(r.get(k), sort_keys=True) for r in rows}) > 1
+    ]
+    shown.sort(key=lambda k: (KEY_HYPERPARAMETERS.index(k[3:]) if k[3:] in KEY_HYPERPARAMETERS else 99, k))
+    metrics = [k for k in present if k.startswith("test.")]
+    return [*COMPARED_BEFORE, *shown, *COMPARED_AFTER, *metrics, "duration_s", "cost_usd"]
+
+
+def comparison_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Runs side by side: one row per field (``comparison_fields``), one column per run id."""
+    return [
+        {"field": f, **{str(r["run_id"]): r.get(f) for r in rows}} for f in comparison_fields(rows) if f != "run_id"
+    ]
+
+
+# -- tuning jobs --------------------------------------------------------------------
+TRIAL_COLUMNS = (
+    "trial",
+    "model",
+    "optimizer",
+    "solver",
+    "lr",
+    "l2",
+    "mode",
+    "rung",
+    "epochs",
+    "validation metric",
+    "status",
+    "stop reason",
+)
+
+
+def trial_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A leaderboard entry (``GET /tuning-jobs/{id}``) as a flat row: ``TRIAL_COLUMNS`` and the rest."""
+    hp = entry.get("hyperparameters") or {}
+    return {
+        "trial": entry.get("trial"),
+        "model": hp.get("model"),
+        "optimizer": hp.get("optimizer"),
+        "solver": hp.get("solver"),
+        "lr": hp.get("learning_rate"),
+        "l2": hp.get("l2"),
+        "mode": entry.get("mode"),
+        "rung": entry.get("rung"),
+        "epochs": entry.get("epochs"),
+        "validation metric": entry.get("validation_metric"),
+        "validation loss": entry.get("validation_loss"),
+        "status": entry.get("status"),
+        "stop reason": entry.get("stop_reason"),
+        "run_id": entry.get("run_id"),
+        "cost_usd": entry.get("cost_usd"),
+    }
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value).replace("_", " ")
+
+
+SETUP_COLUMNS = ("model", "optimizer", "solver", "lr", "l2", "mode")  # one "setup" column on a narrow terminal
+WIDE_TABLE = 140  # characters a terminal needs for a column each
+
+
+def trials_table(job: Mapping[str, Any], width: int | None = None) -> Table:
+    """A tuning job's leaderboard as a rich table, best first (as the API ranks it): ``TRIAL_COLUMNS``; on a
+    terminal narrower than ``WIDE_TABLE`` (``width``) the trial's model, optimizer, lr, l2 and mode share one
+    ``setup`` column, so the table folds there instead of in every column."""
+    board = job.get("leaderboard") or []
+    narrow = width is not None and width < WIDE_TABLE
+    columns = [c for c in TRIAL_COLUMNS if not (narrow and c in SETUP_COLUMNS)]
+    if narrow:
+        columns.insert(1, "setup")
+    counts: dict[str, int] = {}
+    for entry in board:
+        counts[str(entry.get("status"))] = counts.get(str(entry.get("status")), 0) + 1
+    told = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
+    metric = job.get("metric") or "metric"
+    title = f"tuning job {job.get('job_id')} {job.get('status')} ({job.get('task')}, validation {metric})"
+    table = Table(title=title, caption=f"{len(board)} trials: {told}" if board else "no trial yet")
+    for column in columns:
+        table.add_column(f"validation {metric}" if column == "validation metric" else column, overflow="fold")
+    best = (job.get("best") or {}).get("trial")
+    for entry in board:
+        row = trial_row(entry)
+        row["setup"] = " ".join(
+            (f"{c} " if c in ("solver", "lr", "l2") else "") + _cell(row[c]).replace(" ", "_")
+            for c in SETUP_COLUMNS
+            if row[c] is not None
+        )
+        style = "bold green" if best is not None and row["trial"] == best else None
+        table.add_row(*(row["setup"] if c == "setup" else _cell(row[c]) for c in columns), style=style)
+    return table
+
+
+def tuning_outcome(job: Mapping[str, Any]) -> str:
+    """How a tuning job ended: its status and duration, the best trial and the model it registered."""
+    took = duration(job)
+    text = f"tuning job {job.get('job_id')} {job.get('status')}" + (
+        f" in {format_duration(took)}" if took is not None else ""
+    )
+    best = job.get("best")
+    if best:
+        hp = best.get("hyperparameters") or {}
+        value = best.get("validation_metric")
+        shown = f"{value:.4g}" if isinstance(value, int | float) else "n/a"
+        setup = [hp.get("model"), hp.get("optimizer")]  # a trial's solver may need no optimizer nor learning rate
+        setup += [f"solver {hp['solver']}" if hp.get("solver") else None]
+        setup += [f"learning rate {hp['learning_rate']:g}" if hp.get("learning_rate") else None, best.get("mode")]
+        told = ", ".join(str(part) for part in setup if part)
+        text += f": best trial {best.get('trial')} ({told}), validation {job.get('metric')} {shown}"
+    model = job.get("model")
+    if model:
+        text += f"; model {model.get('model_name')} version {model.get('version')}"
+        reason = str(model.get("reason") or "")
+        if "promot" in reason:  # the API's reason says whether it was promoted, and why
+            text += f": {reason}"
+        else:
+            text += " promoted to production" if model.get("promoted") else " registered, not promoted"
+            text += f" ({reason})" if reason else ""
     return text
 
 
@@ -451,6 +623,167 @@ class Client:
         found = reference_warnings(metrics.get("test") or {}, reference if isinstance(reference, dict) else None)
         return found + [str(w) for w in artifact.get("warnings") or []]
 
+    def run_comparison(self, run_ids: Sequence[str], *, costs: bool = True) -> list[dict[str, Any]]:
+        """One flat row per run (``comparison_row``): status, model, mode, hyperparameters, rounds, stop reason,
+        test metrics, duration and (with ``costs``, when the API can tell it) cost in USD."""
+        if not run_ids:
+            raise SmlError("compare needs at least one run id")
+        rows = []
+        for run_id in run_ids:
+            run = self.run(run_id)
+            usd = None
+            if costs and run.get("status") in TERMINAL:
+                try:
+                    usd = self.cost(run_id)["actual"]["total"]
+                except (ApiError, KeyError):
+                    usd = None  # a run that never trained has no usage to price
+            rows.append(comparison_row(run, usd))
+        return rows
+
+    def compare_runs(self, run_ids: Sequence[str], *, costs: bool = True) -> pd.DataFrame:
+        """Runs side by side: a DataFrame with one column per run id and one row per field (status, model,
+        hyperparameters, rounds, stop reason, test metrics, duration, cost: ``comparison_fields``)."""
+        pandas = _pandas()
+        rows = self.run_comparison(run_ids, costs=costs)
+        frame = pandas.DataFrame(comparison_table(rows)).set_index("field")
+        frame.columns.name = "run_id"
+        return frame
+
+    # -- tuning -------------------------------------------------------------------
+    def tune(
+        self,
+        dataset: str,
+        target: str,
+        model_name: str,
+        *,
+        version: str | None = None,
+        max_trials: int | None = None,
+        max_parallel_trials: int | None = None,
+        max_cost_usd: float | None = None,
+        seed: int | None = None,
+        search_space: Mapping[str, Any] | str | Path | None = None,
+        min_epochs: int | None = None,
+        max_epochs: int | None = None,
+        reduction_factor: int | None = None,
+        shards: int | None = None,
+        test_fraction: float | None = None,
+        validation_fraction: float | None = None,
+        spec: Mapping[str, Any] | str | Path | None = None,
+        options: Mapping[str, Any] | None = None,
+        wait: bool = False,
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        """Start a tuning job (``POST /tuning-jobs``, see docs/tuning.md): many trials of the training engine in
+        parallel, weak ones stopped early, the best registered. Only ``dataset``, ``target`` and ``model_name``
+        are needed; an argument left ``None`` takes the API's default. ``search_space`` is a dict or a JSON file;
+        ``spec`` the preprocessing spec. Returns the start answer (``job_id``, ``task``, ``metric``,
+        ``estimated_cost_usd``, ``rungs``, ``search_space``, ``decisions``), or with ``wait`` the finished job
+        (``wait_tuning``). A request over ``max_cost_usd`` is refused (ApiError 400 with the estimate)."""
+        request: dict[str, Any] = {"dataset": dataset, "target": target, "model_name": model_name}
+        optional = {
+            "version": version,
+            "max_trials": max_trials,
+            "max_parallel_trials": max_parallel_trials,
+            "max_cost_usd": max_cost_usd,
+            "seed": seed,
+            "search_space": read_json_object(search_space, "a search space") if search_space is not None else None,
+            "min_epochs": min_epochs,
+            "max_epochs": max_epochs,
+            "reduction_factor": reduction_factor,
+            "n_shards": shards,
+            "test_fraction": test_fraction,
+            "validation_fraction": validation_fraction,
+            "preprocessing": read_spec(spec) if spec is not None else None,
+        }
+        request.update({k: v for k, v in optional.items() if v is not None})
+        request.update(options or {})
+        started = dict(self.post("/tuning-jobs", request))
+        return self.wait_tuning(started["job_id"], progress=progress) if wait else started
+
+    def tuning_job(self, job_id: str) -> dict[str, Any]:
+        """A tuning job: status, task, metric, request, rungs, cost so far, its ``leaderboard`` (best first),
+        the ``best`` trial and the ``model`` it registered."""
+        return dict(self.get(f"/tuning-jobs/{job_id}"))
+
+    def tuning_jobs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Tuning jobs (all unless ``limit``), following the API's pages: id, status, task, metric, model name,
+        best validation metric, start and end."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while limit is None or len(found) < limit:
+            page = self.get("/tuning-jobs", next=token)
+            found += page["jobs"]
+            token = page.get("next")
+            if not token:
+                break
+        return found if limit is None else found[:limit]
+
+    def stop_tuning(self, job_id: str) -> dict[str, Any]:
+        """Stop a running tuning job (its trials are stopped; the job ends ABORTED)."""
+        return dict(self.post(f"/tuning-jobs/{job_id}/stop", {}))
+
+    def leaderboard(self, job: str | Mapping[str, Any]) -> pd.DataFrame:
+        """A tuning job's trials (a job id or its document) as a DataFrame indexed by trial, best first: model,
+        optimizer, lr, l2, mode, rung, epochs, validation metric and loss, status, stop reason, run id, cost."""
+        pandas = _pandas()
+        doc = self.tuning_job(job) if isinstance(job, str) else job
+        rows = [trial_row(e) for e in doc.get("leaderboard") or []]
+        return pandas.DataFrame(rows, columns=list(trial_row({}))).set_index("trial")
+
+    def wait_tuning(
+        self,
+        job_id: str,
+        *,
+        poll: float = 2.0,
+        timeout: float | None = None,
+        progress: bool | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Follow a tuning job until it ends, showing its trials live as a table (``progress``, on the client's
+        console); ``on_update`` gets every document read. The finished job, or RunFailed unless it SUCCEEDED."""
+        shown = self.progress if progress is None else progress
+        deadline = None if timeout is None else time.monotonic() + timeout
+        job = self.tuning_job(job_id)
+        width = self.console.width
+        with Live(trials_table(job, width), console=self.console, auto_refresh=False) if shown else _nothing() as live:
+            while True:
+                if on_update is not None:
+                    on_update(job)
+                if live is not None:
+                    live.update(trials_table(job, width), refresh=True)
+                if job["status"] in TERMINAL:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise SmlError(f"tuning job {job_id} still {job['status']} after {timeout:.0f}s")
+                self.sleep(poll)
+                job = self.tuning_job(job_id)
+        if job["status"] != "SUCCEEDED":
+            error = job.get("error")
+            if isinstance(error, dict):
+                error = f"{error.get('type')}: {error.get('message')}"
+            raise RunFailed(f"{tuning_outcome(job)}: {error or 'see the leaderboard'}", job)
+        return job
+
+    def tuning_report(self, job_id: str, out: str | Path = "report") -> list[Path]:
+        """Write a tuning job's search figures (validation metric against learning rate by model family, the
+        rung curves of its trials) and tuning.html into ``out`` (``sml-client[report]``)."""
+        try:
+            from .report import build_tuning_report
+        except ImportError as err:
+            if not (err.name or "").startswith("matplotlib"):
+                raise
+            raise SmlError("reports need matplotlib: pip install 'sml-client[report]'") from None
+        job = self.tuning_job(job_id)
+        curves: dict[int, list[dict[str, Any]]] = {}
+        for entry in job.get("leaderboard") or []:
+            if entry.get("history") or not entry.get("run_id"):
+                continue  # the API gave its rung history, or it never ran
+            try:
+                curves[int(entry["trial"])] = self.run(str(entry["run_id"]), curve=True).get("curve") or []
+            except ApiError:
+                continue
+        return build_tuning_report(job, Path(out), curves)
+
     # -- models -------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
         """Every model with its ``latest`` and ``production`` versions."""
@@ -487,6 +820,14 @@ class Client:
     def rollback(self, name: str) -> dict[str, Any]:
         """Move production back to its previous version."""
         return dict(self.post(f"/models/{name}/rollback", {}))
+
+    def export_onnx(self, name: str, version: int, path: str | Path) -> dict[str, Any]:
+        """Write the version's ONNX graph (its saved preprocessing and the model, for onnxruntime or any other ONNX
+        runtime) to ``path``. Returns the export's description: ``key``, ``size``, ``opset``, ``inputs`` (one per
+        raw feature column), ``outputs`` and, for a classifier, ``classes``."""
+        answer = dict(self.get(f"/models/{name}/versions/{int(version)}/onnx"))
+        Path(path).write_bytes(self.http.get_presigned(answer["download_url"]))
+        return answer
 
     # -- predictions --------------------------------------------------------------
     def predict_rows(

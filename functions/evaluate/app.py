@@ -14,6 +14,8 @@ from mlcore.steps.schemas import EvaluateTask
 @event_parser(model=EvaluateTask)
 def lambda_handler(event: EvaluateTask, context) -> dict:
     store = Settings.from_env().store()
+    if event.request.trial:  # a tuning trial: its validation loss and metric, no model version
+        return evaluation.validate(store, event)
     artifact = registry.register(store, event.run_id, evaluation.evaluate(store, event))
     logger.info("model registered", extra={"model": artifact.name, "version": artifact.version})
     return registry.registered(artifact, rounds=event.train.round).model_dump()

@@ -42,7 +42,7 @@ def list_runs(
     if unknown:  # a misspelt parameter (`?limt=5`) would otherwise be ignored silently
         raise InvalidInput(f"unknown query parameter(s): {', '.join(map(repr, unknown))}; this route takes limit, next")
     settings = Settings.from_env()
-    return runs.list_runs(aws.stepfunctions(), settings.training_state_machine_arn, limit, next)
+    return runs.list_runs(aws.stepfunctions(), settings.training_state_machine_arn, limit, next, settings.store())
 
 
 @app.post("/training-runs/<run_id>/stop", responses={202: {"description": "The run is stopping"}})

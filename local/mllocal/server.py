@@ -56,7 +56,7 @@ class UploadSigner:
     def rewrite(self, data: bytes, base: str) -> bytes:
         """Presigned S3 URLs point at moto's (unreachable) S3: send the client to this server instead (the URL of
         a single upload, or of each part of a multipart upload)."""
-        if b'"upload_url"' not in data and b'"predictions_url"' not in data:
+        if b'"upload_url"' not in data and b'"predictions_url"' not in data and b'"download_url"' not in data:
             return data
         try:
             doc = json.loads(data)
@@ -67,6 +67,10 @@ class UploadSigner:
                 key = doc[f"{name}_key"]
                 query = urlencode({"signature": self.signature(self.download(key))})
                 doc[f"{name}_url"] = f"{base}{LOCAL_S3_PATH}{quote(key)}?{query}"
+            return json.dumps(doc).encode()
+        if isinstance(doc, dict) and "download_url" in doc and "key" in doc:  # a model version's ONNX graph
+            query = urlencode({"signature": self.signature(self.download(doc["key"]))})
+            doc["download_url"] = f"{base}{LOCAL_S3_PATH}{quote(doc['key'])}?{query}"
             return json.dumps(doc).encode()
         if isinstance(doc, dict) and "upload_url" in doc and "key" in doc:
             query = urlencode({"signature": self.signature(doc["key"])})
@@ -156,13 +160,18 @@ def make_handler(cloud: LocalCloud, api_key: str | None, access_log: bool = True
             self._send(int(resp["statusCode"]), out_headers, data)
 
         def _download(self, key: str, signature: str) -> None:
-            """A presigned GET of a batch job's output: the object's bytes, if the URL was signed for it."""
+            """A presigned GET of a batch job's output or a model version's ONNX graph: the object's bytes, if the
+            URL was signed for it."""
             if not signer.valid(signer.download(key), signature):
-                message = "this download URL is not signed for this key: GET /batch-jobs/{id}/output gives one that is"
+                message = (
+                    "this download URL is not signed for this key: GET /batch-jobs/{id}/output "
+                    "or GET /models/{name}/versions/{version}/onnx gives one that is"
+                )
                 self._send(403, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode())
                 return
             body = cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read()
-            self._send(200, {"Content-Type": "application/x-ndjson"}, body)
+            kind = "application/octet-stream" if key.endswith(".onnx") else "application/x-ndjson"
+            self._send(200, {"Content-Type": kind}, body)
 
         def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
             self.send_response(status)

@@ -14,6 +14,7 @@ def test_quick_benchmarks_write_the_page(tmp_path, capsys):
         "## Hardware",
         "## Quality",
         "## Async",
+        "## Neural networks",
         "## Preprocessing",
         "## Scaling",
         "## Solvers",
@@ -22,3 +23,6 @@ def test_quick_benchmarks_write_the_page(tmp_path, capsys):
         assert heading in page
     assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "objective / exact optimum" in page and "bare numpy" in page
+    assert "(mlp_regression (64, 64)): test R², async | R² |" in page
+    assert "(64, 64) relu: worker / bare numpy" in page and "Predict, warm, MLP (64, 64), 1000 instance(s): p50" in page
+    assert "updates lost of 80 accepted, 8 workers, MLP (64, 64) (compare-and-swap) | updates | 0 | 0 | 0 |" in page

@@ -271,3 +271,61 @@ def test_a_refused_key_is_a_403_that_names_it_and_how_to_pass_one(server, capsys
         "error: HTTP 403: Forbidden: the key in SML_API_KEY (x-api-key ending 'wxyz') was refused; pass the API's "
         "key with --api-key KEY or SML_API_KEY, or --stack NAME / SML_STACK for a deployed stack"
     )
+
+
+def test_runs_are_listed_with_their_setup_and_metric_and_compared_side_by_side(server, tmp_path, capsys):
+    small = tmp_path / "compared.csv"
+    small.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:201]))
+    with Client(server.url, server.api_key, progress=False) as client:
+        client.upload(small, "compared")
+        first = client.train("compared", "price_k", "compared", shards=2, solver="sgd", learning_rate=0.5, max_epochs=5)
+        second = client.train("compared", "price_k", "compared", shards=2, optimizer="adam", max_epochs=5)
+        listed = {r["run_id"]: r for r in client.runs(None)}
+        frame = client.compare_runs([first["run_id"], second["run_id"]])
+    ids = [first["run_id"], second["run_id"]]
+    for run in (first, second):
+        row = listed[run["run_id"]]
+        assert row["metric"] == "r2" and row["test_metric"] == run["model"]["metrics"]["r2"]
+        assert row["stop_reason"] == run["stop_reason"] and row["rounds_completed"] == run["rounds_completed"]
+        assert row["hyperparameters"]["optimizer"] == run["request"]["hyperparameters"]["optimizer"]
+    assert listed[ids[0]]["hyperparameters"]["learning_rate"] == 0.5
+    assert list(frame.columns) == ids and frame.loc["hp.optimizer"].tolist() == ["momentum", "adam"]
+    assert frame.loc["test.r2"].tolist() == [first["model"]["metrics"]["r2"], second["model"]["metrics"]["r2"]]
+    assert all(cost > 0 for cost in frame.loc["cost_usd"])
+    assert _sml(server, "runs", "compare", *ids, "--json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in rows] == ids and [r["stop_reason"] for r in rows] == [
+        first["stop_reason"],
+        second["stop_reason"],
+    ]
+    assert _sml(server, "runs", "compare", *ids) == 0
+    out = capsys.readouterr().out
+    assert "hp.learning_rate" in out and "cost (USD)" in out and "test.r2" in out
+
+
+def test_a_tuning_job_from_sml_tune_to_its_leaderboard_and_search_report(server, tmp_path, capsys):
+    small = tmp_path / "tuned.csv"
+    small.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:301]))
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"model": ["linear_regression", "mlp_regression"], "mode": ["sync"]}))
+    assert _sml(server, "upload", str(small), "--dataset", "tuned") == 0
+    flags = ["--dataset", "tuned", "--target", "price_k", "--model-name", "tuned", "--max-trials", "3"]
+    flags += ["--max-parallel", "2", "--min-epochs", "3", "--max-epochs", "9", "--space", str(space), "--seed", "1"]
+    capsys.readouterr()
+    assert _sml(server, "tune", *flags, "--watch", "--poll", "0.5") == 0
+    err = capsys.readouterr().err
+    job_id = err.split("started tuning job ")[1].split(":")[0]
+    assert "task regression, validation r2, 3 trials (2 at a time), rungs [3, 9] epochs, estimated cost $" in err
+    assert f"tuning job {job_id} SUCCEEDED in " in err and "best trial " in err and "model tuned version 1" in err
+    assert _sml(server, "tuning", "show", job_id, "--json") == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["status"] == "SUCCEEDED" and len(job["leaderboard"]) == 3
+    assert {e["hyperparameters"]["model"] for e in job["leaderboard"]} <= {"linear_regression", "mlp_regression"}
+    assert _sml(server, "tunings", "--json") == 0
+    assert job_id in [j["job_id"] for j in json.loads(capsys.readouterr().out)]
+    report = tmp_path / "search"
+    assert _sml(server, "report", "--tuning", job_id, "--out", str(report)) == 0
+    for name in ("search.png", "rungs.png"):
+        width, height = _png_size(report / name)
+        assert width > 300 and height > 200
+    assert f"Tuning job {job_id}" in (report / "tuning.html").read_text()

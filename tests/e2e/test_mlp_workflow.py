@@ -185,6 +185,10 @@ def test_a_corrupted_network_is_a_500_naming_the_field(runs):
         ({"model": "mlp_regression", "hidden_layers": [0]}, "hidden_layers sizes must be 1 to 1024 units, got 0"),
         ({"model": "mlp_regression", "activation": "gelu"}, "activation"),
         ({"model": "mlp_regression", "solver": "newton"}, "solver 'newton' fits linear models only"),
+        (  # 6 x 1024 + 1025 x 240 + 241 with the 5 features: the hidden layers alone are under the limit
+            {"model": "mlp_regression", "hidden_layers": [1024, 240]},
+            "hidden_layers [1024, 240] make a network of 252385 parameters with 5 features after preprocessing",
+        ),
     ],
 )
 def test_a_network_the_engine_cannot_run_is_refused_and_nothing_starts(runs, hp, field):
@@ -202,3 +206,53 @@ def test_the_run_params_keep_the_layout(runs):
     final = [k for k in keys(cloud, "runs/") if "/params/" in k and "friedman-mlp" in k]
     arrays = np.load(io.BytesIO(_get(cloud, final[-1])), allow_pickle=False)
     assert arrays["layout"].tolist() == [[6, 16], [17, 16], [17, 1]] and arrays["theta"].ndim == 1
+
+
+def test_an_oversized_network_writes_nothing(runs):
+    cloud = runs.cloud
+    before = keys(cloud, "")
+    hp = {"model": "mlp_regression", "hidden_layers": [1024, 240]}
+    request = {"dataset": "friedman", "target": "y", "model_name": "oversized", "hyperparameters": hp}
+    response = cloud.request("POST", "/training-runs", request)
+    assert response["statusCode"] == 400, response
+    assert json.loads(response["body"])["message"] == (
+        "hidden_layers [1024, 240] make a network of 252385 parameters with 5 features after preprocessing (one-hot "
+        "and hashed columns expanded) and 1 outputs, over the limit of 250000; use smaller hidden_layers"
+    )
+    assert keys(cloud, "") == before
+
+
+def test_an_mlp_s_artifact_records_permutation_importance_and_a_linear_model_s_does_not(runs):
+    found = runs.sync["metrics"]["permutation_importance"]
+    assert {k: found[k] for k in ("metric", "rows", "of", "repeats", "seed")} == {
+        "metric": "r2",
+        "rows": 120,  # the 600 rows' test fraction, all of them
+        "of": 120,
+        "repeats": 5,
+        "seed": 4,
+    }
+    assert found["baseline"] == pytest.approx(runs.sync["metrics"]["test"]["r2"], rel=1e-12)
+    drops = {c["column"]: c["mean"] for c in found["columns"]}
+    assert list(drops) == FEATURES and all(c["features"] == 1 and c["std"] >= 0 for c in found["columns"])
+    # Friedman #1: 10 x4 carries the most variance; every input matters
+    assert max(drops, key=lambda n: drops[n]) == "x4" and min(drops.values()) > 0.02
+    assert "permutation_importance" not in runs.linear["metrics"]
+
+
+def test_a_diverging_mlp_run_fails_naming_the_round_and_the_learning_rate(runs):
+    cloud, run_id = runs.cloud, "run-d1e0000000a1"
+    hp = {"model": "mlp_regression", "solver": "sgd", "optimizer": "sgd", "learning_rate": 10.0, "max_epochs": 50}
+    request = {
+        "dataset": "friedman",
+        "target": "y",
+        "model_name": "diverging-mlp",
+        "n_shards": 2,
+        "hyperparameters": hp,
+    }
+    assert cloud.run("TrainingStateMachine", request, name=run_id)["status"] == "FAILED"
+    response = cloud.request("GET", f"/training-runs/{run_id}")
+    body = json.loads(response["body"])
+    assert (response["statusCode"], body["status"], body["error"]["type"]) == (200, "FAILED", "TrainingDiverged")
+    round_ = body["rounds_completed"]
+    assert body["error"]["message"] == f"diverged at round {round_}; lower learning_rate (was 10)"
+    assert not keys(cloud, "models/diverging-mlp/")  # nothing registered

@@ -149,7 +149,15 @@ def test_a_failed_preprocess_fails_the_workflow_with_the_reason(cloud):
 def test_a_constant_column_is_not_divided_by_zero(cloud):
     _ingest(cloud, "corpus", "constant_column.csv", False)
     event = load_event("preprocess")
-    event["request"] = {"dataset": "corpus", "target": "price", "model_name": "corpus", "n_shards": 2}
+    # area is 0..39, a row number by its profile: named in the spec, it is kept as the feature before flat
+    spec = {"columns": {"area": {}}}
+    event["request"] = {
+        "dataset": "corpus",
+        "target": "price",
+        "model_name": "corpus",
+        "n_shards": 2,
+        "preprocessing": spec,
+    }
     payload, error = cloud.invoke("PreprocessFunction", event)
     assert error is None, payload
     manifest = json.loads(

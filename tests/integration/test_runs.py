@@ -90,6 +90,17 @@ def test_list_runs(cloud):
     status, listed = _body(cloud.request("GET", "/training-runs"))
     assert status == 200 and [r["run_id"] for r in listed["runs"]] == [started["run_id"]]
     assert listed["runs"][0]["status"] == "SUCCEEDED"
+    # comparable: key hyperparameters, the test metric and why it stopped, stored once for the next lists
+    run = listed["runs"][0]
+    request = load_event("runs")["body"]
+    request = json.loads(request) if isinstance(request, str) else request
+    described = _body(cloud.request("GET", f"/training-runs/{started['run_id']}"))[1]
+    assert run["metric"] == "r2" and run["test_metric"] == described["model"]["metrics"]["r2"]
+    assert run["stop_reason"] == described["stop_reason"] and run["rounds_completed"] == 3
+    assert run["hyperparameters"]["optimizer"] == described["request"]["hyperparameters"]["optimizer"]
+    assert run["mode"] == described["request"]["mode"] and (run["model_name"], run["model_version"]) == ("sample", 1)
+    assert keys(cloud, f"runs/{started['run_id']}/summary.json") == [f"runs/{started['run_id']}/summary.json"]
+    assert _body(cloud.request("GET", "/training-runs"))[1]["runs"] == listed["runs"]
 
 
 def test_the_run_list_pages_and_refuses_an_unknown_parameter(cloud):
@@ -238,8 +249,12 @@ def test_requests_that_cannot_succeed_are_a_400_naming_the_reason_and_start_noth
             {"dataset": "tiny", "target": "y"},
             "the data set has 9 rows with a value of target column 'y', fewer than the 10 a training run needs",
         ),
-        (
-            {"dataset": "cities", "target": "price"},
+        (  # a column the spec names is encoded as it says (one it does not name would be hashed)
+            {
+                "dataset": "cities",
+                "target": "price",
+                "preprocessing": {"columns": {"city": {"impute": "most_frequent"}}},
+            },
             "column 'city' has 100 distinct values, more than the one-hot limit of 50; drop it, hash it or cap it "
             "(max_categories) in the preprocessing spec",
         ),
@@ -247,7 +262,10 @@ def test_requests_that_cannot_succeed_are_a_400_naming_the_reason_and_start_noth
             {"dataset": "three", "target": "kind", "hyperparameters": {"model": "logistic_regression"}},
             "target column 'kind': logistic_regression needs exactly 2 classes, got 3; use softmax_regression",
         ),
-        ({"dataset": "three", "target": "kind"}, "target column 'kind' must be numeric for regression"),
+        (
+            {"dataset": "three", "target": "kind", "hyperparameters": {"model": "linear_regression"}},
+            "target column 'kind' must be numeric for regression",
+        ),
     ]
     for request, message in cases:
         assert _body(cloud.request("POST", "/training-runs", {"model_name": "m", **request})) == (

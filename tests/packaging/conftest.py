@@ -78,7 +78,7 @@ def failure(error_type, err):
 
 
 def loaded():
-    return {name: name in sys.modules for name in ("pandas", "sklearn", "aws_xray_sdk", "boto3")}
+    return {name: name in sys.modules for name in ("pandas", "sklearn", "aws_xray_sdk", "boto3", "onnx")}
 
 
 report = {"init_error": None, "invocations": []}

@@ -34,10 +34,12 @@ LEAN = {
         "ModelsFunction",
         "BatchPredictFunction",
         "BatchJobsFunction",
+        "ExportFunction",
     )
 } | {"EvaluateFunction": ("pandas",)}
-# Predict is latency-bound: no X-Ray SDK (no Tracer) and no boto3 (botocore's S3 client is all it needs).
-LEAN["PredictFunction"] += ("aws_xray_sdk", "boto3")
+# Predict is latency-bound: no X-Ray SDK (no Tracer) and no boto3 (botocore's S3 client is all it needs); onnx
+# is the Export function's alone.
+LEAN["PredictFunction"] += ("aws_xray_sdk", "boto3", "onnx")
 
 
 @pytest.fixture(scope="module")
@@ -283,6 +285,32 @@ def test_models_api(invoke, load_event, chain):
     assert_lean(inv)
     assert status == 200, body
     assert body["versions"] == [1] and body["aliases"]["latest"]["version"] == 1 and "production" not in body["aliases"]
+
+
+def test_export_onnx(invoke, load_event, bucket, chain):
+    """The built Export function builds the version's ONNX graph with the onnx it ships (imported on the first
+    request, never at init), stores it once, and answers as Predict does (onnxruntime, in the test process)."""
+    (registered,) = needs(chain, "registered")
+    first, second = invoke.container("ExportFunction", [load_event("export.json")] * 2)
+    assert_lean(first)
+    status, body = first.api()
+    assert status == 200, body
+    key = "models/housing-sample/versions/000001/model.onnx"
+    assert (body["key"], body["built"], body["size"]) == (key, True, len(bucket.bytes(key)))
+    assert first.loaded["onnx"] and not first.process["init_loaded"]["onnx"]
+    assert second.api()[1] == {**body, "built": False, "download_url": second.api()[1]["download_url"]}
+
+    ort = pytest.importorskip("onnxruntime")
+    artifact = ModelArtifact.model_validate(bucket.json(registered["artifact_key"]))
+    instances = json.loads(load_event("predict.json")["body"])["instances"]
+    names = artifact.preprocessor.input_names
+    rows = [dict(zip(names, i, strict=True)) if isinstance(i, list) else i for i in instances]
+    feeds = {
+        c.name: np.array([[r[c.name]] for r in rows], dtype=np.float32 if c.kind == "numeric" else object)
+        for c in artifact.preprocessor.columns
+    }
+    (got,) = ort.InferenceSession(bucket.bytes(key), providers=["CPUExecutionProvider"]).run(None, feeds)
+    np.testing.assert_allclose(got, online.predict(artifact, instances)["predictions"], rtol=1e-5)
 
 
 def test_batch_steps(invoke, load_event, bucket, chain):

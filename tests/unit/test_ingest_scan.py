@@ -183,6 +183,8 @@ def test_blank_lines_carriage_returns_and_a_row_over_the_field_limit_in_length_a
             "min": 0.0,
             "max": 49.0,
             "mean": 2451 / 101,
+            "integer": True,  # whole numbers: their distinct count too
+            "distinct": 50,
         }
     assert len(tabular.read_csv(data)) == 101
 

@@ -247,14 +247,14 @@ FEASIBILITY_CASES = [
         "the data set has 9 rows with a value of target column 'y', fewer than the 10 a training run needs",
     ),
     (
-        {"target": "city"},
+        {"target": "city", "hyperparameters": {"model": "linear_regression"}},
         _meta(),
         "target column 'city' must be numeric for regression",
     ),
     (
         {"target": "label", "hyperparameters": {"model": "logistic_regression"}},
         _meta(label={"kind": "categorical", "missing": 0, "distinct": 1}),
-        "target column 'label': logistic_regression needs exactly 2 classes, got 1; use softmax_regression",
+        "target column 'label' has a single class: there is nothing to learn",
     ),
     (
         {"target": "city", "hyperparameters": {"model": "logistic_regression"}},
@@ -264,12 +264,12 @@ FEASIBILITY_CASES = [
     (
         {"target": "label", "hyperparameters": {"model": "softmax_regression"}},
         _meta(label={"kind": "categorical", "missing": 0, "distinct": 1}),
-        "target column 'label': softmax_regression needs at least 2 classes, got 1",
+        "target column 'label' has a single class: there is nothing to learn",
     ),
     (
         {"hyperparameters": {"model": "logistic_regression"}},
         _meta(y={"kind": "numeric", "missing": 0, "min": 1.0, "max": 1.0}),
-        "target column 'y': logistic_regression needs exactly 2 classes, got 1; use softmax_regression",
+        "target column 'y' has a single value (1): there is nothing to learn",
     ),
     (
         {"test_fraction": 0.01},
@@ -291,14 +291,8 @@ FEASIBILITY_CASES = [
         _meta(x={"kind": "numeric", "missing": 35, "min": 0.0, "max": 9.0}),
         "n_shards=5 is more than the 4 training rows",
     ),
-    (  # 200 rows, 160 training: at least 150 - 40 = 110 categories reach the fit
-        {},
-        _meta(rows=200, code={"kind": "categorical", "missing": 0, "distinct": 150}),
-        "column 'code' has 150 distinct values, more than the one-hot limit of 50; drop it, hash it or cap it "
-        "(max_categories) in the preprocessing spec",
-    ),
-    (
-        {"preprocessing": {"max_categories": 100}},
+    (  # a column the spec names is one-hot encoded as asked, not hashed: 150 categories are over the limit
+        {"preprocessing": {"columns": {"code": {"impute": "most_frequent"}}, "max_categories": 100}},
         _meta(rows=200, code={"kind": "categorical", "missing": 0, "distinct": 150}),
         "column 'code' has 150 distinct values, more than the one-hot limit of 100; drop it, hash it or cap it "
         "(max_categories) in the preprocessing spec",
@@ -444,3 +438,89 @@ def test_a_request_that_cannot_succeed_starts_nothing():
     with pytest.raises(InvalidInput, match="^n_shards=33 is more than the 32 training rows$"):
         runs.start(_stored(_meta()), sfn, ARN, _request(n_shards=33), max_running=10, max_cost_usd=5.0)
     assert sfn.started == []
+
+
+class ComparableStepFunctions(FakeStepFunctions):
+    """Executions with a full training request as input and, when SUCCEEDED, the registered model as output;
+    counts describe_execution calls."""
+
+    def __init__(self, executions: list[tuple[str, str]], request: dict, output: dict | None):
+        super().__init__(executions)
+        for e in self.executions:
+            e["input"] = json.dumps(request)
+            if e["status"] == "SUCCEEDED" and output is not None:
+                e["output"] = json.dumps(output)
+        self.described = 0
+
+    def describe_execution(self, executionArn: str) -> dict:
+        self.described += 1
+        return super().describe_execution(executionArn)
+
+
+def _full_request(**hyperparameters) -> dict:
+    return TrainingRequest(
+        dataset="d", target="y", model_name="m", mode="async", hyperparameters=hyperparameters
+    ).model_dump(mode="json")
+
+
+def test_the_run_list_shows_hyperparameters_test_metric_and_stop_reason_and_stores_them_once():
+    request = _full_request(optimizer="adam", learning_rate=0.05)
+    output = {"model_name": "m", "version": 3, "metrics": {"rmse": 1.5, "r2": 0.91}, "rounds": 2}
+    sfn = ComparableStepFunctions([(RUN, "SUCCEEDED")], request, output)
+    store = FakeStore(
+        {
+            layout.round_key(RUN, 1): {"round": 1, "loss": 2.0, "grad_norm": 0.1, "state": {}},
+            layout.round_key(RUN, 2): {"round": 2, "loss": 1.0, "grad_norm": 0.01, "state": {"reason": "converged"}},
+        }
+    )
+    (run,) = runs.list_runs(sfn, ARN, store=store)["runs"]
+    expected = {
+        "hyperparameters": {"model": "linear_regression", "optimizer": "adam", "learning_rate": 0.05, "solver": "auto"},
+        "mode": "async",
+        "metric": "r2",
+        "test_metric": 0.91,
+        "rounds_completed": 2,
+        "stop_reason": "converged",
+        "model_name": "m",
+        "model_version": 3,
+    }
+    assert {k: run[k] for k in expected} == expected and run["status"] == "SUCCEEDED"
+    assert store.documents[layout.run_summary_key(RUN)] == {**expected, "execution": RUN, "status": "SUCCEEDED"}
+    # listed again: the stored summary alone, no execution described, no round read
+    described, reads = sfn.described, sum(store.reads.values())
+    (again,) = runs.list_runs(sfn, ARN, store=store)["runs"]
+    assert {k: again[k] for k in expected} == expected
+    assert sfn.described == described and sum(store.reads.values()) == reads + 1
+    assert store.writes[layout.run_summary_key(RUN)] == 1
+
+
+def test_a_resumed_run_gets_a_new_summary_and_a_running_one_only_its_hyperparameters():
+    request = _full_request(model="logistic_regression", solver="sgd")
+    sfn = ComparableStepFunctions([(RUN, "FAILED")], request, None)
+    store = FakeStore()
+    (failed,) = runs.list_runs(sfn, ARN, store=store)["runs"]
+    assert (failed["metric"], failed["test_metric"], failed["stop_reason"], failed["rounds_completed"]) == (
+        None,
+        None,
+        None,
+        0,
+    )
+    sfn.executions.append({**sfn.executions[0], "name": f"{RUN}-resume-r0-abcdef", "status": "RUNNING"})
+    sfn.executions[-1]["startDate"] = T0 + timedelta(minutes=5)
+    sfn.executions[-1]["executionArn"] += "-resume-r0-abcdef"
+    (running,) = runs.list_runs(sfn, ARN, store=store)["runs"]
+    assert running["status"] == "RUNNING" and running["mode"] == "async"
+    assert running["hyperparameters"]["model"] == "logistic_regression"
+    assert running["hyperparameters"]["solver"] == "sgd"
+    assert "metric" not in running and "stop_reason" not in running
+    sfn.executions[-1]["status"] = "SUCCEEDED"
+    sfn.executions[-1]["output"] = json.dumps({"model_name": "m", "version": 1, "metrics": {"accuracy": 0.8}})
+    (succeeded,) = runs.list_runs(sfn, ARN, store=store)["runs"]
+    assert (succeeded["metric"], succeeded["test_metric"]) == ("accuracy", 0.8)
+    assert store.documents[layout.run_summary_key(RUN)]["execution"] == f"{RUN}-resume-r0-abcdef"
+
+
+def test_the_run_list_without_a_store_reads_no_execution():
+    sfn = ComparableStepFunctions([(RUN, "SUCCEEDED")], _full_request(), {"metrics": {}})
+    (run,) = runs.list_runs(sfn, ARN)["runs"]
+    assert sfn.described == 0 and "hyperparameters" not in run

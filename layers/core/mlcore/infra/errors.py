@@ -9,6 +9,11 @@ class InvalidInput(MLError):
     """The caller sent something we cannot use (bad CSV, bad spec, bad instance)."""
 
 
+class Unprocessable(InvalidInput):
+    """Well-formed, but the thing asked for cannot be done with it (HTTP 422), e.g. an ONNX export of a model
+    whose preprocessing ONNX cannot express."""
+
+
 class NotFoundError(MLError):
     """A data set, run or model that was asked for does not exist."""
 

@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from mlcore.infra import jsontext
-from mlcore.infra.errors import ConflictError, CorruptData, InvalidInput, LimitExceeded, NotFoundError
+from mlcore.infra.errors import ConflictError, CorruptData, InvalidInput, LimitExceeded, NotFoundError, Unprocessable
 from mlcore.infra.observability import logger
 
 
@@ -16,6 +16,10 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(InvalidInput)
     def _invalid(err: InvalidInput) -> Response:
         return Response(status_code=400, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})
+
+    @app.exception_handler(Unprocessable)  # an InvalidInput too: Powertools takes the most specific handler
+    def _cannot(err: Unprocessable) -> Response:
+        return Response(status_code=422, content_type=content_types.APPLICATION_JSON, body={"message": str(err)})
 
     @app.exception_handler(NotFoundError)
     def _missing(err: NotFoundError) -> Response:

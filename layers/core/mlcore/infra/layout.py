@@ -12,11 +12,14 @@
 | `runs/`      | a run's parameters per round, round summaries, context        | Aggregator                          |
 |              | the async head (`runs/<run>/async/head.npz`)                  | Aggregator, GradientWorker          |
 |              | the run's registered model (`runs/<run>/model.json`)          | Evaluate                            |
+|              | a finished run's summary for the run list (`summary.json`)    | Runs                                |
 | `scratch/`   | per-round gradients and local updates over the inline budget  | GradientWorker                      |
 |              | a distributed preparation's plan, statistics, validation pieces | Preprocess                        |
 | `models/`    | model versions and the `latest` alias                         | Evaluate                            |
+|              | a version's ONNX graph (`versions/<v>/model.onnx`)            | Export                              |
 |              | the `production` alias (promote, rollback)                    | Evaluate, Models                    |
 | `batch/`     | batch jobs: request, chunk plan, parts, outputs, summary      | BatchJobs, BatchPredict             |
+| `tuning/`    | tuning jobs: record, data, claims, per (trial, rung) results, summary | Tuning                      |
 
 Names of data sets and models become one key segment each, so they may not contain ``/`` (``NAME``).
 """
@@ -37,7 +40,8 @@ RUNS = "runs/"
 SCRATCH = "scratch/"
 MODELS = "models/"
 BATCH = "batch/"
-INTERNAL_PREFIXES = (RAW, DATASETS, PROCESSED, RUNS, SCRATCH, MODELS, BATCH, UPLOADS)
+TUNING = "tuning/"
+INTERNAL_PREFIXES = (RAW, DATASETS, PROCESSED, RUNS, SCRATCH, MODELS, BATCH, TUNING, UPLOADS)
 
 
 def is_internal(key: str) -> bool:
@@ -191,6 +195,12 @@ def run_usage_key(run_id: str) -> str:
     return f"{RUNS}{run_id}/usage.json"
 
 
+def run_summary_key(run_id: str) -> str:
+    """A finished run's line in the run list (hyperparameters, test metric, stop reason), written once when the list
+    first shows it ended, so a list reads one small object per run; rewritten after a resume ends."""
+    return f"{RUNS}{run_id}/summary.json"
+
+
 def async_head_key(run_id: str) -> str:
     return f"{RUNS}{run_id}/async/head.npz"
 
@@ -214,6 +224,11 @@ def versions_prefix(name: str) -> str:
 
 def version_key(name: str, version: int) -> str:
     return f"{versions_prefix(name)}{version:06d}/model.json"
+
+
+def onnx_key(name: str, version: int) -> str:
+    """The version's ONNX graph (its preprocessing and model), built on the first export request, create-only."""
+    return f"{versions_prefix(name)}{version:06d}/model.onnx"
 
 
 def version_of_key(key: str) -> int:
@@ -261,3 +276,37 @@ def job_output_key(job_id: str, name: str) -> str:
 
 def job_summary_key(job_id: str) -> str:
     return f"{BATCH}{job_id}/summary.json"
+
+
+# -- tuning jobs: tuning/ ---------------------------------------------------------------------------------------
+def tuning_prefix(job_id: str) -> str:
+    return f"{TUNING}{job_id}/"
+
+
+def tuning_job_key(job_id: str) -> str:
+    """The job's record: its request, problem, trials, rungs and estimate (written once at submission)."""
+    return f"{TUNING}{job_id}/job.json"
+
+
+def tuning_data_key(job_id: str) -> str:
+    """The data the job prepared once for all its trials (the Preprocess result)."""
+    return f"{TUNING}{job_id}/data.json"
+
+
+def tuning_claims_key(job_id: str) -> str:
+    """Every (trial, rung) handed out to a slot, replaced by compare-and-swap only."""
+    return f"{TUNING}{job_id}/claims.json"
+
+
+def tuning_results_prefix(job_id: str) -> str:
+    return f"{TUNING}{job_id}/results/"
+
+
+def tuning_result_key(job_id: str, trial: int, rung: int) -> str:
+    """One (trial, rung)'s result, written create-only: a duplicate or late delivery changes nothing."""
+    return f"{tuning_results_prefix(job_id)}trial-{trial:05d}-rung-{rung:02d}.json"
+
+
+def tuning_summary_key(job_id: str) -> str:
+    """The finished job's leaderboard, best trial, registered model and cost."""
+    return f"{TUNING}{job_id}/summary.json"

@@ -14,6 +14,7 @@ class Settings:
     bucket: str
     training_state_machine_arn: str = ""
     batch_state_machine_arn: str = ""
+    tuning_state_machine_arn: str = ""
     region: str = "us-east-1"
     # URL ingestion allow-lists (comma-separated CIDRs exempt from the public-address rule, ports besides 443)
     # and plain http: for tests against a local server only; the template sets none of them.
@@ -44,6 +45,7 @@ class Settings:
             bucket=bucket,
             training_state_machine_arn=os.environ.get("TRAINING_STATE_MACHINE_ARN", ""),
             batch_state_machine_arn=os.environ.get("BATCH_STATE_MACHINE_ARN", ""),
+            tuning_state_machine_arn=os.environ.get("TUNING_STATE_MACHINE_ARN", ""),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             url_allow_networks=os.environ.get("INGEST_URL_ALLOW_NETWORKS", ""),
             url_allow_http=os.environ.get("INGEST_URL_ALLOW_HTTP", "") == "true",

@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlcore.math.tuning import rung_caps
+
 
 @dataclass(frozen=True)
 class PriceTable:
@@ -411,6 +413,123 @@ def round_comparison_text(shards: int = 8, rows: int = 1_000_000) -> str:
             f"{c['standard_orchestration'] / c['express_orchestration']:.0f}x",
         ]
     )
+
+
+# -- tuning jobs (mlcore.math.tuning): ASHA's worst case, and the same search as SageMaker would bill it -------------
+# The tuning state machine's own work per (trial, rung) job (statemachines/tuning.asl.json), assumed (its Lambda
+# functions are not benchmarked): a slot's loop enters NextJob, Action?, RunTrial and RecordResult, plus two waits for
+# results (NextJob, Action?, WaitForResults each): 10 transitions; four Lambda invocations (NextJob three times,
+# RecordResult) of 200 ms at 1024 MB; three S3 GETs and two PUTs (the claims read and written, the result written
+# create-only).
+TUNING_TRANSITIONS_PER_JOB = 10
+TUNING_LAMBDA_CALLS_PER_JOB = 4
+TUNING_LAMBDA_MS_PER_JOB = TUNING_LAMBDA_CALLS_PER_JOB * 200
+TUNING_LAMBDA_MB = 1024
+TUNING_S3_PER_JOB = {"get": 3, "put": 2}
+
+
+def trial_cost(
+    rows: int,
+    shards: int,
+    epochs: int,
+    prices: PriceTable,
+    mode: str = "sync",
+    inline_max_shards: int = INLINE_MAP_MAX_SHARDS,
+) -> float:
+    """USD of one tuning trial of ``epochs`` rounds (passes in async mode) over ``shards`` shards of ``rows``
+    training rows: ``estimate``'s run without its Preprocess (a tuning job prepares its data once for all trials)."""
+    usage = estimate(rows, shards, epochs, mode=mode, inline_max_shards=inline_max_shards)
+    usage.functions.pop("Preprocess", None)
+    estimate_s3(usage)
+    usage.s3_put -= usage.shards  # the shards are written once, by the job's preparation
+    return float(cost(usage, prices)["total"])
+
+
+def preprocessing_cost(rows: int, shards: int, prices: PriceTable) -> float:
+    """USD of preparing ``rows`` training rows into ``shards`` shards once (``REFERENCE_RUN``'s Preprocess scaled
+    by rows, its S3 requests and one PUT per shard)."""
+    usage = estimate(rows, shards, 1)
+    fn = usage.functions["Preprocess"]
+    lam = fn.gb_seconds * prices.lambda_gb_second + fn.invocations * prices.lambda_request
+    s3 = S3_REQUESTS["Preprocess"]
+    return lam + s3["get"] * prices.s3_get + (s3["put"] + shards) * prices.s3_put
+
+
+def estimated_tuning_cost(
+    rows: int,
+    shards: int,
+    rung_epochs: list[int],
+    n_trials: int,
+    eta: int,
+    prices: PriceTable,
+    modes: tuple[str, ...] = ("sync",),
+    inline_max_shards: int = INLINE_MAP_MAX_SHARDS,
+) -> dict[str, Any]:
+    """The most a tuning job of ``n_trials`` trials costs in USD under ASHA with reduction factor ``eta`` over rungs
+    of ``rung_epochs`` epochs: at rung k at most ``ceil(n_trials / eta**k)`` jobs (``mlcore.math.tuning.rung_caps``,
+    which ``next_job`` never exceeds), each priced as a trial trained from scratch for the rung's epochs in the
+    dearest of ``modes`` (``trial_cost``: every epoch a full round, no early convergence; a promoted trial that
+    continues from its checkpoint costs less), plus the data preparation once and the tuning state machine's own
+    work per job (``TUNING_*``). ``one_trial`` is the data preparation and one trial to the last rung: a budget below
+    it cannot run the search."""
+    if min(rows, shards, n_trials) < 1 or not rung_epochs or min(rung_epochs) < 1 or eta < 2:
+        raise ValueError("rows, shards, n_trials and every rung's epochs must be at least 1, and eta at least 2")
+    jobs = rung_caps(n_trials, len(rung_epochs), eta)
+
+    def dearest(epochs: int) -> float:
+        return max(trial_cost(rows, shards, epochs, prices, m, inline_max_shards) for m in dict.fromkeys(modes))
+
+    per_job = (
+        TUNING_TRANSITIONS_PER_JOB * prices.state_transition
+        + TUNING_LAMBDA_CALLS_PER_JOB * prices.lambda_request
+        + TUNING_LAMBDA_MS_PER_JOB / 1000 * TUNING_LAMBDA_MB / 1024 * prices.lambda_gb_second
+        + TUNING_S3_PER_JOB["get"] * prices.s3_get
+        + TUNING_S3_PER_JOB["put"] * prices.s3_put
+    )
+    preparation = preprocessing_cost(rows, shards, prices)
+    trials = sum(n * dearest(e) for n, e in zip(jobs, rung_epochs, strict=True))
+    orchestration = sum(jobs) * per_job
+    return {
+        "region": prices.region,
+        "total": preparation + trials + orchestration,
+        "preprocessing": preparation,
+        "trials": trials,
+        "orchestration": orchestration,
+        "jobs_per_rung": jobs,
+        "epochs": sum(n * e for n, e in zip(jobs, rung_epochs, strict=True)),
+        "one_trial": preparation + dearest(rung_epochs[-1]) + per_job,
+    }
+
+
+# SageMaker Automatic Model Tuning bills the training jobs it starts (the tuning itself is free): instance time per
+# second. Assumed: ml.m5.large (2 vCPU, 8 GiB: enough for these tabular data sets), on-demand training price in
+# us-east-1 of $0.115 an hour (the SageMaker AI pricing page's list price as read in November 2026), one instance per
+# job, and a billed minimum of 60 s per job; instance start-up (typically minutes) is not counted, which favours
+# SageMaker.
+SAGEMAKER_INSTANCE = "ml.m5.large"
+SAGEMAKER_USD_PER_HOUR = 0.115
+SAGEMAKER_MIN_BILLED_SECONDS = 60
+
+
+def sagemaker_tuning_cost(
+    job_seconds: list[float],
+    usd_per_hour: float = SAGEMAKER_USD_PER_HOUR,
+    min_billed_seconds: int = SAGEMAKER_MIN_BILLED_SECONDS,
+    instance_type: str = SAGEMAKER_INSTANCE,
+) -> dict[str, Any]:
+    """What SageMaker Automatic Model Tuning would bill for a search whose training jobs take ``job_seconds`` each
+    (e.g. one per trial, as measured locally): each job billed per whole second, at least ``min_billed_seconds``,
+    at ``usd_per_hour`` for one ``instance_type`` instance (see the assumptions above)."""
+    if any(s < 0 for s in job_seconds) or usd_per_hour < 0 or min_billed_seconds < 0:
+        raise ValueError("job seconds, the hourly price and the billed minimum must not be negative")
+    billed = [max(min_billed_seconds, math.ceil(round(s, 6))) for s in job_seconds]
+    return {
+        "instance_type": instance_type,
+        "usd_per_hour": usd_per_hour,
+        "jobs": len(billed),
+        "billed_seconds": sum(billed),
+        "total": sum(billed) * usd_per_hour / 3600,
+    }
 
 
 if __name__ == "__main__":

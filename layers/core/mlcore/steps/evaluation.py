@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from mlcore.infra.storage import ObjectStore, npy_sample_rows
-from mlcore.math import mlp, models
+from mlcore.math import importance, mlp, models
 from mlcore.math.metrics import classification_metrics, regression_metrics
 from mlcore.math.preprocessing import Preprocessor
 from mlcore.steps.schemas import EvaluateTask
@@ -19,6 +19,12 @@ RESIDUAL_SAMPLE = 200
 EVALUATED_MAX_ROWS = 2_000_000
 REFERENCE_MAX_ROWS = 1_000_000
 SAMPLE_WINDOWS = 64
+# permutation importance (MLPs): shuffles per input column, and test rows scored; the rows are fewer for a large
+# network or many columns, so that rows x parameters x scorings stays within PERMUTATION_BUDGET multiply-adds
+PERMUTATION_REPEATS = 5
+PERMUTATION_MAX_ROWS = 5_000
+PERMUTATION_MIN_ROWS = 200
+PERMUTATION_BUDGET = 10_000_000_000
 
 
 def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
@@ -53,12 +59,15 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
         "baseline": trivial,
         "test_rows_evaluated": {"rows": int(test.shape[0]), "of": int(test_rows)},
     }
+    preprocessor = Preprocessor.model_validate(manifest["preprocessor"])
+    if models.is_mlp(model):
+        metrics["permutation_importance"] = permutation_importance(net, theta, X, y, preprocessor, task.request.seed)
     return {
         "name": task.request.model_name,
         "model": model_weights(net, theta),
         "target": manifest["target"],
         "feature_names": manifest["feature_names"],
-        "preprocessor": Preprocessor.model_validate(manifest["preprocessor"]),
+        "preprocessor": preprocessor,
         "hyperparameters": {
             **task.request.hyperparameters.model_dump(),
             "n_shards": task.request.n_shards,
@@ -74,7 +83,42 @@ def evaluate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
             **manifest["dataset"],
             "train_rows": task.data.train_rows,
             "test_rows": task.data.test_rows,
+            **({"tuning": task.tuning} if task.tuning is not None else {}),
         },
+    }
+
+
+def validate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
+    """A tuning trial's result (its request has ``trial`` true): the loss and metric of the run's final
+    parameters on the validation split, unregularized, so that trials of any model family compare: the mean squared
+    error and R² (regression), the log loss and accuracy (classification). A loss that is not finite (a diverged
+    trial) is reported as None; nothing is written."""
+    if task.data.validation is None:
+        raise ValueError(f"run {task.run_id} has no validation split to evaluate a trial on")
+    theta, shapes, _ = read_params(store, task.train.params_key)
+    hp = task.request.hyperparameters
+    net = network(hp.model, shapes, hp)
+    block = npy_sample_rows(store, task.data.validation.key, EVALUATED_MAX_ROWS)[0].astype("float64")
+    X, y = block[:, :-1], block[:, -1]
+    with np.errstate(all="ignore"):
+        if net.is_classifier:
+            proba = net.predict_proba(theta, X)
+            picked = proba[np.arange(len(y)), y.astype(np.int64)]
+            loss = float(-np.mean(np.log(np.clip(picked, 1e-15, 1.0))))
+            metric = float(np.mean(np.argmax(proba, axis=1) == y))
+        else:
+            predicted = net.predict(theta, X)
+            loss = float(np.mean((y - predicted) ** 2))
+            metric = float(regression_metrics(y, predicted)["r2"]) if np.all(np.isfinite(predicted)) else float("nan")
+    return {
+        "run_id": task.run_id,
+        "status": "validated",
+        "validation_loss": loss if np.isfinite(loss) else None,
+        "validation_metric": metric if np.isfinite(metric) else None,
+        "validation_rows": len(y),
+        "rounds": task.train.round,
+        "stop_reason": task.train.reason,
+        "params_key": task.train.params_key,
     }
 
 
@@ -90,6 +134,31 @@ def model_weights(net: models.Net, theta: np.ndarray) -> dict[str, Any]:
         "layout": [list(shape) for shape in net.layout],
         "layers": [{"weights": W.tolist(), "biases": b.tolist()} for W, b in mlp.layers(theta, net.layout)],
     }
+
+
+def permutation_importance(
+    net: models.Net, theta: np.ndarray, X: np.ndarray, y: np.ndarray, preprocessor: Preprocessor, seed: int
+) -> dict[str, Any]:
+    """The drop in test R² (regression) or accuracy (classifier) when one original input column is shuffled
+    (``math.importance``: its one-hot or hashed features together), over ``PERMUTATION_REPEATS`` seeded shuffles, on
+    at most ``PERMUTATION_MAX_ROWS`` sampled test rows (fewer for a large network, see ``PERMUTATION_BUDGET``).
+    Records the metric, the rows scored and of how many, the repeats and the seed beside the figures."""
+    columns = importance.column_slices([(c.name, len(c.output_names)) for c in preprocessor.columns])
+    scorings = len(columns) * PERMUTATION_REPEATS + 1
+    budget_rows = PERMUTATION_BUDGET // (net.n_params * scorings)
+    max_rows = min(PERMUTATION_MAX_ROWS, max(PERMUTATION_MIN_ROWS, budget_rows))
+    metric = "accuracy" if net.is_classifier else "r2"
+
+    def score(rows: np.ndarray, target: np.ndarray) -> float:
+        predicted = net.predict(theta, rows)
+        if net.is_classifier:
+            return float(np.mean(predicted == target))
+        return regression_metrics(target, predicted)["r2"]
+
+    result = importance.permutation_importance(
+        score, X, y, columns, repeats=PERMUTATION_REPEATS, max_rows=max_rows, seed=seed
+    )
+    return {"metric": metric, **result, "of": len(X)}
 
 
 def held_out_sample(store: ObjectStore, test: dict, max_rows: int) -> tuple[np.ndarray, int]:

@@ -15,7 +15,7 @@ from mlcore.infra.errors import ConflictError, InvalidInput, LimitExceeded, MLEr
 from mlcore.infra.storage import NotFound, ObjectStore
 from mlcore.math import cost, models
 from mlcore.math.preprocessing import PreprocessingSpec, resolve_kinds
-from mlcore.steps import ingestion
+from mlcore.steps import ingestion, problem
 from mlcore.steps.preparation import shared
 from mlcore.steps.schemas import TrainingRequest
 from mlcore.steps.training import training_curve
@@ -40,7 +40,7 @@ def check_feasible(request: TrainingRequest, meta: dict) -> None:
     profile = {str(c["name"]): c for c in meta["columns"]}
     target = request.target
     shared.check_target(target, profile)
-    request, _ = shared.drop_sensitive(request, meta)
+    request, _, _ = shared.setup_request(request, meta)  # the columns Preprocess drops or hashes by default
     spec = request.preprocessing or PreprocessingSpec()
     resolved, _ = resolve_kinds({name: str(c["kind"]) for name, c in profile.items()}, target, spec)
     rows = int(meta["rows"])
@@ -77,6 +77,51 @@ def check_feasible(request: TrainingRequest, meta: dict) -> None:
                 f"column {name!r} has {distinct} distinct values, more than the one-hot limit of "
                 f"{spec.max_categories}; drop it, hash it or cap it (max_categories) in the preprocessing spec"
             )
+    if models.is_mlp(model):
+        check_network_size(request, profile, resolved, spec)
+
+
+def encoded_features(profile: dict[str, dict], resolved: dict[str, str], spec: PreprocessingSpec) -> int:
+    """The features Preprocess will make of the columns ``resolved`` (name -> kind), judged from the profile: one per
+    numeric column, ``hash_buckets`` per hashed column, and per one-hot column its distinct values, at most its
+    ``max_categories`` (the column's, else the spec's). A one-hot column whose count the profile lacks counts its
+    explicit ``max_categories`` when the count is capped (the column has more values), else 1."""
+    total = 0
+    for name, kind in resolved.items():
+        rules = spec.rules(name)
+        if kind == "hashed":
+            total += int(rules.hash_buckets or 1)
+        elif kind == "categorical":
+            raw = profile[name].get("distinct")
+            distinct, cap = _count(raw), rules.max_categories or spec.max_categories
+            if distinct is not None:
+                total += max(1, min(distinct, cap))
+            else:
+                total += rules.max_categories if isinstance(raw, str) and rules.max_categories else 1
+        else:
+            total += 1
+    return total
+
+
+def check_network_size(
+    request: TrainingRequest, profile: dict[str, dict], resolved: dict[str, str], spec: PreprocessingSpec
+) -> None:
+    """Refuse an MLP whose parameter count, with the features the preprocessing will make (``encoded_features``)
+    and the target's classes (2 when the profile does not count them), is above ``models.MLP_MAX_PARAMS``: the same
+    limit and message as the run's first round, before anything starts."""
+    hp = request.hyperparameters
+    outputs = 1
+    if hp.model in models.CLASSIFIERS:
+        outputs = max(2, _count(profile[request.target].get("distinct")) or 2)
+    features = encoded_features(profile, resolved, spec)
+    hidden = list(hp.hidden_layers or models.DEFAULT_HIDDEN_LAYERS)
+    count = models.n_params(models.make_layout(hp.model, features, outputs, hidden))
+    if count > models.MLP_MAX_PARAMS:
+        raise InvalidInput(
+            f"hidden_layers {hidden} make a network of {count} parameters with {features} features after "
+            f"preprocessing (one-hot and hashed columns expanded) and {outputs} outputs, over the limit of "
+            f"{models.MLP_MAX_PARAMS}; use smaller hidden_layers"
+        )
 
 
 def _count(value: object) -> int | None:
@@ -140,9 +185,12 @@ def start(
 ) -> dict[str, Any]:
     """Check the data set exists, that the request can succeed on it (``check_feasible``), its estimated cost
     (at most ``max_cost_usd``) and the running executions (fewer than ``max_running``), then start one execution
-    named after the new run id. A refused request starts and writes nothing."""
+    named after the new run id. A refused request starts and writes nothing. A request naming no model trains the
+    task's linear model, inferred from the target (``problem.setup``): the answer's ``problem`` says which, and
+    what is done with the other columns."""
     meta = ingestion.describe(store, request.dataset, request.version)
     request = request.model_copy(update={"version": meta["version"]})  # pin the version the run trains on
+    request, found = problem.setup(request, meta)
     check_feasible(request, meta)
     if max_cost_usd is not None:
         check_cost(request, meta, region, max_cost_usd)
@@ -150,7 +198,14 @@ def start(
         check_concurrency(sfn, state_machine_arn, max_running)
     run_id = f"run-{uuid.uuid4().hex[:12]}"
     sfn.start_execution(stateMachineArn=state_machine_arn, name=run_id, input=request.model_dump_json())
-    return {"run_id": run_id, "status": "RUNNING", "dataset": request.dataset, "version": meta["version"]}
+    return {
+        "run_id": run_id,
+        "status": "RUNNING",
+        "dataset": request.dataset,
+        "version": meta["version"],
+        "model": request.hyperparameters.model,
+        "problem": found.to_dict(),
+    }
 
 
 def _run_of(execution_name: str) -> str | None:
@@ -223,7 +278,10 @@ def usage(sfn, lam, state_machine_arn: str, run_id: str, executions: list[dict[s
             fn.billed_ms += max(1, math.ceil((e["timestamp"] - started["timestamp"]).total_seconds() * 1000))
     request = json.loads(events[0]["executionStartedEventDetails"]["input"]) if events else {}
     result.shards = int(request.get("n_shards", 0) or 0)
-    for e in events:  # the preprocess result carries the row count
+    prepared = request.get("data") or {}  # a tuning trial starts from its job's prepared data, without Preprocess
+    if prepared:
+        result.train_rows, result.shards = int(prepared.get("train_rows", 0)), len(prepared.get("shards", []))
+    for e in events if not prepared else []:  # the preprocess result carries the row count
         if e["type"] == "TaskSucceeded" and '"train_rows"' in e["taskSucceededEventDetails"].get("output", ""):
             payload = json.loads(e["taskSucceededEventDetails"]["output"]).get("Payload", {})
             result.train_rows = int(payload.get("data", {}).get("train_rows", 0))
@@ -415,11 +473,74 @@ def _after(token: str) -> tuple[str, str]:
     return started_at, run_id
 
 
-def list_runs(sfn, state_machine_arn: str, limit: int = 50, next_token: str | None = None) -> dict[str, Any]:
+SHOWN_HYPERPARAMETERS = ("model", "optimizer", "learning_rate", "solver")  # what tells runs apart in the list
+TEST_METRICS = ("r2", "accuracy")  # the metric a run is compared by: R² for regression, accuracy for classifiers
+
+
+def _last_round(store: ObjectStore, run_id: str) -> tuple[int, dict[str, Any] | None]:
+    """How many rounds a run stored, and the last one's document (None when there is none or it is gone)."""
+    rounds = store.list_keys(layout.rounds_prefix(run_id))
+    if not rounds:
+        return 0, None
+    try:
+        return len(rounds), store.get_json(rounds[-1])
+    except NotFound:
+        return len(rounds), None
+
+
+def _request_columns(request: dict[str, Any]) -> dict[str, Any]:
+    hyperparameters = request.get("hyperparameters") or {}
+    return {
+        "hyperparameters": {k: hyperparameters.get(k) for k in SHOWN_HYPERPARAMETERS},
+        "mode": request.get("mode"),
+    }
+
+
+def _summary(store: ObjectStore, sfn, run: dict[str, Any], first: dict[str, Any], latest: dict[str, Any]) -> dict:
+    """A run's comparable columns: its key hyperparameters and mode (from its request); once it ended, its test
+    metric (R² or accuracy, from the registered model the workflow returned), rounds and stop reason. A finished
+    run's are stored (``run_summary_key``) the first time and read from there after, unless a later execution
+    (a resume) ended since."""
+    run_id = run["run_id"]
+    ended = latest["status"] in TERMINAL
+    if ended:
+        try:
+            stored = store.get_json(layout.run_summary_key(run_id))
+            if stored.get("execution") == latest["name"] and stored.get("status") == latest["status"]:
+                return {k: v for k, v in stored.items() if k not in ("execution", "status")}
+        except NotFound:
+            pass
+    request = json.loads(sfn.describe_execution(executionArn=first["executionArn"])["input"])
+    summary: dict[str, Any] = _request_columns(request)
+    if not ended:
+        return summary
+    output = sfn.describe_execution(executionArn=latest["executionArn"]).get("output")
+    registered = json.loads(output) if latest["status"] == "SUCCEEDED" and output else {}
+    metrics = registered.get("metrics") or {}
+    metric = next((m for m in TEST_METRICS if isinstance(metrics.get(m), int | float)), None)
+    rounds, last = _last_round(store, run_id)
+    summary |= {
+        "metric": metric,
+        "test_metric": metrics.get(metric) if metric else None,
+        "rounds_completed": rounds,
+        "stop_reason": ((last or {}).get("state") or {}).get("reason"),
+        "model_name": registered.get("model_name"),
+        "model_version": registered.get("version"),
+    }
+    store.put_json(layout.run_summary_key(run_id), {**summary, "execution": latest["name"], "status": latest["status"]})
+    return summary
+
+
+def list_runs(
+    sfn, state_machine_arn: str, limit: int = 50, next_token: str | None = None, store: ObjectStore | None = None
+) -> dict[str, Any]:
     """A page of runs, newest first, each with the status of its latest execution: ``{"runs": [...]}`` and, when
     older runs remain, ``next``, the token of the following page. Executions are listed newest first until
     ``limit`` runs older than the token, and one more, have their own (first) execution listed: a run's
-    continuations and resumptions start after it, so they are listed by then."""
+    continuations and resumptions start after it, so they are listed by then. Given the ``store``, each run of
+    the page also has its comparable columns (``_summary``): ``hyperparameters`` (model, optimizer, learning_rate,
+    solver), ``mode`` and, once it ended, ``metric`` (``r2`` or ``accuracy``), ``test_metric``,
+    ``rounds_completed``, ``stop_reason``, ``model_name`` and ``model_version``."""
     after = _after(next_token) if next_token else None
     by_run: dict[str, list[dict[str, Any]]] = {}
     complete = 0  # runs (older than the token) whose first execution was listed
@@ -433,9 +554,11 @@ def list_runs(sfn, state_machine_arn: str, limit: int = 50, next_token: str | No
         if complete > limit:
             break
     runs = []
+    ends: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for run_id, executions in by_run.items():
         executions.sort(key=lambda e: e["startDate"])
         first, latest = executions[0], executions[-1]
+        ends[run_id] = (first, latest)
         runs.append(
             {
                 "run_id": run_id,
@@ -447,6 +570,9 @@ def list_runs(sfn, state_machine_arn: str, limit: int = 50, next_token: str | No
     runs.sort(key=lambda r: (r["started_at"], r["run_id"]), reverse=True)
     if after is not None:
         runs = [r for r in runs if (r["started_at"], r["run_id"]) < after]
+    if store is not None:
+        for run in runs[:limit]:
+            run.update(_summary(store, sfn, run, *ends[run["run_id"]]))
     listed: dict[str, Any] = {"runs": runs[:limit]}
     if len(runs) > limit:
         listed["next"] = _page_token(runs[limit - 1])
@@ -533,18 +659,34 @@ def describe(store: ObjectStore, sfn, state_machine_arn: str, run_id: str, curve
         result["model"] = json.loads(desc["output"])
     elif desc["status"] in ("FAILED", "TIMED_OUT", "ABORTED"):
         result["error"] = {"type": desc.get("error"), "message": failure_reason(desc.get("cause"))}
-    rounds = store.list_keys(layout.rounds_prefix(run_id))
-    result["rounds_completed"] = len(rounds)
-    if rounds:
-        try:
-            last = store.get_json(rounds[-1])
-            result["last_round"] = {k: last[k] for k in ("round", "loss", "grad_norm")}
-            if (last.get("state") or {}).get("reason"):  # why the run stopped: converged, max_epochs, ...
-                result["stop_reason"] = last["state"]["reason"]
-            if "shard_cache" in last:  # the run's shard-cache reads so far (see docs/training.md)
-                result["shard_cache"] = last["shard_cache"]
-        except NotFound:
-            pass
+    result["rounds_completed"], last = _last_round(store, run_id)
+    if last is not None:
+        result["last_round"] = {k: last[k] for k in ("round", "loss", "grad_norm")}
+        if (last.get("state") or {}).get("reason"):  # why the run stopped: converged, max_epochs, ...
+            result["stop_reason"] = last["state"]["reason"]
+        if "shard_cache" in last:  # the run's shard-cache reads so far (see docs/training.md)
+            result["shard_cache"] = last["shard_cache"]
+    if "stop_reason" not in result and (result.get("error") or {}).get("type") == "TrainingDiverged":
+        result["stop_reason"] = "diverged"  # the diverged round is not recorded: the run's error says which it was
+    if (found := run_problem(store, run_id, result["request"])) is not None:
+        result["problem"] = found
     if curve:
         result["curve"] = training_curve(store, run_id)
     return result
+
+
+def run_problem(store: ObjectStore, run_id: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's problem setup (task, models, metric, column decisions): as its manifest records it once
+    Preprocess ran, else as inferred from the data set version it trains on; None when neither can be read."""
+    try:
+        recorded = store.get_json(layout.manifest_key(run_id)).get("problem")
+        if isinstance(recorded, dict):
+            return recorded
+    except NotFound:
+        pass
+    try:
+        parsed = TrainingRequest.model_validate(request)
+        meta = ingestion.describe(store, parsed.dataset, parsed.version)
+        return problem.setup(parsed, meta)[1].to_dict()
+    except (MLError, ValueError):  # a request of another shape, a data set since deleted, ...
+        return None

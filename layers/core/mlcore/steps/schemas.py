@@ -8,7 +8,7 @@ import itertools
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlcore.infra import layout
 from mlcore.math.linear import EXACT_MAX_FEATURES
@@ -47,7 +47,20 @@ class UserInput(Strict):
 
 
 class Hyperparameters(UserInput):
-    model: ModelType = "linear_regression"
+    model: ModelType = Field(
+        "linear_regression",
+        description="the model family; omitted or null: the inferred task's linear model (linear_regression, "
+        "logistic_regression or softmax_regression, see mlcore.steps.problem), chosen when the run starts",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_unset_when_null(cls, data: object) -> object:
+        """``"model": null`` is the same as leaving it out: the run infers it (``model_fields_set`` lacks it)."""
+        if isinstance(data, dict) and "model" in data and data["model"] is None:
+            return {k: v for k, v in data.items() if k != "model"}
+        return data
+
     optimizer: Optimizer = "momentum"
     learning_rate: float = Field(0.1, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -117,7 +130,7 @@ class Hyperparameters(UserInput):
 
     @model_validator(mode="after")
     def _network_fits(self) -> Hyperparameters:
-        mlp = self.model in MLP_MODELS
+        mlp = self.model in MLP_MODELS or "model" not in self.model_fields_set  # unset: an MLP is inferred
         if self.hidden_layers is not None and not mlp:
             raise ValueError(f"hidden_layers applies to {' and '.join(MLP_MODELS)} only, not {self.model}")
         if self.activation != "relu" and not mlp:
@@ -220,6 +233,12 @@ class TrainingRequest(UserInput):
         le=MAX_ROUNDS_PER_CALL,
         description="sync mode on the inline Map: rounds each Express child execution runs (an execution lasts at "
         "most 5 minutes)",
+    )
+
+    trial: bool = Field(
+        False,
+        description="a tuning job's trial: the run is evaluated on its validation split only (its loss and metric are "
+        "the result) and registers no model version",
     )
 
     @model_validator(mode="after")
@@ -460,6 +479,9 @@ class EvaluateTask(Strict):
     request: TrainingRequest
     data: PreprocessResult
     train: RoundState
+    tuning: dict | None = Field(
+        None, description="the tuning job that chose this run: its trial and search history, kept in the lineage"
+    )
 
 
 class RegisteredModel(Strict):
@@ -511,3 +533,102 @@ class AsyncProgressTask(Strict):
 # -- what each task function is sent: one model per task, told apart by ``action`` ---------------------------
 GradientWorkerEvent = Annotated[WorkerTask | AsyncWorkerTask, Field(discriminator="action")]
 AggregatorEvent = Annotated[InitTask | AggregateTask | AsyncProgressTask, Field(discriminator="action")]
+
+
+# -- tuning jobs (mlcore.math.tuning, mlcore.steps.tuning_plan) ------------------------------------------------
+MAX_TRIALS = 128
+MAX_PARALLEL_TRIALS = 16  # the account-safe cap: each trial's sync rounds run n_shards workers at once
+MAX_LEARNING_RATE = 10.0  # Hyperparameters.learning_rate's upper bound
+
+
+class SearchRange(UserInput):
+    """A log-scale range of a search space: ``low`` < ``high``."""
+
+    low: float = Field(ge=0)
+    high: float = Field(gt=0)
+
+
+class SearchSpace(UserInput):
+    """What a tuning job searches; a key left out keeps its default (``mlcore.math.tuning.default_space``)."""
+
+    model: list[ModelType] | None = None
+    optimizer: list[Optimizer] | None = Field(None, description="trials with solver sgd (all async trials)")
+    learning_rate: SearchRange | None = Field(None, description="log-uniform; low > 0; trials with solver sgd")
+    l2: SearchRange | None = Field(
+        None, description="log-uniform; low 0: a quarter of the trials get l2 = 0, the rest 4 decades below high"
+    )
+    batch_size: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="async trials")
+    mode: list[Literal["sync", "async"]] | None = None
+    hidden_layers: list[list[int]] | None = Field(None, description="mlp_regression and mlp_classifier trials")
+    solver: list[Solver] | None = Field(None, description="sync trials (async trials run sgd)")
+    activation: list[Activation] | None = Field(None, description="mlp_regression and mlp_classifier trials")
+
+    @model_validator(mode="after")
+    def _ranges_and_lists(self) -> SearchSpace:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, list) and not value:
+                raise ValueError(f"search_space.{name} is empty; list at least one value or leave it out")
+            if isinstance(value, SearchRange):
+                if value.low >= value.high:
+                    raise ValueError(
+                        f"search_space.{name} is empty or inverted: low={value.low} is not below high={value.high}"
+                    )
+                if name == "learning_rate" and value.low <= 0:
+                    raise ValueError("search_space.learning_rate.low must be above 0 (a log-scale range)")
+                if name == "learning_rate" and value.high > MAX_LEARNING_RATE:
+                    raise ValueError(
+                        f"search_space.learning_rate.high must be at most {MAX_LEARNING_RATE}, got {value.high}"
+                    )
+        for sizes in self.hidden_layers or []:
+            try:
+                Hyperparameters(model="mlp_regression", hidden_layers=sizes)
+            except ValidationError as err:
+                reason = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+                raise ValueError(f"search_space.hidden_layers {sizes}: {reason}") from None
+        return self
+
+
+class TuningRequest(UserInput):
+    """Input of a tuning job (POST /tuning-jobs): ASHA over ``max_trials`` trials, each a training run."""
+
+    dataset: str
+    version: str | None = Field(None, description="data set version; the latest when omitted")
+    target: str
+    model_name: str = Field(pattern=layout.NAME.pattern)
+    max_trials: int = Field(16, ge=1, le=MAX_TRIALS)
+    max_parallel_trials: int = Field(
+        4,
+        ge=1,
+        le=MAX_PARALLEL_TRIALS,
+        description=f"trials running at once (at most {MAX_PARALLEL_TRIALS}); more than max_trials is lowered to it",
+    )
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="refuse the job when its estimated cost is above this (USD)"
+    )
+    seed: int = Field(0, ge=0)
+    search_space: SearchSpace | None = None
+    min_epochs: int = Field(
+        15,
+        ge=1,
+        le=2000,
+        description="the first rung's epoch budget (at 5, networks trained by L-BFGS still rank below linear models "
+        "they beat at 15)",
+    )
+    max_epochs: int = Field(135, ge=1, le=2000, description="the last rung's epoch budget")
+    reduction_factor: int = Field(3, ge=2, le=8, description="ASHA's eta: a rung promotes its top 1/eta")
+    n_shards: int = Field(2, ge=1, le=MAX_INLINE_SHARDS)
+    test_fraction: float = Field(0.2, gt=0, lt=0.9)
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=0.5, description="share of the training rows held out: trials are ranked by validation loss"
+    )
+    preprocessing: PreprocessingSpec | None = None
+
+    @model_validator(mode="after")
+    def _budgets(self) -> TuningRequest:
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(f"min_epochs={self.min_epochs} is above max_epochs={self.max_epochs}")
+        if self.preprocessing and self.preprocessing.target not in (None, self.target):
+            raise ValueError(f"preprocessing.target {self.preprocessing.target!r} differs from target {self.target!r}")
+        self.max_parallel_trials = min(self.max_parallel_trials, self.max_trials)
+        return self

@@ -557,6 +557,9 @@ class _Column:
         self.counts: Counter[str] = Counter()
         self.capped = False
         self.uncounted = False  # turned to text after numbers that were not counted
+        self.integer = True  # every observed number so far is a whole number
+        self.numbers: set[float] = set()  # the distinct whole numbers, while they are at most DISTINCT_CAP
+        self.numbers_capped = False
 
     def add(
         self,
@@ -587,6 +590,7 @@ class _Column:
                 self._sum(values)
                 self.low = min(self.low, float(values.min()))
                 self.high = max(self.high, float(values.max()))
+                self._count_numbers(values)
             if self.first_infinite is None:
                 infinite = np.isinf(numbers)
                 if infinite.any():
@@ -601,6 +605,22 @@ class _Column:
         full = values.size - values.size % SUM_BLOCK
         self.sums.extend(float(np.add.reduce(values[i : i + SUM_BLOCK])) for i in range(0, full, SUM_BLOCK))
         self.pending = values[full:].copy()
+
+    def _count_numbers(self, values: np.ndarray) -> None:
+        """Whether every number is whole and, while they are, their distinct values (at most DISTINCT_CAP): what
+        tells a class label or a row number from a measurement (``mlcore.steps.problem``)."""
+        if not self.integer:
+            return
+        if not np.all(np.isfinite(values) & (values == np.floor(values))):
+            self.integer, self.numbers = False, set()
+            return
+        if not self.numbers_capped:
+            self._add_numbers(np.unique(values).tolist())
+
+    def _add_numbers(self, values: Iterable[float]) -> None:
+        self.numbers.update(values)
+        if len(self.numbers) > DISTINCT_CAP:
+            self.numbers_capped, self.numbers = True, set()
 
     def mean(self) -> float:
         return math.fsum([*self.sums, float(np.add.reduce(self.pending))]) / self.n
@@ -643,6 +663,12 @@ class _Column:
         self.pending = other.pending.copy()
         self.low, self.high = min(self.low, other.low), max(self.high, other.high)
         self.capped = self.capped or other.capped
+        self.integer = self.integer and other.integer
+        self.numbers_capped = self.numbers_capped or other.numbers_capped
+        if not self.integer or self.numbers_capped:
+            self.numbers = set()
+        else:
+            self._add_numbers(other.numbers)
         for value, n in other.counts.items():
             if value in self.counts or len(self.counts) < DISTINCT_CAP:
                 self.counts[value] += n
@@ -666,6 +692,9 @@ class _Column:
             "high": self.high if self.n else None,
             "counts": [[value, n] for value, n in self.counts.items()],
             "capped": self.capped,
+            "integer": self.integer,
+            "numbers": sorted(self.numbers),
+            "numbers_capped": self.numbers_capped,
         }
 
     @classmethod
@@ -678,6 +707,9 @@ class _Column:
         column.high = -np.inf if doc["high"] is None else float(doc["high"])
         column.counts = Counter({str(value): int(n) for value, n in doc["counts"]})
         column.capped = bool(doc["capped"])
+        column.integer = bool(doc.get("integer", False))  # a state from before these were kept: no claim
+        column.numbers = {float(v) for v in doc.get("numbers", [])}
+        column.numbers_capped = bool(doc.get("numbers_capped", False))
         return column
 
     @property
@@ -692,6 +724,9 @@ class _Column:
             entry["min"] = self.low if self.n else None
             entry["max"] = self.high if self.n else None
             entry["mean"] = self.mean() if self.n else None
+            if self.n and self.integer:  # whole numbers only: how many distinct ones (class labels, row numbers)
+                entry["integer"] = True
+                entry["distinct"] = f">= {DISTINCT_CAP}" if self.numbers_capped else len(self.numbers)
             return entry
         entry["kind"] = "categorical"
         counts = self.counts

@@ -5,7 +5,7 @@ is too large to hold as one table (``STREAM_THRESHOLD_BYTES``), or by many funct
 from __future__ import annotations
 
 from mlcore.infra.storage import ObjectStore
-from mlcore.steps import ingestion
+from mlcore.steps import ingestion, problem
 from mlcore.steps.preparation import distributed
 from mlcore.steps.preparation.in_memory import preprocess_in_memory
 from mlcore.steps.schemas import PreparationTask, PreprocessResult, PreprocessTask, TrainingRequest
@@ -32,7 +32,8 @@ def handle(store: ObjectStore, task: PreprocessTask | PreparationTask) -> dict:
     if isinstance(task, PreparationTask):
         return distributed.step(store, task)
     meta = ingestion.describe(store, task.request.dataset, task.request.version)
-    state: dict = {"run_id": task.run_id, "request": task.request.model_dump()}
+    request, _ = problem.setup(task.request, meta)  # a request naming no model: the steps after train the inferred one
+    state: dict = {"run_id": task.run_id, "request": request.model_dump()}
     if distributed.wanted(meta):
-        return {**state, "plan": distributed.plan(store, task.request, task.run_id, meta)}
-    return {**state, "data": preprocess(store, task.request, task.run_id).model_dump()}
+        return {**state, "plan": distributed.plan(store, request, task.run_id, meta)}
+    return {**state, "data": preprocess(store, request, task.run_id).model_dump()}

@@ -135,7 +135,7 @@ def plan(store: ObjectStore, request: TrainingRequest, run_id: str, meta: dict) 
     """Check what can be checked before reading (target, spec), write the plan; return ``{key, pieces}`` with the
     piece numbers (the Maps' items)."""
     kinds = {c["name"]: c["kind"] for c in meta["columns"]}
-    Statistics(shared.drop_sensitive(request, meta)[0], kinds, request.seed)  # refuses a bad target or spec now
+    Statistics(shared.setup_request(request, meta)[0], kinds, request.seed)  # refuses a bad target or spec now
     pieces = plan_pieces(meta)
     doc = {"request": request.model_dump(), "meta": meta, "pieces": pieces, "chunk_rows": streaming.CHUNK_ROWS}
     key = layout.preparation_plan_key(run_id)
@@ -152,7 +152,7 @@ class _Plan:
         self.meta: dict = doc["meta"]
         self.pieces: list[list[dict]] = doc["pieces"]
         self.chunk_rows = int(doc["chunk_rows"])
-        self.request, self.dropped_sensitive = shared.drop_sensitive(self.original, self.meta)
+        self.request, self.dropped_sensitive, self.problem = shared.setup_request(self.original, self.meta)
         self.kinds = {c["name"]: c["kind"] for c in self.meta["columns"]}
         self.delimiter = self.meta.get("delimiter", ",")
 
@@ -334,6 +334,7 @@ def finish(store: ObjectStore, run_id: str) -> dict:
             "median": f"reservoir samples of {streaming.RESERVOIR} values per piece, merged by weighted sampling",
         },
         dropped=run.dropped_sensitive,
+        problem=run.problem.to_dict(),
     )
     rounds = rounds_per_execution(run.original, len(run.pieces))
     request = run.original.model_copy(update={"rounds_per_execution": rounds})

@@ -83,8 +83,8 @@ def build_matrices(
 def preprocess_in_memory(store: ObjectStore, request: TrainingRequest, run_id: str, meta: dict) -> PreprocessResult:
     """Parse the data set version ``meta`` describes, prepare it and write its shards, blocks and manifest;
     on any failure nothing of the run's preparation is left. Identifiers and personal data the profile marks are
-    dropped unless the spec names them (``shared.drop_sensitive``)."""
-    request, dropped_sensitive = shared.drop_sensitive(request, meta)
+    dropped, and high-cardinality text hashed, unless the spec names them (``shared.setup_request``)."""
+    request, dropped_sensitive, problem = shared.setup_request(request, meta)
     files = [store.get_bytes(key) for key in ingestion.data_keys(meta)]  # one, or the parts of a small version
     frame = read_tables(files, meta["format"], meta.get("delimiter", ","))
     prep, train, test, dropped, validation = build_matrices(
@@ -110,7 +110,17 @@ def preprocess_in_memory(store: ObjectStore, request: TrainingRequest, run_id: s
             validation_block = shared.held_out(run_id, "validation", validation.shape[0])
             store.put_array(validation_block.key, validation)
         return shared.finish(
-            store, request, run_id, meta, prep, shards, test_block, validation_block, dropped, dropped=dropped_sensitive
+            store,
+            request,
+            run_id,
+            meta,
+            prep,
+            shards,
+            test_block,
+            validation_block,
+            dropped,
+            dropped=dropped_sensitive,
+            problem=problem.to_dict(),
         )
     except Exception:
         store.delete(shared.written_keys(run_id, shards))

@@ -12,6 +12,8 @@ from mlcore.infra.errors import InvalidInput
 from mlcore.infra.storage import ObjectStore
 from mlcore.math import models
 from mlcore.math.preprocessing import ColumnSpec, PreprocessingSpec, Preprocessor
+from mlcore.steps import problem
+from mlcore.steps.problem import Problem
 from mlcore.steps.schemas import Block, PreprocessResult, Shard, TrainingRequest
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -130,6 +132,17 @@ def drop_sensitive(request: TrainingRequest, meta: dict) -> tuple[TrainingReques
         return request, []
     columns = {**spec.columns, **{d["column"]: ColumnSpec(drop=True) for d in dropped}}
     return request.model_copy(update={"preprocessing": spec.model_copy(update={"columns": columns})}), dropped
+
+
+def setup_request(request: TrainingRequest, meta: dict) -> tuple[TrainingRequest, list[dict[str, str]], Problem]:
+    """The request as the run prepares it: its model chosen when it names none, the sensitive columns dropped
+    (``drop_sensitive``) and the problem's decisions (identifiers dropped, high-cardinality text hashed) added to
+    its spec for the columns the spec does not name (``mlcore.steps.problem``). Returns it with the sensitive
+    columns dropped and the problem, both recorded in the manifest. Refuses a target that cannot be learned."""
+    request, found = problem.setup(request, meta)
+    request, dropped = drop_sensitive(request, meta)
+    spec = problem.with_decisions(request.preprocessing, found)
+    return request.model_copy(update={"preprocessing": spec}), dropped, found
 
 
 def held_out(run_id: str, split: str, rows: int) -> Block:

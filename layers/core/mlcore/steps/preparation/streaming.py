@@ -324,7 +324,7 @@ def preprocess_streaming(
     if meta["format"] != "csv":
         raise InvalidInput("streaming preprocessing reads CSV; re-ingest the data set as CSV")
     kinds = {c["name"]: c["kind"] for c in meta["columns"]}
-    request, dropped_sensitive = shared.drop_sensitive(request, meta)
+    request, dropped_sensitive, problem = shared.setup_request(request, meta)
     stats = Statistics(request, kinds, request.seed)
 
     def frames() -> Iterator[tuple[pd.DataFrame, int]]:
@@ -359,6 +359,7 @@ def preprocess_streaming(
             stats.dropped,
             streaming=streaming,
             dropped=dropped_sensitive,
+            problem=problem.to_dict(),
         )
     except BaseException:
         writers.abort()

@@ -1,0 +1,387 @@
+"""The tuning job's orchestration (mlcore.steps.tuning) on an in-memory store: slots claim (trial, rung) jobs by
+compare-and-swap, a retried call gets the job it was handed, results are recorded create-only (a duplicate or late
+delivery changes nothing), promoted trials continue their own run, the leaderboard and the finished job's summary."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+
+import numpy as np
+import pytest
+from pydantic import Field, TypeAdapter
+
+from mlcore.infra import layout
+from mlcore.infra.storage import Conflict
+from mlcore.steps import evaluation, tuning
+from mlcore.steps.schemas import EvaluateTask, TrainingRequest, TuningRequest
+from tests.helpers import load_event
+from tests.unit.fakes import FakeStore
+
+JOB = "tune-0123456789ab"
+TRIALS = [
+    {"mode": "sync", "hyperparameters": {"model": "linear_regression", "solver": "auto", "l2": 0.0}},
+    {"mode": "sync", "hyperparameters": {"model": "mlp_regression", "solver": "auto", "hidden_layers": [8]}},
+    {"mode": "async", "hyperparameters": {"model": "linear_regression", "optimizer": "adam", "learning_rate": 0.01}},
+]
+PREPARE = TrainingRequest(
+    dataset="d", version="v1", target="y", model_name="m", n_shards=2, validation_fraction=0.2, trial=True
+).model_dump(mode="json")
+DATA = {"run_id": JOB, "n_features": 3, "n_outputs": 1, "classes": None, "shards": []}
+
+
+def job_store(n_trials: int = 3, eta: int = 3) -> FakeStore:
+    record = {
+        "job_id": JOB,
+        "request": {"reduction_factor": eta, "model_name": "m"},
+        "task": "regression",
+        "metric": "r2",
+        "trials": (TRIALS * 10)[:n_trials],
+        "rungs": [3, 9, 27],
+        "estimated_cost_usd": 0.01,
+        "prepare": PREPARE,
+        "started_at": "2026-01-01T00:00:00+00:00",
+    }
+    return FakeStore({layout.tuning_job_key(JOB): record, layout.tuning_data_key(JOB): DATA})
+
+
+def claim(store, slot, seq=0):
+    return tuning.next_action(store, tuning.NextTask(action="next", job_id=JOB, slot=slot, seq=seq))
+
+
+def deliver(store, handed, loss=None, failure=None, seq=None):
+    output = None if failure else {"validation_loss": loss, "validation_metric": 0.5, "rounds": 3, "stop_reason": "x"}
+    task = tuning.RecordTask(
+        action="record",
+        job_id=JOB,
+        slot=handed["slot"],
+        seq=handed["seq"] if seq is None else seq,
+        trial=handed["trial"],
+        rung=handed["rung"],
+        output=output,
+        failure=failure,
+    )
+    return tuning.record(store, task)
+
+
+def test_concurrent_slots_take_different_trials_and_a_retry_gets_the_same_one():
+    store = job_store()
+    first, second = claim(store, 0), claim(store, 1)
+    assert (first["action"], first["trial"], first["rung"]) == ("run", 0, 0)
+    assert (second["trial"], second["rung"]) == (1, 0)
+    assert claim(store, 0) == first  # the Lambda retried: the same job, no second claim
+    assert [(c["trial"], c["rung"]) for c in store.documents[layout.tuning_claims_key(JOB)]["jobs"]] == [(0, 0), (1, 0)]
+    assert first["name"] == tuning.trial_run_id(JOB, 0)
+    assert first["input"]["request"]["hyperparameters"]["max_epochs"] == 3
+    assert first["input"]["request"]["trial"] is True and "train" not in first["input"]
+
+
+def test_a_lost_compare_and_swap_decides_again_on_what_the_other_slot_wrote():
+    store = job_store()
+    claim(store, 0)  # the claims exist
+    original = store.put_json
+    raced = []
+
+    def put_json(key, doc, *, if_absent=False, if_match=None):
+        if key == layout.tuning_claims_key(JOB) and if_match and not raced:
+            raced.append(True)  # slot 1 claims trial 1 between this call's read and its write
+            original(key, {"jobs": [*store.documents[key]["jobs"], {**doc["jobs"][-1], "slot": 1}]})
+            raise Conflict(key)
+        return original(key, doc, if_absent=if_absent, if_match=if_match)
+
+    store.put_json = put_json  # type: ignore[method-assign]
+    handed = claim(store, 2)
+    assert raced and (handed["trial"], handed["rung"]) == (2, 0)
+    trials = [c["trial"] for c in store.documents[layout.tuning_claims_key(JOB)]["jobs"]]
+    assert trials == [0, 1, 2]
+
+
+def test_a_result_delivered_twice_is_recorded_once():
+    store = job_store()
+    handed = claim(store, 0)
+    assert deliver(store, handed, loss=1.5) == {"job_id": JOB, "slot": 0, "seq": 1, "recorded": True}
+    key = layout.tuning_result_key(JOB, 0, 0)
+    assert deliver(store, handed, loss=0.1) == {"job_id": JOB, "slot": 0, "seq": 1, "recorded": False}
+    assert store.documents[key]["validation_loss"] == 1.5 and store.writes[key] == 1
+
+
+def test_a_late_result_for_a_job_never_handed_out_is_not_recorded():
+    store = job_store()
+    claim(store, 0)
+    late = {"slot": 5, "seq": 0, "trial": 2, "rung": 1}
+    assert deliver(store, late, loss=0.01)["recorded"] is False
+    assert store.list_keys(layout.tuning_results_prefix(JOB)) == []
+
+
+def plant_last_round(store: FakeStore, trial: int) -> dict:
+    run_id = tuning.trial_run_id(JOB, trial)
+    state = {"run_id": run_id, "round": 9, "params_key": "k", "done": True, "reason": "converged"}
+    store.documents[layout.round_key(run_id, 8)] = {"round": 8, "state": state}
+    return state
+
+
+def test_a_duplicate_result_never_promotes_a_trial_twice():
+    store = job_store(n_trials=3)
+    plant_last_round(store, 0)
+    handed = [claim(store, s) for s in range(3)]
+    for h, loss in zip(handed, (0.5, 2.0, 3.0), strict=True):
+        deliver(store, h, loss=loss)
+    promoted = claim(store, 0, seq=1)
+    assert (promoted["trial"], promoted["rung"]) == (0, 1)
+    deliver(store, handed[0], loss=0.5)  # rung 0's result again, late
+    deliver(store, handed[0], loss=0.5)
+    assert claim(store, 1, seq=1)["action"] == "wait"  # trial 0 runs rung 1; nothing else is promotable
+    started = [(c["trial"], c["rung"]) for c in store.documents[layout.tuning_claims_key(JOB)]["jobs"]]
+    assert started.count((0, 1)) == 1
+
+
+def test_a_promoted_trial_continues_its_own_run_from_its_last_round():
+    store = job_store(n_trials=3)
+    handed = [claim(store, s) for s in range(3)]
+    for h, loss in zip(handed, (0.5, 2.0, 3.0), strict=True):
+        deliver(store, h, loss=loss)
+    run_id = tuning.trial_run_id(JOB, 0)
+    state = {"run_id": run_id, "round": 3, "params_key": layout.params_key(run_id, 3), "done": True,
+             "reason": "max_epochs", "loss": 1.0, "grad_norm": 0.1, "handover": False}  # fmt: skip
+    store.documents[layout.round_key(run_id, 2)] = {"round": 2, "state": state}
+    promoted = claim(store, 0, seq=1)
+    assert promoted["name"] == f"{run_id}-rung1"
+    assert promoted["input"]["train"] == {**state, "done": False, "reason": None}
+    assert promoted["input"]["request"]["hyperparameters"]["max_epochs"] == 9
+
+
+def test_a_failed_trial_is_a_result_with_its_reason_and_an_infinite_loss():
+    store = job_store(n_trials=3)
+    handed = claim(store, 0)
+    cause = json.dumps({"Error": "ValueError", "Cause": json.dumps({"errorType": "InvalidInput", "errorMessage": "x"})})
+    deliver(store, handed, failure={"Error": "States.TaskFailed", "Cause": cause})
+    result = store.documents[layout.tuning_result_key(JOB, 0, 0)]
+    assert (result["status"], result["reason"]) == ("failed", "ValueError: x")
+    record, claims = store.documents[layout.tuning_job_key(JOB)], store.documents[layout.tuning_claims_key(JOB)]
+    board = tuning.leaderboard(record, claims, {(0, 0): result}, finished=False)
+    assert [(e["trial"], e["status"]) for e in board] == [(0, "failed"), (1, "pending"), (2, "pending")]
+    assert board[0]["stop_reason"] == "ValueError: x"
+
+
+def test_a_diverged_trial_is_recorded_failed():
+    store = job_store()
+    handed = claim(store, 0)
+    deliver(store, handed, loss=None)
+    result = store.documents[layout.tuning_result_key(JOB, 0, 0)]
+    assert (result["status"], result["stop_reason"]) == ("failed", "diverged")
+    assert result["reason"] == "diverged: the validation loss is not finite after 3 epochs"
+
+
+def test_when_every_trial_failed_finalize_names_the_reasons():
+    store = job_store(n_trials=2)
+    for slot in range(2):
+        deliver(store, claim(store, slot), failure={"Error": "States.Timeout", "Cause": "too slow"})
+    assert claim(store, 0, seq=1)["action"] == "done"
+    with pytest.raises(tuning.AllTrialsFailed) as err:
+        tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB))
+    assert str(err.value) == f"every trial of tuning job {JOB} failed: States.Timeout: too slow"
+
+
+def run_to_the_end(store: FakeStore) -> None:
+    """Slots 0 and 1 take jobs until done, each result's loss the trial number (trial 0 is the best)."""
+    seq = {0: 0, 1: 0}
+    for _ in range(20):
+        for slot in (0, 1):
+            handed = claim(store, slot, seq[slot])
+            if handed["action"] != "run":
+                continue
+            plant_last_round(store, handed["trial"])
+            seq[slot] = deliver(store, handed, loss=float(handed["trial"]) + 0.1 * handed["rung"])["seq"]
+
+
+def test_finalize_registers_the_best_trial_with_the_search_history():
+    store = job_store(n_trials=3)
+    run_to_the_end(store)
+    evaluate = tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB))
+    assert evaluate["run_id"] == tuning.trial_run_id(JOB, 0)
+    assert evaluate["request"]["trial"] is False
+    assert evaluate["request"]["hyperparameters"]["max_epochs"] == 27
+    assert evaluate["train"]["done"] is True
+    search = evaluate["tuning"]["search"]
+    assert [(s["trial"], s["rung"]) for s in search] == [(0, 0), (0, 1), (0, 2), (1, 0), (2, 0)]
+    assert (evaluate["tuning"]["trial"], evaluate["tuning"]["rung"]) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("production", "warnings", "promoted", "reason"),
+    [
+        ({"version": 4}, [], True, "promoted to production: it beats the trivial baseline and any previous "
+         "production version"),
+        ({"version": 2}, [], False, "not promoted: its test metrics do not beat production version 2"),
+        (None, ["worse than the trivial baseline: ..."], False, "worse than the trivial baseline: ..."),
+    ],
+)  # fmt: skip
+def test_the_summary_says_whether_the_model_was_promoted_and_why(production, warnings, promoted, reason):
+    store = job_store(n_trials=3)
+    run_to_the_end(store)
+    registered = {"model_name": "m", "version": 4, "warnings": warnings}
+    costs = {tuning.trial_run_id(JOB, t): 0.001 * (t + 1) for t in range(3)}
+    task = tuning.FinishTask(action="finish", job_id=JOB, registered=registered)
+    tuning.finish(store, task, production, (costs, 12.5))
+    summary = store.documents[layout.tuning_summary_key(JOB)]
+    assert summary["model"] == {"model_name": "m", "version": 4, "promoted": promoted, "reason": reason}
+    assert summary["cost_usd"] == pytest.approx(0.006)
+    assert summary["worker_seconds"] == 12.5
+    assert [(e["trial"], e["status"]) for e in summary["leaderboard"]] == [
+        (0, "completed"),
+        (1, "stopped_early"),
+        (2, "stopped_early"),
+    ]
+    assert summary["early_stopped_share"] == pytest.approx(0.6667)
+    assert summary["best"]["trial"] == 0
+    assert summary["leaderboard"][1]["stop_reason"] == "successive halving: not in the top 1/3 at rung 0 (3 epochs)"
+
+
+def test_an_unknown_job_is_not_found():
+    with pytest.raises(tuning.NotFoundError, match="tuning job 'tune-nope' does not exist"):
+        tuning.describe(FakeStore(), None, "arn", "tune-nope")
+
+
+def validation_task(theta: np.ndarray) -> tuple[FakeStore, EvaluateTask]:
+    """A linear regression y = 2 x1 - x2 + 1 whose final parameters are ``theta`` (x1, x2, intercept)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 2))
+    block = np.column_stack([X, 2 * X[:, 0] - X[:, 1] + 1]).astype("float32")
+    store = FakeStore(arrays={"processed/r/validation.npy": block})
+    store.put_arrays("runs/r/params/round-00004.npz", {"theta": theta, "layout": np.asarray([[3, 1]])})
+    task = EvaluateTask.model_validate(
+        {
+            "run_id": "run-000000000001",
+            "request": {**PREPARE, "hyperparameters": {"model": "linear_regression", "max_epochs": 9}},
+            "data": {
+                **DATA,
+                "run_id": "r",
+                "manifest_key": "m",
+                "shards_key": "s",
+                "train_rows": 1,
+                "test_rows": 1,
+                "validation": {"key": "processed/r/validation.npy", "rows": 50},
+            },
+            "train": {
+                "run_id": "run-000000000001",
+                "round": 4,
+                "params_key": "runs/r/params/round-00004.npz",
+                "done": True,
+                "reason": "max_epochs",
+            },
+        }
+    )
+    return store, task
+
+
+def test_a_trial_is_evaluated_on_its_validation_split_and_writes_nothing():
+    store, task = validation_task(np.array([2.0, -1.0, 1.0]))
+    result = evaluation.validate(store, task)
+    assert result["validation_loss"] == pytest.approx(0.0, abs=1e-9)
+    assert result["validation_metric"] == pytest.approx(1.0)
+    assert (result["validation_rows"], result["rounds"], result["stop_reason"]) == (50, 4, "max_epochs")
+    assert sum(store.writes.values()) == 1  # the planted parameters only
+
+
+def test_a_diverged_trial_has_no_validation_loss():
+    store, task = validation_task(np.array([np.inf, -1.0, 1.0]))
+    result = evaluation.validate(store, task)
+    assert (result["validation_loss"], result["validation_metric"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["tuning_steps_start", "tuning_steps_next", "tuning_steps_record", "tuning_steps_finalize", "tuning_steps_finish"],
+)
+def test_the_committed_events_are_tasks_of_the_workflow(name):
+    task = TypeAdapter(Annotated[tuning.TuningTask, Field(discriminator="action")]).validate_python(load_event(name))
+    assert task.job_id == "tune-0123456789ab"
+
+
+def test_the_committed_api_event_is_a_valid_tuning_request():
+    request = TuningRequest.model_validate_json(load_event("tuning")["body"])
+    assert (request.max_trials, request.max_parallel_trials) == (4, 2)
+
+
+class FakeSfn:
+    """Step Functions as the tuning API calls it: executions by ARN with a status and start date."""
+
+    def __init__(self, executions: dict[str, dict]):
+        self.executions = executions
+        self.stopped: list[str] = []
+
+    def describe_execution(self, executionArn):
+        if executionArn not in self.executions:
+            raise tuning.NotFoundError(executionArn)
+        return {"executionArn": executionArn, **self.executions[executionArn]}
+
+    def stop_execution(self, executionArn, error, cause):
+        self.stopped.append(executionArn)
+        self.executions[executionArn]["status"] = "ABORTED"
+
+    def get_paginator(self, name):
+        executions = self.executions
+
+        class Pages:
+            def paginate(self, stateMachineArn):
+                prefix = stateMachineArn.replace(":stateMachine:", ":execution:") + ":"
+                listed = [
+                    {"name": arn.removeprefix(prefix), **e} for arn, e in executions.items() if arn.startswith(prefix)
+                ]
+                return [{"executions": sorted(listed, key=lambda e: e["startDate"], reverse=True)}]
+
+        return Pages()
+
+
+TUNING_ARN = "arn:aws:states:us-east-1:1:stateMachine:tuning"
+TRAINING_ARN = "arn:aws:states:us-east-1:1:stateMachine:training"
+
+
+def test_stopping_a_job_stops_its_running_trials_only():
+    store = job_store(n_trials=3)
+    first, second = claim(store, 0), claim(store, 1)
+    deliver(store, first, loss=1.0)  # trial 0 has ended; trial 1 is running
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    job_arn = f"{TUNING_ARN.replace(':stateMachine:', ':execution:')}:{JOB}"
+    trial_arn = f"{TRAINING_ARN.replace(':stateMachine:', ':execution:')}:{second['name']}"
+    sfn = FakeSfn(
+        {job_arn: {"status": "RUNNING", "startDate": when}, trial_arn: {"status": "RUNNING", "startDate": when}}
+    )
+    assert tuning.stop(store, sfn, TUNING_ARN, TRAINING_ARN, JOB) == {"job_id": JOB, "status": "ABORTED"}
+    assert sfn.stopped == [job_arn, trial_arn]
+    with pytest.raises(
+        tuning.ConflictError, match=f"^tuning job '{JOB}' is ABORTED: only a RUNNING job can be stopped"
+    ):
+        tuning.stop(store, sfn, TUNING_ARN, TRAINING_ARN, JOB)
+
+
+def test_jobs_are_listed_newest_first_a_page_at_a_time():
+    store, executions = FakeStore(), {}
+    for i in range(3):
+        job_id = f"tune-00000000000{i}"
+        record = {"task": "binary", "metric": "accuracy", "request": {"model_name": f"m{i}"}}
+        store.documents[layout.tuning_job_key(job_id)] = record
+        arn = f"{TUNING_ARN.replace(':stateMachine:', ':execution:')}:{job_id}"
+        executions[arn] = {"status": "SUCCEEDED", "startDate": datetime(2026, 1, 1 + i, tzinfo=UTC)}
+    store.documents[layout.tuning_summary_key("tune-000000000002")] = {"best": {"validation_metric": 0.9}}
+    sfn = FakeSfn(executions)
+    first = tuning.list_jobs(store, sfn, TUNING_ARN, limit=2)
+    assert [j["job_id"] for j in first["jobs"]] == ["tune-000000000002", "tune-000000000001"]
+    assert first["jobs"][0]["best_validation_metric"] == 0.9 and first["jobs"][1]["best_validation_metric"] is None
+    second = tuning.list_jobs(store, sfn, TUNING_ARN, limit=2, next_token=first["next"])
+    assert [j["job_id"] for j in second["jobs"]] == ["tune-000000000000"] and second["next"] is None
+    with pytest.raises(tuning.InvalidInput, match="next is not a page token"):
+        tuning.list_jobs(store, sfn, TUNING_ARN, next_token="bogus")
+
+
+def test_a_trial_gets_the_job_s_data_with_its_own_model_s_output_count():
+    store = job_store()
+    store.documents[layout.tuning_data_key(JOB)] = {**DATA, "classes": ["no", "yes"], "n_outputs": 1}
+    record = store.documents[layout.tuning_job_key(JOB)]
+    record["trials"] = [
+        {"mode": "sync", "hyperparameters": {"model": "logistic_regression"}},
+        {"mode": "sync", "hyperparameters": {"model": "mlp_classifier", "hidden_layers": [4]}},
+    ]
+    outputs = [tuning.trial_input(store, record, JOB, t, 0)["data"]["n_outputs"] for t in range(2)]
+    assert outputs == [1, 2]  # one logistic output, a network's softmax over the two classes
