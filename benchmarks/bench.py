@@ -27,6 +27,7 @@ MODULES = [
     "benchmarks.bandwidth",
     "benchmarks.quality",
     "benchmarks.async_baseline",
+    "benchmarks.mlp",  # issue #15: MLP quality vs scikit-learn, a worker's pass vs bare numpy, warm Predict
     "benchmarks.preprocess",
     "benchmarks.ingest",
     "benchmarks.scaling",

@@ -1,4 +1,5 @@
-"""Serving figures: warm Predict latency in process, cold import of the built Predict, built size.
+"""Serving figures: warm Predict latency in process (a linear model and a (64, 64) MLP), cold import of the built
+Predict, built size.
 
 ``make bench-serving`` (after ``make build`` for the last two). Prints figures; asserts nothing.
 Budgets: warm p50 < 2 ms for 1 instance and < 20 ms for 1,000; cold import < 500 ms; Predict +
@@ -24,23 +25,36 @@ BUILD = ROOT / ".aws-sam" / "build"
 RUNTIME = ROOT / ".aws-sam" / "lambda-runtime"  # boto3 & co., as the packaging tests stage them
 
 
-def _register_housing_model(cloud) -> list[dict]:
-    """A model fit in closed form on data/housing.csv (no training workflow needed), registered on moto."""
+MLP_HIDDEN = (64, 64)
+
+
+def _register_housing_model(cloud, model: str = "linear") -> list[dict]:
+    """A model on data/housing.csv's features (no training workflow needed), registered on moto: ``linear``, fit in
+    closed form; ``mlp``, a (64, 64) relu network with its seeded initial weights (Predict's work does not depend on
+    the weights' values)."""
     from mlcore.infra.storage import S3Store
+    from mlcore.math import models
     from mlcore.serving import registry
+    from mlcore.steps.evaluation import model_weights
     from mlcore.steps.preparation.in_memory import build_matrices
     from mlcore.steps.tabular import column_kinds, read_csv, to_columns
 
     frame = read_csv((ROOT / "data" / "housing.csv").read_bytes())
     prep, train, _, _, _ = build_matrices(to_columns(frame), column_kinds(frame), "price_k", 0.2, 0)
-    X = np.column_stack([train[:, :-1], np.ones(len(train))]).astype(np.float64)
-    theta, *_ = np.linalg.lstsq(X, train[:, -1].astype(np.float64), rcond=None)
+    if model == "mlp":
+        shapes = models.make_layout("mlp_regression", train.shape[1] - 1, 1, list(MLP_HIDDEN))
+        net = models.Net("mlp_regression", shapes)
+        weights = model_weights(net, net.init(0))
+    else:
+        X = np.column_stack([train[:, :-1], np.ones(len(train))]).astype(np.float64)
+        theta, *_ = np.linalg.lstsq(X, train[:, -1].astype(np.float64), rcond=None)
+        weights = {"type": "linear_regression", "coefficients": theta[:-1, None].tolist(), "intercept": [theta[-1]]}
     registry.register(
         S3Store(cloud.stack.bucket),
         "bench",
         {
             "name": "housing",
-            "model": {"type": "linear_regression", "coefficients": theta[:-1, None].tolist(), "intercept": [theta[-1]]},
+            "model": weights,
             "target": "price_k",
             "feature_names": prep.feature_names,
             "preprocessor": prep,
@@ -54,12 +68,16 @@ def _register_housing_model(cloud) -> list[dict]:
     return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in rows]
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
+def _percentiles(samples: list[float], upper: float = 99) -> tuple[float, float]:
     ms = np.asarray(samples) * 1000
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, upper))
 
 
-def warm_latency(repeats_1: int = 2000, repeats_1000: int = 200) -> dict[str, tuple[float, float]]:
+def warm_latency(
+    repeats_1: int = 2000, repeats_1000: int = 200, model: str = "linear", upper: float = 99
+) -> dict[str, tuple[float, float]]:
+    """Milliseconds of a warm Predict call (the handler in process, on moto) for 1 and 1,000 rows of
+    data/housing.csv: ``(p50, p<upper>)`` per row count, for a ``linear`` model or a (64, 64) ``mlp``."""
     from mllocal import apigw
     from mllocal.cloud import LocalCloud
     from mllocal.lambdas import LambdaContext, load_handler
@@ -67,7 +85,7 @@ def warm_latency(repeats_1: int = 2000, repeats_1000: int = 200) -> dict[str, tu
 
     out = {}
     with LocalCloud(local_stack(overrides={"LogLevel": "WARNING"})) as cloud:
-        rows = _register_housing_model(cloud)
+        rows = _register_housing_model(cloud, model)
         spec = cloud.stack.functions["PredictFunction"]
         handler = load_handler(spec)
         os.environ.update(spec.environment)
@@ -89,7 +107,7 @@ def warm_latency(repeats_1: int = 2000, repeats_1000: int = 200) -> dict[str, tu
                     started = time.perf_counter()
                     handler(event, context)
                     samples.append(time.perf_counter() - started)
-            out[f"{n} instance(s)"] = _percentiles(samples)
+            out[f"{n} instance(s)"] = _percentiles(samples, upper)
     return out
 
 
@@ -177,8 +195,9 @@ def built_size() -> dict[str, int] | str:
 
 def main() -> int:
     print("Predict handler, warm, in process (p50 / p99 ms; budgets p50 < 2 ms for 1, < 20 ms for 1,000):")
-    for label, (p50, p99) in warm_latency().items():
-        print(f"  {label:>16}: {p50:7.3f} / {p99:7.3f}")
+    for model in ("linear", "mlp"):
+        for label, (p50, p99) in warm_latency(model=model).items():
+            print(f"  {model + ' (64, 64)' if model == 'mlp' else model:>13}, {label:>16}: {p50:7.3f} / {p99:7.3f}")
     cold = cold_import()
     if isinstance(cold, str):
         print(f"cold import of the built Predict: {cold}")
