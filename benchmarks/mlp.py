@@ -18,6 +18,9 @@ Predict. Prints figures and whether each of the issue's bounds is met; asserts n
 4. Predict, warm, in process, a (64, 64) network on data/housing.csv's features (``serving.warm_latency``):
    p50 / p90 for 1 and 1,000 rows (bounds on the p50: 2 ms / 20 ms), beside the linear model's through the same
    path; the built Predict's size (as ``make build`` last left it; bound 100 MB).
+5. ONNX export of that (64, 64) network with data/housing.csv's saved preprocessing (``onnx_export.export``: the
+   first request builds, checks and stores the graph; then ``build`` alone, repeated): seconds, the graph's size, and
+   onnxruntime's time for 1,000 raw rows.
 """
 
 from __future__ import annotations
@@ -352,6 +355,40 @@ def pass_times(rows: int, repeats: int, calls: int = 30) -> list[tuple[float, fl
     return out
 
 
+ONNX_REPEATS = 5
+
+
+def onnx_export_times(repeats: int = ONNX_REPEATS) -> dict[str, float | list[float]]:
+    """The first export request of the (64, 64) housing network (build, check, store: seconds), ``repeats`` builds
+    alone (seconds each), the graph's bytes and onnxruntime's median seconds for 1,000 raw rows (of 20 calls)."""
+    import onnxruntime
+
+    from mlcore.infra.storage import S3Store
+    from mlcore.serving import onnx_export, registry
+    from mllocal.cloud import LocalCloud
+    from mllocal.template import local_stack
+
+    from . import serving
+
+    with LocalCloud(local_stack(overrides={"LogLevel": "WARNING"})) as cloud:
+        rows = serving._register_housing_model(cloud, "mlp")
+        store = S3Store(cloud.stack.bucket)
+        first = _seconds(lambda: onnx_export.export(store, "housing", 1))
+        artifact = registry.load_version(store, "housing", 1)
+    builds = [_seconds(lambda: onnx_export.build(artifact)) for _ in range(repeats)]
+    graph = onnx_export.build(artifact)
+    session = onnxruntime.InferenceSession(graph)
+    feeds = {}
+    for i in session.get_inputs():
+        values = [r[i.name] for r in rows[:1000]]
+        if i.type == "tensor(string)":
+            feeds[i.name] = np.array([["" if v is None else str(v)] for v in values], dtype=object)
+        else:
+            feeds[i.name] = np.array([[np.nan if v is None else v] for v in values], dtype=np.float32)
+    runs = [_seconds(lambda: session.run(None, feeds)) for _ in range(20)]
+    return {"first": first, "builds": builds, "bytes": float(len(graph)), "run_1000": statistics.median(runs)}
+
+
 def _seconds(fn) -> float:
     started = time.perf_counter()
     fn()
@@ -414,6 +451,19 @@ def collect(quick: bool) -> list[Figure]:
                    "on data/housing.csv's features"),
             Figure(SECTION, f"Predict, warm, MLP (64, 64), {label}: p90", p90, "ms"),
         ]  # fmt: skip
+    onnx = onnx_export_times(2 if quick else ONNX_REPEATS)
+    builds = onnx["builds"]
+    assert isinstance(builds, list)
+    figures += [
+        Figure(SECTION, "ONNX export, MLP (64, 64) + housing preprocessing: first request (build, check, store)",
+               float(onnx["first"]), "s",
+               note="ONNX export: onnx_export.export on moto (the Export function's work, in process); the builds "
+               "alone are the median of 5; onnxruntime: the median of 20 calls on 1,000 raw rows"),
+        Figure(SECTION, "ONNX export, MLP (64, 64): build alone (median)", statistics.median(builds), "s"),
+        Figure(SECTION, "ONNX export, MLP (64, 64): graph size", float(onnx["bytes"]) / 1e3, "kB"),
+        Figure(SECTION, "ONNX export, MLP (64, 64): onnxruntime, 1,000 raw rows", float(onnx["run_1000"]) * 1e3,
+               "ms"),
+    ]  # fmt: skip
     return figures
 
 
@@ -466,6 +516,13 @@ def report(quick: bool) -> None:
         total = sum(size.values())
         print(f"   built size, Predict + layers (as last built): {total / 1e6:.1f} MB; under 100 MB: "
               f"{_verdict(total < 100e6)}")  # fmt: skip
+    onnx = onnx_export_times(2 if quick else ONNX_REPEATS)
+    builds = onnx["builds"]
+    assert isinstance(builds, list)
+    print(f"5. ONNX export of the MLP {hidden} with housing's preprocessing: first request {onnx['first']:.3f} s "
+          f"(build, check, store); build alone median {statistics.median(builds):.3f} s (min {min(builds):.3f}, "
+          f"max {max(builds):.3f}); graph {float(onnx['bytes']) / 1e3:.1f} kB; onnxruntime 1,000 raw rows "
+          f"{float(onnx['run_1000']) * 1e3:.2f} ms")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -687,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cost", type=float, help="refuse the job if its estimated cost in USD is above this")
     p.add_argument("--seed", type=int, help="the search's seed: the same seed samples the same trials (default 0)")
     p.add_argument("--space", help="the search space, a JSON file (see docs/tuning.md); default: every model family")
-    p.add_argument("--min-epochs", type=int, help="the first rung's epochs (default 5)")
+    p.add_argument("--min-epochs", type=int, help="the first rung's epochs (default 15)")
     p.add_argument("--max-epochs", type=int, help="the last rung's epochs (default 135)")
     p.add_argument("--reduction-factor", type=int, help="1/eta of a rung's trials advance (default 3)")
     p.add_argument("--shards", type=int, help="shards per trial (default 2)")

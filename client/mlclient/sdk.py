@@ -757,6 +757,8 @@ class Client:
                     raise SmlError(f"tuning job {job_id} still {job['status']} after {timeout:.0f}s")
                 self.sleep(poll)
                 job = self.tuning_job(job_id)
+        if shown and not self.console.is_terminal:
+            self.console.line()  # rich ends a live display with a newline on a terminal only: not in a log or pipe
         if job["status"] != "SUCCEEDED":
             error = job.get("error")
             if isinstance(error, dict):

@@ -60,6 +60,10 @@ class LocalCloud:
         self._deliveries: list[threading.Thread] = []
         self._answers: list[tuple[Any, str | None]] = []
         self._deliveries_lock = threading.Lock()
+        # One API request at a time per function, as one Lambda execution environment handles one event at a time:
+        # a handler's Powertools resolver keeps the event it is answering in module state (``app.current_event``),
+        # so two threads of the local server in one handler could answer each other's requests.
+        self._api_locks = {logical_id: threading.Lock() for logical_id in self.stack.functions}
 
     def __enter__(self) -> LocalCloud:
         import os
@@ -260,7 +264,8 @@ class LocalCloud:
         spec, resource, params = found
         event = apigw.proxy_event(method, path, resource, params, body=body, headers=headers, query=query)
         self.invocations[spec.logical_id] += 1
-        payload, error = lambdas.invoke(spec, event)
+        with self._api_locks[spec.logical_id]:
+            payload, error = lambdas.invoke(spec, event)
         if error:
             return {"statusCode": 502, "body": json.dumps({"message": "Internal server error"}), "error": payload}
         return payload

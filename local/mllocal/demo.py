@@ -124,7 +124,8 @@ def run(
         out(f"POST /models/{dataset}/predict {json.dumps({'instances': [instance]})}")
         out(f"  -> {resp['statusCode']} {resp['body']}")
         out(f"  (actual {target} in the CSV: {row[header.index(target)]})")
-        out(f"\ndone in {time.perf_counter() - started:.1f}s; Lambda invocations: {cloud.invocations}")
+        invoked = ", ".join(f"{name.removesuffix('Function')} {n}" for name, n in cloud.invocations.items() if n)
+        out(f"\ndone in {time.perf_counter() - started:.1f}s; Lambda invocations: {invoked}")
         return {
             "model": model,
             "reference": reference,
@@ -138,7 +139,7 @@ def tune(data: Path, dataset: str, target: str, trials: int = 6, parallel: int =
     data set, start a small tuning job (``trials`` trials, ``parallel`` at a time, weak ones stopped early), watch
     its trials live, and print the leaderboard's best and the model it registered. Returns the finished job."""
     from mlclient import Client
-    from mlclient.sdk import trials_table, tuning_outcome
+    from mlclient.sdk import tuning_outcome
 
     from .server import LocalApi
 
@@ -161,8 +162,7 @@ def tune(data: Path, dataset: str, target: str, trials: int = 6, parallel: int =
             f"({parallel} at a time), rungs {started['rungs']} epochs, "
             f"estimated cost ${started['estimated_cost_usd']:.4f}"
         )
-        job = client.wait_tuning(started["job_id"], poll=1.0)
-        client.console.print(trials_table(job, client.console.width))
+        job = client.wait_tuning(started["job_id"], poll=1.0)  # the live trial table stays on screen at the end
         out(tuning_outcome(job))
         out(f"done in {time.perf_counter() - started_at:.1f}s")
         return job

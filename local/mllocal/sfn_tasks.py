@@ -7,7 +7,9 @@ and returns boto3's response (``executionArn``, a ``datetime`` ``startDate``) wh
 AWS returns ``ExecutionArn``/``StartDate``. ``start_execution_integration`` maps both
 for the duration of the context. The same for ``startExecution.sync:2``: moto returns
 DescribeExecution's boto3 names (``output``, ``error``, ``cause``), AWS ``Output``, ``Error``,
-``Cause``, in the task's result and in the cause of a failed child. Pinned to moto 5.x.
+``Cause``, in the task's result and in the cause of a failed child. And an execution stopped while a state runs
+(a Map's iterations, a task) ends ABORTED, as on AWS: moto lets the error that the stop causes in the running state
+(``States.Runtime``, a Map's failure) replace the stop and fails the execution. Pinned to moto 5.x.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Iterator
 from unittest import mock
 
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn as sfn_task
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 
 Task = sfn_task.StateTaskServiceSfn
 
@@ -51,7 +55,14 @@ def start_execution_integration() -> Iterator[None]:
             }
         )
 
+    set_error = Environment.set_error
+
+    def error_unless_stopped(self, error):
+        if not isinstance(self._program_state, ProgramStopped):  # a stopped execution stays ABORTED
+            set_error(self, error)
+
     with (
+        mock.patch.object(Environment, "set_error", error_unless_stopped),
         mock.patch.object(Task, "_normalise_parameters", normalise_parameters),
         mock.patch.object(Task, "_eval_service_task", eval_service_task),
         mock.patch.object(Task, "_normalise_response", pascal_case_described),

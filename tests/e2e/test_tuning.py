@@ -48,10 +48,17 @@ class FailOneTrial:
         self.seen: list[str] = []
         self.victim: str | None = None
         self.lock = threading.Lock()
+        self.gate: threading.Event | None = None  # when set to an Event: every init waits for it (the stop test)
+        self.held: set[str] = set()  # the runs whose init waits at the gate
 
     def __call__(self, spec, event):
         if spec.logical_id == "TuningStepsFunction" and event.get("action") == "record":
             return 2
+        if spec.logical_id == "AggregatorFunction" and event.get("action") == "init" and self.gate is not None:
+            with self.lock:
+                self.held.add(event["run_id"])
+            self.gate.wait(timeout=120)
+            return None
         if spec.logical_id == "AggregatorFunction" and event.get("action") == "init":
             with self.lock:
                 if event["run_id"] not in self.seen:
@@ -122,8 +129,9 @@ def test_the_job_succeeds_with_a_leaderboard_best_first(job):
     for entry in board:
         assert set(entry) == {
             "trial", "mode", "hyperparameters", "rung", "epochs", "validation_loss", "validation_metric",
-            "status", "stop_reason", "run_id", "cost_usd",
+            "status", "stop_reason", "run_id", "cost_usd", "history",
         }  # fmt: skip
+
     assert d["cost_usd"] == pytest.approx(sum(e["cost_usd"] or 0 for e in board), rel=1e-6, abs=1e-6)
     assert d["worker_seconds"] > 0
     stopped = sum(e["status"] == "stopped_early" for e in board)
@@ -148,12 +156,70 @@ def test_each_trial_and_rung_runs_once_never_more_than_two_at_once(job):
     )
     started = [(c["trial"], c["rung"]) for c in claims["jobs"]]
     assert len(started) == len(set(started))
-    assert sorted(tuning.execution_name(c["run_id"], c["rung"]) for c in claims["jobs"]) == sorted(names)
+    ran = [c for c in claims["jobs"] if not c.get("free")]  # a free promotion starts no execution
+    assert sorted(tuning.execution_name(c["run_id"], c["rung"]) for c in ran) == sorted(names)
     results = keys(cloud, layout.tuning_results_prefix(job_id))
     assert len(results) == len(started)  # every result recorded once, though each record task was delivered twice
     assert sum(rung == 0 for _, rung in started) == 6
-    assert 1 <= sum(rung == 2 for _, rung in started) <= 1 + 1  # ASHA: ceil(6 / 9) at the last rung, +1 if it failed
+    # ASHA: ceil(6 / 9) runs at the last rung, +1 if it failed (a free promotion is no run)
+    assert 1 <= sum(c["rung"] == 2 for c in ran) + any(c["rung"] == 2 for c in claims["jobs"] if c.get("free")) <= 2
     assert job.peak == 2  # the slots do run trials side by side, and never a third
+
+
+def _results(cloud: LocalCloud, job_id: str) -> dict[tuple[int, int], dict]:
+    found = {}
+    for key in keys(cloud, layout.tuning_results_prefix(job_id)):
+        result = json.loads(cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=key)["Body"].read())
+        found[(result["trial"], result["rung"])] = result
+    return found
+
+
+def test_each_entry_has_its_history_from_the_recorded_results(job):
+    results = _results(job.cloud, job.submitted["job_id"])
+    for entry in job.described["leaderboard"]:
+        mine = [results[k] for k in sorted(results) if k[0] == entry["trial"]]
+        assert [h["rung"] for h in entry["history"]] == [r["rung"] for r in mine]
+        assert [h["epochs"] for h in entry["history"]] == [r.get("epochs") or 0 for r in mine]
+        if entry["status"] in ("completed", "stopped_early"):
+            last = entry["history"][-1]
+            assert (last["rung"], last["epochs"], last["validation_loss"]) == (
+                entry["rung"], entry["epochs"], entry["validation_loss"])  # fmt: skip
+
+
+def test_a_trial_that_stopped_on_its_own_is_promoted_without_an_execution(job):
+    cloud, job_id = job.cloud, job.submitted["job_id"]
+    claims = json.loads(
+        cloud.s3.get_object(Bucket=cloud.stack.bucket, Key=layout.tuning_claims_key(job_id))["Body"].read()
+    )
+    free = [c for c in claims["jobs"] if c.get("free")]
+    assert free, claims  # the seed's search promotes a trial whose exact solve (or early stop) already ended it
+    arn = cloud.state_machine_arns["TrainingStateMachine"]
+    names = {e["name"] for e in cloud.sfn.list_executions(stateMachineArn=arn)["executions"]}
+    results = _results(cloud, job_id)
+    for c in free:
+        assert tuning.execution_name(c["run_id"], c["rung"]) not in names
+        below, at = results[(c["trial"], c["rung"] - 1)], results[(c["trial"], c["rung"])]
+        assert below["stop_reason"] in tuning.SETTLED and at["free"] is True
+        assert (at["epochs"], at["validation_loss"], at["stop_reason"]) == (
+            below["epochs"], below["validation_loss"], below["stop_reason"])  # fmt: skip
+
+
+def test_trial_runs_are_listed_as_trials_of_their_job(job):
+    cloud, job_id = job.cloud, job.submitted["job_id"]
+    by_trial = {e["run_id"]: e for e in job.described["leaderboard"] if e["run_id"]}
+    listed = [r for r in _body(cloud.request("GET", "/training-runs"))["runs"] if r["run_id"] in by_trial]
+    assert len(listed) == len(by_trial)
+    for run in listed:
+        entry = by_trial[run["run_id"]]
+        assert run["tuning"] == {"job_id": job_id, "trial": entry["trial"]}
+        assert run["mode"] == entry["mode"]
+        assert run["hyperparameters"]["model"] == entry["hyperparameters"]["model"]
+        assert run["hyperparameters"]["solver"] == entry["hyperparameters"]["solver"]
+    best = job.described["leaderboard"][0]
+    described = _body(cloud.request("GET", f"/training-runs/{best['run_id']}"))
+    assert described["tuning"] == {"job_id": job_id, "trial": best["trial"]}
+    assert described["request"]["hyperparameters"]["model"] == best["hyperparameters"]["model"]
+    assert described["request"]["mode"] == best["mode"] and "data" not in described["request"]
 
 
 def test_the_best_trial_is_registered_with_its_search_history(job):
@@ -221,3 +287,103 @@ def test_a_trial_s_cost_counts_its_workers_on_the_job_s_shards(job):
         assert (usage["shards"], usage["train_rows"]) == (2, 256)  # the job's data, though the trial never preprocessed
         assert usage["functions"]["GradientWorker"]["invocations"] >= 2
         assert entry["cost_usd"] > 0
+
+
+def _with(field: str, text: str) -> str:
+    """REQUEST as JSON text with ``field`` set to the raw JSON ``text`` (literals Python's json cannot write)."""
+    return json.dumps({**REQUEST, field: "@@"}).replace('"@@"', text)
+
+
+HOSTILE = {
+    "deep body": ("[" * 100_000 + "]" * 100_000, 400, "JSON nested more than 64 levels deep"),
+    "deep search space": (
+        _with("search_space", '{"model": ' + "[" * 70 + "]" * 70 + "}"),
+        400,
+        "nested more than 64 levels deep",
+    ),
+    "nested hidden layers": (
+        _with("search_space", '{"hidden_layers": ' + "[" * 10 + "8" + "]" * 10 + "}"),
+        422,
+        "hidden_layers",
+    ),
+    "1e308 max_trials": (_with("max_trials", "1e308"), 422, "max_trials"),
+    "10**400 max_trials": (_with("max_trials", "1" + "0" * 400), 422, "max_trials"),
+    "1e308 seed": (_with("seed", "1e308"), 422, "seed"),
+    "10**400 seed": (_with("seed", "1" + "0" * 400), 422, "seed"),
+    "10**400 max_cost_usd": (_with("max_cost_usd", "1" + "0" * 400), 422, "max_cost_usd"),
+    "1e400 max_cost_usd": (_with("max_cost_usd", "1e400"), 422, "max_cost_usd"),
+    "1e308 test_fraction": (_with("test_fraction", "1e308"), 422, "test_fraction"),
+    "10**400 learning_rate": (
+        _with("search_space", '{"learning_rate": {"low": 0.01, "high": 1' + "0" * 400 + "}}"),
+        422,
+        "learning_rate",
+    ),
+    "1e308 l2": (_with("search_space", '{"l2": {"low": 0, "high": 1e308}}'), 422, "search_space.l2.high"),
+    "10**400 batch_size": (_with("search_space", '{"batch_size": [1' + "0" * 400 + "]}"), 422, "batch_size"),
+    "odd unicode model_name": (json.dumps({**REQUEST, "model_name": "mo\u0308del\u202e"}), 422, "model_name"),
+    "lone surrogate model_name": (_with("model_name", '"a\\ud800"'), 400, "lone surrogate"),
+    "odd unicode dataset": (json.dumps({**REQUEST, "dataset": "h\u00f6using\u200b"}), 400, "data set name"),
+    "odd unicode target": (json.dumps({**REQUEST, "target": "price\u202ek"}), 400, "target column"),
+    "NUL in target": (json.dumps({**REQUEST, "target": "price\u0000k"}), 400, "target column"),
+    "odd unicode version": (json.dumps({**REQUEST, "version": "v\u0301"}), 404, "version"),
+    "1 MB model_name": (json.dumps({**REQUEST, "model_name": "x" * 1_000_000}), 422, "model_name"),
+    "1 MB dataset": (json.dumps({**REQUEST, "dataset": "x" * 1_000_000}), 400, "data set name"),
+    "1 MB target": (json.dumps({**REQUEST, "target": "x" * 1_000_000}), 400, "target column"),
+    "1 MB version": (json.dumps({**REQUEST, "version": "x" * 1_000_000}), 404, "version"),
+    "1 MB search-space model": (json.dumps({**REQUEST, "search_space": {"model": ["x" * 1_000_000]}}), 422, "model"),
+}
+
+
+@pytest.mark.parametrize("shape", HOSTILE)
+def test_hostile_requests_are_a_4xx_naming_the_field_and_write_nothing(job, shape):
+    body, status, named = HOSTILE[shape]
+    cloud = job.cloud
+    before = keys(cloud)
+    arn = cloud.state_machine_arns["TuningStateMachine"]
+    executions = len(cloud.sfn.list_executions(stateMachineArn=arn)["executions"])
+    resp = cloud.request("POST", "/tuning-jobs", body, headers={"Content-Type": "application/json"})
+    assert resp["statusCode"] == status, resp["body"][:500]
+    assert named in resp["body"], resp["body"][:500]
+    assert keys(cloud) == before
+    assert len(cloud.sfn.list_executions(stateMachineArn=arn)["executions"]) == executions
+
+
+def test_stopping_a_running_job_aborts_it_and_its_running_trials(job):
+    """Last in the module: a second job, its trials held in their first step until it is stopped."""
+    cloud, hook = job.cloud, job.hook
+    training = cloud.state_machine_arns["TrainingStateMachine"]
+    tuning_arn = cloud.state_machine_arns["TuningStateMachine"]
+    hook.gate = threading.Event()
+    try:
+        request = {**REQUEST, "model_name": "housing-stopped", "max_trials": 2, "max_parallel_trials": 2}
+        resp = cloud.request("POST", "/tuning-jobs", request)
+        assert resp["statusCode"] == 202, resp
+        job_id = _body(resp)["job_id"]
+        trials = {tuning.trial_run_id(job_id, t) for t in range(2)}
+        deadline = time.monotonic() + 120
+        while not hook.held >= trials and time.monotonic() < deadline:  # both trials are in their first step
+            time.sleep(0.05)
+        running = cloud.sfn.list_executions(stateMachineArn=training, statusFilter="RUNNING")["executions"]
+        assert {e["name"] for e in running} >= trials, running
+        assert _body(cloud.request("GET", f"/tuning-jobs/{job_id}"))["status"] == "RUNNING"
+        resp = cloud.request("POST", f"/tuning-jobs/{job_id}/stop")
+        assert resp["statusCode"] == 202, resp
+        assert _body(resp) == {"job_id": job_id, "status": "ABORTED"}
+    finally:
+        hook.gate.set()
+        hook.gate = None
+    execution = cloud.wait(f"{tuning_arn.replace(':stateMachine:', ':execution:')}:{job_id}", timeout=120)
+    assert execution["status"] == "ABORTED"
+    for name in trials:
+        trial = cloud.wait(f"{training.replace(':stateMachine:', ':execution:')}:{name}", timeout=120)
+        assert trial["status"] == "ABORTED", name
+    cloud.settle(timeout=60)
+    described = _body(cloud.request("GET", f"/tuning-jobs/{job_id}"))
+    assert (described["status"], described["model"], described["best"]) == ("ABORTED", None, None)
+    assert {e["status"] for e in described["leaderboard"]} == {"failed"}  # ended before their first result
+    assert keys(cloud, layout.versions_prefix("housing-stopped")) == []
+    assert keys(cloud, layout.alias_key("housing-stopped", "production")) == []
+    assert keys(cloud, layout.tuning_summary_key(job_id)) == []
+    assert _body(cloud.request("POST", f"/tuning-jobs/{job_id}/stop"))["message"] == (
+        f"tuning job {job_id!r} is ABORTED: only a RUNNING job can be stopped"
+    )

@@ -4,7 +4,9 @@ tuning request sent, the live trial table, the leaderboard, and the search figur
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -499,3 +501,41 @@ def test_trials_without_a_learning_rate_are_drawn_by_solver_beside_the_others(tm
         entry["hyperparameters"] = {"model": entry["hyperparameters"]["model"], "solver": "lbfgs"}
     assert report.search_points(only_solvers) == {}
     assert next(p.name for p in report.build_tuning_report(only_solvers, tmp_path / "solvers")) == "search.png"
+
+
+def test_in_a_pipe_the_live_trial_table_ends_its_line_before_what_follows(api):
+    """Piped (`make demo-tune | tee`, CI logs), rich prints the live table once at the end and leaves the cursor
+    after its caption: the outcome line used to be glued to "3 trials: 1 completed, ..."."""
+    out = io.StringIO()
+    console = Console(file=out, width=120)
+    assert not console.is_terminal
+    api.routes[("GET", f"/tuning-jobs/{JOB}")] = [_job("RUNNING"), _job("SUCCEEDED")]
+    client = Client(URL, "k", transport=httpx.MockTransport(api), sleep=lambda _: None, console=console)
+    client.wait_tuning(JOB)
+    console.print("next")
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "next"
+    assert lines[-2].strip() == "3 trials: 1 completed, 1 failed, 1 stopped early"
+
+
+def test_the_defaults_sml_tune_names_in_its_help_are_the_apis():
+    """`sml tune --help` says "(default N)" for the fields it leaves to the API: N is TuningRequest's default
+    (--min-epochs said 5 while the API's first rung is 15 epochs)."""
+    from mlclient.cli import build_parser
+    from mlcore.steps.schemas import TuningRequest
+
+    fields = {
+        "--max-trials": "max_trials",
+        "--max-parallel": "max_parallel_trials",
+        "--seed": "seed",
+        "--min-epochs": "min_epochs",
+        "--max-epochs": "max_epochs",
+        "--reduction-factor": "reduction_factor",
+        "--shards": "n_shards",
+        "--validation-fraction": "validation_fraction",
+    }
+    tune = build_parser()._subparsers._group_actions[0].choices["tune"]
+    helped = {a.option_strings[0]: a.help for a in tune._actions if a.option_strings and a.help}
+    for flag, field in fields.items():
+        said = re.search(r"\(default ([\d.]+)\)", helped[flag]).group(1)
+        assert float(said) == TuningRequest.model_fields[field].default, flag

@@ -347,6 +347,9 @@ def test_a_version_without_a_stored_profile_is_not_judged():
     assert (resolved.hyperparameters.optimizer, resolved.hyperparameters.learning_rate) == ("sgd", 0.05)
     named = TrainingRequest.model_validate(_body(hyperparameters={"model": "softmax_regression"}))
     assert problem.setup(named, {"rows": 0})[1].task == "multiclass"
+    # column names and kinds without the profile's counts (no row count): not judged either, never "no values"
+    bare = {"columns": [{"name": "x", "kind": "numeric"}, {"name": "y", "kind": "numeric"}], "rows": None}
+    assert problem.setup(request.model_copy(update={"target": "y"}), bare)[1].reason.startswith("the data set has no")
 
 
 def test_a_text_target_of_too_many_classes_is_refused_and_an_uncounted_one_is_multiclass():

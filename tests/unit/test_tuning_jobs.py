@@ -14,6 +14,7 @@ from pydantic import Field, TypeAdapter
 
 from mlcore.infra import layout
 from mlcore.infra.storage import Conflict
+from mlcore.math import tuning as asha
 from mlcore.steps import evaluation, tuning
 from mlcore.steps.schemas import EvaluateTask, TrainingRequest, TuningRequest
 from tests.helpers import load_event
@@ -327,7 +328,9 @@ class FakeSfn:
             def paginate(self, stateMachineArn):
                 prefix = stateMachineArn.replace(":stateMachine:", ":execution:") + ":"
                 listed = [
-                    {"name": arn.removeprefix(prefix), **e} for arn, e in executions.items() if arn.startswith(prefix)
+                    {"name": arn.removeprefix(prefix), "executionArn": arn, **e}
+                    for arn, e in executions.items()
+                    if arn.startswith(prefix)
                 ]
                 return [{"executions": sorted(listed, key=lambda e: e["startDate"], reverse=True)}]
 
@@ -385,3 +388,200 @@ def test_a_trial_gets_the_job_s_data_with_its_own_model_s_output_count():
     ]
     outputs = [tuning.trial_input(store, record, JOB, t, 0)["data"]["n_outputs"] for t in range(2)]
     assert outputs == [1, 2]  # one logistic output, a network's softmax over the two classes
+
+
+# -- free promotions: a trial that stopped on its own is promoted without a run ----------------------------------
+def deliver_settled(store, handed, loss, reason="solved", rounds=1):
+    output = {"validation_loss": loss, "validation_metric": 0.9, "rounds": rounds, "stop_reason": reason}
+    task = tuning.RecordTask(
+        action="record", job_id=JOB, slot=handed["slot"], seq=handed["seq"], trial=handed["trial"],
+        rung=handed["rung"], output=output,
+    )  # fmt: skip
+    return tuning.record(store, task)
+
+
+def claimed(store) -> list[tuple[int, int, bool]]:
+    return [
+        (c["trial"], c["rung"], bool(c.get("free"))) for c in store.documents[layout.tuning_claims_key(JOB)]["jobs"]
+    ]
+
+
+@pytest.mark.parametrize("reason", ["solved", "converged", "early_stopping"])
+def test_a_trial_that_stopped_on_its_own_is_promoted_without_a_run(reason):
+    store = job_store(n_trials=3)
+    handed = [claim(store, s) for s in range(3)]
+    deliver_settled(store, handed[0], 0.5, reason=reason, rounds=2)
+    deliver(store, handed[1], loss=2.0)
+    deliver(store, handed[2], loss=3.0)
+    # ASHA promotes trial 0 to rung 1, then (the last rung has no result) to rung 2: both recorded as rung 0 ended,
+    # no training execution handed out; then the search is done
+    assert claim(store, 0, seq=1) == {"job_id": JOB, "slot": 0, "seq": 1, "action": "done"}
+    assert claimed(store) == [(0, 0, False), (1, 0, False), (2, 0, False), (0, 1, True), (0, 2, True)]
+    for rung in (1, 2):
+        result = store.documents[layout.tuning_result_key(JOB, 0, rung)]
+        shown = (result["rung"], result["status"], result["epochs"], result["stop_reason"])
+        assert shown == (rung, "completed", 2, reason)
+        assert (result["validation_loss"], result["free"]) == (0.5, True)
+        assert store.writes[layout.tuning_result_key(JOB, 0, rung)] == 1
+    assert claim(store, 0, seq=1)["action"] == "done"  # retried: no second claim, no second result
+    assert len(claimed(store)) == 5
+    record, claims = store.documents[layout.tuning_job_key(JOB)], store.documents[layout.tuning_claims_key(JOB)]
+    board = tuning.leaderboard(record, claims, tuning._results(store, JOB), finished=True)
+    assert (board[0]["trial"], board[0]["rung"], board[0]["epochs"]) == (0, 2, 2)  # the epochs it really trained
+    assert (board[0]["status"], board[0]["stop_reason"]) == ("completed", reason)
+
+
+def test_a_trial_stopped_at_its_rung_s_budget_is_promoted_to_a_run():
+    store = job_store(n_trials=3)
+    handed = [claim(store, s) for s in range(3)]
+    deliver_settled(store, handed[0], 0.5, reason="max_epochs", rounds=3)
+    deliver(store, handed[1], loss=2.0)
+    deliver(store, handed[2], loss=3.0)
+    plant_last_round(store, 0)
+    promoted = claim(store, 0, seq=1)
+    assert (promoted["action"], promoted["trial"], promoted["rung"]) == ("run", 0, 1)
+    assert claimed(store)[-1] == (0, 1, False)
+    assert layout.tuning_result_key(JOB, 0, 1) not in store.documents
+
+
+def test_a_free_promotion_interrupted_before_its_result_is_recorded_by_the_next_call():
+    store = job_store(n_trials=3)
+    handed = [claim(store, s) for s in range(3)]
+    deliver_settled(store, handed[0], 0.5)
+    deliver(store, handed[1], loss=2.0)
+    deliver(store, handed[2], loss=3.0)
+    original = store.put_json
+    key = layout.tuning_result_key(JOB, 0, 1)
+
+    def crash_once(k, doc, *, if_absent=False, if_match=None):
+        if k == key and not store.writes[k]:
+            store.put_json = original  # type: ignore[method-assign]
+            raise TimeoutError("the Lambda timed out")
+        return original(k, doc, if_absent=if_absent, if_match=if_match)
+
+    store.put_json = crash_once  # type: ignore[method-assign]
+    with pytest.raises(TimeoutError):
+        claim(store, 1, seq=1)
+    assert claimed(store)[-1] == (0, 1, True) and key not in store.documents  # claimed, not yet recorded
+    assert claim(store, 1, seq=1)["action"] == "done"  # the retry records it, and ASHA goes on
+    assert store.documents[key]["validation_loss"] == 0.5 and store.writes[key] == 1
+    assert claimed(store).count((0, 1, True)) == 1
+
+
+def test_a_delivery_for_a_free_promotion_is_not_recorded():
+    store = job_store(n_trials=3)
+    handed = [claim(store, s) for s in range(3)]
+    deliver_settled(store, handed[0], 0.5)
+    deliver(store, handed[1], loss=2.0)
+    deliver(store, handed[2], loss=3.0)
+    claim(store, 0, seq=1)
+    store.documents.pop(layout.tuning_result_key(JOB, 0, 2))  # as if its result were not written yet
+    stray = {"slot": 0, "seq": 1, "trial": 0, "rung": 2}
+    assert deliver(store, stray, loss=0.01)["recorded"] is False
+    assert layout.tuning_result_key(JOB, 0, 2) not in store.documents
+
+
+def test_stopping_a_job_leaves_free_promotions_alone():
+    store = job_store(n_trials=4)
+    handed = [claim(store, s) for s in range(4)]
+    deliver_settled(store, handed[0], 0.5)
+    deliver(store, handed[1], loss=2.0)
+    deliver(store, handed[2], loss=3.0)
+    assert claim(store, 0, seq=1)["action"] == "wait"  # trial 0 promoted free to rung 1; trial 3 is running
+    assert claimed(store)[-1] == (0, 1, True)
+    store.documents.pop(layout.tuning_result_key(JOB, 0, 1))  # as if its result were not written yet
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    job_arn = f"{TUNING_ARN.replace(':stateMachine:', ':execution:')}:{JOB}"
+    sfn = FakeSfn({job_arn: {"status": "RUNNING", "startDate": when}})
+    described: list[str] = []
+    original = sfn.describe_execution
+
+    def describe(executionArn):
+        described.append(executionArn.rsplit(":", 1)[1])
+        return original(executionArn)
+
+    sfn.describe_execution = describe  # type: ignore[method-assign]
+    tuning.stop(store, sfn, TUNING_ARN, TRAINING_ARN, JOB)
+    assert described == [JOB, handed[3]["name"]]  # the job, then the one trial execution that may be running
+
+
+# -- the leaderboard's per-trial history ------------------------------------------------------------------------
+def test_each_leaderboard_entry_has_its_history_per_rung():
+    store = job_store(n_trials=3)
+    handed = [claim(store, s) for s in range(3)]
+    deliver(store, handed[0], loss=0.5)
+    deliver(store, handed[1], loss=2.0)
+    deliver(store, handed[2], failure={"Error": "States.Timeout", "Cause": "too slow"})
+    plant_last_round(store, 0)
+    promoted = claim(store, 0, seq=1)
+    deliver_settled(store, promoted, 0.25, reason="converged", rounds=7)
+    record, claims = store.documents[layout.tuning_job_key(JOB)], store.documents[layout.tuning_claims_key(JOB)]
+    board = {e["trial"]: e for e in tuning.leaderboard(record, claims, tuning._results(store, JOB), finished=False)}
+    assert board[0]["history"] == [
+        {"rung": 0, "epochs": 3, "validation_loss": 0.5, "validation_metric": 0.5, "stop_reason": "x"},
+        {"rung": 1, "epochs": 7, "validation_loss": 0.25, "validation_metric": 0.9, "stop_reason": "converged"},
+    ]
+    assert board[1]["history"] == [
+        {"rung": 0, "epochs": 3, "validation_loss": 2.0, "validation_metric": 0.5, "stop_reason": "x"}
+    ]
+    assert board[2]["history"] == [
+        {"rung": 0, "epochs": 0, "validation_loss": None, "validation_metric": None,
+         "stop_reason": "States.Timeout: too slow"}
+    ]  # fmt: skip
+
+
+# -- a trial in the runs API ------------------------------------------------------------------------------------
+def trial_executions(store) -> tuple[FakeSfn, str]:
+    """The training state machine's executions of trial 1 (rung 0, ended) as the tuning job starts them."""
+    record = store.documents[layout.tuning_job_key(JOB)]
+    payload = tuning.trial_input(store, record, JOB, 1, 0)
+    run_id = payload["run_id"]
+    arn = f"{TRAINING_ARN.replace(':stateMachine:', ':execution:')}:{run_id}"
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    sfn = FakeSfn(
+        {arn: {"status": "SUCCEEDED", "startDate": when, "stopDate": when, "input": json.dumps(payload),
+               "output": json.dumps({"validation_loss": 0.3})}}
+    )  # fmt: skip
+    sfn.executions[arn]["name"] = run_id
+    return sfn, run_id
+
+
+def test_a_trial_run_is_described_with_its_request_and_its_tuning_job():
+    from mlcore.steps import runs
+
+    store = job_store()
+    sfn, run_id = trial_executions(store)
+    described = runs.describe(store, sfn, TRAINING_ARN, run_id)
+    assert described["tuning"] == {"job_id": JOB, "trial": 1}
+    assert described["request"]["hyperparameters"]["model"] == "mlp_regression"
+    assert described["request"]["hyperparameters"]["hidden_layers"] == [8]
+    assert "data" not in described["request"] and described["request"]["trial"] is True
+
+
+def test_a_trial_run_is_listed_with_its_hyperparameters_mode_and_tuning_job():
+    from mlcore.steps import runs
+
+    store = job_store()
+    sfn, run_id = trial_executions(store)
+    listed = runs.list_runs(sfn, TRAINING_ARN, store=store)["runs"]
+    assert [r["run_id"] for r in listed] == [run_id]
+    assert listed[0]["hyperparameters"] == {"model": "mlp_regression", "optimizer": "momentum", "learning_rate": 0.1,
+                                            "solver": "auto"}  # fmt: skip
+    assert (listed[0]["mode"], listed[0]["tuning"]) == ("sync", {"job_id": JOB, "trial": 1})
+
+
+def test_a_plain_run_is_not_marked_as_a_trial():
+    from mlcore.steps import runs
+
+    request, marked = runs.first_input(json.dumps(PREPARE))
+    assert (request, marked) == (PREPARE, None)
+
+
+def test_a_settled_trial_is_promoted_past_a_full_rung():
+    started = [(t, 0) for t in range(6)] + [(3, 1), (0, 1)]  # rung 1 holds its ceil(6 / 3) = 2 jobs
+    losses = {(t, 0): loss for t, loss in enumerate((0.5, 0.9, 0.8, 0.4, 0.1, 0.7))}
+    assert asha.next_job(6, 3, 3, started, losses) == "wait"  # trial 4's result came too late for the cap
+    assert asha.next_job(6, 3, 3, started, losses, settled=[(4, 0)]) == (4, 1)  # free: the cap does not apply
+    started.append((4, 1))
+    losses |= {(4, 1): 0.1}
+    assert asha.next_job(6, 3, 3, started, losses, settled=[(4, 0), (4, 1)]) == "wait"  # promoted once only

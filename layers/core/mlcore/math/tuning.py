@@ -12,7 +12,7 @@ No rung waits for all its trials, so ``max_parallel_trials`` slots stay busy.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -219,6 +219,7 @@ def next_job(
     eta: int,
     started: Iterable[Job],
     losses: Mapping[Job, float],
+    settled: Collection[Job] = (),
 ) -> Job | Literal["wait", "done"]:
     """The (trial, rung) to run next under ASHA, from every job ever handed out (``started``) and the validation
     loss of each finished one (``losses``; ``math.inf`` for a failed or diverged trial). Pure: the same state gives
@@ -233,7 +234,11 @@ def next_job(
        loss at the highest rung possible (within the caps), so that a search of fewer than ``eta`` trials, or one
        whose finalist failed, still trains a trial to the last rung;
     5. else ``"done"``.
-    Ties are broken by trial index (the lower first)."""
+    Ties are broken by trial index (the lower first).
+
+    ``settled``: finished jobs whose trial stopped on its own (converged, solved, early-stopped), so its result at
+    the next rung is the same and promoting it costs nothing: such a promotion is exempt from the rung caps and does
+    not count against them (the cost estimate still bounds the job)."""
     if n_trials < 0 or n_rungs < 1 or eta < 2:
         raise ValueError(f"need n_trials >= 0, n_rungs >= 1 and eta >= 2, got {n_trials}, {n_rungs}, {eta}")
     handed = set(started) | set(losses)
@@ -241,18 +246,22 @@ def next_job(
         if not (0 <= trial < n_trials and 0 <= rung < n_rungs):
             raise ValueError(f"job (trial {trial}, rung {rung}) is outside {n_trials} trials and {n_rungs} rungs")
     caps = rung_caps(n_trials, n_rungs, eta)
+    free = {(trial, rung + 1) for trial, rung in settled}
     at_rung = [0] * n_rungs
-    for _, rung in handed:
-        at_rung[rung] += 1
+    for trial, rung in handed:
+        at_rung[rung] += (trial, rung) not in free
     results: list[list[tuple[int, float]]] = [[] for _ in range(n_rungs)]
     for (trial, rung), loss in losses.items():
         results[rung].append((trial, loss))
     ranked = [_ranked(r) for r in results]
 
     def candidates(rung: int, top: int) -> list[int]:
-        if at_rung[rung + 1] >= caps[rung + 1]:
-            return []
-        return [t for t, loss in ranked[rung][:top] if math.isfinite(loss) and (t, rung + 1) not in handed]
+        full = at_rung[rung + 1] >= caps[rung + 1]
+        return [
+            t
+            for t, loss in ranked[rung][:top]
+            if math.isfinite(loss) and (t, rung + 1) not in handed and (not full or (t, rung + 1) in free)
+        ]
 
     for rung in range(n_rungs - 2, -1, -1):
         promote = candidates(rung, len(ranked[rung]) // eta)

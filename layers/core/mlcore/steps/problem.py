@@ -227,9 +227,9 @@ def setup(request: TrainingRequest, meta: dict) -> tuple[TrainingRequest, Proble
     that do not fit the inferred model (e.g. solver 'exact' for a classification)."""
     hp = request.hyperparameters
     chosen = hp.model if "model" in hp.model_fields_set else None
-    if isinstance(meta.get("columns"), list):
+    if isinstance(meta.get("columns"), list) and meta.get("rows") is not None:
         problem = infer_problem(meta, request.target, request.preprocessing, chosen)
-    else:  # a version stored without a profile: nothing is judged (Preprocess checks the data itself)
+    else:  # a version stored without a profile (or its row count): nothing is judged (Preprocess checks the data)
         problem = _unprofiled(hp.model)
     updates: dict[str, Any] = {}
     if chosen is None:

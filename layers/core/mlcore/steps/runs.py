@@ -488,11 +488,23 @@ def _last_round(store: ObjectStore, run_id: str) -> tuple[int, dict[str, Any] | 
         return len(rounds), None
 
 
-def _request_columns(request: dict[str, Any]) -> dict[str, Any]:
+def first_input(raw: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A run's training request and, for a tuning trial, its ``{"job_id", "trial"}``, from its first execution's
+    input: a plain run's is the request itself; a trial's is ``{run_id, request, data, tuning}`` (its job prepared
+    the data)."""
+    given = json.loads(raw)
+    if isinstance(given, dict) and isinstance(given.get("request"), dict) and "run_id" in given:
+        tuning = given.get("tuning")
+        return given["request"], tuning if isinstance(tuning, dict) else None
+    return given, None
+
+
+def _request_columns(request: dict[str, Any], tuning: dict[str, Any] | None = None) -> dict[str, Any]:
     hyperparameters = request.get("hyperparameters") or {}
     return {
         "hyperparameters": {k: hyperparameters.get(k) for k in SHOWN_HYPERPARAMETERS},
         "mode": request.get("mode"),
+        **({"tuning": tuning} if tuning else {}),
     }
 
 
@@ -510,8 +522,8 @@ def _summary(store: ObjectStore, sfn, run: dict[str, Any], first: dict[str, Any]
                 return {k: v for k, v in stored.items() if k not in ("execution", "status")}
         except NotFound:
             pass
-    request = json.loads(sfn.describe_execution(executionArn=first["executionArn"])["input"])
-    summary: dict[str, Any] = _request_columns(request)
+    request, tuning = first_input(sfn.describe_execution(executionArn=first["executionArn"])["input"])
+    summary: dict[str, Any] = _request_columns(request, tuning)
     if not ended:
         return summary
     output = sfn.describe_execution(executionArn=latest["executionArn"]).get("output")
@@ -647,11 +659,13 @@ def describe(store: ObjectStore, sfn, state_machine_arn: str, run_id: str, curve
     """Status, request, progress (and with ``curve`` every round's summary) of one run."""
     executions = _executions(sfn, state_machine_arn, run_id)
     desc = _latest(sfn, executions)  # continued or resumed: the latest execution has the run's status
+    request, tuning = first_input(executions[0]["input"])  # the first execution's input holds the request
     result: dict[str, Any] = {
         "run_id": run_id,
         "status": desc["status"],
         "started_at": executions[0]["startDate"].isoformat(),
-        "request": json.loads(executions[0]["input"]),  # the first execution's input is the training request
+        "request": request,
+        **({"tuning": tuning} if tuning else {}),
     }
     if desc.get("stopDate"):
         result["stopped_at"] = desc["stopDate"].isoformat()

@@ -539,6 +539,9 @@ AggregatorEvent = Annotated[InitTask | AggregateTask | AsyncProgressTask, Field(
 MAX_TRIALS = 128
 MAX_PARALLEL_TRIALS = 16  # the account-safe cap: each trial's sync rounds run n_shards workers at once
 MAX_LEARNING_RATE = 10.0  # Hyperparameters.learning_rate's upper bound
+MAX_L2 = 1e4  # a search's l2.high: far past the penalty that trains a constant model, short of overflowing the loss
+MAX_BATCH_SIZE = 1_000_000  # a search's batch sizes: more rows than a shard holds is the whole shard
+MAX_SEED = 2**32 - 1
 
 
 class SearchRange(UserInput):
@@ -557,7 +560,7 @@ class SearchSpace(UserInput):
     l2: SearchRange | None = Field(
         None, description="log-uniform; low 0: a quarter of the trials get l2 = 0, the rest 4 decades below high"
     )
-    batch_size: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="async trials")
+    batch_size: list[Annotated[int, Field(ge=0, le=MAX_BATCH_SIZE)]] | None = Field(None, description="async trials")
     mode: list[Literal["sync", "async"]] | None = None
     hidden_layers: list[list[int]] | None = Field(None, description="mlp_regression and mlp_classifier trials")
     solver: list[Solver] | None = Field(None, description="sync trials (async trials run sgd)")
@@ -580,6 +583,8 @@ class SearchSpace(UserInput):
                     raise ValueError(
                         f"search_space.learning_rate.high must be at most {MAX_LEARNING_RATE}, got {value.high}"
                     )
+                if name == "l2" and value.high > MAX_L2:
+                    raise ValueError(f"search_space.l2.high must be at most {MAX_L2:g}, got {value.high:g}")
         for sizes in self.hidden_layers or []:
             try:
                 Hyperparameters(model="mlp_regression", hidden_layers=sizes)
@@ -606,7 +611,7 @@ class TuningRequest(UserInput):
     max_cost_usd: float | None = Field(
         None, gt=0, description="refuse the job when its estimated cost is above this (USD)"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     search_space: SearchSpace | None = None
     min_epochs: int = Field(
         15,

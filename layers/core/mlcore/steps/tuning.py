@@ -40,6 +40,9 @@ JOB_ID = re.compile(r"^tune-[0-9a-f]{12}$")
 CLAIM_ATTEMPTS = 25  # compare-and-swap attempts of one call; every slot takes one job per trial run at most
 STATUSES = {"RUNNING": "RUNNING", "SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED", "TIMED_OUT": "FAILED"}
 MAX_SEARCH_HISTORY = 400  # (trial, rung) results kept in the registered model's lineage
+# a run that stopped for one of these reasons ends the same way with any larger budget: promoting it is free (its
+# result is recorded at the next rung as it is, no training execution started)
+SETTLED = ("converged", "solved", "early_stopping")
 
 
 class AllTrialsFailed(InvalidInput):
@@ -228,15 +231,19 @@ def next_action(store: ObjectStore, task: NextTask) -> dict[str, Any]:
     record = _record(store, task.job_id)
     n_trials, rungs = len(record["trials"]), list(record["rungs"])
     eta = int(record["request"]["reduction_factor"])
-    for _ in range(CLAIM_ATTEMPTS):
+    lost = 0
+    while True:  # ends: every pass claims a job, returns, or counts a lost compare-and-swap
         claims, etag = _claims(store, task.job_id)
-        mine = [c for c in claims["jobs"] if c["slot"] == task.slot and c["seq"] == task.seq]
+        mine = [c for c in claims["jobs"] if c["slot"] == task.slot and c["seq"] == task.seq and not c.get("free")]
         if mine:
             job = mine[0]
             break
         results = _results(store, task.job_id)
+        _settle_free(store, task.job_id, claims, results)
         started = [(int(c["trial"]), int(c["rung"])) for c in claims["jobs"]]
-        decision = asha.next_job(n_trials, len(rungs), eta, started, {k: _loss(v) for k, v in results.items()})
+        losses = {k: _loss(v) for k, v in results.items()}
+        settled = [k for k, v in results.items() if _settled(v)]
+        decision = asha.next_job(n_trials, len(rungs), eta, started, losses, settled)
         if decision == "wait" or decision == "done":
             return {"job_id": task.job_id, "slot": task.slot, "seq": task.seq, "action": decision}
         trial, rung = decision
@@ -248,16 +255,21 @@ def next_action(store: ObjectStore, task: NextTask) -> dict[str, Any]:
             "run_id": trial_run_id(task.job_id, trial),
             "claimed_at": datetime.now(UTC).isoformat(),
         }
+        if rung > 0 and (trial, rung - 1) in settled:
+            job["free"] = True
         try:
             if etag is None:
                 store.put_json(layout.tuning_claims_key(task.job_id), {"jobs": [job]}, if_absent=True)
             else:
                 store.put_json(layout.tuning_claims_key(task.job_id), {"jobs": [*claims["jobs"], job]}, if_match=etag)
-            break
         except (Conflict, AlreadyExists):
-            continue  # another slot claimed first: decide again on what it wrote
-    else:
-        raise Conflict(f"slot {task.slot} lost {CLAIM_ATTEMPTS} claims in a row")
+            lost += 1  # another slot claimed first: decide again on what it wrote
+            if lost >= CLAIM_ATTEMPTS:
+                raise Conflict(f"slot {task.slot} lost {CLAIM_ATTEMPTS} claims in a row") from None
+            continue
+        if not job.get("free"):
+            break
+        _settle_free(store, task.job_id, {"jobs": [job]}, results)  # recorded without a run: ask ASHA again
     trial, rung = int(job["trial"]), int(job["rung"])
     return {
         "job_id": task.job_id,
@@ -269,6 +281,34 @@ def next_action(store: ObjectStore, task: NextTask) -> dict[str, Any]:
         "name": execution_name(job["run_id"], rung),
         "input": trial_input(store, record, task.job_id, trial, rung),
     }
+
+
+def _settled(result: dict[str, Any] | None) -> bool:
+    """Whether a (trial, rung)'s result would come out the same at a larger budget: its run stopped on its own
+    (``SETTLED``: converged, solved, early-stopped), not at the rung's epoch budget."""
+    return result is not None and result.get("status") == "completed" and result.get("stop_reason") in SETTLED
+
+
+def _settle_free(
+    store: ObjectStore, job_id: str, claims: dict[str, Any], results: dict[tuple[int, int], dict[str, Any]]
+) -> None:
+    """Record the result of every free promotion among ``claims`` that has none yet (``results`` updated in place):
+    the result at the rung below, as it is (the same epochs, loss, metric and stop reason), create-only. The claim
+    is written first, so a call that stopped between the two writes has its result written by the next call."""
+    for c in claims["jobs"]:
+        trial, rung = int(c["trial"]), int(c["rung"])
+        below = results.get((trial, rung - 1))
+        if not c.get("free") or (trial, rung) in results or below is None:
+            continue
+        result = {
+            **below,
+            "rung": rung,
+            "recorded_at": datetime.now(UTC).isoformat(),
+            "free": True,  # promoted without a run: it had stopped on its own at the rung below
+        }
+        with contextlib.suppress(AlreadyExists):  # another slot settled it first: the same result
+            store.put_json(layout.tuning_result_key(job_id, trial, rung), result, if_absent=True)
+        results[(trial, rung)] = result
 
 
 def trial_request(record: dict[str, Any], trial: int, rung: int, *, final: bool = False) -> TrainingRequest:
@@ -297,15 +337,16 @@ def _last_state(store: ObjectStore, run_id: str) -> dict[str, Any]:
 
 
 def trial_input(store: ObjectStore, record: dict[str, Any], job_id: str, trial: int, rung: int) -> dict[str, Any]:
-    """The training execution's input: ``{run_id, request, data}`` at rung 0 (the training state machine then
-    initializes the run's parameters on the job's data); a promoted trial continues its own run from its last round,
-    ``{run_id, request, data, train}``, with the larger budget."""
+    """The training execution's input: ``{run_id, request, data, tuning}`` at rung 0 (the training state machine
+    then initializes the run's parameters on the job's data; ``tuning`` names the job and trial for the runs API); a
+    promoted trial continues its own run from its last round, with ``train`` added, with the larger budget."""
     request = trial_request(record, trial, rung)
     run_id = trial_run_id(job_id, trial)
     payload: dict[str, Any] = {
         "run_id": run_id,
         "request": request.model_dump(mode="json"),
         "data": _trial_data(store, job_id, request.hyperparameters.model),
+        "tuning": {"job_id": job_id, "trial": trial},  # the runs API marks the run as this job's trial
     }
     if rung > 0:
         payload["train"] = {**_last_state(store, run_id), "done": False, "reason": None, "handover": False}
@@ -333,7 +374,7 @@ def record(store: ObjectStore, task: RecordTask) -> dict[str, Any]:
     following = {"job_id": task.job_id, "slot": task.slot, "seq": task.seq + 1}
     claims, _ = _claims(store, _check_id(task.job_id))
     claim = next((c for c in claims["jobs"] if (c["trial"], c["rung"]) == (task.trial, task.rung)), None)
-    if claim is None:
+    if claim is None or claim.get("free"):  # never handed out to a run (a free promotion records itself)
         return {**following, "recorded": False}
     result: dict[str, Any] = {
         "trial": task.trial,
@@ -399,6 +440,7 @@ def leaderboard(
             "cost_usd": (trial_costs or {}).get(run_id),
         }
         done = [results[(trial, r)] for r in rungs if (trial, r) in results]
+        entry["history"] = [_history_point(r) for r in done]
         if done:
             last = done[-1]
             entry["epochs"] = last.get("epochs") or 0
@@ -421,6 +463,20 @@ def leaderboard(
             )
         entries.append(entry)
     return asha.leaderboard_order(entries)
+
+
+def _history_point(result: dict[str, Any]) -> dict[str, Any]:
+    """A trial's result at one rung, as its leaderboard entry's ``history`` shows it: the epochs its run reached
+    (below the rung's budget when it stopped on its own), the validation loss and metric, the stop reason (a failed
+    result's: its reason)."""
+    failed = result.get("status") == "failed"
+    return {
+        "rung": int(result["rung"]),
+        "epochs": result.get("epochs") or 0,
+        "validation_loss": None if failed else result.get("validation_loss"),
+        "validation_metric": None if failed else result.get("validation_metric"),
+        "stop_reason": result.get("reason") if failed else result.get("stop_reason"),
+    }
 
 
 def _best(board: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -451,7 +507,8 @@ def finalize(store: ObjectStore, task: FinalizeTask) -> dict[str, Any]:
         {
             "trial": r["trial"],
             "rung": r["rung"],
-            "epochs": record["rungs"][r["rung"]],
+            "epochs": r.get("epochs") or 0,
+            "budget": record["rungs"][r["rung"]],
             "status": r["status"],
             "validation_loss": r.get("validation_loss"),
             "validation_metric": r.get("validation_metric"),
@@ -649,8 +706,8 @@ def stop(store: ObjectStore, sfn, state_machine_arn: str, training_arn: str, job
     claims, _ = _claims(store, job_id)
     results = _results(store, job_id)
     for c in claims["jobs"]:
-        if (c["trial"], c["rung"]) in results:
-            continue
+        if c.get("free") or (c["trial"], c["rung"]) in results:
+            continue  # ended, or promoted without a run
         arn = aws.execution_arn(training_arn, execution_name(c["run_id"], int(c["rung"])))
         try:
             if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
