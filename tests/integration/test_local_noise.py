@@ -59,8 +59,7 @@ def test_api_requests_to_one_function_are_answered_one_at_a_time(monkeypatch):
         paths = ["/models", "/models/a", "/models/b", "/models/c", "/training-runs", "/training-runs/x"]
         answers: dict[str, str] = {}
         threads = [
-            threading.Thread(target=lambda p=p: answers.__setitem__(p, cloud.request("GET", p)["body"]))
-            for p in paths
+            threading.Thread(target=lambda p=p: answers.__setitem__(p, cloud.request("GET", p)["body"])) for p in paths
         ]
         for t in threads:
             t.start()
