@@ -136,45 +136,12 @@ def _data(split: Split, shards: int) -> list[np.ndarray]:
 
 
 def sync_run(split: Split, hp: Hyperparameters, shards: int = SHARDS) -> tuple[np.ndarray, int, str]:
-    """A sync run of the real worker and aggregator steps against moto S3, each worker handed its shard as a warm
-    container holds it: ``(theta, rounds, stop reason)``."""
-    import boto3
-    from moto import mock_aws
+    """A sync run of the real worker and aggregator steps against moto S3 (``quality.sync_rounds``):
+    ``(theta, rounds, stop reason)``."""
+    from .quality import sync_rounds
 
-    from mlcore.infra.storage import S3Store, s3_client
-    from mlcore.steps import training
-    from mlcore.steps.schemas import AggregateTask, InitTask, RoundState, Shard, WorkerTask
-
-    run = "run-mlp"
-    data = _data(split, shards)
     n_outputs = 1 if hp.model == "linear_regression" else split.n_outputs
-    with mock_aws():
-        s3_client.cache_clear()
-        boto3.client("s3").create_bucket(Bucket="mlp")
-        store = S3Store("mlp")
-        init = InitTask(
-            run_id=run, n_features=split.X_train.shape[1], n_outputs=n_outputs, seed=SEED, hyperparameters=hp
-        )
-        state: RoundState = training.init_run(store, init)
-        while not state.done:
-            results = [
-                training.compute_gradient(
-                    store,
-                    WorkerTask(
-                        run_id=run, round=state.round, params_key=state.params_key, model=hp.model,
-                        shard=Shard(index=i, key=f"shards/{i}.npy", rows=len(d), n_shards=shards), hyperparameters=hp,
-                    ),
-                    shard=d,
-                )
-                for i, d in enumerate(data)
-            ]  # fmt: skip
-            task = AggregateTask(
-                run_id=run, round=state.round, params_key=state.params_key, hyperparameters=hp, results=results
-            )
-            state = training.aggregate(store, task)
-        theta = store.get_arrays(state.params_key)["theta"].ravel()
-        s3_client.cache_clear()
-    return theta, state.round, str(state.reason)
+    return sync_rounds(_data(split, shards), n_outputs, hp, seed=SEED)
 
 
 def linear_r2(split: Split) -> float:

@@ -138,8 +138,17 @@ def distributed_gd(case: Case, epochs: int, shards: int = SHARDS) -> np.ndarray:
 
 
 def round_solver(case: Case, solver: str, shards: int = SHARDS) -> tuple[np.ndarray, int, str]:
-    """A sync run of the real worker and aggregator steps (``compute_gradient``, ``aggregate``) with
-    ``solver`` against moto S3, each worker handed its shard as a warm container holds it:
+    """A sync run with ``solver`` (``sync_rounds``): ``(theta, rounds, stop reason)``."""
+    hp = Hyperparameters(model=case.model, l2=L2, solver=solver)
+    data = [np.hstack([case.X_train[rows], case.y_train[rows, None]]) for rows in shard_rows(case, shards)]
+    return sync_rounds(data, case.k, hp)
+
+
+def sync_rounds(
+    data: list[np.ndarray], n_outputs: int, hp: Hyperparameters, seed: int = 0
+) -> tuple[np.ndarray, int, str]:
+    """A sync run of the real worker and aggregator steps (``compute_gradient``, ``aggregate``) on the float32
+    ``[X | y]`` shards ``data`` against moto S3, each worker handed its shard as a warm container holds it:
     ``(theta, rounds, stop reason)``."""
     import boto3
     from moto import mock_aws
@@ -148,22 +157,21 @@ def round_solver(case: Case, solver: str, shards: int = SHARDS) -> tuple[np.ndar
     from mlcore.steps import training
     from mlcore.steps.schemas import AggregateTask, InitTask, RoundState, Shard, WorkerTask
 
-    run = "run-solver"
-    hp = Hyperparameters(model=case.model, l2=L2, solver=solver)
-    data = [np.hstack([case.X_train[rows], case.y_train[rows, None]]) for rows in shard_rows(case, shards)]
+    run = "run-sync"
     with mock_aws():
         s3_client.cache_clear()
-        boto3.client("s3").create_bucket(Bucket="quality")
-        store = S3Store("quality")
-        init = InitTask(run_id=run, n_features=case.X_train.shape[1], n_outputs=case.k, hyperparameters=hp)
+        boto3.client("s3").create_bucket(Bucket="bench")
+        store = S3Store("bench")
+        init = InitTask(run_id=run, n_features=data[0].shape[1] - 1, n_outputs=n_outputs, seed=seed, hyperparameters=hp)
         state: RoundState = training.init_run(store, init)
         while not state.done:
             results = [
                 training.compute_gradient(
                     store,
                     WorkerTask(
-                        run_id=run, round=state.round, params_key=state.params_key, model=case.model,
-                        shard=Shard(index=i, key=f"shards/{i}.npy", rows=len(d)), hyperparameters=hp,
+                        run_id=run, round=state.round, params_key=state.params_key, model=hp.model,
+                        shard=Shard(index=i, key=f"shards/{i}.npy", rows=len(d), n_shards=len(data)),
+                        hyperparameters=hp,
                     ),
                     shard=d,
                 )
