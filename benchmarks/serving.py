@@ -78,18 +78,24 @@ def warm_latency(
 ) -> dict[str, tuple[float, float]]:
     """Milliseconds of a warm Predict call (the handler in process, on moto) for 1 and 1,000 rows of
     data/housing.csv: ``(p50, p<upper>)`` per row count, for a ``linear`` model or a (64, 64) ``mlp``."""
+    import threadpoolctl
+
     from mllocal import apigw
     from mllocal.cloud import LocalCloud
     from mllocal.lambdas import LambdaContext, load_handler
     from mllocal.template import local_stack
 
     out = {}
-    with LocalCloud(local_stack(overrides={"LogLevel": "WARNING"})) as cloud:
+    with contextlib.ExitStack() as stack:
+        cloud = stack.enter_context(LocalCloud(local_stack(overrides={"LogLevel": "WARNING"})))
         rows = _register_housing_model(cloud, model)
         spec = cloud.stack.functions["PredictFunction"]
         handler = load_handler(spec)
         os.environ.update(spec.environment)
         context = LambdaContext(spec.name, spec.memory_mb, spec.arn, spec.timeout)
+        # numpy is loaded before the function's environment is: its BLAS threads as the template sets them
+        threads = spec.environment.get("OPENBLAS_NUM_THREADS")
+        stack.enter_context(threadpoolctl.threadpool_limits(int(threads) if threads else None))
 
         for n, repeats in ((1, repeats_1), (1000, repeats_1000)):
             event = apigw.proxy_event(

@@ -1,6 +1,8 @@
 """JSON text from outside within bounds (mlcore.infra.jsontext): depth, integer size, lone surrogates."""
 
 import json
+import re
+from itertools import accumulate
 
 import pytest
 from hypothesis import given
@@ -62,3 +64,25 @@ def test_a_surrogate_pair_is_text():
 def test_bad_syntax_stays_a_decode_error(text):
     with pytest.raises(json.JSONDecodeError):
         jsontext.loads(text)
+
+
+_STRING_TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\Z)', re.DOTALL)
+
+
+def depth_by_pattern(text: str) -> int:
+    """The depth as the string pattern alone counts it (the reference for the split taken without escapes)."""
+    steps = [{"[": 1, "{": 1, "]": -1, "}": -1}[c] for c in _STRING_TOKEN.sub("", text) if c in "[]{}"]
+    return max(accumulate(steps), default=0)
+
+
+@given(st.text(alphabet='a[]{}"') | st.text(alphabet='a[]{}"\\'))
+def test_depth_of_any_text_valid_or_not_is_the_string_patterns(text):
+    assert jsontext.depth(text) == depth_by_pattern(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [('["[[", ["]"]]', 2), ('"[[[', 0), ('[["a"], "{{"', 2), ('["\\"[[", []]', 2), ('{"a\\\\": [[]]}', 3)],
+)
+def test_depth_skips_strings_with_and_without_escapes(text, expected):
+    assert jsontext.depth(text) == expected

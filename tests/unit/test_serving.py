@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlcore.infra import layout
 from mlcore.infra.errors import InvalidInput, NotFoundError
 from mlcore.serving import online
 from mlcore.serving.registry import ModelArtifact
+from mllocal.template import local_stack
 
 from .fakes import FakeClock, FakeStore
 from .helpers import make_artifact
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -96,6 +103,67 @@ def test_instance_limit(artifact):
 def test_huge_integer_is_invalid_input(artifact):
     with pytest.raises(InvalidInput, match=r"instances\[0\]\.sqft"):
         online.instances_to_columns(artifact, [[10**400, "a"]])
+
+
+NOT_FINITE = st.sampled_from([math.nan, math.inf, -math.inf, 10**400])  # 10**400: no float holds it
+NUMBER = st.none() | st.floats(allow_nan=False) | st.integers() | NOT_FINITE
+CATEGORY = st.none() | st.text(max_size=2) | st.floats() | st.integers() | st.booleans()
+WRONG = st.booleans() | st.text(max_size=2) | st.lists(st.integers(), max_size=1) | st.just({"x": 1})
+
+
+def _mostly(right, wrong=WRONG):
+    return st.integers(0, 9).flatmap(lambda k: wrong if k == 0 else right)
+
+
+ANY = NUMBER | CATEGORY | WRONG
+OBJECT = _mostly(
+    st.fixed_dictionaries({"sqft": _mostly(NUMBER), "city": _mostly(CATEGORY)}, optional={"id": ANY}),
+    st.dictionaries(st.sampled_from(["sqft", "city", "id"]), ANY),
+)
+LIST = _mostly(st.tuples(_mostly(NUMBER), _mostly(CATEGORY)).map(list), st.lists(ANY, max_size=3))
+OBJECTS = st.lists(OBJECT, min_size=1, max_size=5)
+LISTS = st.lists(LIST, min_size=1, max_size=5)
+
+
+def _outcome(artifact, instances) -> object:
+    try:
+        columns = online.instances_to_columns(artifact, instances)
+    except InvalidInput as err:
+        return str(err)
+    return {n: [(type(v), repr(v)) for v in column] for n, column in columns.items()}
+
+
+@settings(max_examples=300)
+@given(st.one_of(OBJECTS.map(lambda xs: (xs, [1.0, "a"])), LISTS.map(lambda xs: (xs, {"sqft": 1.0, "city": "a"}))))
+def test_a_column_at_a_time_answers_as_one_instance_at_a_time(case):
+    """Instances of one shape are validated a column at a time; a mix of objects and lists one instance at a time.
+    Adding a valid instance of the other shape at the end must change nothing but that row: the same columns
+    (values and types) or the same first problem."""
+    instances, other = case
+    artifact = make_artifact()
+    alone, mixed = _outcome(artifact, instances), _outcome(artifact, [*instances, other])
+    if isinstance(alone, str):
+        assert mixed == alone
+    else:
+        assert isinstance(mixed, dict)
+        assert {n: column[:-1] for n, column in mixed.items()} == alone
+
+
+def test_the_request_model_stands_for_its_instances_by_their_count():
+    """Powertools formats the route's arguments into a debug message on every request: the body's repr must not
+    be the caller's data (nor cost a walk over it)."""
+    spec = importlib.util.spec_from_file_location("predict_app", ROOT / "functions" / "predict" / "app.py")
+    assert spec is not None and spec.loader is not None
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    request = app.PredictRequest(instances=[{"sqft": 123456.5, "city": "secret"}, [1.0, "b"]])
+    assert repr(request) == "PredictRequest(<2 instances>)"
+    assert f"{ {'body': request} }" == "{'body': PredictRequest(<2 instances>)}"
+
+
+def test_predict_runs_blas_on_one_thread():
+    """Predict's 1,769 MB is one vCPU though Lambda shows two CPUs: a second OpenBLAS thread would only contend."""
+    assert local_stack().functions["PredictFunction"].environment["OPENBLAS_NUM_THREADS"] == "1"
 
 
 def test_predict_applies_the_saved_transform(artifact):

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -102,6 +103,20 @@ def guard(
     return event, rejected
 
 
+# The JSON body ``guard`` parsed for the request being resolved, with that body's text: ``json_body`` hands it to
+# the resolver instead of parsing it again; ``resolve`` empties it once the request is answered.
+_parsed: list[tuple[str, Any]] = []
+
+
+def json_body(text: str) -> Any:
+    """A resolver's ``json_body_deserializer`` (``APIGatewayRestResolver(json_body_deserializer=json_body)``): the
+    value ``guard`` already parsed from this very body, so a JSON body is parsed once; otherwise ``jsontext.loads``
+    (within the same bounds)."""
+    if _parsed and _parsed[-1][0] is text:
+        return _parsed.pop()[1]
+    return jsontext.loads(text)
+
+
 def _as_json(event: dict) -> dict:
     """The event with its Content-Type header(s) rewritten to application/json, so the resolver reads the body
     as the JSON it is rather than as form fields."""
@@ -117,18 +132,26 @@ def _as_json(event: dict) -> dict:
 
 def check_json(body: str) -> dict | None:
     """400 for a JSON body beyond ``jsontext``'s bounds (depth, integer size, lone surrogates), which the
-    resolver's parser would meet as a RecursionError or a bare ValueError; plain syntax errors are left to it."""
+    resolver's parser would meet as a RecursionError or a bare ValueError; plain syntax errors are left to it.
+    A body within the bounds is kept for ``json_body``."""
+    _parsed.clear()
     try:
-        jsontext.check(body)
+        value = jsontext.loads(body)
     except jsontext.JsonRefused as err:
         return _error(400, f"request body refused: {err}")
+    except json.JSONDecodeError:
+        return None
+    _parsed.append((body, value))
     return None
 
 
 def resolve(app: APIGatewayRestResolver, event: dict, context, **checks) -> dict:
     """``guard`` the event, then route it: the one entry point of every API function."""
-    event, rejected = guard(event, **checks)
-    return rejected or app.resolve(event, context)
+    try:
+        event, rejected = guard(event, **checks)
+        return rejected or app.resolve(event, context)
+    finally:
+        _parsed.clear()  # a body is not kept past its request
 
 
 def check_body(event: dict, max_bytes: int) -> tuple[dict, dict | None]:

@@ -9,7 +9,6 @@ that no UTF-8 encoder, and so no S3 key or document, can carry. ``loads`` refuse
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from itertools import accumulate
@@ -29,8 +28,11 @@ class JsonRefused(ValueError):
 
 
 def depth(text: str) -> int:
-    """The nesting depth of ``text``: its brackets outside strings, counted without recursion."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    """The nesting depth of ``text``: its brackets outside strings, counted without recursion. With no backslash
+    in the text every quote opens or closes a string, so the text between quotes alternates outside/inside (an
+    unterminated last string included): a split, much cheaper than the string pattern escapes need."""
+    outside = "".join(text.split('"')[::2]) if "\\" not in text else _STRING.sub("", text)
+    brackets = _NOT_BRACKET.sub("", outside)
     return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
@@ -55,17 +57,6 @@ def _check_text(value: Any) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_text(item)
-
-
-def check(text: str) -> None:
-    """``JsonRefused`` when ``text`` is beyond the bounds, parsing it only when that can tell: a text with no
-    escape and no more characters than an integer literal may have digits is checked by its depth alone (the
-    request-body guard, in front of a resolver that parses the body itself)."""
-    if "\\u" in text or len(text) > MAX_INT_DIGITS:
-        with contextlib.suppress(json.JSONDecodeError):  # bad syntax is the caller's parser's to report
-            loads(text)
-    elif depth(text) > MAX_DEPTH:
-        raise JsonRefused(f"JSON nested more than {MAX_DEPTH} levels deep")
 
 
 def loads(text: str | bytes) -> Any:

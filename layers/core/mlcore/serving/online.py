@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, Final
 
 import numpy as np
@@ -29,6 +30,51 @@ def instances_to_columns(artifact: ModelArtifact, instances: Sequence[Instance])
         raise InvalidInput("instances must be a non-empty list")
     if len(instances) > MAX_INSTANCES:
         raise InvalidInput(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}")
+    columns = _valid_columns(artifact, instances)
+    return columns if columns is not None else _columns_row_by_row(artifact, instances)
+
+
+_NUMBER_TYPES = frozenset({float, int, type(None)})
+_CATEGORY_TYPES = frozenset({str, float, int, bool, type(None)})
+
+
+def _valid_columns(artifact: ModelArtifact, instances: Sequence[Instance]) -> dict[str, list[Any]] | None:
+    """The columns, a column at a time, when every instance is valid: the common case, answered without a
+    Python loop per value. None when any instance may not be (a missing feature, a wrong type or length, a value
+    that is not finite, a mix of objects and lists...): the row-by-row pass then names the first problem."""
+    names = artifact.preprocessor.input_names
+    kinds = {type(inst) for inst in instances}
+    try:
+        if kinds == {dict}:
+            pick = itemgetter(*names) if len(names) > 1 else lambda inst: (inst[names[0]],)
+            rows: Any = map(pick, instances)
+        elif kinds == {list} and {len(inst) for inst in instances} == {len(names)}:
+            rows = instances
+        else:
+            return None
+        values = list(zip(*rows, strict=True))
+    except KeyError:
+        return None
+    numeric = {c.name for c in artifact.preprocessor.columns if c.kind == "numeric"}
+    for n, column in zip(names, values, strict=True):
+        types = set(map(type, column))
+        if n not in numeric:
+            if not types <= _CATEGORY_TYPES:
+                return None
+            continue
+        if not types <= _NUMBER_TYPES:
+            return None
+        try:
+            finite = np.isfinite(np.array([v for v in column if v is not None], dtype=np.float64)).all()
+        except OverflowError:  # a JSON integer too large for a float
+            return None
+        if not finite:
+            return None
+    return {n: list(column) for n, column in zip(names, values, strict=True)}
+
+
+def _columns_row_by_row(artifact: ModelArtifact, instances: Sequence[Instance]) -> dict[str, list[Any]]:
+    """The columns, checking one instance at a time: ``InvalidInput`` names the first problem met."""
     names = artifact.preprocessor.input_names
     name_set = set(names)
     numeric = {c.name for c in artifact.preprocessor.columns if c.kind == "numeric"}
@@ -64,6 +110,8 @@ def extra_columns(artifact: ModelArtifact, instances: Sequence[Instance], *, str
     ignores them and the answer names them in ``warnings``. ``strict`` refuses them instead, naming the first
     instance that has any."""
     names = set(artifact.preprocessor.input_names)
+    if set().union(*(inst for inst in instances if isinstance(inst, dict))) <= names:
+        return []  # the common case, answered without a Python step per instance
     extra: set[str] = set()
     for i, inst in enumerate(instances):
         if isinstance(inst, dict) and not inst.keys() <= names:
@@ -133,7 +181,7 @@ def numeric_arrays(artifact: ModelArtifact, columns: dict[str, list[Any]]) -> di
     out: dict[str, Any] = dict(columns)
     for col in artifact.preprocessor.columns:
         if col.kind == "numeric":
-            out[col.name] = np.array([math.nan if v is None else v for v in columns[col.name]], dtype=np.float64)
+            out[col.name] = np.array(columns[col.name], dtype=np.float64)  # None converts to NaN
     return out
 
 
