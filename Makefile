@@ -17,7 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 # `sam build` resolves python3.12 from PATH
 SAM = PATH="$(PY312_DIR):$$PATH" $(BIN)/sam
 
-.PHONY: help venv demo demo-tune local bench bench-quick bench-preprocess bench-large bench-ingest bench-serving bench-training openapi security test lint typecheck validate build unit integration e2e packaging clean
+.PHONY: help venv demo demo-tune local bench bench-quick bench-preprocess bench-large bench-ingest bench-serving bench-training bench-tuning openapi security test lint typecheck validate build unit integration e2e packaging clean
 
 help:
 	@echo "make demo   - train on data/housing.csv locally (moto + the real state machine) and predict"
@@ -33,19 +33,24 @@ help:
 	@echo "make bench-serving - Predict latency (warm), cold import and size of the built Predict"
 	@echo "make openapi - regenerate docs/openapi.json from the API functions' code"
 	@echo "make bench-training - training benchmarks (ARGS=--full for the big ones)"
+	@echo "make bench-tuning - tuning jobs: quality vs scikit-learn, a 32-trial job's time and cost (ARGS=--full)"
 	@echo "make clean  - remove .venv and .aws-sam"
 
-# pip shows what it downloads and installs, with progress bars: the first `make demo` is minutes of it, never silent
+# pip shows what it downloads and installs, with progress bars: the first `make demo` is minutes of it, never silent.
+# Updating an existing .venv (pyproject.toml changed), pip's ~170 "Requirement already satisfied" lines are left
+# out (its exit status kept); not when creating it, as a pipe would hide pip's progress bars
 PIP_PROGRESS := --progress-bar on --disable-pip-version-check
+UPDATING := $(wildcard $(BIN)/python)
+NOT_SATISFIED := $(if $(UPDATING),| { grep --line-buffered -v '^Requirement already satisfied' || test $$? = 1; })
 
 $(BIN)/.installed: pyproject.toml client/pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install it or run make PYTHON312=/path/to/python3.12"; exit 1; }
-	@echo "creating $(VENV) with $(PYTHON312): the server's, the tools' and the client's dependencies (a few minutes, once)"
-	$(PYTHON312) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_PROGRESS) --upgrade pip
-	$(BIN)/pip install $(PIP_PROGRESS) -e ".[dev]"
+	@echo $(if $(UPDATING),"updating $(VENV) ($? changed)","creating $(VENV) with $(PYTHON312): the server's, the tools' and the client's dependencies (a few minutes, once)")
+	$(if $(UPDATING),,$(PYTHON312) -m venv $(VENV))
+	set -o pipefail; $(BIN)/pip install $(PIP_PROGRESS) --upgrade pip $(NOT_SATISFIED)
+	set -o pipefail; $(BIN)/pip install $(PIP_PROGRESS) -e ".[dev]" $(NOT_SATISFIED)
 	# the client is its own distribution (client/pyproject.toml): installed with every extra for the tests
-	$(BIN)/pip install $(PIP_PROGRESS) -e "./client[report,pandas,aws]"
+	set -o pipefail; $(BIN)/pip install $(PIP_PROGRESS) -e "./client[report,pandas,aws]" $(NOT_SATISFIED)
 	@echo "$(VENV) is ready"
 	@touch $@
 
@@ -123,6 +128,9 @@ bench-ingest: venv
 # prints figures, asserts nothing; ARGS=--full for the 1,000,000-row shard and 64 shards
 bench-training: venv
 	$(BIN)/python benchmarks/training.py $(ARGS)
+
+bench-tuning: venv
+	$(BIN)/python -m benchmarks.tuning $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam

@@ -32,6 +32,7 @@ MODULES = [
     "benchmarks.ingest",
     "benchmarks.scaling",
     "benchmarks.training",  # collect: an 8-shard round's S3 requests and transitions, results inline vs via S3
+    "benchmarks.tuning",  # issue #16: tuned model vs a tuned scikit-learn suite, a 32-trial job's time and cost
     "benchmarks.end_to_end",
 ]
 
@@ -123,6 +124,42 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def _sections(page: str) -> tuple[list[str], dict[str, list[str]]]:
+    """A page's lines before its first ``## `` heading, and its sections by heading (in order)."""
+    head: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current = head
+    for line in page.rstrip("\n").split("\n"):
+        if line.startswith("## "):
+            current = sections.setdefault(line, [])
+        current.append(line)
+    return head, sections
+
+
+def merge(old: str, new: str, modules: list[str]) -> str:
+    """The page ``old`` with the sections ``new`` has (written by a run of ``modules`` only) put in place of its
+    own, and ``new``'s other sections added at the end; the header says which sections were rewritten, when."""
+    old_head, old_sections = _sections(old)
+    _, new_sections = _sections(new)
+    new_sections = {h: [line for line in body if not line.startswith("![")] for h, body in new_sections.items()}
+    rewritten = [h.removeprefix("## ") for h in new_sections if h != "## Machine"]
+    stamp = (
+        f"Sections {', '.join(rewritten)} rewritten on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
+        f"`python -m benchmarks.bench {' '.join('--only ' + m for m in modules)}` on this machine; the others are "
+        "from the run above."
+    )
+    kept = [line for line in old_head if not line.startswith("Sections ")]
+    while kept and not kept[-1]:
+        kept.pop()
+    lines = [*kept, "", stamp, ""]
+    for heading, body in old_sections.items():
+        lines += [*new_sections.get(heading, body)]
+    for heading, body in new_sections.items():
+        if heading not in old_sections:
+            lines += body
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one run: checks the code runs")
@@ -138,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or MODULES:
         module = importlib.import_module(name)
         accepts_plots = "plot_dir" in inspect.signature(module.collect).parameters
-        for i in range(repeat):
-            print(f"{name}: run {i + 1}/{repeat}", file=sys.stderr, flush=True)
+        times = min(repeat, getattr(module, "REPEAT", repeat))  # a module may ask for fewer runs (its notes say so)
+        for i in range(times):
+            print(f"{name}: run {i + 1}/{times}", file=sys.stderr, flush=True)
             kwargs = {"plot_dir": args.out.parent} if accepts_plots and i == 0 else {}
             runs.append(module.collect(args.quick, **kwargs))
         if hasattr(module, "analysis") and module.analysis():
@@ -147,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     summaries = summarize(runs)
     plots = sorted(p.name for p in args.out.parent.glob("*.png"))
     text = render(summaries, machine(), repeat, args.quick, time.perf_counter() - started, plots, analyses)
+    if args.only and args.out.exists() and not args.quick:  # the other sections stay as the last full run left them
+        text = merge(args.out.read_text(), text, args.only)
     args.out.write_text(text)
     if args.out.resolve() == readme.PAGE and not args.quick:
         readme.main()  # the README's headline figures come from the page just written
