@@ -26,6 +26,7 @@ from .sdk import (
     Client,
     comparison_table,
     duration,
+    fit_table,
     format_duration,
     outcome_text,
     read_spec,
@@ -82,15 +83,15 @@ def _when(value: Any) -> str:
         return text
 
 
-def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
-    """Rows as a table: every cell whole (folded, never cut off), timestamps in _when's form."""
-    table = Table(title=title)
-    for column in columns:  # ids and timestamps stay whole on one line (a narrow terminal folds the rest)
-        whole = 19 if column.endswith("_at") else 16 if column in ("run_id", "job_id") else None
-        table.add_column(column, overflow="fold", min_width=whole)
-    for row in rows:
-        table.add_row(*(_when(row.get(c)) if c.endswith("_at") else _cell(row.get(c)) for c in columns))
-    console.print(table)
+def _table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str | None = None, drop: Sequence[str] = ()
+) -> None:
+    """Rows as a table: every cell whole (wrapped between words, never cut off), timestamps in _when's form; on a
+    terminal too narrow for every column's longest word the ``drop`` columns are left out in turn."""
+    # ids and timestamps stay whole on one line
+    floors = {c: 19 if c.endswith("_at") else 16 for c in columns if c.endswith("_at") or c in ("run_id", "job_id")}
+    cells = [[_when(row.get(c)) if c.endswith("_at") else _cell(row.get(c)) for c in columns] for row in rows]
+    console.print(fit_table(list(columns), cells, console.width, drop=drop, floors=floors, title=title))
 
 
 def _fields(doc: Mapping[str, Any], names: Sequence[str], title: str | None = None) -> None:
@@ -212,6 +213,7 @@ def cmd_watch(client: Client, args: argparse.Namespace) -> int:
 RUN_FIELDS = ["run_id", "status", "started_at", "stopped_at", "duration", "rounds_completed", "stop_reason", "loss"]
 # `sml runs`: what tells runs apart (GET /training-runs gives each run's key hyperparameters and test metric)
 LIST_FIELDS = ["run_id", "status", "started_at", "setup", "test", "stop_reason"]
+NARROW_LIST_DROPS = ("started_at",)  # left out at 80 columns, where the others' words would not fit whole
 
 
 def _run_row(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,7 +253,7 @@ def cmd_runs(client: Client, args: argparse.Namespace) -> int:
         _show(args, run, one)
         return 0
     listed = client.runs(None if args.all else args.limit)
-    _show(args, listed, lambda: _table([_run_row(r) for r in listed], LIST_FIELDS))
+    _show(args, listed, lambda: _table([_run_row(r) for r in listed], LIST_FIELDS, drop=NARROW_LIST_DROPS))
     return 0
 
 

@@ -247,12 +247,64 @@ def _cell(value: Any) -> str:
 
 SETUP_COLUMNS = ("model", "optimizer", "solver", "lr", "l2", "mode")  # one "setup" column on a narrow terminal
 WIDE_TABLE = 140  # characters a terminal needs for a column each
+NARROW_TRIAL_DROPS = ("epochs",)  # left out of the trial table, in turn, while its words do not fit the terminal
+LONGEST_WORD = 24  # a column is at least as wide as its longest word up to this many characters
+
+
+def fit_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    width: int | None,
+    *,
+    drop: Sequence[str] = (),
+    floors: Mapping[str, int] | None = None,
+    styles: Sequence[str | None] | None = None,
+    title: str | None = None,
+    caption: str | None = None,
+) -> Table:
+    """A rich table whose cells wrap between words, never inside one: each column at least as wide as its longest
+    word (up to ``LONGEST_WORD``; a longer one folds) or its ``floors`` width; while those widths do not fit
+    ``width`` (None: no limit), the ``drop`` columns are left out in turn. When the cells do not fit whole on one
+    line, the room left over the columns' least widths goes, a character at a time, to the column that lacks the
+    most (rich alone narrows the widest columns first, below their longest word)."""
+    cells = [[str(header[i]), *(str(r[i]) for r in rows)] for i in range(len(header))]
+
+    def least(i: int) -> int:
+        words = [len(w) for text in cells[i] for w in text.split()]
+        return max(min(LONGEST_WORD, max(words, default=1)), (floors or {}).get(header[i], 0))
+
+    def room(columns: Sequence[int]) -> int:  # the characters left for the cells: each column has a border and padding
+        return (width or 0) - 3 * len(columns) - 1
+
+    keep = list(range(len(header)))
+    for name in drop:
+        if width is None or sum(least(i) for i in keep) <= room(keep):
+            break
+        if name in header:
+            keep.remove(header.index(name))
+    sizes: dict[int, int | None] = dict.fromkeys(keep)
+    whole = {i: max(least(i), *(len(text) for text in cells[i])) for i in keep}
+    if width is not None and sum(whole.values()) > room(keep) and sum(least(i) for i in keep) <= room(keep):
+        fixed = {i: least(i) for i in keep}
+        for _ in range(room(keep) - sum(fixed.values())):
+            lacking = max(keep, key=lambda i: whole[i] - fixed[i])
+            if whole[lacking] == fixed[lacking]:
+                break
+            fixed[lacking] += 1
+        sizes.update(fixed)
+    table = Table(title=title, caption=caption)
+    for i in keep:
+        table.add_column(header[i], min_width=least(i), width=sizes[i], overflow="fold")
+    for row, style in zip(rows, styles or [None] * len(rows), strict=True):
+        table.add_row(*(row[i] for i in keep), style=style)
+    return table
 
 
 def trials_table(job: Mapping[str, Any], width: int | None = None) -> Table:
     """A tuning job's leaderboard as a rich table, best first (as the API ranks it): ``TRIAL_COLUMNS``; on a
     terminal narrower than ``WIDE_TABLE`` (``width``) the trial's model, optimizer, lr, l2 and mode share one
-    ``setup`` column, so the table folds there instead of in every column."""
+    ``setup`` column, so the table wraps there instead of in every column, and where even that does not fit whole
+    words (80 columns) ``NARROW_TRIAL_DROPS`` are left out (``fit_table``)."""
     board = job.get("leaderboard") or []
     narrow = width is not None and width < WIDE_TABLE
     columns = [c for c in TRIAL_COLUMNS if not (narrow and c in SETUP_COLUMNS)]
@@ -264,10 +316,8 @@ def trials_table(job: Mapping[str, Any], width: int | None = None) -> Table:
     told = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
     metric = job.get("metric") or "metric"
     title = f"tuning job {job.get('job_id')} {job.get('status')} ({job.get('task')}, validation {metric})"
-    table = Table(title=title, caption=f"{len(board)} trials: {told}" if board else "no trial yet")
-    for column in columns:
-        table.add_column(f"validation {metric}" if column == "validation metric" else column, overflow="fold")
     best = (job.get("best") or {}).get("trial")
+    rows, styles = [], []
     for entry in board:
         row = trial_row(entry)
         row["setup"] = " ".join(
@@ -275,9 +325,29 @@ def trials_table(job: Mapping[str, Any], width: int | None = None) -> Table:
             for c in SETUP_COLUMNS
             if row[c] is not None
         )
-        style = "bold green" if best is not None and row["trial"] == best else None
-        table.add_row(*(row["setup"] if c == "setup" else _cell(row[c]) for c in columns), style=style)
-    return table
+        styles.append("bold green" if best is not None and row["trial"] == best else None)
+        rows.append([row["setup"] if c == "setup" else _cell(row[c]) for c in columns])
+    header = [f"validation {metric}" if c == "validation metric" else c for c in columns]
+    caption = f"{len(board)} trials: {told}" if board else "no trial yet"
+    drop = NARROW_TRIAL_DROPS if narrow else ()
+    return fit_table(header, rows, width, drop=drop, styles=styles, title=title, caption=caption)
+
+
+def trial_line(entry: Mapping[str, Any], metric: str | None = None) -> str:
+    """One leaderboard entry as a plain line (a log or a pipe shows one per change of a trial): ``trial 2:
+    mlp_regression, rung 1, stopped early, validation r2 0.81 (diverged)``."""
+    hp = entry.get("hyperparameters") or {}
+    parts = [f"trial {entry.get('trial')}: {hp.get('model')}", f"rung {entry.get('rung')}"]
+    parts.append(str(entry.get("status")).replace("_", " "))
+    value = entry.get("validation_metric")
+    if isinstance(value, int | float):
+        parts.append(f"validation {metric or 'metric'} {value:.4g}")
+    reason = entry.get("stop_reason")
+    return ", ".join(parts) + (f" ({reason})" if reason else "")
+
+
+def _trial_state(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(entry.get(k) for k in ("rung", "status", "validation_metric", "stop_reason"))
 
 
 def tuning_outcome(job: Mapping[str, Any]) -> str:
@@ -382,6 +452,10 @@ class Client:
         return self.http.request("POST", path, body, **kwargs)
 
     # -- progress ---------------------------------------------------------------
+    def _plain(self, text: str) -> None:
+        """One line, never wrapped, without markup (a log or a pipe reads it whole)."""
+        self.console.print(text, soft_wrap=True, markup=False, highlight=False)
+
     @contextmanager
     def _bar(
         self, label: str, total: float | None, columns: Sequence[ProgressColumn], show: bool | None
@@ -528,10 +602,14 @@ class Client:
     def wait(
         self, run_id: str, *, poll: float = 1.0, timeout: float | None = None, progress: bool | None = None
     ) -> dict[str, Any]:
-        """Follow a run until it ends (a progress bar of rounds and loss); the finished run, or RunFailed."""
+        """Follow a run until it ends (a progress bar of rounds and loss on a terminal; in a log or a pipe, where a
+        bar shows nothing until it ends, one plain line per change of its status or rounds); the finished run, or
+        RunFailed."""
         run = self.run(run_id)
         rounds = run.get("request", {}).get("hyperparameters", {}).get("max_epochs")
         deadline = None if timeout is None else time.monotonic() + timeout
+        plain = (self.progress if progress is None else progress) and not self.console.is_terminal
+        told = None
         columns = [
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -539,11 +617,19 @@ class Client:
             TextColumn("{task.fields[loss]}"),
             _EtaOrOutcome(),
         ]
-        with self._bar(run_id, rounds, columns, progress) as shown:
+        with self._bar(run_id, rounds, columns, False if plain else progress) as shown:
             while True:
                 done = run.get("rounds_completed", 0)
                 last = run.get("last_round") or {}
                 loss = f"loss {last['loss']:.6g}" if last.get("loss") is not None else ""
+                if plain and (run["status"], done) != told:
+                    told = (run["status"], done)
+                    if run["status"] in TERMINAL:  # after how many rounds and why (the caller tells the rest)
+                        why = f" ({run['stop_reason'].replace('_', ' ')})" if run.get("stop_reason") else ""
+                        self._plain(f"run {run_id} {run['status']} after {done} rounds{why}")
+                    else:
+                        said = f"run {run_id} {run['status']}: round {done}/{rounds}"
+                        self._plain(said + (f", {loss}" if loss else ""))
                 if shown:
                     # a run that ended early ends with a full bar, not at 152/300, and says why and how long it took
                     ended, finished = run["status"] in TERMINAL, run["status"] == "SUCCEEDED"
@@ -739,26 +825,45 @@ class Client:
         progress: bool | None = None,
         on_update: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Follow a tuning job until it ends, showing its trials live as a table (``progress``, on the client's
-        console); ``on_update`` gets every document read. The finished job, or RunFailed unless it SUCCEEDED."""
+        """Follow a tuning job until it ends, showing its trials (``progress``, on the client's console): on a
+        terminal a live table; in a log or a pipe, where a live display shows nothing until it ends, one plain line
+        per change of the job's status or of a trial (``trial_line``), then the table once. ``on_update`` gets every
+        document read. The finished job, or RunFailed unless it SUCCEEDED."""
         shown = self.progress if progress is None else progress
+        live_table = shown and self.console.is_terminal
         deadline = None if timeout is None else time.monotonic() + timeout
         job = self.tuning_job(job_id)
         width = self.console.width
-        with Live(trials_table(job, width), console=self.console, auto_refresh=False) if shown else _nothing() as live:
+        told: dict[Any, tuple[Any, ...]] = {}
+        status = None
+        with (
+            Live(trials_table(job, width), console=self.console, auto_refresh=False)
+            if live_table
+            else _nothing() as live
+        ):
             while True:
                 if on_update is not None:
                     on_update(job)
                 if live is not None:
                     live.update(trials_table(job, width), refresh=True)
+                elif shown:
+                    if job.get("status") != status:
+                        status = job.get("status")
+                        self._plain(f"tuning job {job_id} {status}")
+                    for entry in job.get("leaderboard") or []:
+                        state = _trial_state(entry)
+                        unstarted = entry.get("status") == "pending" and entry.get("run_id") is None
+                        if told.get(entry.get("trial")) != state and not (unstarted and entry.get("trial") not in told):
+                            told[entry.get("trial")] = state
+                            self._plain(trial_line(entry, job.get("metric")))
                 if job["status"] in TERMINAL:
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     raise SmlError(f"tuning job {job_id} still {job['status']} after {timeout:.0f}s")
                 self.sleep(poll)
                 job = self.tuning_job(job_id)
-        if shown and not self.console.is_terminal:
-            self.console.line()  # rich ends a live display with a newline on a terminal only: not in a log or pipe
+        if shown and not live_table:
+            self.console.print(trials_table(job, width))  # the summary: the final leaderboard once
         if job["status"] != "SUCCEEDED":
             error = job.get("error")
             if isinstance(error, dict):

@@ -79,3 +79,46 @@ def test_malformed_urls_for_url_ingestion_are_a_400_naming_the_problem(cloud, ur
     assert resp["statusCode"] == 400, resp
     assert message in json.loads(resp["body"])["message"]
     assert keys(cloud) == []
+
+
+RUN = {"dataset": "housing", "target": "price_k", "model_name": "m"}
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "cap"),
+    [
+        ({**RUN, "seed": 10**400}, ["body", "seed"], "4294967295"),
+        ({**RUN, "seed": 2**32}, ["body", "seed"], "4294967295"),
+        (
+            {**RUN, "mode": "async", "hyperparameters": {"batch_size": 10**6 + 1}},
+            ["body", "hyperparameters", "batch_size"],
+            "1000000",
+        ),
+    ],
+)
+def test_a_training_run_seed_or_batch_size_past_its_cap_is_a_422_naming_it_with_nothing_started(cloud, body, loc, cap):
+    """The tuning request's caps (seed 2**32-1, batch_size 10**6) hold for a training run too."""
+    arn = cloud.state_machine_arns["TrainingStateMachine"]
+    resp = cloud.request("POST", "/training-runs", json.dumps(body), headers={"Content-Type": "application/json"})
+    assert resp["statusCode"] == 422, resp
+    detail = json.loads(resp["body"])["detail"]
+    assert [(d["loc"], d["msg"]) for d in detail] == [(loc, f"Input should be less than or equal to {cap}")]
+    assert keys(cloud) == []
+    assert cloud.sfn.list_executions(stateMachineArn=arn)["executions"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "quoted"),
+    [
+        ("POST", "/training-runs", {**RUN, "dataset": "x" * 1_000_000}, "invalid data set name 'xxx"),
+        ("POST", "/datasets/d", {"s3_key": "landing/" + "x" * 999_992}, "object 'landing/xxx"),
+        ("POST", "/datasets/d", {"s3_key": "runs/" + "x" * 999_995}, "s3_key 'runs/xxx"),
+    ],
+)
+def test_an_error_quotes_at_most_100_characters_of_a_1_mb_value(cloud, method, path, body, quoted):
+    resp = cloud.request(method, path, json.dumps(body), headers={"Content-Type": "application/json"})
+    assert 400 <= resp["statusCode"] < 500, resp["body"][:300]
+    message = json.loads(resp["body"])["message"]
+    assert message.startswith(quoted), message[:300]
+    assert "… (1000000 characters)" in message and len(message) < 400, message
+    assert keys(cloud) == []

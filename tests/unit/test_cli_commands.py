@@ -53,7 +53,10 @@ RUNS = [
 ]
 
 
-def test_runs_pages_through_the_api_with_the_next_token(api, capsys):
+def test_runs_pages_through_the_api_with_the_next_token(api, capsys, monkeypatch):
+    from rich.console import Console
+
+    monkeypatch.setattr("mlclient.cli.console", Console(width=200))  # wide enough for every column (80 drops some)
     answers, seen = api
 
     def page(request: httpx.Request) -> dict:
@@ -231,12 +234,22 @@ def test_the_progress_bar_of_a_run_that_converged_early_ends_full_with_how_it_en
 
     from rich.console import Console
 
-    console = Console(record=True, width=160, force_terminal=False)
+    console = Console(record=True, width=160, force_terminal=True)
     client = Client(URL, "k", transport=httpx.MockTransport(answer), sleep=lambda _: None, console=console)
     client.wait("run-1", progress=True)
     text = console.export_text()
     assert "152/152 rounds" in text and "SUCCEEDED in 12.3s: converged after 152 rounds" in text
     assert "152/300" not in text.splitlines()[-1]
+    # in a log or a pipe (no terminal) a bar shows nothing until the run ends: a plain line per change instead
+    states[:] = [{"status": "RUNNING", "rounds_completed": 10, "last_round": {"loss": 0.5}}, dict(states[0])]
+    states.insert(1, dict(states[0]))  # read twice, told once
+    piped = Console(record=True, width=160, force_terminal=False)
+    client = Client(URL, "k", transport=httpx.MockTransport(answer), sleep=lambda _: None, console=piped)
+    client.wait("run-1", progress=True)
+    assert piped.export_text().splitlines() == [
+        "run run-1 RUNNING: round 10/300, loss 0.5",
+        "run run-1 SUCCEEDED after 152 rounds (converged)",
+    ]
 
 
 def test_reference_warnings_name_the_metrics_clearly_worse_than_scikit_learns():

@@ -372,13 +372,50 @@ def test_on_a_narrow_terminal_the_trials_setup_shares_one_column():
         "setup",
         "rung",
         "epochs",
-        "validation r2",
+        "r2",  # "validation" on the line above
         "status",
-        "stop reason",
+        "reason",  # "stop" on the line above
     ]
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.count("│") == 8]
-    assert rows[0] == ["2", "mlp_regression adam lr", "2", "45", "0.93", "completed", "converged"]
-    assert rows[1][1] == "0.01 l2 0.001 sync"  # the setup folds, the other columns stay whole
+    assert rows[0] == ["2", "mlp_regression adam lr 0.01 l2", "2", "45", "0.93", "completed", "converged"]
+    assert rows[1][1] == "0.001 sync"  # the setup wraps between words, the other columns stay whole
+
+
+def _words_whole(text: str, words: list[str]) -> None:
+    for word in words:
+        assert word in text, word
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_at_80_columns_no_cell_of_the_trial_table_breaks_a_word():
+    job = _job()
+    job["leaderboard"][1]["stop_reason"] = "successive halving: not in the top 1/3 at rung 1 (15 epochs)"
+    console = Console(record=True, width=80)
+    console.print(trials_table(job, width=80))
+    text = console.export_text()
+    _words_whole(text, ["linear_regression", "mlp_regression", "successive", "halving:", "completed", "diverged"])
+    header = next(line for line in text.splitlines() if "trial" in line and "setup" in line)
+    assert "epochs" not in header  # the first column left out where the others' words would not fit whole
+    assert [c.strip() for c in header.split("┃")[1:-1]] == ["trial", "setup", "rung", "r2", "status", "stop reason"]
+
+
+def test_at_80_columns_sml_runs_keeps_every_word_whole(api, capsys, monkeypatch):
+    monkeypatch.setattr("mlclient.cli.console", Console(width=80))
+    listed = {
+        "run_id": A,
+        "status": "SUCCEEDED",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "hyperparameters": {"model": "linear_regression", "optimizer": "momentum", "learning_rate": 0.1},
+        "mode": "sync",
+        "metric": "r2",
+        "test_metric": 0.9312,
+        "stop_reason": "converged",
+    }
+    api.routes[("GET", "/training-runs")] = {"runs": [listed]}
+    assert _sml("runs") == 0
+    out = capsys.readouterr().out
+    _words_whole(out, [A, "SUCCEEDED", "linear_regression", "momentum", "0.9312", "converged"])
+    assert "started_at" not in out  # left out at 80 columns; a wide terminal shows it (see above)
 
 
 def test_a_failed_job_names_its_error():
@@ -516,6 +553,33 @@ def test_in_a_pipe_the_live_trial_table_ends_its_line_before_what_follows(api):
     lines = out.getvalue().splitlines()
     assert lines[-1] == "next"
     assert lines[-2].strip() == "3 trials: 1 completed, 1 failed, 1 stopped early"
+
+
+def test_in_a_pipe_each_change_of_a_trial_is_one_plain_line_then_the_table_once(api):
+    """Piped, a live table shows nothing until the job ends (minutes of silence in `make demo-tune | tee`): a line
+    per change of the job's status or of a trial instead, a trial not started yet is not told."""
+    first = _job("RUNNING")
+    first["leaderboard"] = [
+        _entry(2, "mlp_regression", 0.01, 0, "running", None),
+        _entry(0, "linear_regression", 0.1, 0, "pending", None, run_id=None),
+    ]
+    api.routes[("GET", f"/tuning-jobs/{JOB}")] = [first, first, _job("RUNNING"), _job("SUCCEEDED")]
+    out = io.StringIO()
+    console = Console(file=out, width=80)
+    client = Client(URL, "k", transport=httpx.MockTransport(api), sleep=lambda _: None, console=console)
+    client.wait_tuning(JOB)
+    lines = out.getvalue().splitlines()
+    assert lines[:5] == [
+        f"tuning job {JOB} RUNNING",
+        "trial 2: mlp_regression, rung 0, running",
+        "trial 2: mlp_regression, rung 2, completed, validation r2 0.93 (converged)",
+        "trial 0: linear_regression, rung 1, stopped early, validation r2 0.81 (early_stopped)",
+        "trial 1: mlp_regression, rung 0, failed (diverged)",
+    ]
+    assert lines[5] == f"tuning job {JOB} SUCCEEDED"
+    assert lines[6].strip() == f"tuning job {JOB} SUCCEEDED (regression, validation r2)"  # then the table once
+    assert sum("┃ trial ┃" in line for line in lines) == 1
+    assert lines[-1].strip() == "3 trials: 1 completed, 1 failed, 1 stopped early"
 
 
 def test_the_defaults_sml_tune_names_in_its_help_are_the_apis():

@@ -462,3 +462,17 @@ def test_search_space_round_trips_into_the_sampler() -> None:
     assert given == {"model": ["linear_regression"], "l2": {"low": 0.0, "high": 1.0}}
     trials = tuning.sample_trials(given, 4, 0, "regression")
     assert {t["hyperparameters"]["model"] for t in trials} == {"linear_regression"}
+
+
+def test_async_network_trials_default_to_adam_with_bounded_staleness() -> None:
+    for trial in tuning.sample_trials({}, 64, 5, "regression"):
+        hp = trial["hyperparameters"]
+        async_network = trial["mode"] == "async" and hp["model"] == "mlp_regression"
+        assert ("max_staleness" in hp) == async_network
+        if async_network:
+            assert (hp["optimizer"], hp["max_staleness"]) == ("adam", 3)
+            assert 0.01 <= hp["learning_rate"] <= 0.1
+    given = {"optimizer": ["sgd"], "learning_rate": {"low": 1e-4, "high": 1e-3}, "mode": ["async"]}
+    for trial in tuning.sample_trials(given, 16, 5, "regression"):  # the request's space replaces the defaults
+        hp = trial["hyperparameters"]
+        assert hp["optimizer"] == "sgd" and 1e-4 <= hp["learning_rate"] <= 1e-3

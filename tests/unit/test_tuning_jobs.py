@@ -165,13 +165,49 @@ def test_a_failed_trial_is_a_result_with_its_reason_and_an_infinite_loss():
     assert board[0]["stop_reason"] == "ValueError: x"
 
 
-def test_a_diverged_trial_is_recorded_failed():
+def test_a_trial_with_a_non_finite_validation_loss_is_recorded_diverged():
     store = job_store()
     handed = claim(store, 0)
     deliver(store, handed, loss=None)
     result = store.documents[layout.tuning_result_key(JOB, 0, 0)]
-    assert (result["status"], result["stop_reason"]) == ("failed", "diverged")
-    assert result["reason"] == "diverged: the validation loss is not finite after 3 epochs"
+    assert (result["status"], result["stop_reason"]) == ("diverged", "diverged")
+    assert result["reason"] == "the validation loss is not finite after 3 epochs"
+
+
+def test_a_trial_whose_run_diverged_is_stopped_early_not_failed():
+    store = job_store(n_trials=3)
+    handed = claim(store, 0)
+    message = "diverged at round 0; lower learning_rate (was 0.02)"
+    child = {
+        "Error": "TrainingDiverged",
+        "Cause": json.dumps({"errorType": "TrainingDiverged", "errorMessage": message}),
+    }
+    deliver(store, handed, failure={"Error": "States.TaskFailed", "Cause": json.dumps(child)})
+    result = store.documents[layout.tuning_result_key(JOB, 0, 0)]
+    assert (result["status"], result["stop_reason"], result["reason"]) == ("diverged", "diverged", message)
+    assert "error" not in result
+    record, claims = store.documents[layout.tuning_job_key(JOB)], store.documents[layout.tuning_claims_key(JOB)]
+    board = tuning.leaderboard(record, claims, {(0, 0): result}, finished=False)
+    entry = next(e for e in board if e["trial"] == 0)
+    assert (entry["status"], entry["stop_reason"], entry["validation_loss"]) == ("stopped_early", "diverged", None)
+    assert entry["history"] == [
+        {"rung": 0, "epochs": 0, "validation_loss": None, "validation_metric": None, "stop_reason": "diverged"}
+    ]
+
+
+def test_when_every_trial_diverged_finalize_names_the_reason():
+    store = job_store(n_trials=2)
+    message = "diverged at round 0; lower learning_rate (was 0.3)"
+    child = {
+        "Error": "TrainingDiverged",
+        "Cause": json.dumps({"errorType": "TrainingDiverged", "errorMessage": message}),
+    }
+    for slot in range(2):
+        deliver(store, claim(store, slot), failure={"Error": "States.TaskFailed", "Cause": json.dumps(child)})
+    assert claim(store, 0, seq=1)["action"] == "done"
+    with pytest.raises(tuning.AllTrialsFailed) as err:
+        tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB))
+    assert str(err.value) == f"every trial of tuning job {JOB} failed: {message}"
 
 
 def test_when_every_trial_failed_finalize_names_the_reasons():

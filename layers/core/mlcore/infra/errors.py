@@ -1,5 +1,18 @@
 """Domain errors. Handlers map these to 4xx responses or to failed workflow states."""
 
+ECHO_CHARS = 100  # the most of a user's value an error message quotes
+
+
+def echo(value: object) -> str:
+    """A user's value as an error message quotes it (its repr), cut to ECHO_CHARS characters with an ellipsis and
+    the value's length: a 1 MB data set name is not sent back whole. ``echo("x" * 10**6)`` is ``'xxx…x'… (1000000
+    characters)`` with 100 characters of the repr."""
+    text = repr(value)
+    if len(text) <= ECHO_CHARS:
+        return text
+    size = len(value) if isinstance(value, str | bytes) else len(text)
+    return f"{text[:ECHO_CHARS]}… ({size} characters)"
+
 
 class MLError(Exception):
     """Base class: the message is meant for the user and names the problem."""

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlcore.infra import layout
-from mlcore.infra.errors import ConflictError, InvalidInput, MLError, NotFoundError
+from mlcore.infra.errors import ConflictError, InvalidInput, MLError, NotFoundError, echo
 from mlcore.infra.observability import logger
 from mlcore.infra.storage import AlreadyExists, Conflict, NotFound, ObjectStore
 
@@ -73,7 +73,7 @@ def set_status(store: ObjectStore, name: str, status: str, **fields) -> dict:
 
 def validate_name(name: str) -> str:
     if not layout.NAME.match(name or ""):
-        raise InvalidInput(f"invalid data set name {name!r}: use {layout.NAME_RULE}")
+        raise InvalidInput(f"invalid data set name {echo(name)}: use {layout.NAME_RULE}")
     return name
 
 
@@ -146,7 +146,7 @@ def ingest(store: ObjectStore, name: str, data: bytes | StoredObject, source: st
                 data.key, meta["key"], content_type=content_type, source_version=data.version_id, if_match=data.etag
             )
         except (Conflict, NotFound):
-            raise ConflictError(f"object {data.key!r} changed while it was read; register it again") from None
+            raise ConflictError(f"object {echo(data.key)} changed while it was read; register it again") from None
     try:
         store.put_json(layout.dataset_meta_key(name, version), meta, if_absent=True)
     except AlreadyExists:
@@ -161,7 +161,7 @@ def _read_object(store: ObjectStore, key: str, max_bytes: int, multipart: bool =
     MAX_PART_BYTES, and must have exactly the size declared."""
     head = store.head(key)
     if head is None:
-        raise NotFoundError(f"object {key!r} does not exist in the data bucket")
+        raise NotFoundError(f"object {echo(key)} does not exist in the data bucket")
     size = int(head.get("ContentLength", 0))
     metadata = head.get("Metadata", {})
     declared = metadata.get(DECLARED_BYTES) if multipart else None
@@ -256,7 +256,7 @@ def _fetch_url(store: ObjectStore, name: str, request_key: str, policy: UrlPolic
         request = store.get_json(request_key)
         url, key = str(request["url"]), str(request["key"])
         if layout.upload_dataset(key) != name or layout.is_url_request(key):
-            raise InvalidInput(f"the URL request {request_key!r} names an upload key outside uploads/{name}/")
+            raise InvalidInput(f"the URL request {echo(request_key)} names an upload key outside uploads/{name}/")
         metadata = {"source-url": url} if url.isascii() and len(url) <= 1024 else {}
         size, sha256 = store.put_stream(key, stream(url, policy, MAX_FILE_BYTES), metadata=metadata)
     except Exception as err:  # asynchronous, as in ingest_upload
@@ -271,7 +271,9 @@ def register_object(store: ObjectStore, name: str, key: str) -> dict:
     """Ingest an object already in the data bucket (left where it is)."""
     validate_name(name)
     if layout.is_internal(key) or not key or key.startswith("/"):
-        raise InvalidInput(f"s3_key {key!r} is not allowed: use a key outside {', '.join(layout.INTERNAL_PREFIXES)}")
+        raise InvalidInput(
+            f"s3_key {echo(key)} is not allowed: use a key outside {', '.join(layout.INTERNAL_PREFIXES)}"
+        )
     data, _ = _read_object(store, key, MAX_FILE_BYTES)
     return ingest(store, name, data, source=f"s3://{store.bucket}/{key}", fmt=format_of_key(key))
 
@@ -289,24 +291,28 @@ def register_prefix(store: ObjectStore, name: str, prefix: str) -> dict:
         or any(s in ("", ".", "..") for s in segments[:-1])
     ):
         raise InvalidInput(
-            f"s3_prefix {prefix!r} is not allowed: use a prefix under {layout.LANDING} ending in '/', "
+            f"s3_prefix {echo(prefix)} is not allowed: use a prefix under {layout.LANDING} ending in '/', "
             f"e.g. {layout.LANDING}big/"
         )
     parts = [o for o in store.list_objects(prefix) if not o["Key"].endswith("/")]
     if not parts:
-        raise NotFoundError(f"no objects under s3_prefix {prefix!r} in the data bucket")
+        raise NotFoundError(f"no objects under s3_prefix {echo(prefix)} in the data bucket")
     if len(parts) > MAX_PARTS:
-        raise InvalidInput(f"s3_prefix {prefix!r} holds {len(parts)} objects, more than the limit of {MAX_PARTS}")
+        raise InvalidInput(f"s3_prefix {echo(prefix)} holds {len(parts)} objects, more than the limit of {MAX_PARTS}")
     for part in parts:
         if format_of_key(part["Key"]) != "csv":
-            raise InvalidInput(f"part {part['Key']!r} is JSON Lines: a data set of many files is CSV, a header each")
+            raise InvalidInput(
+                f"part {echo(part['Key'])} is JSON Lines: a data set of many files is CSV, a header each"
+            )
         if part["Size"] == 0:
-            raise InvalidInput(f"part {part['Key']!r} is empty")
+            raise InvalidInput(f"part {echo(part['Key'])} is empty")
         if part["Size"] > MAX_PART_BYTES:
-            raise InvalidInput(f"part {part['Key']!r} is {part['Size']} bytes, over the {MAX_PART_BYTES} byte limit")
+            raise InvalidInput(
+                f"part {echo(part['Key'])} is {part['Size']} bytes, over the {MAX_PART_BYTES} byte limit"
+            )
     total = sum(part["Size"] for part in parts)
     if total > MAX_DATASET_BYTES:
-        raise InvalidInput(f"s3_prefix {prefix!r} holds {total} bytes, over the {MAX_DATASET_BYTES} byte limit")
+        raise InvalidInput(f"s3_prefix {echo(prefix)} holds {total} bytes, over the {MAX_DATASET_BYTES} byte limit")
     upload_id = f"prefix-{uuid.uuid4().hex[:16]}"
     source = f"s3://{store.bucket}/{prefix}"
     request = {
@@ -354,7 +360,7 @@ def _ingest_parts(store: ObjectStore, name: str, key: str, remaining: Callable[[
             try:
                 found = scan(stored.chunks, "csv")
             except InvalidInput as err:
-                raise InvalidInput(f"part {part['key']!r}: {err}") from None
+                raise InvalidInput(f"part {echo(part['key'])}: {err}") from None
             profile.add(part["key"], found)
             scanned.append(
                 {
@@ -388,7 +394,7 @@ def _ingest_parts(store: ObjectStore, name: str, key: str, remaining: Callable[[
                     )
                 except (Conflict, NotFound):
                     raise ConflictError(
-                        f"part {part['key']!r} changed while it was read; register the prefix again"
+                        f"part {echo(part['key'])} changed while it was read; register the prefix again"
                     ) from None
                 request["copied"] = index + 1
                 done += 1
@@ -413,7 +419,9 @@ def _part_object(store: ObjectStore, part: dict) -> StoredObject:
     """The part as listed by the request, or a ConflictError when it changed (or went) since."""
     head = store.head(part["key"])
     if head is None or head.get("ETag") != part["etag"]:
-        raise ConflictError(f"part {part['key']!r} changed or was removed since the request; register the prefix again")
+        raise ConflictError(
+            f"part {echo(part['key'])} changed or was removed since the request; register the prefix again"
+        )
     return StoredObject(store, part["key"], head.get("VersionId"), head.get("ETag"))
 
 
@@ -515,7 +523,7 @@ def complete_multipart_upload(
     then registers the file (the status stays ``pending`` until then)."""
     validate_name(name)
     if not UPLOAD_ID.fullmatch(upload_id):
-        raise NotFoundError(f"upload {upload_id!r} of data set {name!r} does not exist")
+        raise NotFoundError(f"upload {echo(upload_id)} of data set {echo(name)} does not exist")
     keys = [layout.upload_key(name, upload_id, fmt) for fmt in ("csv", "jsonl")]
     numbers = [number for number, _ in parts]
     if not parts or numbers != list(range(1, len(parts) + 1)):
@@ -531,7 +539,9 @@ def complete_multipart_upload(
             ) from None
         set_status(store, name, "pending", upload_id=upload_id, upload_key=key)
         return {"dataset": name, "upload_id": upload_id, "key": key, "status": "pending", "parts": len(parts)}
-    raise NotFoundError(f"upload {upload_id!r} of data set {name!r} is not in progress (completed, aborted or expired)")
+    raise NotFoundError(
+        f"upload {echo(upload_id)} of data set {echo(name)} is not in progress (completed, aborted or expired)"
+    )
 
 
 def start_upload(store: ObjectStore, name: str, fmt: str = "csv") -> dict:
@@ -562,7 +572,7 @@ def describe(store: ObjectStore, name: str, version: str | None = None) -> dict:
         return {"status": "ready", **store.get_json(layout.dataset_meta_key(name, version))}
     except NotFound:
         raise NotFoundError(
-            f"data set {name!r}" + (f" version {version!r}" if version else "") + " does not exist"
+            f"data set {echo(name)}" + (f" version {echo(version)}" if version else "") + " does not exist"
         ) from None
 
 
@@ -597,7 +607,7 @@ def status(store: ObjectStore, name: str) -> dict:
     except NotFound:
         attempt = None
     if latest is None and attempt is None:
-        raise NotFoundError(f"data set {name!r} does not exist")
+        raise NotFoundError(f"data set {echo(name)} does not exist")
     if latest is not None and (attempt is None or attempt["status"] == "ready"):
         return latest
     assert attempt is not None

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from mlcore.infra.errors import InvalidInput
+from mlcore.infra.errors import InvalidInput, echo
 from mlcore.math import models
 from mlcore.math.preprocessing import ColumnSpec, PreprocessingSpec
 from mlcore.steps.schemas import Hyperparameters, TrainingRequest
@@ -155,7 +155,7 @@ def infer_problem(meta: dict, target: str, spec: PreprocessingSpec | None = None
     columns = [c for c in meta.get("columns") or [] if isinstance(c, dict) and "name" in c]
     profile = {str(c["name"]): c for c in columns}
     if target not in profile:
-        raise InvalidInput(f"target column {target!r} is not in the data set (columns: {', '.join(profile)})")
+        raise InvalidInput(f"target column {echo(target)} is not in the data set (columns: {', '.join(profile)})")
     rows = int(meta.get("rows") or 0)
     spec = spec or PreprocessingSpec()
     task, n_classes, reason = _task(target, profile[target], rows)

@@ -34,6 +34,9 @@ EVENTS_FIXED = 40
 EVENTS_PER_CHILD_CALL = 8
 ROUNDS_PER_CALL = 25  # mlcore.math.cost.rounds_per_call(): half of Express's 5 minutes at 6 s a round
 MAX_ROUNDS_PER_CALL = 50  # 6 s a round at most for a call to end within Express's 5 minutes
+# a training run's and a search's batch size: more rows than a shard holds is the whole shard
+MAX_BATCH_SIZE = 1_000_000
+MAX_SEED = 2**32 - 1  # a training run's and a tuning job's seed (numpy's seeds go further; a request need not)
 
 
 class Strict(BaseModel):
@@ -74,7 +77,9 @@ class Hyperparameters(UserInput):
         0.5, gt=0, description="step/exponential: factor per lr_decay_steps (at most 1); inverse_time: rate"
     )
     lr_decay_steps: int = Field(100, ge=1, description="updates per decay period")
-    batch_size: int = Field(0, ge=0, description="async: rows per minibatch gradient (0: the whole shard)")
+    batch_size: int = Field(
+        0, ge=0, le=MAX_BATCH_SIZE, description="async: rows per minibatch gradient (0: the whole shard)"
+    )
     steps_per_invocation: int = Field(10, ge=1, le=1000, description="async: updates a worker submits per call")
     max_staleness: int = Field(
         8, ge=0, description="async: a gradient computed more than this many versions ago is recomputed"
@@ -203,7 +208,7 @@ class TrainingRequest(UserInput):
     validation_fraction: float = Field(
         0.0, ge=0, lt=0.5, description="share of the training rows held out as a validation set"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     preprocessing: PreprocessingSpec | None = Field(
         None, description="declarative preprocessing spec; the defaults (median/most frequent, standardize) if omitted"
@@ -540,8 +545,6 @@ MAX_TRIALS = 128
 MAX_PARALLEL_TRIALS = 16  # the account-safe cap: each trial's sync rounds run n_shards workers at once
 MAX_LEARNING_RATE = 10.0  # Hyperparameters.learning_rate's upper bound
 MAX_L2 = 1e4  # a search's l2.high: far past the penalty that trains a constant model, short of overflowing the loss
-MAX_BATCH_SIZE = 1_000_000  # a search's batch sizes: more rows than a shard holds is the whole shard
-MAX_SEED = 2**32 - 1
 
 
 class SearchRange(UserInput):

@@ -34,7 +34,8 @@ from mlcore.infra.storage import AlreadyExists, Conflict, NotFound, ObjectStore
 from mlcore.math import cost, models
 from mlcore.math import tuning as asha
 from mlcore.steps import ingestion, problem, runs, tuning_plan
-from mlcore.steps.schemas import Hyperparameters, Strict, TrainingRequest, TuningRequest
+from mlcore.steps.schemas import Strict, TrainingRequest, TuningRequest
+from mlcore.steps.training import TrainingDiverged
 
 JOB_ID = re.compile(r"^tune-[0-9a-f]{12}$")
 CLAIM_ATTEMPTS = 25  # compare-and-swap attempts of one call; every slot takes one job per trial run at most
@@ -116,19 +117,8 @@ def preparation_request(request: TuningRequest, meta: dict) -> TrainingRequest:
     """The training request the job's data is prepared with (once, for every trial): the problem's linear model (a
     classifier's target is encoded as classes), the problem's column decisions added to the request's spec."""
     found = problem.infer_problem(meta, request.target, request.preprocessing)
-    return TrainingRequest(
-        dataset=request.dataset,
-        version=request.version,
-        target=request.target,
-        model_name=request.model_name,
-        n_shards=request.n_shards,
-        test_fraction=request.test_fraction,
-        validation_fraction=request.validation_fraction,
-        seed=request.seed,
-        preprocessing=problem.with_decisions(request.preprocessing, found),
-        hyperparameters=Hyperparameters.model_validate({"model": found.linear_model}),
-        trial=True,
-    )
+    linear = {"mode": "sync", "hyperparameters": {"model": found.linear_model}}
+    return tuning_plan.trial_request(request, linear, request.max_epochs, found).model_copy(update={"trial": True})
 
 
 def submit(store: ObjectStore, sfn, state_machine_arn: str, request: TuningRequest, region: str) -> dict[str, Any]:
@@ -354,8 +344,8 @@ def trial_input(store: ObjectStore, record: dict[str, Any], job_id: str, trial: 
 
 
 # -- RecordResult ---------------------------------------------------------------------------------------------
-def _failure_reason(failure: dict[str, Any]) -> str:
-    """A failed trial execution's reason: the child's own error and message (its cause is the described child)."""
+def _failure(failure: dict[str, Any]) -> tuple[str, str | None]:
+    """A failed trial execution's error name and message: the child's own (its cause is the described child)."""
     error, cause = str(failure.get("Error") or "error"), failure.get("Cause")
     try:
         child = json.loads(cause) if isinstance(cause, str) else None
@@ -363,8 +353,7 @@ def _failure_reason(failure: dict[str, Any]) -> str:
         child = None
     if isinstance(child, dict) and ("Error" in child or "Cause" in child):
         error, cause = str(child.get("Error") or error), child.get("Cause")
-    reason = runs.failure_reason(cause if isinstance(cause, str) else None)
-    return f"{error}: {reason}" if reason else error
+    return error, runs.failure_reason(cause if isinstance(cause, str) else None)
 
 
 def record(store: ObjectStore, task: RecordTask) -> dict[str, Any]:
@@ -383,13 +372,16 @@ def record(store: ObjectStore, task: RecordTask) -> dict[str, Any]:
         "recorded_at": datetime.now(UTC).isoformat(),
     }
     output = json.loads(task.output) if isinstance(task.output, str) else task.output
-    if task.failure is not None:
-        result.update(status="failed", reason=_failure_reason(task.failure))
+    error, message = _failure(task.failure) if task.failure is not None else (None, None)
+    if error == TrainingDiverged.__name__:  # a result, not a crash: the trial stops early
+        result.update(status="diverged", stop_reason="diverged", reason=message or "the run diverged")
+    elif error is not None:
+        result.update(status="failed", reason=f"{error}: {message}" if message else error)
     elif not isinstance(output, dict) or "validation_loss" not in output:
         result.update(status="failed", reason="the trial's run returned no validation result")
     elif output.get("validation_loss") is None:
         epochs = output.get("rounds")
-        result.update(status="failed", reason=f"diverged: the validation loss is not finite after {epochs} epochs")
+        result.update(status="diverged", reason=f"the validation loss is not finite after {epochs} epochs")
         result.update(epochs=epochs, stop_reason="diverged")
     else:
         result.update(
@@ -417,7 +409,8 @@ def leaderboard(
 ) -> list[dict[str, Any]]:
     """One entry per trial, best first (``mlcore.math.tuning.leaderboard_order``): the rung it reached, its latest
     validation loss and metric, and its status: pending (not started, or waiting for ASHA's decision), running,
-    stopped_early (the job ended before promoting it), completed (trained to the last rung) or failed."""
+    stopped_early (the job ended before promoting it, or its run diverged: stop_reason "diverged"), completed
+    (trained to the last rung) or failed."""
     n_rungs, eta = len(record["rungs"]), int(record["request"]["reduction_factor"])
     claimed: dict[int, list[int]] = {}
     for c in claims["jobs"]:
@@ -454,6 +447,8 @@ def leaderboard(
             entry["stop_reason"] = "the job ended before the trial did" if finished else None
         elif top["status"] == "failed":
             entry.update(status="failed", stop_reason=top.get("reason"), validation_loss=None, validation_metric=None)
+        elif top["status"] == "diverged":
+            entry.update(status="stopped_early", stop_reason="diverged", validation_loss=None, validation_metric=None)
         elif entry["rung"] == n_rungs - 1:
             entry.update(status="completed", stop_reason=top.get("stop_reason"))
         elif finished:
@@ -469,13 +464,13 @@ def _history_point(result: dict[str, Any]) -> dict[str, Any]:
     """A trial's result at one rung, as its leaderboard entry's ``history`` shows it: the epochs its run reached
     (below the rung's budget when it stopped on its own), the validation loss and metric, the stop reason (a failed
     result's: its reason)."""
-    failed = result.get("status") == "failed"
+    failed = result.get("status") in ("failed", "diverged")
     return {
         "rung": int(result["rung"]),
         "epochs": result.get("epochs") or 0,
         "validation_loss": None if failed else result.get("validation_loss"),
         "validation_metric": None if failed else result.get("validation_metric"),
-        "stop_reason": result.get("reason") if failed else result.get("stop_reason"),
+        "stop_reason": result.get("stop_reason") or result.get("reason") if failed else result.get("stop_reason"),
     }
 
 
@@ -497,7 +492,7 @@ def finalize(store: ObjectStore, task: FinalizeTask) -> dict[str, Any]:
     board = leaderboard(record, claims, results, finished=True)
     best = _best(board)
     if best is None:
-        reasons = sorted({str(r.get("reason")) for r in results.values() if r.get("status") == "failed"})
+        reasons = sorted({str(r.get("reason")) for r in results.values() if r.get("status") in ("failed", "diverged")})
         raise AllTrialsFailed(f"every trial of tuning job {task.job_id} failed: {'; '.join(reasons)[:400]}")
     trial = int(best["trial"])
     rung = max(r for t, r in results if t == trial and results[(t, r)]["status"] == "completed")
