@@ -124,12 +124,17 @@ def test_the_job_succeeds_with_a_leaderboard_best_first(job):
     assert board[0]["status"] == "completed" and board[0]["rung"] == 2 and board[0]["epochs"] >= 1
     losses = [e["validation_loss"] for e in board if e["status"] == "completed"]
     assert losses == sorted(losses)
-    assert d["best"]["trial"] == board[0]["trial"]
-    assert d["best"]["validation_loss"] == board[0]["validation_loss"]
+    chosen = next(e for e in board if e["trial"] == d["best"]["trial"])  # the one-standard-error rule's choice
+    assert chosen["rung"] == board[0]["rung"]
+    lead = board[0]["validation_loss"] + board[0]["validation_loss_se"]
+    assert board[0]["validation_loss"] <= d["best"]["validation_loss"] == chosen["validation_loss"] <= lead
+    assert d["best"]["selected_because"].startswith(
+        "the lowest validation loss" if chosen is board[0] else "the simplest trial within one standard error"
+    )
     for entry in board:
         assert set(entry) == {
-            "trial", "mode", "hyperparameters", "rung", "epochs", "validation_loss", "validation_metric",
-            "status", "stop_reason", "run_id", "cost_usd", "history",
+            "trial", "mode", "hyperparameters", "rung", "epochs", "validation_loss", "validation_loss_se",
+            "validation_metric", "status", "stop_reason", "run_id", "cost_usd", "history",
         }  # fmt: skip
 
     assert d["cost_usd"] == pytest.approx(sum(e["cost_usd"] or 0 for e in board), rel=1e-6, abs=1e-6)

@@ -476,3 +476,34 @@ def test_async_network_trials_default_to_adam_with_bounded_staleness() -> None:
     for trial in tuning.sample_trials(given, 16, 5, "regression"):  # the request's space replaces the defaults
         hp = trial["hyperparameters"]
         assert hp["optimizer"] == "sgd" and 1e-4 <= hp["learning_rate"] <= 1e-3
+
+
+def _entry(trial, loss, se=0.0, rung=2, model="linear_regression", hidden=None):
+    hp = {"model": model, **({"hidden_layers": hidden} if hidden else {})}
+    return {"trial": trial, "rung": rung, "validation_loss": loss, "validation_loss_se": se, "hyperparameters": hp}
+
+
+def test_the_simplest_trial_within_one_standard_error_of_the_lowest_loss_is_selected():
+    board = [
+        _entry(3, 1.00, se=0.10, model="mlp_regression", hidden=[64, 64]),
+        _entry(5, 1.05, model="mlp_regression", hidden=[16]),
+        _entry(1, 1.08),  # linear, within 1.00 + 0.10
+        _entry(0, 1.09),  # linear, within too, but a higher loss
+        _entry(2, 1.01, rung=1),  # at a lower rung: not compared
+    ]
+    index, why = tuning.select(board)
+    assert (index, board[index]["trial"]) == (2, 1)
+    assert why == ("the simplest trial within one standard error (0.1) of the lowest validation loss (1, trial 3)")
+
+
+def test_a_simpler_trial_beyond_one_standard_error_is_not_selected():
+    board = [_entry(3, 1.00, se=0.05, model="mlp_regression", hidden=[8]), _entry(1, 1.06), _entry(0, None)]
+    assert tuning.select(board) == (0, "the lowest validation loss (1)")
+    assert tuning.select([_entry(3, 1.0, se=None, model="mlp_classifier"), _entry(1, 1.0)]) == (1, (
+        "the simplest trial within one standard error (0) of the lowest validation loss (1, trial 3)"))  # fmt: skip
+
+
+def test_complexity_is_zero_for_linear_families_and_the_hidden_units_of_a_network():
+    assert tuning.complexity({"model": "softmax_regression"}) == 0
+    assert tuning.complexity({"model": "mlp_classifier"}) == 64  # the default [64]
+    assert tuning.complexity({"model": "mlp_regression", "hidden_layers": [32, 16]}) == 48

@@ -321,6 +321,46 @@ def test_a_trial_is_evaluated_on_its_validation_split_and_writes_nothing():
     assert sum(store.writes.values()) == 1  # the planted parameters only
 
 
+def test_a_trial_s_validation_loss_comes_with_its_standard_error():
+    store, task = validation_task(np.array([2.0, -1.0, 0.5]))  # every prediction 0.5 short: no spread at all
+    result = evaluation.validate(store, task)
+    assert (result["validation_loss"], result["validation_loss_se"]) == (pytest.approx(0.25), pytest.approx(0.0, abs=1e-6))
+    store, task = validation_task(np.array([2.5, -1.0, 1.0]))  # each row off by 0.5 x1
+    x1 = np.random.default_rng(0).normal(size=(50, 2))[:, 0].astype("float32").astype("float64")
+    squared = (0.5 * x1) ** 2
+    result = evaluation.validate(store, task)
+    assert result["validation_loss"] == pytest.approx(squared.mean(), rel=1e-6)
+    assert result["validation_loss_se"] == pytest.approx(squared.std(ddof=1) / np.sqrt(50), rel=1e-6)
+
+
+def test_finalize_registers_the_simplest_trial_within_one_standard_error():
+    store = job_store(n_trials=2)
+    store.documents[layout.tuning_job_key(JOB)].update(trials=[TRIALS[1], TRIALS[0]], rungs=[3])
+    outputs = {0: (1.0, 0.2), 1: (1.1, 0.0)}  # the network's loss is lower, by less than its standard error
+    for slot in (0, 1):
+        handed = claim(store, slot)
+        plant_last_round(store, handed["trial"])
+        loss, se = outputs[handed["trial"]]
+        output = {"validation_loss": loss, "validation_loss_se": se, "validation_metric": 0.5, "rounds": 3,
+                  "stop_reason": "max_epochs"}  # fmt: skip
+        task = tuning.RecordTask(
+            action="record", job_id=JOB, slot=slot, seq=handed["seq"], trial=handed["trial"], rung=0, output=output
+        )
+        assert tuning.record(store, task)["recorded"] is True
+    evaluate = tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB))
+    assert (evaluate["run_id"], evaluate["tuning"]["trial"]) == (tuning.trial_run_id(JOB, 1), 1)
+    assert evaluate["tuning"]["selected_because"] == (
+        "the simplest trial within one standard error (0.2) of the lowest validation loss (1, trial 0)"
+    )
+    board = tuning.leaderboard(
+        store.documents[layout.tuning_job_key(JOB)],
+        store.documents[layout.tuning_claims_key(JOB)],
+        tuning._results(store, JOB),
+        finished=True,
+    )
+    assert [(e["trial"], e["validation_loss_se"]) for e in board] == [(0, 0.2), (1, 0.0)]  # ranked by loss still
+
+
 def test_a_diverged_trial_has_no_validation_loss():
     store, task = validation_task(np.array([np.inf, -1.0, 1.0]))
     result = evaluation.validate(store, task)

@@ -318,3 +318,37 @@ def leaderboard_order(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, An
         return (value == math.inf, -int(entry.get("rung") or 0), value, int(entry["trial"]))
 
     return [dict(e) for e in sorted(entries, key=key)]
+
+
+def complexity(hyperparameters: Mapping[str, Any]) -> int:
+    """How complex a trial's model is, for ``select``: 0 for a linear family, else its hidden units in all."""
+    model = str(hyperparameters.get("model") or "")
+    if not model.startswith("mlp_"):
+        return 0
+    return sum(int(units) for units in hyperparameters.get("hidden_layers") or [64])
+
+
+def select(entries: list[Mapping[str, Any]]) -> tuple[int, str]:
+    """The trial to register from leaderboard entries ordered best first (``leaderboard_order``), by the
+    one-standard-error rule: of the trials at the leader's rung whose validation loss is within one standard error
+    (``validation_loss_se``) of the leader's, the least complex (``complexity``), then the lower loss. A small
+    validation split cannot tell such trials apart, and the simpler model generalizes more reliably. Returns the
+    entry's index and why it was chosen."""
+    leader = entries[0]
+    loss, se = float(leader["validation_loss"]), float(leader.get("validation_loss_se") or 0.0)
+    near = [
+        i
+        for i, e in enumerate(entries)
+        if e.get("validation_loss") is not None
+        and int(e.get("rung") or 0) == int(leader.get("rung") or 0)
+        and float(e["validation_loss"]) <= loss + se
+    ]
+    chosen = min(
+        near, key=lambda i: (complexity(entries[i]["hyperparameters"]), float(entries[i]["validation_loss"]), i)
+    )
+    if chosen == 0:
+        return 0, f"the lowest validation loss ({loss:.6g})"
+    return chosen, (
+        f"the simplest trial within one standard error ({se:.3g}) of the lowest validation loss ({loss:.6g}, "
+        f"trial {leader['trial']})"
+    )

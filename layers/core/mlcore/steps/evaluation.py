@@ -104,16 +104,19 @@ def validate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
         if net.is_classifier:
             proba = net.predict_proba(theta, X)
             picked = proba[np.arange(len(y)), y.astype(np.int64)]
-            loss = float(-np.mean(np.log(np.clip(picked, 1e-15, 1.0))))
+            losses = -np.log(np.clip(picked, 1e-15, 1.0))
             metric = float(np.mean(np.argmax(proba, axis=1) == y))
         else:
             predicted = net.predict(theta, X)
-            loss = float(np.mean((y - predicted) ** 2))
+            losses = (y - predicted) ** 2
             metric = float(regression_metrics(y, predicted)["r2"]) if np.all(np.isfinite(predicted)) else float("nan")
+        loss = float(np.mean(losses))
+        se = float(np.std(losses, ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else 0.0
     return {
         "run_id": task.run_id,
         "status": "validated",
         "validation_loss": loss if np.isfinite(loss) else None,
+        "validation_loss_se": se if np.isfinite(loss) and np.isfinite(se) else None,  # the mean's standard error
         "validation_metric": metric if np.isfinite(metric) else None,
         "validation_rows": len(y),
         "rounds": task.train.round,

@@ -387,6 +387,7 @@ def record(store: ObjectStore, task: RecordTask) -> dict[str, Any]:
         result.update(
             status="completed",
             validation_loss=float(output["validation_loss"]),
+            validation_loss_se=output.get("validation_loss_se"),
             validation_metric=output.get("validation_metric"),
             epochs=output.get("rounds"),
             stop_reason=output.get("stop_reason"),
@@ -396,6 +397,9 @@ def record(store: ObjectStore, task: RecordTask) -> dict[str, Any]:
     except AlreadyExists:
         return {**following, "recorded": False}  # delivered twice: the first delivery stands
     return {**following, "recorded": True}
+
+
+UNKNOWN_LOSS: dict[str, Any] = {"validation_loss": None, "validation_loss_se": None, "validation_metric": None}
 
 
 # -- the leaderboard ------------------------------------------------------------------------------------------
@@ -426,6 +430,7 @@ def leaderboard(
             "rung": rungs[-1] if rungs else 0,
             "epochs": 0,
             "validation_loss": None,
+            "validation_loss_se": None,
             "validation_metric": None,
             "status": "pending",
             "stop_reason": None,
@@ -438,6 +443,7 @@ def leaderboard(
             last = done[-1]
             entry["epochs"] = last.get("epochs") or 0
             entry["validation_loss"] = last.get("validation_loss")
+            entry["validation_loss_se"] = last.get("validation_loss_se")
             entry["validation_metric"] = last.get("validation_metric")
         top = results.get((trial, entry["rung"])) if rungs else None
         if not rungs:
@@ -446,9 +452,9 @@ def leaderboard(
             entry["status"] = "failed" if finished else "running"
             entry["stop_reason"] = "the job ended before the trial did" if finished else None
         elif top["status"] == "failed":
-            entry.update(status="failed", stop_reason=top.get("reason"), validation_loss=None, validation_metric=None)
+            entry.update(status="failed", stop_reason=top.get("reason"), **UNKNOWN_LOSS)
         elif top["status"] == "diverged":
-            entry.update(status="stopped_early", stop_reason="diverged", validation_loss=None, validation_metric=None)
+            entry.update(status="stopped_early", stop_reason="diverged", **UNKNOWN_LOSS)
         elif entry["rung"] == n_rungs - 1:
             entry.update(status="completed", stop_reason=top.get("stop_reason"))
         elif finished:
@@ -475,10 +481,15 @@ def _history_point(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _best(board: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The trial to register (``mlcore.math.tuning.select``: the one-standard-error rule) and why; None when no
+    trial has a validation loss."""
     first = board[0] if board else None
     if first is None or first["validation_loss"] is None or first["status"] == "failed":
         return None
-    return {k: first[k] for k in ("trial", "validation_loss", "validation_metric", "hyperparameters", "mode")}
+    index, why = asha.select(board)
+    chosen = board[index]
+    keys = ("trial", "validation_loss", "validation_loss_se", "validation_metric", "hyperparameters", "mode")
+    return {**{k: chosen[k] for k in keys}, "selected_because": why}
 
 
 # -- Finalize -------------------------------------------------------------------------------------------------
@@ -522,6 +533,7 @@ def finalize(store: ObjectStore, task: FinalizeTask) -> dict[str, Any]:
             "metric": record["metric"],
             "validation_loss": best["validation_loss"],
             "validation_metric": best["validation_metric"],
+            "selected_because": best["selected_because"],
             "rungs": record["rungs"],
             "trials": record["trials"],
             "search": history,
