@@ -38,11 +38,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
-from mlcore.infra import layout
 from mlcore.math import mlp, models
 from mlcore.steps.schemas import Hyperparameters
 
-from .harness import Figure, run_concurrently
+from .harness import Figure
 
 HIDDEN = (64, 64)
 FRIEDMAN_ROWS = 20_000
@@ -165,39 +164,10 @@ class AsyncRun:
 
 
 def async_run(split: Split, hp: Hyperparameters, passes: int, workers: int = ASYNC_WORKERS) -> AsyncRun:
-    """``passes`` passes of ``workers`` concurrent threads, one per shard, each pass one worker call (the real
-    ``run_async_steps``: ``hp.steps_per_invocation`` compare-and-swap updates) per shard, against a head in moto S3
-    with atomic conditional writes."""
-    import boto3
-    from moto import mock_aws
+    """``quality.async_passes`` over the split's training rows in ``workers`` shards."""
+    from .quality import async_passes
 
-    from mlcore.infra.storage import S3Store, s3_client
-    from mlcore.steps import asynchronous
-    from mlcore.steps.schemas import AsyncWorkerTask, InitTask, Shard
-    from mllocal.s3atomic import atomic_conditional_writes
-
-    run = "run-mlp-async"
-    data = _data(split, workers)
-    shards = [Shard(index=i, key=f"shards/{i}.npy", rows=len(d), n_shards=workers) for i, d in enumerate(data)]
-    results = []
-    with mock_aws(), atomic_conditional_writes():
-        s3_client.cache_clear()
-        boto3.client("s3").create_bucket(Bucket="mlp")
-        store = S3Store("mlp")
-        init = InitTask(
-            action="init", run_id=run, n_features=split.X_train.shape[1], n_outputs=split.n_outputs, seed=SEED,
-            hyperparameters=hp, mode="async",
-        )  # fmt: skip
-        asynchronous.init_async_run(store, init)
-
-        def work(shard: Shard, round_: int) -> None:
-            task = AsyncWorkerTask(action="async_steps", run_id=run, round=round_, shard=shard, hyperparameters=hp)
-            results.append(asynchronous.run_async_steps(store, task, shard=data[shard.index]))
-
-        for round_ in range(passes):
-            run_concurrently(work, [(s, round_) for s in shards])
-        head = asynchronous.read_head(store, layout.async_head_key(run))
-        s3_client.cache_clear()
+    head, results = async_passes(_data(split, workers), split.n_outputs, hp, passes, seed=SEED)
     return AsyncRun(
         theta=head.model.ravel(),
         iterate=head.theta.ravel(),

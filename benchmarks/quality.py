@@ -209,9 +209,24 @@ class AsyncRun:
 
 
 def async_sgd(case: Case, hp: Hyperparameters, passes: int, workers: int = SHARDS) -> AsyncRun:
-    """``passes`` passes of ``workers`` concurrent threads, one per shard, each pass one worker call
-    (the real `run_async_steps`: ``hp.steps_per_invocation`` compare-and-swap updates) per shard, against
-    a head in moto S3; between passes the threads are joined, as the workflow's Map closes a pass."""
+    """``async_passes`` over the case's training rows in ``workers`` shards."""
+    data = [np.hstack([case.X_train[rows], case.y_train[rows, None]]) for rows in shard_rows(case, workers)]
+    head, results = async_passes(data, case.k, hp, passes)
+    return AsyncRun(
+        model=head.model.ravel(),
+        iterate=head.theta.ravel(),
+        version=head.version,
+        conflicts=sum(r.conflicts for r in results),
+        staleness_max=max(r.staleness_max for r in results),
+    )
+
+
+def async_passes(data: list[np.ndarray], n_outputs: int, hp: Hyperparameters, passes: int, seed: int = 0):
+    """``passes`` passes of one concurrent thread per ``[X | y]`` shard of ``data``, each pass one worker call
+    (the real ``run_async_steps``: ``hp.steps_per_invocation`` compare-and-swap updates) per shard, against a head in
+    moto S3 with atomic conditional writes; between passes the threads are joined, as the workflow's Map closes a
+    pass. Each worker keeps its shard in memory across its calls, as a warm container does. Returns the final head
+    and every call's result."""
     import boto3
     from moto import mock_aws
 
@@ -220,19 +235,18 @@ def async_sgd(case: Case, hp: Hyperparameters, passes: int, workers: int = SHARD
     from mlcore.steps.schemas import AsyncWorkerTask, InitTask, Shard
     from mllocal.s3atomic import atomic_conditional_writes
 
-    run = "run-quality"
+    run = "run-async"
+    shards = [Shard(index=i, key=f"shards/{i}.npy", rows=len(d), n_shards=len(data)) for i, d in enumerate(data)]
+    results = []
     with mock_aws(), atomic_conditional_writes():
         s3_client.cache_clear()
-        boto3.client("s3").create_bucket(Bucket="quality")
-        store = S3Store("quality")
+        boto3.client("s3").create_bucket(Bucket="bench")
+        store = S3Store("bench")
         init = InitTask(
-            action="init", run_id=run, n_features=case.X_train.shape[1], n_outputs=case.k, hyperparameters=hp
-        )
+            action="init", run_id=run, n_features=data[0].shape[1] - 1, n_outputs=n_outputs, seed=seed,
+            hyperparameters=hp, mode="async",
+        )  # fmt: skip
         asynchronous.init_async_run(store, init)
-        # each worker keeps its shard in memory across its calls, as a warm container does
-        data = [np.hstack([case.X_train[rows], case.y_train[rows, None]]) for rows in shard_rows(case, workers)]
-        shards = [Shard(index=i, key=f"shards/{i}.npy", rows=len(d)) for i, d in enumerate(data)]
-        results = []
 
         def work(shard: Shard, round_: int) -> None:
             task = AsyncWorkerTask(action="async_steps", run_id=run, round=round_, shard=shard, hyperparameters=hp)
@@ -242,13 +256,7 @@ def async_sgd(case: Case, hp: Hyperparameters, passes: int, workers: int = SHARD
             run_concurrently(work, [(s, round_) for s in shards])
         head = asynchronous.read_head(store, layout.async_head_key(run))
         s3_client.cache_clear()
-    return AsyncRun(
-        model=head.model.ravel(),
-        iterate=head.theta.ravel(),
-        version=head.version,
-        conflicts=sum(r.conflicts for r in results),
-        staleness_max=max(r.staleness_max for r in results),
-    )
+    return head, results
 
 
 def _sgd_reference(case: Case, epochs: int) -> float | None:

@@ -40,6 +40,16 @@ HEADLINES = [
     ("round cost, 1,000,000 rows / 16 shards", "its AWS cost"),
     ("peak RSS, 2,000,000 rows (streaming, 2 passes)", "Preprocess peak memory, 2,000,000 rows"),
     ("peak RSS, registering a 255 MiB CSV (streamed)", "Ingest peak memory, a 255 MiB CSV (limit 256 MiB)"),
+    (
+        "Friedman #1 20,000 rows (mlp_regression (64, 64)): test R², sync",
+        "MLP (64, 64), Friedman #1 (20,000 rows): test R²",
+    ),
+    ("Predict, warm, MLP (64, 64), 1000 instance(s): p50", "Predict, warm, MLP (64, 64), 1,000 rows: p50"),
+    (
+        "diabetes, 32 trials, 8 at a time: share of trials stopped early",
+        "tuning job, 32 trials (8 at a time): share stopped early",
+    ),
+    ("diabetes, 32 trials, 8 at a time: measured usage cost", "that job's measured AWS cost"),
 ]
 
 

@@ -12,7 +12,7 @@ No rung waits for all its trials, so ``max_parallel_trials`` slots stay busy.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -328,7 +328,7 @@ def complexity(hyperparameters: Mapping[str, Any]) -> int:
     return sum(int(units) for units in hyperparameters.get("hidden_layers") or [64])
 
 
-def select(entries: list[Mapping[str, Any]]) -> tuple[int, str]:
+def select(entries: Sequence[Mapping[str, Any]]) -> tuple[int, str]:
     """The trial to register from leaderboard entries ordered best first (``leaderboard_order``), by the
     one-standard-error rule: of the trials at the leader's rung whose validation loss is within one standard error
     (``validation_loss_se``) of the leader's, the least complex (``complexity``), then the lower loss. A small
