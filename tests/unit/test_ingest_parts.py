@@ -206,6 +206,26 @@ def test_a_long_registration_continues_in_new_invocations_with_the_same_outcome(
     assert queued["parts"] == 3
 
 
+def test_a_next_step_that_finishes_before_the_one_that_queued_it_returns_leaves_the_status_ready():
+    """The next step's request document invokes Ingest again at once (as its S3 notification may): here it runs
+    inside the put, to the end of the registration, before the step that queued it goes on."""
+    store = _store()
+    put_json = store.put_json
+
+    def put_and_deliver(key, doc, **kwargs):
+        etag = put_json(key, doc, **kwargs)
+        if layout.is_prefix_request(key) and int(doc["step"]) > 0:
+            ingestion.ingest_upload(store, key, remaining=lambda: ingestion.INVOCATION_MARGIN_SECONDS)
+        return etag
+
+    store.put_json = put_and_deliver  # type: ignore[method-assign]
+    ingestion.register_prefix(store, "big", "landing/big/")
+    (first,) = store.list_keys("uploads/big/")
+    ingestion.ingest_upload(store, first, remaining=lambda: ingestion.INVOCATION_MARGIN_SECONDS)
+    assert store.list_keys("uploads/big/") == []
+    assert ingestion.status(store, "big")["status"] == "ready"
+
+
 def test_the_status_shows_the_progress_of_a_pending_registration():
     store = _store()
     ingestion.register_prefix(store, "big", "landing/big/")

@@ -427,13 +427,15 @@ def _part_object(store: ObjectStore, part: dict) -> StoredObject:
 
 def _next_step(store: ObjectStore, name: str, key: str, request: dict) -> dict:
     """Hand the rest of a prefix ingestion to a new invocation: its next request document (whose notification
-    invokes Ingest again), the status's progress updated (and so its age: it stays pending)."""
+    invokes Ingest again), the status's progress updated (and so its age: it stays pending). The status is written
+    first: once the next request exists, the next invocation may run, and even finish (status ready), before this
+    one returns."""
     request = {**request, "step": int(request["step"]) + 1}
-    store.put_json(layout.prefix_request_key(name, request["upload_id"], request["step"]), request)
-    store.delete([key])
     progress = {"parts": len(request["parts"]), "scanned": len(request["scanned"]), "copied": request["copied"]}
     progress["bytes"] = sum(p["bytes"] for p in request["parts"])
     set_status(store, name, "pending", upload_id=request["upload_id"], source=request["source"], progress=progress)
+    store.put_json(layout.prefix_request_key(name, request["upload_id"], request["step"]), request)
+    store.delete([key])
     return {"dataset": name, "status": "pending", "step": request["step"], **progress}
 
 
