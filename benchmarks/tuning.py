@@ -384,7 +384,7 @@ def speed(cloud, dataset: Dataset, quick: bool, full: bool) -> SpeedResult:
     from mlcore.math.cost import sagemaker_tuning_cost
 
     request = _request(quick, full)
-    trials, parallel = (8, 4) if quick else (SPEED_TRIALS, SPEED_PARALLEL)
+    trials, parallel = (4, 2) if quick else (SPEED_TRIALS, SPEED_PARALLEL)
     request.update(max_trials=trials, max_parallel_trials=parallel, model_name=f"{dataset.key}-speed")
     job = tune(cloud, dataset, **request)
     last = int(job.submitted["rungs"][-1])
@@ -400,6 +400,8 @@ def run_all(quick: bool, full: bool, names: list[str] | None = None) -> tuple[li
     from mllocal.template import local_stack
 
     chosen = datasets(1_000 if quick else FRIEDMAN_ROWS, names)
+    if quick and names is None:  # checks the code runs: a regression and a classification are enough
+        chosen = chosen[:2]
     overrides = {"LogLevel": "ERROR", "TuningWaitSeconds": "1"}
     with LocalCloud(local_stack(overrides=overrides)) as cloud:
         for d in chosen:
@@ -409,7 +411,7 @@ def run_all(quick: bool, full: bool, names: list[str] | None = None) -> tuple[li
             print(f"tuning {d.name} ...", file=sys.stderr, flush=True)
             results.append(quality(cloud, d, quick, full))
         speed_set = next(d for d in chosen if d.key in ("diabetes", chosen[0].key))
-        print(f"speed: {SPEED_TRIALS if not quick else 8} trials on {speed_set.name} ...", file=sys.stderr, flush=True)
+        print(f"speed: {SPEED_TRIALS if not quick else 4} trials on {speed_set.name} ...", file=sys.stderr, flush=True)
         return results, speed(cloud, speed_set, quick, full)
 
 
