@@ -60,6 +60,12 @@ class Problem:
     decisions: list[dict] = field(default_factory=list)
     reason: str = ""  # why the task is what it is
 
+    @classmethod
+    def of(cls, task: Task, n_classes: int | None, reason: str, decisions: list[dict] | None = None) -> Problem:
+        """The problem of ``task``: its linear model, network and metric."""
+        metric = "r2" if task == "regression" else "accuracy"
+        return cls(task, n_classes, LINEAR_MODEL[task], MLP_MODEL[task], metric, decisions or [], reason)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -168,15 +174,7 @@ def infer_problem(meta: dict, target: str, spec: PreprocessingSpec | None = None
         for d in [_decision(name, column, rows, spec)]
         if d is not None
     ]
-    return Problem(
-        task=task,
-        n_classes=n_classes,
-        linear_model=LINEAR_MODEL[task],
-        mlp_model=MLP_MODEL[task],
-        metric="r2" if task == "regression" else "accuracy",
-        decisions=decisions,
-        reason=reason,
-    )
+    return Problem.of(task, n_classes, reason, decisions)
 
 
 def _chosen(model: str, task: Task, n_classes: int | None, reason: str) -> tuple[Task, int | None, str]:
@@ -192,14 +190,7 @@ def _chosen(model: str, task: Task, n_classes: int | None, reason: str) -> tuple
 def _unprofiled(model: str) -> Problem:
     """The problem of a data set version without a stored profile: the model's family, no decision."""
     task, n_classes, _ = _chosen(model, "regression", None, "")
-    return Problem(
-        task=task,
-        n_classes=n_classes,
-        linear_model=LINEAR_MODEL[task],
-        mlp_model=MLP_MODEL[task],
-        metric="r2" if task == "regression" else "accuracy",
-        reason=f"the data set has no stored profile: the task of model {model}",
-    )
+    return Problem.of(task, n_classes, f"the data set has no stored profile: the task of model {model}")
 
 
 def with_decisions(spec: PreprocessingSpec | None, problem: Problem) -> PreprocessingSpec | None:
