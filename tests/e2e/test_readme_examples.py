@@ -1,4 +1,5 @@
-"""The README's curl examples, run as written (bash, curl, jq) against the local server: every one must work."""
+"""The curl examples of the README and docs/walkthrough.md, run as written (bash, curl, jq) against the local server:
+every one must work, and every one that sends a body says its Content-Type."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -20,9 +22,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def readme_block(section: str, language: str = "bash") -> str:
-    """The first ```bash (or ``language``) block after the heading ``section``."""
-    text = (ROOT / "README.md").read_text()
+WALKTHROUGH = "docs/walkthrough.md"
+
+
+def readme_block(section: str, language: str = "bash", page: str = "README.md") -> str:
+    """The first ```bash (or ``language``) block after the heading ``section`` of ``page``."""
+    text = (ROOT / page).read_text()
     after = text[text.index(f"\n{section}\n") :]
     return re.search(rf"```{language}\n(.*?)```", after, re.S).group(1)
 
@@ -43,9 +48,40 @@ def server():
         yield api
 
 
-def test_the_use_the_api_examples_work_as_written(server):
+def _sends_its_content_type(script: str) -> None:
+    """Every curl command (continuation lines joined) that sends a body names its Content-Type."""
+    for command in script.replace("\\\n", " ").split("\n"):
+        if re.search(r"\s(-d|--data-binary)\s", command):
+            assert "Content-Type: " in command, command
+
+
+def test_the_readme_commands_work_as_written(server):
     script = readme_block("## Use the API")
-    assert "Content-Type: application/json" not in script  # curl's default content type is the point
+    _sends_its_content_type(script)
+    env = {**os.environ, "API": server.url, "KEY": server.api_key or ""}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    uploaded, started = list(_documents(done.stdout))
+    assert uploaded["dataset"] == "housing" and uploaded["status"] == "ready" and uploaded["rows"] == 3000
+    assert started["status"] == "RUNNING" and started["run_id"].startswith("run-")
+    deadline = time.monotonic() + 300  # the run ends before the walkthrough trains the same model
+    while True:
+        request = urllib.request.Request(
+            f"{server.url}/training-runs/{started['run_id']}", headers={"x-api-key": server.api_key or ""}
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            status = json.loads(answer.read())["status"]
+        if status != "RUNNING" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert status == "SUCCEEDED"
+
+
+def test_the_walkthrough_examples_work_as_written(server):
+    script = readme_block("## Use the API", page=WALKTHROUGH)
+    _sends_its_content_type(script)
     env = {**os.environ, "API": server.url, "KEY": server.api_key or ""}
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
@@ -61,12 +97,13 @@ def test_the_use_the_api_examples_work_as_written(server):
 
 
 def test_the_network_tuning_and_onnx_examples_work_as_written(server, tmp_path):
-    """The README's second block after its step 1 (the upload), run in a scratch folder that sees the repository's
+    """The walkthrough's second block after its step 1 (the upload), run in a scratch folder that sees the repository's
     data/ (the ONNX download lands there, not in the tree); then its onnxruntime snippet on the downloaded graph,
     whose answer must equal Predict's for the same row."""
-    upload = readme_block("## Use the API").split("\n\n")[0]
+    upload = readme_block("## Use the API", page=WALKTHROUGH).split("\n\n")[0]
     assert "INPUT=$(curl" in upload and "@data/housing.csv" in upload
-    script = readme_block("### Neural networks, tuning jobs and ONNX")
+    script = readme_block("## Neural networks, tuning jobs and ONNX", page=WALKTHROUGH)
+    _sends_its_content_type(script)
     (tmp_path / "data").symlink_to(ROOT / "data")
     env = {**os.environ, "API": server.url, "KEY": server.api_key or ""}
     done = subprocess.run(
@@ -87,7 +124,7 @@ def test_the_network_tuning_and_onnx_examples_work_as_written(server, tmp_path):
     assert job["model"]["model_name"] == "housing-tuned" and job["model"]["version"] == 1
     assert (tmp_path / "housing-mlp.onnx").read_bytes()[:2] == b"\x08\x09"  # ModelProto.ir_version = 9
 
-    snippet = readme_block("### Neural networks, tuning jobs and ONNX", "python")
+    snippet = readme_block("## Neural networks, tuning jobs and ONNX", "python", page=WALKTHROUGH)
     ran = subprocess.run(
         [sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True
     )
