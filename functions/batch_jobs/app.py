@@ -3,13 +3,13 @@
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from mlcore.infra import aws
-from mlcore.infra.http import accepted, register_error_handlers, resolve
+from mlcore.infra.http import accepted, json_body, register_error_handlers, resolve
 from mlcore.infra.observability import API_REQUEST, logger, metrics, tracer
 from mlcore.infra.settings import Settings
 from mlcore.serving import batch
 from mlcore.serving.batch import BatchJobRequest
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_body)  # a body is parsed once
 register_error_handlers(app)
 
 

@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mlcore.infra import layout, urlfetch
 from mlcore.infra.errors import InvalidInput
-from mlcore.infra.http import accepted, register_error_handlers, resolve
+from mlcore.infra.http import accepted, json_body, register_error_handlers, resolve
 from mlcore.infra.observability import API_REQUEST_OR_S3_EVENT, logger, metrics, tracer
 from mlcore.infra.settings import Settings
 from mlcore.steps import ingestion
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_body)  # a body is parsed once
 UPLOAD_CONTENT_TYPES = ("application/json", *ingestion.CONTENT_TYPES)
 register_error_handlers(app)
 

@@ -7,12 +7,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import BaseModel, Field
 
 from mlcore.infra import layout
-from mlcore.infra.http import register_error_handlers, resolve
+from mlcore.infra.http import json_body, register_error_handlers, resolve
 from mlcore.infra.observability import API_REQUEST, logger, metrics, tracer
 from mlcore.infra.settings import Settings
 from mlcore.serving import registry
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_body)  # a body is parsed once
 register_error_handlers(app)
 
 ModelName = Annotated[str, Path(pattern=layout.NAME.pattern)]

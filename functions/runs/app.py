@@ -7,13 +7,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from mlcore.infra import aws
 from mlcore.infra.errors import InvalidInput
-from mlcore.infra.http import accepted, register_error_handlers, resolve
+from mlcore.infra.http import accepted, json_body, register_error_handlers, resolve
 from mlcore.infra.observability import API_REQUEST, logger, metrics, tracer
 from mlcore.infra.settings import Settings
 from mlcore.steps import runs
 from mlcore.steps.schemas import TrainingRequest
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=json_body)  # a body is parsed once
 register_error_handlers(app)
 
 
