@@ -33,7 +33,7 @@ help:
 	@echo "make bench-serving - Predict latency (warm), cold import and size of the built Predict"
 	@echo "make openapi - regenerate docs/openapi.json from the API functions' code"
 	@echo "make bench-training - training benchmarks (ARGS=--full for the big ones)"
-	@echo "make bench-tuning - tuning jobs: quality vs scikit-learn, a 32-trial job's time and cost (ARGS=--full)"
+	@echo "make bench-tuning - tuning jobs: quality vs scikit-learn, a 32-trial job's time and cost (ARGS=--quick: small jobs)"
 	@echo "make clean  - remove .venv and .aws-sam"
 
 # pip shows what it downloads and installs, with progress bars: the first `make demo` is minutes of it, never silent.

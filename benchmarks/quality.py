@@ -147,43 +147,22 @@ def round_solver(case: Case, solver: str, shards: int = SHARDS) -> tuple[np.ndar
 def sync_rounds(
     data: list[np.ndarray], n_outputs: int, hp: Hyperparameters, seed: int = 0
 ) -> tuple[np.ndarray, int, str]:
-    """A sync run of the real worker and aggregator steps (``compute_gradient``, ``aggregate``) on the float32
-    ``[X | y]`` shards ``data`` against moto S3, each worker handed its shard as a warm container holds it:
-    ``(theta, rounds, stop reason)``."""
+    """A sync run of the real worker and aggregator steps (``mlcore.steps.crossval.run_in_process``: the engine's
+    one in-process loop) on the float32 ``[X | y]`` shards ``data`` against moto S3, each worker handed its shard as
+    a warm container holds it: ``(theta, rounds, stop reason)``."""
     import boto3
     from moto import mock_aws
 
     from mlcore.infra.storage import S3Store, s3_client
-    from mlcore.steps import training
-    from mlcore.steps.schemas import AggregateTask, InitTask, RoundState, Shard, WorkerTask
+    from mlcore.steps.crossval import run_in_process
 
-    run = "run-sync"
     with mock_aws():
         s3_client.cache_clear()
         boto3.client("s3").create_bucket(Bucket="bench")
-        store = S3Store("bench")
-        init = InitTask(run_id=run, n_features=data[0].shape[1] - 1, n_outputs=n_outputs, seed=seed, hyperparameters=hp)
-        state: RoundState = training.init_run(store, init)
-        while not state.done:
-            results = [
-                training.compute_gradient(
-                    store,
-                    WorkerTask(
-                        run_id=run, round=state.round, params_key=state.params_key, model=hp.model,
-                        shard=Shard(index=i, key=f"shards/{i}.npy", rows=len(d), n_shards=len(data)),
-                        hyperparameters=hp,
-                    ),
-                    shard=d,
-                )
-                for i, d in enumerate(data)
-            ]  # fmt: skip
-            task = AggregateTask(
-                run_id=run, round=state.round, params_key=state.params_key, hyperparameters=hp, results=results
-            )
-            state = training.aggregate(store, task)
-        theta = store.get_arrays(state.params_key)["theta"].ravel()
-        s3_client.cache_clear()
-    return theta, state.round, str(state.reason)
+        try:
+            return run_in_process(S3Store("bench"), "run-sync", data, None, n_outputs, hp, seed)
+        finally:
+            s3_client.cache_clear()
 
 
 STEPS_PER_CALL = 10  # the default steps_per_invocation

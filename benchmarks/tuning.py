@@ -2,8 +2,7 @@
 against one training run, and its cost beside SageMaker Automatic Model Tuning's. Prints figures and whether each of
 the issue's bounds is met; asserts nothing.
 
-    python -m benchmarks.tuning            # sync-only search space (a few minutes)
-    python -m benchmarks.tuning --full     # the default search space, sync and async (about 10 minutes a job)
+    python -m benchmarks.tuning            # the four data sets and the 32-trial job (about 10 minutes)
     python -m benchmarks.tuning --quick    # small jobs: checks the code runs
 
 Everything runs through the local stack (``LocalCloud``: moto S3 and Step Functions in this process, the real
@@ -11,7 +10,8 @@ handlers, statemachines/tuning.asl.json and training.asl.json), ``TuningWaitSeco
 
 1. Quality: diabetes, breast cancer, wine and Friedman #1 with noise (``make_friedman1``, 5,000 rows, noise sd 1),
    each ingested as a CSV and tuned by ``POST /tuning-jobs`` with ``dataset``, ``target`` and ``model_name`` only
-   (``--full``; by default also ``search_space: {"mode": ["sync"]}``, see below): the registered model's test metric
+   (the default search space: sync trials, as every one of them is below ``ASYNC_DEFAULT_MIN_ROWS`` training rows,
+   and a best trial chosen by cross-validation): the registered model's test metric
    (R² or accuracy, from its evaluation) against the best of a tuned scikit-learn suite on the same rows (RidgeCV or
    LogisticRegressionCV, and MLPRegressor or MLPClassifier over a grid of hidden sizes and alpha chosen on the
    validation rows). The rows are the product's own split (``product_split``: the preparation's
@@ -26,10 +26,6 @@ handlers, statemachines/tuning.asl.json and training.asl.json), ``TuningWaitSeco
 3. Cost: the job's ``estimated_cost_usd`` (at submission) and ``cost_usd`` (measured usage) beside the same 32
    trials billed by SageMaker Automatic Model Tuning (``mlcore.math.cost.sagemaker_tuning_cost``), each trial a
    training job as long as its measured worker time.
-
-Why sync-only by default: with the default space a 16-trial job on diabetes (442 rows) took 614 s locally, almost all
-of it in the async trials (each async pass is a Map of Lambda calls in moto's interpreter, and ASHA takes one of them
-to 135 epochs); a sync trial takes a few seconds.
 """
 
 from __future__ import annotations
@@ -55,7 +51,6 @@ FRIEDMAN_NOISE = 1.0
 BOUNDS = {"gap": 0.005, "wall_ratio": 3.0}
 SPEED_TRIALS = 32
 SPEED_PARALLEL = 8
-SYNC_ONLY = {"mode": ["sync"]}
 # the scikit-learn suite: the linear model with its own cross-validation, and an MLP grid chosen on the validation rows
 MLP_HIDDEN = [(16,), (64,), (64, 64)]
 MLP_ALPHA = [1e-4, 1e-2, 1.0]
@@ -362,15 +357,12 @@ class SpeedResult:
         return int(model.get("rounds") or self.job.submitted["rungs"][-1])
 
 
-def _request(quick: bool, full: bool) -> dict[str, Any]:
-    request: dict[str, Any] = {} if full else {"search_space": SYNC_ONLY}
-    if quick:
-        request.update(max_trials=4, max_parallel_trials=2, min_epochs=3, max_epochs=9)
-    return request
+def _request(quick: bool) -> dict[str, Any]:
+    return {"max_trials": 4, "max_parallel_trials": 2, "min_epochs": 3, "max_epochs": 9} if quick else {}
 
 
-def quality(cloud, dataset: Dataset, quick: bool, full: bool) -> QualityResult:
-    job = tune(cloud, dataset, **_request(quick, full))
+def quality(cloud, dataset: Dataset, quick: bool) -> QualityResult:
+    job = tune(cloud, dataset, **_request(quick))
     split = product_split(dataset.csv, dataset.target)
     suite = sklearn_suite(split, quick)
     metric = job.submitted["metric"]
@@ -380,10 +372,10 @@ def quality(cloud, dataset: Dataset, quick: bool, full: bool) -> QualityResult:
     return QualityResult(dataset, job, split, suite, metric, test, bool(same))
 
 
-def speed(cloud, dataset: Dataset, quick: bool, full: bool) -> SpeedResult:
+def speed(cloud, dataset: Dataset, quick: bool) -> SpeedResult:
     from mlcore.math.cost import sagemaker_tuning_cost
 
-    request = _request(quick, full)
+    request = _request(quick)
     trials, parallel = (4, 2) if quick else (SPEED_TRIALS, SPEED_PARALLEL)
     request.update(max_trials=trials, max_parallel_trials=parallel, model_name=f"{dataset.key}-speed")
     job = tune(cloud, dataset, **request)
@@ -395,7 +387,7 @@ def speed(cloud, dataset: Dataset, quick: bool, full: bool) -> SpeedResult:
                        sagemaker_tuning_cost(per_trial))  # fmt: skip
 
 
-def run_all(quick: bool, full: bool, names: list[str] | None = None) -> tuple[list[QualityResult], SpeedResult]:
+def run_all(quick: bool, names: list[str] | None = None) -> tuple[list[QualityResult], SpeedResult]:
     from mllocal.cloud import LocalCloud
     from mllocal.template import local_stack
 
@@ -409,25 +401,24 @@ def run_all(quick: bool, full: bool, names: list[str] | None = None) -> tuple[li
         results = []
         for d in chosen:
             print(f"tuning {d.name} ...", file=sys.stderr, flush=True)
-            results.append(quality(cloud, d, quick, full))
+            results.append(quality(cloud, d, quick))
         speed_set = next(d for d in chosen if d.key in ("diabetes", chosen[0].key))
         print(f"speed: {SPEED_TRIALS if not quick else 4} trials on {speed_set.name} ...", file=sys.stderr, flush=True)
-        return results, speed(cloud, speed_set, quick, full)
+        return results, speed(cloud, speed_set, quick)
 
 
 # -- the page's figures and the printed report ----------------------------------------------------------------------
 
 
-def _space(full: bool) -> str:
-    return "the default search space" if full else 'search_space {"mode": ["sync"]}'
+SPACE = "the default search space"
 
 
-def figures(results: list[QualityResult], s: SpeedResult, full: bool) -> list[Figure]:
+def figures(results: list[QualityResult], s: SpeedResult) -> list[Figure]:
     first = results[0].job.submitted
     plan = f"{first['max_trials']} trials, {first['max_parallel_trials']} at a time, rungs {first['rungs']}"
     note_quality = (
         "tuning quality: a tuning job through the local stack with dataset, target and model_name only"
-        f"{'' if full else ' and ' + _space(full)} ({plan}); the registered model's "
+        f" ({SPACE}: sync trials below 20,000 training rows; {plan}); the registered model's "
         "test metric against the best test metric of a scikit-learn suite on the product's own split (RidgeCV or "
         "LogisticRegressionCV; MLPRegressor/MLPClassifier of hidden sizes (16), (64), (64, 64) x alpha 1e-4, 1e-2, "
         "1 chosen on the validation rows); issue #16's bound: within 0.005, and above the trivial baseline; one run "
@@ -448,7 +439,7 @@ def figures(results: list[QualityResult], s: SpeedResult, full: bool) -> list[Fi
     parallel = s.job.submitted["max_parallel_trials"]
     label = f"{s.dataset.name}, {trials} trials, {parallel} at a time"
     note_speed = (
-        f"tuning speed: {_space(full)}; the job's wall time from POST /tuning-jobs to its end against one training "
+        f"tuning speed: {SPACE}; the job's wall time from POST /tuning-jobs to its end against one training "
         "run (POST /training-runs) of the best trial's configuration to the last rung, measured one after the other "
         "in the same process; worker-seconds to completion extrapolated from each trial's measured usage (a trial "
         "stopped by a rung's budget scaled to the last rung's epochs); SageMaker: each trial one ml.m5.large training "
@@ -475,9 +466,9 @@ _LAST: dict[str, str] = {}
 
 
 def collect(quick: bool) -> list[Figure]:
-    results, s = run_all(quick, full=False)
-    _LAST["text"] = report_text(results, s, full=False)
-    return figures(results, s, full=False)
+    results, s = run_all(quick)
+    _LAST["text"] = report_text(results, s)
+    return figures(results, s)
 
 
 def analysis() -> str:
@@ -486,10 +477,10 @@ def analysis() -> str:
     return f"```\n{text}\n```" if text else ""
 
 
-def report_text(results: list[QualityResult], s: SpeedResult, full: bool) -> str:
+def report_text(results: list[QualityResult], s: SpeedResult) -> str:
     from mlcore.math import cost
 
-    lines = [f"1. Quality: tuning jobs with dataset, target, model_name only{'' if full else ' + ' + _space(full)}; "
+    lines = [f"1. Quality: tuning jobs with dataset, target, model_name only ({SPACE}); "
              "test metric vs the best of a tuned scikit-learn suite on the same split"]  # fmt: skip
     rows = []
     for q in results:
@@ -519,7 +510,7 @@ def report_text(results: list[QualityResult], s: SpeedResult, full: bool) -> str
     trials, parallel = len(w["leaderboard"]), s.job.submitted["max_parallel_trials"]
     lines += [
         "",
-        f"2. Speed: {trials}-trial job, {parallel} at a time, on {s.dataset.name} ({_space(full)}), "
+        f"2. Speed: {trials}-trial job, {parallel} at a time, on {s.dataset.name} ({SPACE}), "
         f"rungs {s.job.submitted['rungs']}",
         f"   job wall time {s.job.seconds:.1f} s; one training run of the best configuration "
         f"({w['best']['hyperparameters'].get('model')} {w['best']['mode']}, {s.job.submitted['rungs'][-1]} epochs, "
@@ -547,15 +538,14 @@ def report_text(results: list[QualityResult], s: SpeedResult, full: bool) -> str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small jobs (4 and 8 trials, rungs 3/9): checks the code")
-    parser.add_argument("--full", action="store_true", help="the default search space, async trials included (slow)")
     parser.add_argument("--datasets", nargs="+", choices=["diabetes", "breast-cancer", "wine", "friedman"])
     parser.add_argument("--repeat", type=int, default=1, help="repeat the whole benchmark, printing the spread")
     args = parser.parse_args(argv)
     gaps: dict[str, list[float]] = {}
     ratios = []
     for i in range(args.repeat):
-        results, s = run_all(args.quick, args.full, args.datasets)
-        print(report_text(results, s, args.full), flush=True)
+        results, s = run_all(args.quick, args.datasets)
+        print(report_text(results, s), flush=True)
         for q in results:
             gaps.setdefault(q.dataset.name, []).append(q.gap)
         ratios.append(s.ratio)

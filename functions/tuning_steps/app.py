@@ -28,7 +28,7 @@ def lambda_handler(event: dict, context) -> dict:
     if isinstance(task, tuning.RecordTask):
         return tuning.record(store, task)
     if isinstance(task, tuning.FinalizeTask):
-        return tuning.finalize(store, task)
+        return tuning.finalize(store, task, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)
     run_ids = tuning.trial_runs(store, task.job_id)
     usage = tuning.usage_of(
         store, aws.stepfunctions(), aws.lambda_service(), settings.training_state_machine_arn, run_ids, settings.region

@@ -99,8 +99,7 @@ def test_format_table_pads_columns():
 
 
 def test_quick_and_default_requests():
-    assert bench._request(quick=False, full=True) == {}
-    assert bench._request(quick=False, full=False) == {"search_space": {"mode": ["sync"]}}
-    assert bench._request(quick=True, full=True) == {
+    assert bench._request(quick=False) == {}  # dataset, target and model_name only: the default search space
+    assert bench._request(quick=True) == {
         "max_trials": 4, "max_parallel_trials": 2, "min_epochs": 3, "max_epochs": 9
     }  # fmt: skip

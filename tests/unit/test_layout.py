@@ -34,6 +34,8 @@ def test_every_key_lies_under_an_internal_prefix():
         layout.job_key("batch-1"),
         layout.job_part_key("batch-1", "stats", 0),
         layout.job_output_key("batch-1", "predictions.jsonl"),
+        layout.tuning_selection_key("tune-1"),
+        layout.in_process_validation_key("r", "abc"),
     ]
     assert all(layout.is_internal(k) for k in keys), [k for k in keys if not layout.is_internal(k)]
 

@@ -15,7 +15,7 @@ from pydantic import Field, TypeAdapter
 from mlcore.infra import layout
 from mlcore.infra.storage import Conflict
 from mlcore.math import tuning as asha
-from mlcore.steps import evaluation, tuning
+from mlcore.steps import crossval, evaluation, tuning
 from mlcore.steps.schemas import EvaluateTask, TrainingRequest, TuningRequest
 from tests.helpers import load_event
 from tests.unit.fakes import FakeStore
@@ -360,6 +360,90 @@ def test_finalize_registers_the_simplest_trial_within_one_standard_error():
         finished=True,
     )
     assert [(e["trial"], e["validation_loss_se"]) for e in board] == [(0, 0.2), (1, 0.0)]  # ranked by loss still
+
+
+def small_job(outputs: dict[int, tuple[float, float]]) -> FakeStore:
+    """A finished job of a network (trial 0) and a linear model (trial 1), one rung of 3 epochs, whose prepared data
+    is 150 rows of a linear target (2 shards of 60 rows, 30 validation rows); ``outputs``: each trial's recorded
+    validation (loss, standard error)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 3))
+    rows = np.column_stack([X, X @ np.array([1.0, -2.0, 0.5]) + 1 + 0.5 * rng.normal(size=150)]).astype("float32")
+    keys = [layout.shard_key(JOB, 0), layout.shard_key(JOB, 1), layout.held_out_key(JOB, "validation")]
+    store = job_store(n_trials=2)
+    store.arrays.update({keys[0]: rows[:60], keys[1]: rows[60:120], keys[2]: rows[120:]})
+    shards = [{"index": i, "key": keys[i], "rows": 60} for i in (0, 1)]
+    store.documents[layout.tuning_data_key(JOB)] = {**DATA, "shards": shards, "validation": {"key": keys[2],
+                                                                                             "rows": 30}}  # fmt: skip
+    store.documents[layout.tuning_job_key(JOB)].update(trials=[TRIALS[1], TRIALS[0]], rungs=[3])
+    for slot in (0, 1):
+        handed = claim(store, slot)
+        plant_last_round(store, handed["trial"])
+        loss, se = outputs[handed["trial"]]
+        output = {"validation_loss": loss, "validation_loss_se": se, "validation_metric": 0.5, "rounds": 3,
+                  "stop_reason": "max_epochs"}  # fmt: skip
+        task = tuning.RecordTask(
+            action="record", job_id=JOB, slot=slot, seq=handed["seq"], trial=handed["trial"], rung=0, output=output
+        )
+        assert tuning.record(store, task)["recorded"] is True
+    return store
+
+
+def test_on_a_small_data_set_finalize_chooses_by_cross_validation_and_writes_only_its_choice():
+    store = small_job({0: (0.5, 0.01), 1: (1.0, 0.01)})  # the validation split favours the network by far
+    before = dict(store.writes)
+    evaluate = tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB))
+    assert {k for k in store.writes if store.writes[k] != before.get(k)} == {layout.tuning_selection_key(JOB)}
+    assert (evaluate["run_id"], evaluate["tuning"]["trial"]) == (tuning.trial_run_id(JOB, 1), 1)  # the linear model
+    figures = evaluate["tuning"]["cross_validation"]
+    assert [f["trial"] for f in figures] == [0, 1]
+    network, linear = figures
+    assert linear["cv_loss"] < network["cv_loss"] and linear["cv_metric"] > 0.8
+    assert evaluate["tuning"]["selected_because"] == (
+        f"the lowest 5-fold cross-validated loss ({linear['cv_loss']:.6g}) of the 2 finalists"
+    )
+    chosen = store.documents[layout.tuning_selection_key(JOB)]
+    assert (chosen["trial"], chosen["cross_validation"], chosen["validation_loss"]) == (1, figures, 1.0)
+
+
+def test_a_retried_finalize_and_finish_use_the_stored_choice():
+    store = small_job({0: (0.5, 0.01), 1: (1.0, 0.01)})
+    first = tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB))
+    for key in [k for k in store.arrays if k.startswith("processed/")]:
+        del store.arrays[key]  # a retry would fail if it cross-validated again
+    assert tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB)) == first
+    registered = {"model_name": "m", "version": 1, "warnings": []}
+    tuning.finish(store, tuning.FinishTask(action="finish", job_id=JOB, registered=registered), None, ({}, 0.0))
+    best = store.documents[layout.tuning_summary_key(JOB)]["best"]
+    assert best == store.documents[layout.tuning_selection_key(JOB)] and best["trial"] == 1
+
+
+def test_above_the_row_threshold_the_validation_split_rule_stands(monkeypatch):
+    monkeypatch.setattr(crossval, "CV_MAX_ROWS", 149)  # the job has 150 training + validation rows
+    store = small_job({0: (0.5, 0.01), 1: (1.0, 0.01)})
+    evaluate = tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB))
+    assert evaluate["tuning"]["trial"] == 0 and "cross_validation" not in evaluate["tuning"]
+    assert evaluate["tuning"]["selected_because"] == "the lowest validation loss (0.5)"
+
+
+def test_when_cross_validation_would_not_fit_the_time_left_the_validation_split_rule_chooses_and_says_so():
+    store = small_job({0: (0.5, 0.01), 1: (1.0, 0.01)})
+    task = tuning.FinalizeTask(action="finalize", job_id=JOB)
+    evaluate = tuning.finalize(store, task, seconds_left=lambda: crossval.RESERVE_SECONDS - 1)
+    assert evaluate["tuning"]["trial"] == 0 and "cross_validation" not in evaluate["tuning"]
+    assert evaluate["tuning"]["selected_because"] == (
+        "the lowest validation loss (0.5); cross-validation did not fit: 59 s left of the invocation, fold runs take "
+        "up to 0 s"
+    )
+    assert store.documents[layout.tuning_selection_key(JOB)]["trial"] == 0  # a retry keeps the choice made
+
+
+def test_a_single_sync_finalist_is_not_cross_validated():
+    store = small_job({0: (0.5, 0.01), 1: (1.0, 0.01)})
+    record = store.documents[layout.tuning_job_key(JOB)]
+    record["trials"] = [TRIALS[1], TRIALS[2]]  # a network and an async linear model
+    evaluate = tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB))
+    assert evaluate["tuning"]["trial"] == 0 and "cross_validation" not in evaluate["tuning"]
 
 
 def test_a_diverged_trial_has_no_validation_loss():

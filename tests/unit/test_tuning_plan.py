@@ -113,15 +113,29 @@ def test_plan_of_a_regression_job() -> None:
     p = tuning_plan.plan(_request(), _meta(), "us-east-1")
     assert (p["task"], p["metric"]) == ("regression", "r2")
     assert p["problem"]["task"] == "regression" and p["problem"]["linear_model"] == "linear_regression"
-    assert p["space"] == tuning.default_space("regression")
-    assert p["trials"] == tuning.sample_trials({}, 16, 0, "regression")
+    # 400 rows: a small training split searches sync trials only
+    assert p["space"] == {**tuning.default_space("regression"), "mode": ["sync"]}
+    assert p["trials"] == tuning.sample_trials({"mode": ["sync"]}, 16, 0, "regression")
     assert p["rungs"] == [15, 45, 135]
     assert p["jobs_per_rung"] == [16, 6, 2]
-    # 400 rows: 80 test, then 64 of the 320 for validation: 256 training rows; trials in both modes
-    expected = cost.estimated_tuning_cost(256, 2, [15, 45, 135], 16, 3, US, modes=("sync", "async"))
+    # 400 rows: 80 test, then 64 of the 320 for validation: 256 training rows
+    expected = cost.estimated_tuning_cost(256, 2, [15, 45, 135], 16, 3, US, modes=("sync",))
     assert p["estimated_cost_usd"] == pytest.approx(expected["total"], rel=1e-12)
     assert tuning_plan.plan(_request(), _meta(), "us-east-1") == p  # seeded
     assert tuning_plan.check_tuning_budget(_request(), _meta(), "us-east-1") == p["estimated_cost_usd"]
+
+
+def test_async_trials_join_the_default_space_from_20000_training_rows() -> None:
+    # 25,000 rows: 5,000 test, 20,000 training + validation; one row fewer is a small data set
+    assert tuning.default_modes(20_000) == ["sync", "async"] and tuning.default_modes(19_999) == ["sync"]
+    large = tuning_plan.plan(_request(), _meta(rows=25_000), "us-east-1")
+    assert large["space"] == tuning.default_space("regression")
+    assert {t["mode"] for t in large["trials"]} == {"sync", "async"}
+    small = tuning_plan.plan(_request(), _meta(rows=24_998), "us-east-1")
+    assert small["space"]["mode"] == ["sync"] and {t["mode"] for t in small["trials"]} == {"sync"}
+    # a request's own mode stands either way
+    given = tuning_plan.plan(_request(search_space={"mode": ["sync", "async"]}), _meta(), "us-east-1")
+    assert given["space"]["mode"] == ["sync", "async"] and {t["mode"] for t in given["trials"]} == {"sync", "async"}
 
 
 def test_plan_of_a_classification_job_with_a_narrowed_space() -> None:
@@ -136,7 +150,7 @@ def test_plan_of_a_classification_job_with_a_narrowed_space() -> None:
 
 def test_plan_refuses_a_job_over_its_budget_with_the_estimate() -> None:
     estimate = tuning_plan.plan(_request(), _meta(), "us-east-1")["estimated_cost_usd"]
-    one = cost.estimated_tuning_cost(256, 2, [15, 45, 135], 16, 3, US, modes=("sync", "async"))["one_trial"]
+    one = cost.estimated_tuning_cost(256, 2, [15, 45, 135], 16, 3, US, modes=("sync",))["one_trial"]
     assert one < estimate
     budget = (one + estimate) / 2
     with pytest.raises(InvalidInput) as err:
@@ -150,7 +164,7 @@ def test_plan_refuses_a_job_over_its_budget_with_the_estimate() -> None:
 
 
 def test_plan_refuses_a_budget_below_one_trial() -> None:
-    one = cost.estimated_tuning_cost(256, 2, [15, 45, 135], 16, 3, US, modes=("sync", "async"))["one_trial"]
+    one = cost.estimated_tuning_cost(256, 2, [15, 45, 135], 16, 3, US, modes=("sync",))["one_trial"]
     budget = one * 0.9
     with pytest.raises(InvalidInput) as err:
         tuning_plan.plan(_request(max_cost_usd=budget), _meta(), "us-east-1")

@@ -209,6 +209,13 @@ def run_model_key(run_id: str) -> str:
     return f"{RUNS}{run_id}/model.json"
 
 
+def in_process_validation_key(run_id: str, digest: str) -> str:
+    """The validation block of a run trained in one process (``steps.crossval.run_in_process``, in a
+    ``MemoryStore``), named by the digest of its rows: training reads validation blocks through a per-container
+    cache that trusts a key to name one content."""
+    return f"{SCRATCH}{run_id}/validation-{digest}.npy"
+
+
 def gradient_key(run_id: str, round_: int, shard: int) -> str:
     return f"{SCRATCH}{run_id}/gradients/round-{round_:05d}/shard-{shard:05d}.npy"
 
@@ -305,6 +312,12 @@ def tuning_results_prefix(job_id: str) -> str:
 def tuning_result_key(job_id: str, trial: int, rung: int) -> str:
     """One (trial, rung)'s result, written create-only: a duplicate or late delivery changes nothing."""
     return f"{tuning_results_prefix(job_id)}trial-{trial:05d}-rung-{rung:02d}.json"
+
+
+def tuning_selection_key(job_id: str) -> str:
+    """The trial ``finalize`` chose and why (with the finalists' cross-validation figures when it applied), written
+    create-only: a retried finalize and ``finish`` use the same choice."""
+    return f"{TUNING}{job_id}/selection.json"
 
 
 def tuning_summary_key(job_id: str) -> str:

@@ -7,6 +7,7 @@ and ``.npz`` (loaded with ``allow_pickle=False``), documents as JSON; nothing is
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -451,6 +452,110 @@ class S3Store:
         body, etag = self.get_bytes_with_etag(key)
         with np.load(io.BytesIO(body), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}, etag
+
+
+class MemoryStore(S3Store):
+    """An ``ObjectStore`` held in a dict, for scratch runs in one process (a tuning job's cross-validation trains
+    its folds in memory: no S3 request, nothing written to the bucket). Every key/value operation of ``S3Store``
+    works on top of its byte-level primitives, overridden here with S3's semantics: ``if_absent`` raises
+    ``AlreadyExists`` when the key is there, ``if_match`` raises ``Conflict`` unless the key is there with that
+    ETag (the quoted MD5 of its body); a missing key raises ``NotFound``. Presigning and multipart uploads need S3:
+    asking for them raises ``NotImplementedError`` naming the operation."""
+
+    def __init__(self, bucket: str = "memory"):
+        super().__init__(bucket)
+        self._lock = threading.Lock()
+        self._objects: dict[str, tuple[bytes, str, str]] = {}  # key -> (body, ETag, content type)
+
+    @property
+    def client(self):
+        raise NotImplementedError("a MemoryStore has no S3 client: presigned URLs and multipart uploads need S3")
+
+    def put_bytes(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+        if_match: str | None = None,
+    ) -> str:
+        if if_absent and if_match:
+            raise ValueError("if_absent and if_match are exclusive")
+        etag = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+        with self._lock:
+            held = self._objects.get(key)
+            if if_absent and held is not None:
+                raise AlreadyExists(key)
+            if if_match is not None and (held is None or held[1] != if_match):
+                raise Conflict(key)
+            self._objects[key] = (bytes(body), etag, content_type)
+        return etag
+
+    def _held(self, key: str) -> tuple[bytes, str, str]:
+        with self._lock:
+            held = self._objects.get(key)
+        if held is None:
+            raise NotFound(key)
+        return held
+
+    def get_bytes_with_etag(self, key: str) -> tuple[bytes, str]:
+        body, etag, _ = self._held(key)
+        return body, etag
+
+    def get_bytes_if_changed(self, key: str, etag: str | None) -> tuple[bytes | None, str]:
+        body, current, _ = self._held(key)
+        return (None, current) if etag == current else (body, current)
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        body = self._held(key)[0]
+        return body[start:end] if end > start else b""
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            held = self._objects.get(key)
+        if held is None:
+            return None
+        return {"ContentLength": len(held[0]), "ETag": held[1], "ContentType": held[2], "Metadata": {}}
+
+    def exists(self, key: str) -> bool:
+        with self._lock:
+            return key in self._objects
+
+    def list_keys(self, prefix: str) -> list[str]:
+        with self._lock:
+            return sorted(k for k in self._objects if k.startswith(prefix))
+
+    def list_objects(self, prefix: str) -> list[dict[str, Any]]:
+        with self._lock:
+            found = [(k, v) for k, v in self._objects.items() if k.startswith(prefix)]
+        return [{"Key": k, "Size": len(v[0]), "ETag": v[1]} for k, v in sorted(found)]
+
+    def open(self, key: str, version_id: str | None = None) -> Readable:
+        if version_id:
+            raise NotImplementedError("a MemoryStore keeps no object versions")
+        return io.BytesIO(self._held(key)[0])
+
+    def copy(
+        self,
+        source: str,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        source_version: str | None = None,
+        if_match: str | None = None,
+    ) -> None:
+        if source_version:
+            raise NotImplementedError("a MemoryStore keeps no object versions")
+        body, etag, _ = self._held(source)
+        if if_match is not None and etag != if_match:
+            raise Conflict(source)
+        self.put_bytes(key, body, content_type=content_type)
+
+    def delete(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._objects.pop(key, None)
 
 
 def npy_view(body: bytes) -> np.ndarray:

@@ -22,6 +22,22 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
+def holdout_losses(y_true: np.ndarray, output: np.ndarray, classifier: bool) -> tuple[np.ndarray, float]:
+    """The per-row losses and the metric of held-out rows, as a tuning job ranks trials: ``output`` is a
+    regression's predicted values (squared error per row; R², NaN when a prediction is not finite) or a
+    classifier's (n, K) class probabilities (the log loss of the true class, clipped at 1e-15; accuracy).
+    Unregularized, so that models of any family compare."""
+    y = np.asarray(y_true, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if classifier:
+            proba = np.asarray(output, dtype=np.float64)
+            picked = proba[np.arange(len(y)), y.astype(np.int64)]
+            return -np.log(np.clip(picked, 1e-15, 1.0)), float(np.mean(np.argmax(proba, axis=1) == y))
+        predicted = np.asarray(output, dtype=np.float64)
+        finite = bool(np.all(np.isfinite(predicted)))
+        return (y - predicted) ** 2, regression_metrics(y, predicted)["r2"] if finite else float("nan")
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float | int | list[list[int]]]:
     """Accuracy, macro F1, log loss, confusion matrix and (binary) ROC AUC, as scikit-learn defines them.
 

@@ -59,7 +59,19 @@ ASYNC_NETWORK_OPTIMIZERS = ["adam"]
 ASYNC_NETWORK_LEARNING_RATE = {"low": 0.01, "high": 0.1}
 ASYNC_NETWORK_MAX_STALENESS = 3
 
+# async trials join the default search space only from this many training rows (the training split, validation
+# included): below it a sync round over the whole split takes about a millisecond (a worker's gradient over 1,000,000
+# x 28 rows takes 27 ms, docs/benchmarks.md) and has no straggler to hide, so an asynchronous trial only adds noise
+# (stale gradients, a learning rate to guess) and cost to a search that exact, Newton and L-BFGS trials settle
+ASYNC_DEFAULT_MIN_ROWS = 20_000
+
 Job = tuple[int, int]
+
+
+def default_modes(training_rows: int) -> list[str]:
+    """The default search space's ``mode`` for a training split of ``training_rows`` rows: sync and async from
+    ``ASYNC_DEFAULT_MIN_ROWS`` rows, sync only below."""
+    return ["sync", "async"] if training_rows >= ASYNC_DEFAULT_MIN_ROWS else ["sync"]
 
 
 def rungs(min_epochs: int, max_epochs: int, eta: int) -> list[int]:
@@ -328,27 +340,81 @@ def complexity(hyperparameters: Mapping[str, Any]) -> int:
     return sum(int(units) for units in hyperparameters.get("hidden_layers") or [64])
 
 
+def one_standard_error(candidates: Sequence[tuple[float, float, int]]) -> int:
+    """The one-standard-error rule over ``(loss, standard error, complexity)`` candidates: of those whose loss is
+    within one standard error of the lowest (the first of equal lowest losses), the least complex, then the lower
+    loss, then the earlier. Non-finite losses are never chosen unless no loss is finite (then the first)."""
+    finite = [i for i, (loss, _, _) in enumerate(candidates) if math.isfinite(loss)]
+    if not finite:
+        return 0
+    leader = min(finite, key=lambda i: (candidates[i][0], i))
+    bound = candidates[leader][0] + candidates[leader][1]
+    near = [i for i in finite if candidates[i][0] <= bound]
+    return min(near, key=lambda i: (candidates[i][2], candidates[i][0], i))
+
+
 def select(entries: Sequence[Mapping[str, Any]]) -> tuple[int, str]:
     """The trial to register from leaderboard entries ordered best first (``leaderboard_order``), by the
-    one-standard-error rule: of the trials at the leader's rung whose validation loss is within one standard error
-    (``validation_loss_se``) of the leader's, the least complex (``complexity``), then the lower loss. A small
-    validation split cannot tell such trials apart, and the simpler model generalizes more reliably. Returns the
-    entry's index and why it was chosen."""
+    one-standard-error rule (``one_standard_error``): of the trials at the leader's rung whose validation loss is
+    within one standard error (``validation_loss_se``) of the leader's, the least complex (``complexity``), then
+    the lower loss. A small validation split cannot tell such trials apart, and the simpler model generalizes more
+    reliably. Returns the entry's index and why it was chosen."""
     leader = entries[0]
     loss, se = float(leader["validation_loss"]), float(leader.get("validation_loss_se") or 0.0)
     near = [
         i
         for i, e in enumerate(entries)
-        if e.get("validation_loss") is not None
-        and int(e.get("rung") or 0) == int(leader.get("rung") or 0)
-        and float(e["validation_loss"]) <= loss + se
+        if e.get("validation_loss") is not None and int(e.get("rung") or 0) == int(leader.get("rung") or 0)
     ]
-    chosen = min(
-        near, key=lambda i: (complexity(entries[i]["hyperparameters"]), float(entries[i]["validation_loss"]), i)
-    )
+    candidates = [
+        (
+            float(entries[i]["validation_loss"]),
+            float(entries[i].get("validation_loss_se") or 0.0),
+            complexity(entries[i]["hyperparameters"]),
+        )
+        for i in near
+    ]
+    chosen = near[one_standard_error(candidates)]
     if chosen == 0:
         return 0, f"the lowest validation loss ({loss:.6g})"
     return chosen, (
         f"the simplest trial within one standard error ({se:.3g}) of the lowest validation loss ({loss:.6g}, "
         f"trial {leader['trial']})"
     )
+
+
+def select_cross_validated(finalists: Sequence[Mapping[str, Any]], folds: int) -> tuple[int, str]:
+    """The finalist to register by the one-standard-error rule on the ``folds``-fold cross-validated loss
+    (``cv_loss``, ``cv_loss_se``; an infinite loss, a finalist whose fold run diverged, is never chosen while
+    another is finite): its index in ``finalists`` and why."""
+    candidates = [(float(f["cv_loss"]), float(f["cv_loss_se"]), complexity(f["hyperparameters"])) for f in finalists]
+    chosen = one_standard_error(candidates)
+    finite = [i for i, c in enumerate(candidates) if math.isfinite(c[0])]
+    leader = min(finite, key=lambda i: (candidates[i][0], i)) if finite else 0
+    loss, se = candidates[leader][:2]
+    if chosen == leader:
+        return chosen, (f"the lowest {folds}-fold cross-validated loss ({loss:.6g}) of the {len(finalists)} finalists")
+    return chosen, (
+        f"the simplest of the {len(finalists)} finalists within one standard error ({se:.3g}) of the lowest "
+        f"{folds}-fold cross-validated loss ({loss:.6g}, trial {finalists[leader]['trial']})"
+    )
+
+
+def fold_assignment(n_rows: int, folds: int, seed: int) -> np.ndarray:
+    """Each row's cross-validation fold (0..folds-1): a seeded permutation dealt round-robin, so every row is out of
+    fold exactly once and the folds' sizes differ by one at most."""
+    if folds < 2 or n_rows < folds:
+        raise ValueError(f"need 2 <= folds <= rows, got {folds} folds of {n_rows} rows")
+    assigned = np.empty(n_rows, dtype=np.int64)
+    assigned[np.random.default_rng(seed).permutation(n_rows)] = np.arange(n_rows) % folds
+    return assigned
+
+
+def holdout_split(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (each sorted) of a seeded split of ``n_rows`` into training and validation rows, the validation
+    share ``fraction`` (at least one row, and at least one left to train on)."""
+    if n_rows < 2 or not 0 < fraction < 1:
+        raise ValueError(f"need at least 2 rows and 0 < fraction < 1, got {n_rows} rows and fraction {fraction}")
+    held = min(n_rows - 1, max(1, round(fraction * n_rows)))
+    order = np.random.default_rng(seed).permutation(n_rows)
+    return np.sort(order[held:]), np.sort(order[:held])

@@ -8,7 +8,7 @@ import numpy as np
 
 from mlcore.infra.storage import ObjectStore, npy_sample_rows
 from mlcore.math import importance, mlp, models
-from mlcore.math.metrics import classification_metrics, regression_metrics
+from mlcore.math.metrics import classification_metrics, holdout_losses, regression_metrics
 from mlcore.math.preprocessing import Preprocessor
 from mlcore.steps.schemas import EvaluateTask
 from mlcore.steps.training import network, read_params, training_curve
@@ -101,15 +101,8 @@ def validate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
     block = npy_sample_rows(store, task.data.validation.key, EVALUATED_MAX_ROWS)[0].astype("float64")
     X, y = block[:, :-1], block[:, -1]
     with np.errstate(all="ignore"):
-        if net.is_classifier:
-            proba = net.predict_proba(theta, X)
-            picked = proba[np.arange(len(y)), y.astype(np.int64)]
-            losses = -np.log(np.clip(picked, 1e-15, 1.0))
-            metric = float(np.mean(np.argmax(proba, axis=1) == y))
-        else:
-            predicted = net.predict(theta, X)
-            losses = (y - predicted) ** 2
-            metric = float(regression_metrics(y, predicted)["r2"]) if np.all(np.isfinite(predicted)) else float("nan")
+        output = net.predict_proba(theta, X) if net.is_classifier else net.predict(theta, X)
+        losses, metric = holdout_losses(y, output, net.is_classifier)
         loss = float(np.mean(losses))
         se = float(np.std(losses, ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else 0.0
     return {

@@ -11,7 +11,7 @@ create-only per (trial, rung), so a duplicate or late delivery never advances a 
 the Evaluate function registers its model (test metrics, search history in the lineage), promoted only if it beats
 the trivial baseline and production; ``finish`` records the leaderboard and the trials' cost.
 
-Keys: ``layout.tuning_*`` (record, data, claims, results, summary).
+Keys: ``layout.tuning_*`` (record, data, claims, results, selection, summary).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ from mlcore.infra.errors import ConflictError, InvalidInput, NotFoundError
 from mlcore.infra.storage import AlreadyExists, Conflict, NotFound, ObjectStore
 from mlcore.math import cost, models
 from mlcore.math import tuning as asha
-from mlcore.steps import ingestion, problem, runs, tuning_plan
+from mlcore.steps import crossval, ingestion, problem, runs, tuning_plan
 from mlcore.steps.schemas import Strict, TrainingRequest, TuningRequest
 from mlcore.steps.training import TrainingDiverged
 
@@ -492,16 +493,88 @@ def _best(board: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {**{k: chosen[k] for k in keys}, "selected_because": why}
 
 
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _cross_validated(
+    store: ObjectStore,
+    record: dict[str, Any],
+    board: list[dict[str, Any]],
+    data: dict[str, Any],
+    seconds_left: Callable[[], float] | None,
+) -> dict[str, Any] | None:
+    """The best trial by cross-validation (``crossval``): the finalists re-scored on ``FOLDS`` folds of the job's
+    training + validation rows, each trained to the budget of the rung it reached, chosen by the one-standard-error
+    rule on the cross-validated loss; with the finalists' figures. None when every finalist's fold runs diverged."""
+    entries = crossval.finalists(board)
+    trials = [(int(e["trial"]), trial_request(record, int(e["trial"]), int(e["rung"]))) for e in entries]
+    prepare = TrainingRequest.model_validate(record["prepare"])
+    scored = crossval.cross_validate(
+        crossval.pooled_rows(store, data),
+        [(trial, request.hyperparameters) for trial, request in trials],
+        n_classes=len(data.get("classes") or []),
+        n_shards=len(data["shards"]),
+        validation_fraction=prepare.validation_fraction,
+        seed=prepare.seed,
+        run_prefix=str(record["job_id"]),
+        seconds_left=seconds_left,
+    )
+    if not any(math.isfinite(s["cv_loss"]) for s in scored):
+        return None
+    ranked = [{**s, "hyperparameters": e["hyperparameters"]} for s, e in zip(scored, entries, strict=True)]
+    index, why = asha.select_cross_validated(ranked, crossval.FOLDS)
+    chosen = entries[index]
+    keys = ("trial", "validation_loss", "validation_loss_se", "validation_metric", "hyperparameters", "mode")
+    figures = [
+        {"trial": s["trial"], "cv_loss": _finite(s["cv_loss"]), "cv_loss_se": _finite(s["cv_loss_se"]),
+         "cv_metric": s["cv_metric"]}
+        for s in scored
+    ]  # fmt: skip
+    return {**{k: chosen[k] for k in keys}, "selected_because": why, "cross_validation": figures}
+
+
+def selection(
+    store: ObjectStore,
+    job_id: str,
+    record: dict[str, Any],
+    board: list[dict[str, Any]],
+    seconds_left: Callable[[], float] | None = None,
+) -> dict[str, Any] | None:
+    """The trial to register and why, chosen once and stored create-only (``layout.tuning_selection_key``), so that
+    a retried finalize and ``finish`` use the same choice: by cross-validation when ``crossval.applies`` (a small data
+    set, two sync finalists at least), else ``_best`` (the one-standard-error rule on the validation split; also when
+    the cross-validation would not fit the invocation's ``seconds_left``, which ``selected_because`` then says). None
+    (nothing stored) when no trial has a validation loss."""
+    key = layout.tuning_selection_key(job_id)
+    with contextlib.suppress(NotFound):
+        return store.get_json(key)
+    best = _best(board)
+    if best is None:
+        return None
+    data = store.get_json(layout.tuning_data_key(job_id))
+    if crossval.applies(data, board):
+        try:
+            best = _cross_validated(store, record, board, data, seconds_left) or best
+        except crossval.OutOfTime as err:
+            best = {**best, "selected_because": f"{best['selected_because']}; cross-validation did not fit: {err}"}
+    try:
+        store.put_json(key, best, if_absent=True)
+    except AlreadyExists:  # a concurrent finalize stored its choice first: the same, seeded
+        return store.get_json(key)
+    return best
+
+
 # -- Finalize -------------------------------------------------------------------------------------------------
-def finalize(store: ObjectStore, task: FinalizeTask) -> dict[str, Any]:
-    """The Evaluate task that registers the best trial's model: its run's last state, its request (``trial``
-    false, the epochs it reached) and the search history for the lineage. Every trial failed: AllTrialsFailed,
-    naming the reasons (the job fails)."""
+def finalize(store: ObjectStore, task: FinalizeTask, seconds_left: Callable[[], float] | None = None) -> dict[str, Any]:
+    """The Evaluate task that registers the best trial's model (``selection``): its run's last state, its request
+    (``trial`` false, the epochs it reached) and the search history for the lineage. Every trial failed:
+    AllTrialsFailed, naming the reasons (the job fails). ``seconds_left``: the invocation's remaining time."""
     record = _record(store, task.job_id)
     claims, _ = _claims(store, task.job_id)
     results = _results(store, task.job_id)
     board = leaderboard(record, claims, results, finished=True)
-    best = _best(board)
+    best = selection(store, task.job_id, record, board, seconds_left)
     if best is None:
         reasons = sorted({str(r.get("reason")) for r in results.values() if r.get("status") in ("failed", "diverged")})
         raise AllTrialsFailed(f"every trial of tuning job {task.job_id} failed: {'; '.join(reasons)[:400]}")
@@ -534,6 +607,7 @@ def finalize(store: ObjectStore, task: FinalizeTask) -> dict[str, Any]:
             "validation_loss": best["validation_loss"],
             "validation_metric": best["validation_metric"],
             "selected_because": best["selected_because"],
+            **({"cross_validation": best["cross_validation"]} if "cross_validation" in best else {}),
             "rungs": record["rungs"],
             "trials": record["trials"],
             "search": history,
@@ -587,7 +661,7 @@ def finish(
         "job_id": task.job_id,
         "ended_at": datetime.now(UTC).isoformat(),
         "leaderboard": board,
-        "best": _best(board),
+        "best": selection(store, task.job_id, record, board),
         "model": promotion(task.registered, production),
         "trial_costs": costs,
         "cost_usd": round(sum(costs.values()), 6),

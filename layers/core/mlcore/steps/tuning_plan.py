@@ -18,13 +18,17 @@ from mlcore.steps.preparation import shared
 from mlcore.steps.schemas import Hyperparameters, TrainingRequest, TuningRequest
 
 
-def training_rows(request: TuningRequest, meta: dict) -> int:
-    """Training rows a trial fits on: the rows with a target value less the test and validation splits."""
+def split_rows(request: TuningRequest, meta: dict) -> tuple[int, int, int]:
+    """(training, validation, test) rows of the job's split: the rows with a target value."""
     rows = int(meta.get("rows") or 0)
     columns = meta.get("columns") or []
     missing = next((c.get("missing") or 0 for c in columns if c.get("name") == request.target), 0)
-    train, _, _ = shared.split_sizes(rows - int(missing), request.test_fraction, request.validation_fraction)
-    return max(train, 1)
+    return shared.split_sizes(rows - int(missing), request.test_fraction, request.validation_fraction)
+
+
+def training_rows(request: TuningRequest, meta: dict) -> int:
+    """Training rows a trial fits on: the rows with a target value less the test and validation splits."""
+    return max(split_rows(request, meta)[0], 1)
 
 
 def trial_request(
@@ -106,6 +110,9 @@ def plan(request: TuningRequest, meta: dict, region: str) -> dict[str, Any]:
     Refuses (InvalidInput) a target that cannot be learned, a search space that does not fit the task, a request no
     trial of which could run on the data (the same checks as a training run's), and a budget below the estimate."""
     given = request.search_space.model_dump(exclude_none=True) if request.search_space else {}
+    if "mode" not in given:  # async trials only where they can pay
+        train, validation, _ = split_rows(request, meta)
+        given["mode"] = tuning.default_modes(train + validation)
     problem = problems.infer_problem(meta, request.target, request.preprocessing, chosen_model(given.get("model")))
     try:
         space = tuning.resolve_space(given, problem.task)
