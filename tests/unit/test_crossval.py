@@ -146,3 +146,20 @@ def test_the_in_process_loop_stops_early_on_its_validation_block_and_keeps_the_b
     assert np.array_equal(theta, store.get_arrays(f"runs/run-x/params/round-{best:05d}.npz")["theta"].ravel())
     [block] = [k for k in store.list_keys("scratch/") if k.endswith(".npy")]
     assert block.startswith("scratch/run-x/validation-")
+
+
+def _entry(trial: int, model: str, loss: float | None, mode: str = "sync") -> dict:
+    return {"trial": trial, "mode": mode, "validation_loss": loss, "hyperparameters": {"model": model}}
+
+
+def test_the_finalists_hold_the_best_trial_of_every_family_even_below_the_top_four():
+    # breast cancer's board: networks in the first five places, the best logistic trial sixth
+    board = [_entry(t, "mlp_classifier", 0.01 * (t + 1)) for t in range(5)]
+    board += [_entry(9, "logistic_regression", 0.056), _entry(8, "logistic_regression", 0.058)]
+    assert [e["trial"] for e in crossval.finalists(board)] == [0, 1, 2, 9]
+    # async trials, unknown and infinite losses are left out; with one family the top four
+    board = [_entry(0, "mlp_classifier", 0.01, "async"), _entry(1, "mlp_classifier", None)]
+    board += [_entry(2, "mlp_classifier", math.inf)] + [_entry(t, "mlp_classifier", 0.1 * t) for t in range(3, 9)]
+    assert [e["trial"] for e in crossval.finalists(board)] == [3, 4, 5, 6]
+    # fewer trials than finalists: all of them
+    assert [e["trial"] for e in crossval.finalists(board[3:5])] == [3, 4]

@@ -117,14 +117,24 @@ def pooled_rows(store: ObjectStore, data: Mapping[str, Any]) -> np.ndarray:
 
 
 def finalists(board: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The leaderboard's (best first) top ``FINALISTS`` sync trials with a finite validation loss: async trials are
-    not re-run (their updates depend on the workers' timing)."""
+    """``FINALISTS`` of the leaderboard's (best first) sync trials with a finite validation loss, in its order: the
+    best of each model family, then the best others. Every family competes, so the one-standard-error rule can
+    prefer the linear model even when networks fill the top of the board (breast cancer: the best logistic trial
+    was 6th on the validation split). Async trials are not re-run (their updates depend on the workers' timing)."""
     found = [
         e
         for e in board
         if e["mode"] == "sync" and e["validation_loss"] is not None and math.isfinite(float(e["validation_loss"]))
     ]
-    return found[:FINALISTS]
+    firsts: dict[str, Mapping[str, Any]] = {}
+    for e in found:
+        firsts.setdefault(str(e["hyperparameters"]["model"]), e)
+    chosen = {int(e["trial"]) for e in firsts.values()}
+    for e in found:
+        if len(chosen) >= FINALISTS:
+            break
+        chosen.add(int(e["trial"]))
+    return [e for e in found if int(e["trial"]) in chosen]
 
 
 def applies(data: Mapping[str, Any], board: Sequence[Mapping[str, Any]]) -> bool:
