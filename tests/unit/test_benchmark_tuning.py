@@ -103,3 +103,9 @@ def test_quick_and_default_requests():
     assert bench._request(quick=True) == {
         "max_trials": 4, "max_parallel_trials": 2, "min_epochs": 3, "max_epochs": 9
     }  # fmt: skip
+
+
+def test_the_report_says_how_the_best_trial_was_chosen():
+    cv = {"cross_validation": [{"trial": 1}, {"trial": 4}], "cross_validation_seconds": 2.6666}
+    assert bench.cross_validation(cv) == "5-fold CV of 2, 2.7 s"
+    assert bench.cross_validation({"trial": 0, "selected_because": "the lowest validation loss"}) == "validation split"

@@ -404,6 +404,7 @@ def test_on_a_small_data_set_finalize_chooses_by_cross_validation_and_writes_onl
     )
     chosen = store.documents[layout.tuning_selection_key(JOB)]
     assert (chosen["trial"], chosen["cross_validation"], chosen["validation_loss"]) == (1, figures, 1.0)
+    assert chosen["cross_validation_seconds"] > 0  # its cost, for the summary's best and the benchmark
 
 
 def test_a_retried_finalize_and_finish_use_the_stored_choice():

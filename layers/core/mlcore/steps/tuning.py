@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import re
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -510,6 +511,7 @@ def _cross_validated(
     entries = crossval.finalists(board)
     trials = [(int(e["trial"]), trial_request(record, int(e["trial"]), int(e["rung"]))) for e in entries]
     prepare = TrainingRequest.model_validate(record["prepare"])
+    started = time.perf_counter()
     scored = crossval.cross_validate(
         crossval.pooled_rows(store, data),
         [(trial, request.hyperparameters) for trial, request in trials],
@@ -531,7 +533,9 @@ def _cross_validated(
          "cv_metric": s["cv_metric"]}
         for s in scored
     ]  # fmt: skip
-    return {**{k: chosen[k] for k in keys}, "selected_because": why, "cross_validation": figures}
+    seconds = round(time.perf_counter() - started, 3)
+    return {**{k: chosen[k] for k in keys}, "selected_because": why, "cross_validation": figures,
+            "cross_validation_seconds": seconds}  # fmt: skip
 
 
 def selection(
