@@ -512,6 +512,9 @@ def report_text(results: list[QualityResult], s: SpeedResult) -> str:
     for q in results:
         members = ", ".join(f"{k} {v:.4f} (val {vv:.4f})" for k, (vv, v) in q.suite.members.items())
         lines.append(f"   {q.dataset.name} suite: {members}")
+        if q.metric == "accuracy":  # the bound against what one test row is worth
+            n = len(q.split.y_test)
+            lines.append(f"      {q.dataset.name}: one of the {n} test rows is {1 / n:.4f} of accuracy")
     lines.append(
         "   sklearn best: the suite member with the best test metric (the bound's reference); sklearn by validation: "
         "the member with the best validation metric, picked as the job picks its best trial (by the validation rows)"

@@ -366,6 +366,10 @@ def tuning_outcome(job: Mapping[str, Any]) -> str:
         setup += [f"learning rate {hp['learning_rate']:g}" if hp.get("learning_rate") else None, best.get("mode")]
         told = ", ".join(str(part) for part in setup if part)
         text += f": best trial {best.get('trial')} ({told}), validation {job.get('metric')} {shown}"
+        folds = [f for f in best.get("cross_validation") or [] if f.get("trial") == best.get("trial")]
+        if folds and isinstance(folds[0].get("cv_metric"), int | float):
+            finalists = len(best["cross_validation"])
+            text += f", cross-validated {folds[0]['cv_metric']:.4g} (chosen among {finalists} finalists)"
     model = job.get("model")
     if model:
         text += f"; model {model.get('model_name')} version {model.get('version')}"

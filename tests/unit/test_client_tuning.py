@@ -438,6 +438,16 @@ def test_the_outcome_names_the_best_trial_and_the_model_it_registered():
         "best trial 2 (linear_regression, solver exact, sync), validation r2 0.93; "
         "model m version 5: not promoted: no better than v4"
     )
+    # on a small data set the job chose by cross-validation: its out-of-fold metric too
+    job["best"]["cross_validation"] = [{"trial": 7, "cv_metric": 0.9}, {"trial": 2, "cv_metric": 0.87654}]
+    assert (
+        tuning_outcome(job)
+        .split(": ", 1)[1]
+        .startswith(
+            "best trial 2 (linear_regression, solver exact, sync), validation r2 0.93, cross-validated 0.8765 "
+            "(chosen among 2 finalists); model m version 5"
+        )
+    )
 
 
 def test_sml_tune_watch_shows_the_trials_and_ends_with_the_best_and_the_model(api, capsys):
