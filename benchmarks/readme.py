@@ -45,6 +45,7 @@ HEADLINES = [
         "MLP (64, 64), Friedman #1 (20,000 rows): test R²",
     ),
     ("Predict, warm, MLP (64, 64), 1000 instance(s): p50", "Predict, warm, MLP (64, 64), 1,000 rows: p50"),
+    ("diabetes: tuned model's test r2", "tuning with dataset, target, model name only, diabetes: test R²"),
     (
         "diabetes, 32 trials, 8 at a time: share of trials stopped early",
         "tuning job, 32 trials (8 at a time): share stopped early",

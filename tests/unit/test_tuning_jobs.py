@@ -337,17 +337,7 @@ def test_a_trial_s_validation_loss_comes_with_its_standard_error():
 def test_finalize_registers_the_simplest_trial_within_one_standard_error():
     store = job_store(n_trials=2)
     store.documents[layout.tuning_job_key(JOB)].update(trials=[TRIALS[1], TRIALS[0]], rungs=[3])
-    outputs = {0: (1.0, 0.2), 1: (1.1, 0.0)}  # the network's loss is lower, by less than its standard error
-    for slot in (0, 1):
-        handed = claim(store, slot)
-        plant_last_round(store, handed["trial"])
-        loss, se = outputs[handed["trial"]]
-        output = {"validation_loss": loss, "validation_loss_se": se, "validation_metric": 0.5, "rounds": 3,
-                  "stop_reason": "max_epochs"}  # fmt: skip
-        task = tuning.RecordTask(
-            action="record", job_id=JOB, slot=slot, seq=handed["seq"], trial=handed["trial"], rung=0, output=output
-        )
-        assert tuning.record(store, task)["recorded"] is True
+    record_both(store, {0: (1.0, 0.2), 1: (1.1, 0.0)})  # the network's loss is lower, by less than its standard error
     evaluate = tuning.finalize(store, tuning.FinalizeTask(action="finalize", job_id=JOB))
     assert (evaluate["run_id"], evaluate["tuning"]["trial"]) == (tuning.trial_run_id(JOB, 1), 1)
     assert evaluate["tuning"]["selected_because"] == (
@@ -376,6 +366,13 @@ def small_job(outputs: dict[int, tuple[float, float]]) -> FakeStore:
     store.documents[layout.tuning_data_key(JOB)] = {**DATA, "shards": shards, "validation": {"key": keys[2],
                                                                                              "rows": 30}}  # fmt: skip
     store.documents[layout.tuning_job_key(JOB)].update(trials=[TRIALS[1], TRIALS[0]], rungs=[3])
+    record_both(store, outputs)
+    return store
+
+
+def record_both(store: FakeStore, outputs: dict[int, tuple[float, float]]) -> None:
+    """Two slots claim trials 0 and 1 at rung 0 and record ``outputs``: each trial's validation (loss, standard
+    error) after 3 epochs."""
     for slot in (0, 1):
         handed = claim(store, slot)
         plant_last_round(store, handed["trial"])
@@ -386,7 +383,6 @@ def small_job(outputs: dict[int, tuple[float, float]]) -> FakeStore:
             action="record", job_id=JOB, slot=slot, seq=handed["seq"], trial=handed["trial"], rung=0, output=output
         )
         assert tuning.record(store, task)["recorded"] is True
-    return store
 
 
 def test_on_a_small_data_set_finalize_chooses_by_cross_validation_and_writes_only_its_choice():

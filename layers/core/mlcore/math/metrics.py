@@ -38,6 +38,14 @@ def holdout_losses(y_true: np.ndarray, output: np.ndarray, classifier: bool) -> 
         return (y - predicted) ** 2, regression_metrics(y, predicted)["r2"] if finite else float("nan")
 
 
+def mean_and_se(losses: np.ndarray) -> tuple[float, float]:
+    """The mean of per-row losses and its standard error (sample standard deviation / sqrt(rows); 0 for one row)."""
+    with np.errstate(all="ignore"):
+        mean = float(np.mean(losses))
+        se = float(np.std(losses, ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else 0.0
+    return mean, se
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float | int | list[list[int]]]:
     """Accuracy, macro F1, log loss, confusion matrix and (binary) ROC AUC, as scikit-learn defines them.
 

@@ -25,7 +25,7 @@ from mlcore.infra import layout
 from mlcore.infra.storage import AlreadyExists, MemoryStore, ObjectStore
 from mlcore.math import models
 from mlcore.math import tuning as asha
-from mlcore.math.metrics import holdout_losses
+from mlcore.math.metrics import holdout_losses, mean_and_se
 from mlcore.steps import training
 from mlcore.steps.schemas import AggregateTask, Block, Hyperparameters, InitTask, RoundState, Shard, WorkerTask
 
@@ -197,8 +197,7 @@ def cross_validate(
             scored.append({"trial": trial, "cv_loss": math.inf, "cv_loss_se": math.inf, "cv_metric": None})
             continue
         losses, metric = holdout_losses(y, output, net.is_classifier)
-        loss = float(np.mean(losses))
-        se = float(np.std(losses, ddof=1) / np.sqrt(n))
+        loss, se = mean_and_se(losses)
         finite = math.isfinite(loss) and math.isfinite(se)
         scored.append(
             {

@@ -8,7 +8,7 @@ import numpy as np
 
 from mlcore.infra.storage import ObjectStore, npy_sample_rows
 from mlcore.math import importance, mlp, models
-from mlcore.math.metrics import classification_metrics, holdout_losses, regression_metrics
+from mlcore.math.metrics import classification_metrics, holdout_losses, mean_and_se, regression_metrics
 from mlcore.math.preprocessing import Preprocessor
 from mlcore.steps.schemas import EvaluateTask
 from mlcore.steps.training import network, read_params, training_curve
@@ -103,8 +103,7 @@ def validate(store: ObjectStore, task: EvaluateTask) -> dict[str, Any]:
     with np.errstate(all="ignore"):
         output = net.predict_proba(theta, X) if net.is_classifier else net.predict(theta, X)
         losses, metric = holdout_losses(y, output, net.is_classifier)
-        loss = float(np.mean(losses))
-        se = float(np.std(losses, ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else 0.0
+    loss, se = mean_and_se(losses)
     return {
         "run_id": task.run_id,
         "status": "validated",
