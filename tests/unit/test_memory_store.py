@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from mlcore.infra.storage import AlreadyExists, Conflict, MemoryStore, NotFound, npy_sample_rows
+from mlcore.infra.storage import AlreadyExists, Conflict, MemoryStore, NeedsS3, NotFound, npy_sample_rows
 
 
 def test_a_create_only_write_refuses_an_existing_key_and_leaves_it():
@@ -73,5 +73,5 @@ def test_reads_listing_and_deletion():
 
 
 def test_operations_that_need_s3_say_so():
-    with pytest.raises(NotImplementedError, match="no S3 client"):
+    with pytest.raises(NeedsS3, match="no S3 client"):
         MemoryStore().presign_get("k", 60)

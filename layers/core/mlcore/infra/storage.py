@@ -454,13 +454,17 @@ class S3Store:
             return {name: npz[name] for name in npz.files}, etag
 
 
+class NeedsS3(Exception):
+    """An operation only S3 offers (presigned URLs, multipart uploads, object versions) asked of a ``MemoryStore``."""
+
+
 class MemoryStore(S3Store):
     """An ``ObjectStore`` held in a dict, for scratch runs in one process (a tuning job's cross-validation trains
     its folds in memory: no S3 request, nothing written to the bucket). Every key/value operation of ``S3Store``
     works on top of its byte-level primitives, overridden here with S3's semantics: ``if_absent`` raises
     ``AlreadyExists`` when the key is there, ``if_match`` raises ``Conflict`` unless the key is there with that
     ETag (the quoted MD5 of its body); a missing key raises ``NotFound``. Presigning and multipart uploads need S3:
-    asking for them raises ``NotImplementedError`` naming the operation."""
+    asking for them raises ``NeedsS3`` naming the operation."""
 
     def __init__(self, bucket: str = "memory"):
         super().__init__(bucket)
@@ -469,7 +473,7 @@ class MemoryStore(S3Store):
 
     @property
     def client(self):
-        raise NotImplementedError("a MemoryStore has no S3 client: presigned URLs and multipart uploads need S3")
+        raise NeedsS3("a MemoryStore has no S3 client: presigned URLs and multipart uploads need S3")
 
     def put_bytes(
         self,
@@ -533,7 +537,7 @@ class MemoryStore(S3Store):
 
     def open(self, key: str, version_id: str | None = None) -> Readable:
         if version_id:
-            raise NotImplementedError("a MemoryStore keeps no object versions")
+            raise NeedsS3("a MemoryStore keeps no object versions")
         return io.BytesIO(self._held(key)[0])
 
     def copy(
@@ -546,7 +550,7 @@ class MemoryStore(S3Store):
         if_match: str | None = None,
     ) -> None:
         if source_version:
-            raise NotImplementedError("a MemoryStore keeps no object versions")
+            raise NeedsS3("a MemoryStore keeps no object versions")
         body, etag, _ = self._held(source)
         if if_match is not None and etag != if_match:
             raise Conflict(source)
